@@ -1,0 +1,66 @@
+"""Atomic file writes and content hashes.
+
+Anything another process reads (bar store files, dataset snapshots, artifacts, pointers) is written to a
+temporary file in the same folder, fsynced, then moved over the target with ``os.replace``, and the folder
+is fsynced so the rename itself survives a crash. Readers therefore see the old file or the new one,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename is durable only once its folder is synced)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` to produce the file, then atomically move it to ``target``.
+
+    ``write`` receives a path in ``target``'s folder; whatever it leaves there replaces ``target`` in one
+    step. On any exception the temporary file is removed and ``target`` is untouched.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+def atomic_write_bytes(target: Path, data: bytes) -> None:
+    """Atomically replace ``target`` with ``data``."""
+    atomic_write(target, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    """Atomically replace ``target`` with UTF-8 ``text``."""
+    atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

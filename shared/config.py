@@ -1,0 +1,199 @@
+"""The farm config file: the universe and the per-timeframe parameters.
+
+The file is TOML (``farm.toml`` in the repository documents every key with its default). Every key is
+optional: what the file leaves out takes the default declared here, so the defaults live in exactly one
+place. ``load_config`` validates the whole file up front and names the key that is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import ConfigError, FarmError
+from shared.symbols import canonical_symbol
+from shared.timeframes import Timeframe, parse_duration, parse_timeframe
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos; refusing them beats silently training with a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GateThresholds(_Strict):
+    """Thresholds the validation gates compare a candidate against (used from the promotion stage on)."""
+
+    min_logloss_improvement: float = Field(
+        0.01, ge=0.0, description="relative test log-loss improvement over the class-prior baseline"
+    )
+    max_class_share: Fraction = Field(0.70, description="largest share one predicted class may take")
+    min_mean_confidence: Fraction = Field(0.40, description="floor on the mean top-class probability")
+    min_eligible_share: Fraction = Field(0.05, description="floor on the share of bars with p >= p*")
+    min_sharpe: float = Field(0.0, description="floor on the fee-aware simulation's Sharpe ratio")
+    max_regression_pct: float = Field(
+        2.0, ge=0.0, description="log-loss/Brier may be at most this % worse than the champion's"
+    )
+    min_sharpe_fraction: float = Field(
+        0.8, ge=0.0, description="Sharpe must reach this fraction of the champion's on the same window"
+    )
+
+
+class TimeframeParams(_Strict):
+    """Everything that differs between timeframes. Durations are strings like "90d", "12h"."""
+
+    label_horizon: int = Field(ge=1, description="bars ahead the label's forward return looks")
+    label_threshold: float = Field(
+        0.5, gt=0.0, description="class boundary in units of sigma * sqrt(horizon)"
+    )
+    vol_window: int = Field(48, ge=5, description="bars in the rolling volatility that scales the label")
+    training_window: str = Field(description="history used for one retrain")
+    cadence: str = Field(description="how often beat starts a full retrain")
+    freshness_limit: str = Field(description="a champion older than this triggers a retrain")
+    max_gap_bars: int = Field(
+        3, ge=1, description="a gap of more missing bars than this starts a new segment (no feature "
+        "window or label reaches across it)"
+    )
+    gates: GateThresholds = GateThresholds()
+
+    @field_validator("training_window", "cadence", "freshness_limit")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def training_window_td(self) -> timedelta:
+        return parse_duration(self.training_window)
+
+    @property
+    def cadence_td(self) -> timedelta:
+        return parse_duration(self.cadence)
+
+    @property
+    def freshness_limit_td(self) -> timedelta:
+        return parse_duration(self.freshness_limit)
+
+
+def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
+    return {
+        Timeframe.M5: TimeframeParams(
+            label_horizon=12, training_window="60d", cadence="6h", freshness_limit="1d", vol_window=96
+        ),
+        Timeframe.H1: TimeframeParams(
+            label_horizon=6, training_window="365d", cadence="1d", freshness_limit="3d"
+        ),
+        Timeframe.H12: TimeframeParams(
+            label_horizon=2, training_window="1095d", cadence="7d", freshness_limit="14d", vol_window=30
+        ),
+        Timeframe.D1: TimeframeParams(
+            label_horizon=1, training_window="1460d", cadence="7d", freshness_limit="14d", vol_window=20
+        ),
+    }
+
+
+class SplitParams(_Strict):
+    """Chronological split fractions and walk-forward folds (shared by every timeframe)."""
+
+    calibration_fraction: Fraction = 0.15
+    test_fraction: Fraction = 0.15
+    oof_folds: int = Field(4, ge=2, le=20, description="purged walk-forward folds inside train")
+    min_train_rows: int = Field(200, ge=10, description="refuse a snapshot with fewer training rows")
+
+    @model_validator(mode="after")
+    def _room_for_train(self) -> SplitParams:
+        if self.calibration_fraction + self.test_fraction >= 0.8:
+            raise ValueError("calibration_fraction + test_fraction must leave at least 20% for training")
+        return self
+
+
+class DataParams(_Strict):
+    """Import rules for the bar store."""
+
+    min_rows: int = Field(288, ge=1, description="refuse a file with fewer 5m bars (288 = one day)")
+
+
+class Universe(_Strict):
+    """Which symbols and timeframes the farm retrains."""
+
+    symbols: tuple[str, ...] = ("BTC_USDT", "ETH_USDT")
+    timeframes: tuple[Timeframe, ...] = tuple(Timeframe)
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _canonical(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return tuple(canonical_symbol(str(v)) for v in value)
+        return value
+
+    @field_validator("timeframes", mode="before")
+    @classmethod
+    def _timeframes(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return tuple(parse_timeframe(str(v)) for v in value)
+        return value
+
+
+class FarmConfig(_Strict):
+    """The whole config file."""
+
+    universe: Universe = Universe()
+    data: DataParams = DataParams()
+    splits: SplitParams = SplitParams()
+    timeframes: dict[Timeframe, TimeframeParams] = Field(default_factory=_default_timeframes)
+
+    @field_validator("timeframes", mode="before")
+    @classmethod
+    def _merge_defaults(cls, value: object) -> object:
+        # A file may override one key of one timeframe; the rest of that timeframe keeps its defaults.
+        if not isinstance(value, dict):
+            return value
+        merged: dict[Timeframe, object] = {tf: p.model_dump() for tf, p in _default_timeframes().items()}
+        for key, params in value.items():
+            tf = parse_timeframe(str(key))
+            if isinstance(params, dict):
+                base = merged[tf]
+                assert isinstance(base, dict)
+                gates = {**base.get("gates", {}), **params.get("gates", {})}
+                merged[tf] = {**base, **params, "gates": gates}
+            else:
+                merged[tf] = params
+        return merged
+
+    def params(self, timeframe: Timeframe) -> TimeframeParams:
+        """Parameters of one timeframe."""
+        return self.timeframes[timeframe]
+
+    def config_hash(self) -> str:
+        """sha256 of the normalised config: two runs with equal hashes used equal parameters."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def load_config(path: Path | None) -> FarmConfig:
+    """Read and validate the config file at ``path``; ``None`` or a missing default file gives defaults."""
+    if path is None:
+        return FarmConfig()
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (set FARM_CONFIG_FILE or create it)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    try:
+        return FarmConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"config file {path}: {problems}") from None
+    except FarmError as exc:  # a bad symbol or timeframe raised by a validator above
+        raise ConfigError(f"config file {path}: {exc}") from None

@@ -1,0 +1,96 @@
+"""The farm's one error tree.
+
+Every error the farm raises on purpose derives from :class:`FarmError`. Each class says who handles it.
+Only :class:`TransientError` and its children are ever retried (by Celery tasks, with backoff); everything
+else is a fact about the input or the set-up that retrying cannot change.
+"""
+
+from __future__ import annotations
+
+
+class FarmError(Exception):
+    """Base of every deliberate farm error.
+
+    Handled by: the CLI (prints the message, exits 1), Celery tasks (mark the run failed with the message).
+    """
+
+
+class ConfigError(FarmError):
+    """Settings or the config file are invalid (unknown timeframe, bad duration, unreadable TOML).
+
+    Handled by: whoever starts a process; raised before any work begins, never retried.
+    """
+
+
+class SymbolError(FarmError):
+    """A symbol cannot be turned into a canonical id, or could escape the store folder.
+
+    Handled by: the CLI and the data store; nothing is read or written for such a symbol.
+    """
+
+
+class DataError(FarmError):
+    """Market data is unusable: a validation rule failed for a file, column and row.
+
+    Carries ``file``, ``column`` and ``row`` (1-based data row, header excluded) when known, so a person
+    can open the file and find the bad line. Handled by: the importer, which refuses the whole file and
+    leaves the store exactly as it was; the CLI prints the message.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: str | None = None,
+        column: str | None = None,
+        row: int | None = None,
+    ) -> None:
+        self.problem = problem
+        self.file = file
+        self.column = column
+        self.row = row
+        where = [part for part in (file, _col(column), _row(row)) if part]
+        super().__init__(f"{', '.join(where)}: {problem}" if where else problem)
+
+
+def _col(column: str | None) -> str | None:
+    return f"column '{column}'" if column else None
+
+
+def _row(row: int | None) -> str | None:
+    return f"row {row}" if row is not None else None
+
+
+class DataNotFoundError(FarmError):
+    """A symbol (or timeframe) was asked for that the store does not hold.
+
+    Handled by: the CLI (suggests `farm data import`), dataset building (fails the run).
+    """
+
+
+class DatasetError(FarmError):
+    """A dataset snapshot cannot be built: too few labelled rows for the splits, folds or horizon.
+
+    Handled by: dataset building and later the retrain run, which is marked failed with this message.
+    """
+
+
+class EmbeddedRedisError(FarmError):
+    """The embedded Redis server could not be started or stopped (binary missing, socket not appearing).
+
+    Handled by: the process that needed Redis; not retried, because the cause is local and persistent.
+    """
+
+
+class TransientError(FarmError):
+    """A failure that may go away by itself (network blip, Redis restarting, a lock held by a peer).
+
+    Handled by: Celery tasks, which retry these (and only these) with exponential backoff.
+    """
+
+
+class RedisUnavailableError(TransientError):
+    """Redis did not answer within the connection timeout.
+
+    Handled by: callers that can wait (tasks retry, bots keep serving their loaded model and reconnect).
+    """

@@ -1,0 +1,78 @@
+"""The farm's settings: one pydantic-settings object, environment prefix ``FARM_``.
+
+Read settings only through :func:`get_settings`. Paths are made absolute when read, so that every process
+started from the same environment (CLI, workers, beat, bots) agrees on the home folder whatever its
+working directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.config import FarmConfig, load_config
+
+
+class FarmSettings(BaseSettings):
+    """Process-level settings, each overridable by an environment variable ``FARM_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore", frozen=True)
+
+    home: Path = Field(Path(".farm"), description="folder for the store, artifacts, SQLite and embedded Redis")
+    redis_url: str | None = Field(
+        None, description="redis:// or rediss:// URL of a Redis 7; unset = embedded Redis under home"
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the registry; unset = SQLite file under home"
+    )
+    artifact_root: Path | None = Field(None, description="artifact packs; unset = <home>/artifacts")
+    data_root: Path | None = Field(None, description="bar store; unset = <home>/data")
+    config_file: Path | None = Field(
+        None, description="farm.toml with universe and per-timeframe parameters; unset = ./farm.toml "
+        "when present, else the built-in defaults"
+    )
+
+    @field_validator("home", "artifact_root", "data_root", "config_file")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def store_dir(self) -> Path:
+        """Where imported 5m bars live, one folder per canonical symbol."""
+        return self.data_root or self.home / "data"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Root of the artifact packs."""
+        return self.artifact_root or self.home / "artifacts"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Dataset snapshots (content-addressed Parquet)."""
+        return self.artifacts_dir / "datasets"
+
+    @property
+    def database(self) -> str:
+        """The registry's SQLAlchemy URL."""
+        return self.database_url or f"sqlite:///{self.home / 'registry.sqlite3'}"
+
+    def config_path(self) -> Path | None:
+        """The config file in force: the configured one, else ./farm.toml if it exists."""
+        if self.config_file is not None:
+            return self.config_file
+        local = Path("farm.toml").resolve()
+        return local if local.is_file() else None
+
+    def load_config(self) -> FarmConfig:
+        """Parse and validate the config file in force."""
+        return load_config(self.config_path())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> FarmSettings:
+    """The settings of this process (read once; tests call ``get_settings.cache_clear()``)."""
+    return FarmSettings()

@@ -1,0 +1,65 @@
+"""The config file: defaults live in one place, the shipped farm.toml documents exactly them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.config import FarmConfig, load_config
+from shared.errors import ConfigError
+from shared.timeframes import Timeframe
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_farm_toml_equals_the_defaults() -> None:
+    assert load_config(REPO_ROOT / "farm.toml") == FarmConfig()
+
+
+def test_defaults_cover_every_timeframe_with_a_positive_horizon() -> None:
+    cfg = FarmConfig()
+    assert set(cfg.timeframes) == set(Timeframe)
+    for tf in Timeframe:
+        params = cfg.params(tf)
+        assert params.label_horizon >= 1
+        assert params.training_window_td > params.freshness_limit_td
+
+
+def test_partial_override_keeps_other_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "farm.toml"
+    path.write_text('[universe]\nsymbols = ["btc/usdt", "SOL-USDT"]\n[timeframes.1d]\nlabel_horizon = 3\n'
+                    "[timeframes.1h.gates]\nmax_class_share = 0.6\n")
+    cfg = load_config(path)
+    assert cfg.universe.symbols == ("BTC_USDT", "SOL_USDT")
+    assert cfg.params(Timeframe.D1).label_horizon == 3  # "1d" is the 24h timeframe
+    assert cfg.params(Timeframe.D1).training_window == FarmConfig().params(Timeframe.D1).training_window
+    assert cfg.params(Timeframe.H1).gates.max_class_share == 0.6
+    assert cfg.params(Timeframe.H1).gates.min_sharpe_fraction == 0.8
+    assert cfg.config_hash() != FarmConfig().config_hash()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[timeframes.2h]\nlabel_horizon = 1\n", "unknown timeframe '2h'"),
+        ("[timeframes.1h]\nlabel_horizon = 0\n", "timeframes.1h.label_horizon"),
+        ('[timeframes.1h]\ntraining_window = "ninety days"\n', "bad duration 'ninety days'"),
+        ("[timeframes.1h]\nlabel_horizn = 3\n", "label_horizn"),
+        ('[universe]\nsymbols = ["../etc"]\n', "invalid symbol '../etc'"),
+        ("[splits]\ncalibration_fraction = 0.5\ntest_fraction = 0.4\n", "at least 20%"),
+        ("[universe\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_problem(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "farm.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r".*") as err:
+        load_config(path)
+    assert needle in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_config_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
