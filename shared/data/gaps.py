@@ -29,7 +29,10 @@ def find_gaps(dates: pl.Series, interval: timedelta) -> list[Gap]:
     """Every place where consecutive ``dates`` (sorted) are more than one ``interval`` apart."""
     frame = pl.DataFrame({"before": dates}).with_columns(after=pl.col("before").shift(1))
     step = pl.col("before") - pl.col("after")
-    holes = frame.filter(step > interval).with_columns(missing=(step // interval - 1).cast(pl.Int64))
+    # Whole milliseconds on both sides: polars refuses // between durations of different units.
+    interval_ms = int(interval.total_seconds() * 1000)
+    missing = step.dt.total_milliseconds() // interval_ms - 1
+    holes = frame.filter(step > interval).with_columns(missing=missing.cast(pl.Int64))
     return [Gap(after=r["after"], before=r["before"], missing=r["missing"]) for r in holes.iter_rows(named=True)]
 
 

@@ -1,0 +1,85 @@
+"""The `farm` CLI: exit status, JSON listings, one-line errors naming the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from shared.cli import app
+
+runner = CliRunner()
+
+
+def farm(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        # FarmErrors surface here; main() turns them into exit 1 (tested below through main()).
+        return 1, result.stdout, str(result.exception)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def small_btc(sample_dir: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "btc.parquet"
+    pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet").head(288 * 40).write_parquet(path)
+    return path
+
+
+def test_import_list_check_json(farm_home: Path, small_btc: Path) -> None:
+    code, out, _ = farm("data", "import", str(small_btc), "--symbol", "btc/usdt", "--json")
+    assert code == 0, out
+    assert json.loads(out)["symbol"] == "BTC_USDT"
+    code, out, _ = farm("data", "list", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert isinstance(rows, list) and len(rows) == 1
+    assert set(rows[0]) >= {"symbol", "first", "last", "rows", "gaps"}
+    assert rows[0]["symbol"] == "BTC_USDT" and rows[0]["rows"] == 288 * 40
+    assert rows[0]["first"].startswith("2023-03-01T00:00:00")
+    code, out, _ = farm("data", "check", "BTC_USDT", "--json")
+    assert code == 0 and json.loads(out)["rows"] == 288 * 40
+
+
+def test_empty_store_lists_an_empty_array(farm_home: Path) -> None:
+    code, out, _ = farm("data", "list", "--json")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_errors_exit_nonzero_with_one_line(farm_home: Path, small_btc: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.cli import main
+
+    for argv in (
+        ["farm", "data", "import", str(small_btc), "--symbol", "../etc"],
+        ["farm", "data", "check", "DOGE/USDT"],
+        ["farm", "data", "import", str(small_btc.with_name("missing.parquet")), "--symbol", "BTC"],
+    ):
+        monkeypatch.setattr("sys.argv", argv)
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and "Traceback" not in err
+    assert not (farm_home / "data" / "ETC").exists()
+
+
+def test_dataset_build_and_list(farm_home: Path, small_btc: Path) -> None:
+    assert farm("data", "import", str(small_btc), "--symbol", "BTC_USDT")[0] == 0
+    code, out, _ = farm("dataset", "build", "BTC/USDT", "--timeframe", "1h", "--json")
+    assert code == 0, out
+    built = json.loads(out)
+    assert [b["timeframe"] for b in built] == ["1h"]
+    code, out, _ = farm("dataset", "list", "--json")
+    assert [s["content_hash"] for s in json.loads(out)] == [built[0]["content_hash"]]
+
+
+def test_config_prints_json(farm_home: Path) -> None:
+    code, out, _ = farm("config")
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["settings"]["redis"] == "embedded"
+    assert set(payload["config"]["timeframes"]) == {"5m", "1h", "12h", "24h"}
