@@ -40,7 +40,7 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        os.replace(tmp, target)  # noqa: PTH105 - the atomic rename, spelled as the design names it
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -49,7 +49,11 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:
     """Atomically replace ``target`` with ``data``."""
-    atomic_write(target, lambda tmp: tmp.write_bytes(data))
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(target, write)
 
 
 def atomic_write_text(target: Path, text: str) -> None:

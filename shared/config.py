@@ -58,8 +58,10 @@ class TimeframeParams(_Strict):
     cadence: str = Field(description="how often beat starts a full retrain")
     freshness_limit: str = Field(description="a champion older than this triggers a retrain")
     max_gap_bars: int = Field(
-        3, ge=1, description="a gap of more missing bars than this starts a new segment (no feature "
-        "window or label reaches across it)"
+        3,
+        ge=1,
+        description="a gap of more missing bars than this starts a new segment (no feature "
+        "window or label reaches across it)",
     )
     gates: GateThresholds = GateThresholds()
 

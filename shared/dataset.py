@@ -22,7 +22,7 @@ import polars as pl
 from shared.atomicio import atomic_write, atomic_write_text, sha256_file
 from shared.config import FarmConfig
 from shared.data.resample import resample
-from shared.errors import DatasetError, DataError
+from shared.errors import DataError, DatasetError
 from shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
 from shared.labels import CLASSES, add_labels, class_weights
 from shared.splits import Fold, chronological_split, walk_forward_folds
@@ -60,7 +60,9 @@ class DatasetSnapshot:
         path = Path(self.path)
         actual = sha256_file(path)
         if actual != self.file_sha256:
-            raise DataError(f"snapshot file changed since it was written (sha256 {actual[:12]}...)", file=str(path))
+            raise DataError(
+                f"snapshot file changed since it was written (sha256 {actual[:12]}...)", file=str(path)
+            )
         return pl.read_parquet(path)
 
     def folds(self, frame: pl.DataFrame, *, n_folds: int, min_train_rows: int) -> list[Fold]:

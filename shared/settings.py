@@ -21,7 +21,9 @@ class FarmSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore", frozen=True)
 
-    home: Path = Field(Path(".farm"), description="folder for the store, artifacts, SQLite and embedded Redis")
+    home: Path = Field(
+        Path(".farm"), description="folder for the store, artifacts, SQLite and embedded Redis"
+    )
     redis_url: str | None = Field(
         None, description="redis:// or rediss:// URL of a Redis 7; unset = embedded Redis under home"
     )
@@ -31,8 +33,9 @@ class FarmSettings(BaseSettings):
     artifact_root: Path | None = Field(None, description="artifact packs; unset = <home>/artifacts")
     data_root: Path | None = Field(None, description="bar store; unset = <home>/data")
     config_file: Path | None = Field(
-        None, description="farm.toml with universe and per-timeframe parameters; unset = ./farm.toml "
-        "when present, else the built-in defaults"
+        None,
+        description="farm.toml with universe and per-timeframe parameters; unset = ./farm.toml "
+        "when present, else the built-in defaults",
     )
 
     @field_validator("home", "artifact_root", "data_root", "config_file")

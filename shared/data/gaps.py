@@ -33,7 +33,9 @@ def find_gaps(dates: pl.Series, interval: timedelta) -> list[Gap]:
     interval_ms = int(interval.total_seconds() * 1000)
     missing = step.dt.total_milliseconds() // interval_ms - 1
     holes = frame.filter(step > interval).with_columns(missing=missing.cast(pl.Int64))
-    return [Gap(after=r["after"], before=r["before"], missing=r["missing"]) for r in holes.iter_rows(named=True)]
+    return [
+        Gap(after=r["after"], before=r["before"], missing=r["missing"]) for r in holes.iter_rows(named=True)
+    ]
 
 
 def segment_expr(interval: timedelta, max_gap_bars: int, date_col: str = "date") -> pl.Expr:

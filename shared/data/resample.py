@@ -49,7 +49,5 @@ def resample(bars: pl.DataFrame, timeframe: Timeframe) -> pl.DataFrame:
     leading_partial = (pl.col("date") == first_bucket_open) & (pl.col("_first") > pl.col("date"))
     # Trailing bucket incomplete: the data ends before the bucket's last 5m slot.
     last_bucket_open = out["date"][-1] if out.height else None
-    trailing_partial = (pl.col("date") == last_bucket_open) & (
-        pl.col("_last") < pl.col("date") + span - base
-    )
+    trailing_partial = (pl.col("date") == last_bucket_open) & (pl.col("_last") < pl.col("date") + span - base)
     return out.filter(~(leading_partial | trailing_partial)).drop("_first", "_last")

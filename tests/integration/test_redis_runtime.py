@@ -47,23 +47,45 @@ def test_embedded_server_is_real_and_found_by_other_processes(server: EmbeddedRe
     info = client.info("server")
     assert str(info["redis_version"]).startswith(("6.", "7."))
     # A second farm process with the same home reaches the same server (no second one is started).
-    out = subprocess.run([sys.executable, "-c", _READER, "farm:test:hello"], env=_env(farm_home),
-                         capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _READER, "farm:test:hello"],
+        env=_env(farm_home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == "world"
     assert server.pid() == info["process_id"]
 
 
 def test_server_outlives_the_process_that_started_it(server: EmbeddedRedis, farm_home: Path) -> None:
-    subprocess.run([sys.executable, "-m", "shared.cli", "redis", "start"], env=_env(farm_home),
-                   capture_output=True, text=True, timeout=60, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "shared.cli", "redis", "start"],
+        env=_env(farm_home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert server.is_running()
 
 
 def test_concurrent_starts_make_one_server(server: EmbeddedRedis, farm_home: Path) -> None:
-    cmd = [sys.executable, "-c", "from shared.connections import redis_client as c; print(c().info()['process_id'])"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from shared.connections import redis_client as c; print(c().info()['process_id'])",
+    ]
     with ThreadPoolExecutor(4) as pool:
-        outs = list(pool.map(lambda _: subprocess.run(cmd, env=_env(farm_home), capture_output=True, text=True,
-                                                      timeout=60, check=True).stdout.strip(), range(4)))
+        outs = list(
+            pool.map(
+                lambda _: subprocess.run(
+                    cmd, env=_env(farm_home), capture_output=True, text=True, timeout=60, check=True
+                ).stdout.strip(),
+                range(4),
+            )
+        )
     assert len(set(outs)) == 1
     assert int(outs[0]) == server.pid()
 
@@ -109,9 +131,14 @@ def test_configured_url_is_used_instead_of_embedded(farm_home: Path, monkeypatch
     client = redis_client()
     try:
         client.set(key, "system", ex=60)
-        out = subprocess.run([sys.executable, "-c", _READER, key],
-                             env=_env(farm_home, FARM_REDIS_URL="redis://127.0.0.1:6379/0"),
-                             capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _READER, key],
+            env=_env(farm_home, FARM_REDIS_URL="redis://127.0.0.1:6379/0"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         assert out.stdout.strip() == "system"
     finally:
         client.delete(key)
@@ -120,8 +147,14 @@ def test_configured_url_is_used_instead_of_embedded(farm_home: Path, monkeypatch
 
 def test_cli_status_and_stop(server: EmbeddedRedis, farm_home: Path) -> None:
     def farm(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "shared.cli", *args], env=_env(farm_home),
-                              capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "shared.cli", *args],
+            env=_env(farm_home),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     status = farm("redis", "status", "--json")
     assert status.returncode == 0 and '"running": false' in status.stdout

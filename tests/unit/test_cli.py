@@ -49,8 +49,9 @@ def test_empty_store_lists_an_empty_array(farm_home: Path) -> None:
     assert code == 0 and json.loads(out) == []
 
 
-def test_errors_exit_nonzero_with_one_line(farm_home: Path, small_btc: Path, capsys: pytest.CaptureFixture[str],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_errors_exit_nonzero_with_one_line(
+    farm_home: Path, small_btc: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from shared.cli import main
 
     for argv in (

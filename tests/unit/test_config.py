@@ -28,8 +28,10 @@ def test_defaults_cover_every_timeframe_with_a_positive_horizon() -> None:
 
 def test_partial_override_keeps_other_defaults(tmp_path: Path) -> None:
     path = tmp_path / "farm.toml"
-    path.write_text('[universe]\nsymbols = ["btc/usdt", "SOL-USDT"]\n[timeframes.1d]\nlabel_horizon = 3\n'
-                    "[timeframes.1h.gates]\nmax_class_share = 0.6\n")
+    path.write_text(
+        '[universe]\nsymbols = ["btc/usdt", "SOL-USDT"]\n[timeframes.1d]\nlabel_horizon = 3\n'
+        "[timeframes.1h.gates]\nmax_class_share = 0.6\n"
+    )
     cfg = load_config(path)
     assert cfg.universe.symbols == ("BTC_USDT", "SOL_USDT")
     assert cfg.params(Timeframe.D1).label_horizon == 3  # "1d" is the 24h timeframe

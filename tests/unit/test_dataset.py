@@ -22,7 +22,9 @@ def btc(sample_dir: Path) -> pl.DataFrame:
 def test_identical_inputs_give_identical_hash_and_bytes(btc: pl.DataFrame, tmp_path: Path) -> None:
     cfg = FarmConfig()
     a = build_snapshot(btc, symbol="BTC_USDT", timeframe=Timeframe.H1, config=cfg, root=tmp_path / "a")
-    b = build_snapshot(btc.clone(), symbol="BTC_USDT", timeframe=Timeframe.H1, config=cfg, root=tmp_path / "b")
+    b = build_snapshot(
+        btc.clone(), symbol="BTC_USDT", timeframe=Timeframe.H1, config=cfg, root=tmp_path / "b"
+    )
     assert a.content_hash == b.content_hash
     assert a.file_sha256 == b.file_sha256
     assert Path(a.path).name == f"{a.content_hash}.parquet"
@@ -36,10 +38,13 @@ def test_changed_inputs_change_the_hash(btc: pl.DataFrame, tmp_path: Path) -> No
     cfg = FarmConfig()
     base = build_snapshot(btc, symbol="BTC_USDT", timeframe=Timeframe.H12, config=cfg, root=tmp_path)
     tweaked_cfg = FarmConfig.model_validate({"timeframes": {"12h": {"label_threshold": 0.7}}})
-    tweaked = build_snapshot(btc, symbol="BTC_USDT", timeframe=Timeframe.H12, config=tweaked_cfg, root=tmp_path)
+    tweaked = build_snapshot(
+        btc, symbol="BTC_USDT", timeframe=Timeframe.H12, config=tweaked_cfg, root=tmp_path
+    )
     assert tweaked.content_hash != base.content_hash
-    one_bar_less = build_snapshot(btc.head(btc.height - 288), symbol="BTC_USDT", timeframe=Timeframe.H12,
-                                  config=cfg, root=tmp_path)
+    one_bar_less = build_snapshot(
+        btc.head(btc.height - 288), symbol="BTC_USDT", timeframe=Timeframe.H12, config=cfg, root=tmp_path
+    )
     assert one_bar_less.content_hash != base.content_hash
 
 

@@ -11,15 +11,32 @@ from shared.symbols import canonical_symbol, display_symbol
 from shared.timeframes import Timeframe, parse_duration, parse_timeframe
 
 
-@pytest.mark.parametrize("text", ["BTC/USDT", "BTC_USDT", "btc_usdt", "btc-usdt", " BTC/USDT ", "BTC/USDT:USDT"])
+@pytest.mark.parametrize(
+    "text", ["BTC/USDT", "BTC_USDT", "btc_usdt", "btc-usdt", " BTC/USDT ", "BTC/USDT:USDT"]
+)
 def test_spellings_map_to_one_id(text: str) -> None:
     assert canonical_symbol(text) == "BTC_USDT"
     assert display_symbol(canonical_symbol(text)) == "BTC/USDT"
 
 
 @pytest.mark.parametrize(
-    "text", ["", "   ", "../etc", "..", "BTC/../../etc", "a/b/c", "BTC:USDT", "BTC USDT", "/abs", "x\x00y",
-             "BTC_", "_USDT", "BTC//USDT", "A" * 21]
+    "text",
+    [
+        "",
+        "   ",
+        "../etc",
+        "..",
+        "BTC/../../etc",
+        "a/b/c",
+        "BTC:USDT",
+        "BTC USDT",
+        "/abs",
+        "x\x00y",
+        "BTC_",
+        "_USDT",
+        "BTC//USDT",
+        "A" * 21,
+    ],
 )
 def test_unsafe_or_malformed_symbols_are_refused(text: str) -> None:
     with pytest.raises(SymbolError):
@@ -30,8 +47,16 @@ def test_single_asset_symbols_are_allowed() -> None:
     assert canonical_symbol("spx500") == "SPX500"
 
 
-@pytest.mark.parametrize(("text", "tf"), [("5m", Timeframe.M5), ("1H", Timeframe.H1), ("12h", Timeframe.H12),
-                                          ("24h", Timeframe.D1), ("1d", Timeframe.D1)])
+@pytest.mark.parametrize(
+    ("text", "tf"),
+    [
+        ("5m", Timeframe.M5),
+        ("1H", Timeframe.H1),
+        ("12h", Timeframe.H12),
+        ("24h", Timeframe.D1),
+        ("1d", Timeframe.D1),
+    ],
+)
 def test_timeframe_spellings(text: str, tf: Timeframe) -> None:
     assert parse_timeframe(text) is tf
 

@@ -1,0 +1,68 @@
+"""The `farm` command line (Typer + Rich).
+
+Every command exits 0 on success and non-zero on any error; farm errors print one line naming the
+problem on stderr (no traceback), because they are about the input, not the program.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.cli import data_cmds, dataset_cmds, redis_cmds
+from shared.cli.output import fail, print_json
+from shared.connections import redact_url
+from shared.errors import FarmError
+from shared.settings import get_settings
+
+app = typer.Typer(
+    name="farm",
+    help="trainfarm: a distributed retraining farm for trading models.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data_cmds.app, name="data")
+app.add_typer(dataset_cmds.app, name="dataset")
+app.add_typer(redis_cmds.app, name="redis")
+
+
+@app.command("config")
+def config() -> None:
+    """Print the settings and the validated config in force as JSON (defaults filled in)."""
+    settings = get_settings()
+    cfg = settings.load_config()
+    print_json(
+        {
+            "settings": settings.model_dump(mode="json", exclude={"redis_url", "database_url"})
+            | {
+                "redis": "url" if settings.redis_url else "embedded",
+                "database": redact_url(settings.database),
+            },
+            "config_file": str(settings.config_path() or ""),
+            "config_hash": cfg.config_hash(),
+            "config": cfg.model_dump(mode="json"),
+        }
+    )
+
+
+@app.command("demo")
+def demo(
+    sample_dir: Annotated[
+        Path | None, typer.Option("--sample-dir", help="folder of *-5m.parquet files (default: bundled)")
+    ] = None,
+) -> None:
+    """Run the farm end to end on the bundled real sample."""
+    from shared.demo import SAMPLE_DIR, run_demo
+
+    run_demo(sample_dir or SAMPLE_DIR)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning farm errors into one line and exit status 1."""
+    try:
+        app()
+    except FarmError as exc:
+        fail(str(exc))
+        raise SystemExit(1) from None

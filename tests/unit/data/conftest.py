@@ -1,0 +1,131 @@
+"""Fixtures for the data-layer tests: hand-built bar frames, file writers, store snapshots, refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+import pytest
+
+from shared.data.store import BarStore
+from shared.data.validation import validate_bars
+from shared.errors import DataError
+
+#: First bar of the hand-built frames.
+START = datetime(2024, 1, 1, tzinfo=UTC)
+#: Small enough for hand-built frames; the row minimum itself is tested with its own value.
+MIN_ROWS = 5
+
+MakeBars = Callable[..., pl.DataFrame]
+Snapshot = Callable[[Path], dict[str, bytes | None]]
+
+
+class Refused(Protocol):
+    def __call__(
+        self, frame: pl.DataFrame, *, column: str | None, row: int | None, says: str
+    ) -> DataError: ...
+
+
+def build_bars(n: int = 12, start: datetime = START) -> pl.DataFrame:
+    """``n`` valid consecutive 5m bars: open 100+i, close open+0.5, high close+1, low open-1."""
+    opens = [100.0 + i for i in range(n)]
+    return pl.DataFrame(
+        {
+            "date": [start + timedelta(minutes=5 * i) for i in range(n)],
+            "open": opens,
+            "high": [o + 1.5 for o in opens],
+            "low": [o - 1.0 for o in opens],
+            "close": [o + 0.5 for o in opens],
+            "volume": [10.0 + i for i in range(n)],
+        },
+        schema={
+            "date": pl.Datetime("ms", "UTC"),
+            "open": pl.Float64,
+            "high": pl.Float64,
+            "low": pl.Float64,
+            "close": pl.Float64,
+            "volume": pl.Float64,
+        },
+    )
+
+
+def set_value(frame: pl.DataFrame, column: str, row: int, value: object) -> pl.DataFrame:
+    """Copy of ``frame`` with the 1-based ``row`` of ``column`` set to ``value``."""
+    index = pl.int_range(pl.len()) == row - 1
+    dtype = frame.schema[column]
+    return frame.with_columns(
+        pl.when(index).then(pl.lit(value, dtype=dtype)).otherwise(pl.col(column)).alias(column)
+    )
+
+
+@pytest.fixture
+def make_bars() -> MakeBars:
+    """Factory of valid hand-built bar frames (see :func:`build_bars`)."""
+    return build_bars
+
+
+@pytest.fixture
+def snapshot() -> Snapshot:
+    """Every file and folder under a root, with file bytes (None for folders); {} when absent."""
+
+    def take(root: Path) -> dict[str, bytes | None]:
+        if not root.exists():
+            return {}
+        return {
+            str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))
+        }
+
+    return take
+
+
+@pytest.fixture
+def seeded_store(tmp_path: Path) -> BarStore:
+    """A store holding 12 valid bars of BTC_USDT from 2023-12-31 23:00, so refusals have state to keep."""
+    store = BarStore(tmp_path / "store", min_rows=MIN_ROWS)
+    seed = tmp_path / "seed.parquet"
+    build_bars(12, START - timedelta(hours=1)).write_parquet(seed)
+    store.import_file(seed, "BTC/USDT")
+    return store
+
+
+@pytest.fixture
+def refused(tmp_path: Path, seeded_store: BarStore, snapshot: Snapshot) -> Refused:
+    """Assert ``frame`` breaks a rule: validate_bars and BarStore.import_file both refuse it with a
+    message naming the file, ``column`` and ``row`` and containing ``says``, and the store is unchanged
+    (for a symbol it holds and for a new one)."""
+
+    def check(frame: pl.DataFrame, *, column: str | None, row: int | None, says: str) -> DataError:
+        name = "bad-bars.parquet"
+        with pytest.raises(DataError) as direct:
+            validate_bars(frame, file=name, min_rows=MIN_ROWS)
+        _assert_names(direct.value, name, column, row, says)
+
+        path = tmp_path / name
+        frame.write_parquet(path)
+        before = snapshot(seeded_store.root)
+        for symbol in ("BTC/USDT", "ETH/USDT"):
+            with pytest.raises(DataError) as imported:
+                seeded_store.import_file(path, symbol)
+            _assert_names(imported.value, str(path), column, row, says)
+            assert snapshot(seeded_store.root) == before, "a refused import changed the store"
+        assert seeded_store.symbols() == ["BTC_USDT"]
+        return direct.value
+
+    return check
+
+
+def _assert_names(error: DataError, file: str, column: str | None, row: int | None, says: str) -> None:
+    message = str(error)
+    assert error.file == file
+    assert message.startswith(file)
+    assert error.column == column
+    assert error.row == row
+    if column is not None:
+        assert f"column '{column}'" in message
+    if row is not None:
+        assert f"row {row}:" in message
+    assert says in message, message
