@@ -108,6 +108,9 @@ class SplitParams(_Strict):
     test_fraction: Fraction = 0.15
     oof_folds: int = Field(4, ge=2, le=20, description="purged walk-forward folds inside train")
     min_train_rows: int = Field(200, ge=10, description="refuse a snapshot with fewer training rows")
+    min_fold_train_rows: int = Field(
+        40, ge=10, description="refuse a walk-forward fold that would train on fewer rows"
+    )
 
     @model_validator(mode="after")
     def _room_for_train(self) -> SplitParams:
@@ -120,6 +123,45 @@ class DataParams(_Strict):
     """Import rules for the bar store."""
 
     min_rows: int = Field(288, ge=1, description="refuse a file with fewer 5m bars (288 = one day)")
+
+
+ParamValue = float | int | str | bool
+
+
+class TrainingParams(_Strict):
+    """Model sizes and run limits, shared by every timeframe."""
+
+    base_rounds: int = Field(300, ge=1, description="boosting rounds / iterations of each base model")
+    learning_rate: float = Field(0.05, gt=0.0, le=1.0, description="learning rate of the boosted base models")
+    early_stopping_rounds: int = Field(30, ge=1, description="meta-learner early-stopping patience")
+    meta_rounds: int = Field(500, ge=1, description="upper bound on the meta-learner's boosting rounds")
+    meta_holdout_fraction: Fraction = Field(
+        0.2, description="time-ordered tail of the out-of-fold rows used for meta early stopping"
+    )
+    task_time_limit: str = Field("30m", description="hard time limit of one training task")
+    seed: int = Field(7, description="random seed of every model (runs are reproducible)")
+    model_params: dict[str, dict[str, ParamValue]] = Field(
+        default_factory=dict,
+        description="per-model library parameter overrides, e.g. {lgbm_gbdt = {num_leaves = 15}}",
+    )
+
+    @field_validator("task_time_limit")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def task_time_limit_s(self) -> int:
+        return int(parse_duration(self.task_time_limit).total_seconds())
+
+
+class EvaluationParams(_Strict):
+    """How a candidate is scored on the test split."""
+
+    fee: float = Field(0.002, ge=0.0, lt=0.1, description="round-trip trading cost per signal (fraction)")
+    min_signals: int = Field(20, ge=1, description="p* must leave at least this many calibration signals")
+    ece_bins: int = Field(10, ge=2, description="bins of the expected calibration error")
 
 
 class Universe(_Strict):
@@ -149,6 +191,8 @@ class FarmConfig(_Strict):
     universe: Universe = Universe()
     data: DataParams = DataParams()
     splits: SplitParams = SplitParams()
+    training: TrainingParams = TrainingParams()
+    evaluation: EvaluationParams = EvaluationParams()
     timeframes: dict[Timeframe, TimeframeParams] = Field(default_factory=_default_timeframes)
 
     @field_validator("timeframes", mode="before")
