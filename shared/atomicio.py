@@ -38,6 +38,8 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        # mkstemp makes 0600 files; artifacts and the store are read by bots running as other users.
+        tmp.chmod(0o644)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)  # noqa: PTH105 - the atomic rename, spelled as the design names it

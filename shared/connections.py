@@ -240,3 +240,11 @@ def redact_url(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+def celery_url(settings: FarmSettings | None = None) -> str:
+    """The same Redis as :func:`redis_url`, spelled for Celery and kombu (``redis+socket://`` for sockets)."""
+    url = redis_url(settings)
+    if url.startswith("unix://"):
+        return "redis+socket://" + url.removeprefix("unix://")
+    return url

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from shared.cli.data_cmds import open_store
 from shared.cli.dataset_cmds import SNAPSHOT_COLUMNS, snapshot_row
 from shared.cli.output import console, print_table
 from shared.connections import embedded_redis, ping, redact_url, redis_url
 from shared.data.resample import resample
+from shared.data.store import open_store
 from shared.dataset import build_snapshot
 from shared.errors import DataError
 from shared.settings import get_settings

@@ -94,3 +94,11 @@ class RedisUnavailableError(TransientError):
 
     Handled by: callers that can wait (tasks retry, bots keep serving their loaded model and reconnect).
     """
+
+
+class ArtifactError(FarmError):
+    """An artifact pack is incomplete, tampered with, or does not reproduce its own sample outputs.
+
+    Handled by: the loader's caller. Bots keep serving the version they have; the farm refuses to register
+    or promote the pack. Never retried: the bytes on disk will not change by themselves.
+    """

@@ -38,6 +38,13 @@ class FarmSettings(BaseSettings):
         "when present, else the built-in defaults",
     )
 
+    gpu_workers: bool = Field(
+        False, description="GPU workers consume the 'gpu' queue; unset = every model routes to 'cpu'"
+    )
+    max_deliveries: int = Field(
+        3, ge=1, description="a task delivered more often than this (its worker keeps dying) fails for good"
+    )
+
     @field_validator("home", "artifact_root", "data_root", "config_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -57,6 +64,11 @@ class FarmSettings(BaseSettings):
     def datasets_dir(self) -> Path:
         """Dataset snapshots (content-addressed Parquet)."""
         return self.artifacts_dir / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Staging folders of runs in progress (base models, predictions), before a pack exists."""
+        return self.artifacts_dir / "runs"
 
     @property
     def database(self) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from shared.cli import data_cmds, dataset_cmds, redis_cmds
+from shared.cli import data_cmds, dataset_cmds, redis_cmds, registry_cmds
 from shared.cli.output import fail, print_json
 from shared.connections import redact_url
 from shared.errors import FarmError
@@ -26,6 +26,7 @@ app = typer.Typer(
 app.add_typer(data_cmds.app, name="data")
 app.add_typer(dataset_cmds.app, name="dataset")
 app.add_typer(redis_cmds.app, name="redis")
+registry_cmds.register(app)
 
 
 @app.command("config")
@@ -59,10 +60,15 @@ def demo(
     run_demo(sample_dir or SAMPLE_DIR)
 
 
-def main() -> None:
-    """Console-script entry point: run the app, turning farm errors into one line and exit status 1."""
+def run_app() -> None:
+    """Run the app, turning farm errors into one line and exit status 1."""
     try:
         app()
     except FarmError as exc:
         fail(str(exc))
         raise SystemExit(1) from None
+
+
+def main() -> None:
+    """Entry point of the Celery-free CLI (`python -m shared.cli`); `farm` adds the Celery commands."""
+    run_app()

@@ -8,16 +8,9 @@ from typing import Annotated
 import typer
 
 from shared.cli.output import console, print_json, print_table
-from shared.data.store import BarStore
-from shared.settings import get_settings
+from shared.data.store import open_store
 
 app = typer.Typer(help="Import, list and check the 5-minute bars in the store.", no_args_is_help=True)
-
-
-def open_store() -> BarStore:
-    """The bar store of the current settings."""
-    settings = get_settings()
-    return BarStore(settings.store_dir, min_rows=settings.load_config().data.min_rows)
 
 
 @app.command("import")

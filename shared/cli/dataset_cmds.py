@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from shared.cli.data_cmds import open_store
 from shared.cli.output import console, print_json, print_table
+from shared.data.store import open_store
 from shared.dataset import DatasetSnapshot, build_snapshot, list_snapshots
 from shared.settings import get_settings
 from shared.symbols import canonical_symbol

@@ -36,6 +36,7 @@ from shared.data.readers import BAR_COLUMNS, VALUE_COLUMNS, read_bars
 from shared.data.resample import resample
 from shared.data.validation import validate_bars
 from shared.errors import DataError, DataNotFoundError, SymbolError
+from shared.settings import FarmSettings, get_settings
 from shared.symbols import canonical_symbol, display_symbol
 from shared.timeframes import BASE_TIMEFRAME, Timeframe
 
@@ -415,3 +416,9 @@ def _merge(stored: pl.DataFrame, bars: pl.DataFrame, name: str, symbol_id: str) 
     new = numbered.join(stored, on="date", how="anti").drop("_row")
     merged = pl.concat([stored, new]).sort("date")
     return merged, new.height
+
+
+def open_store(settings: FarmSettings | None = None) -> BarStore:
+    """The bar store of the given (default: current) settings."""
+    settings = settings or get_settings()
+    return BarStore(settings.store_dir, min_rows=settings.load_config().data.min_rows)

@@ -1,0 +1,137 @@
+"""Artifact packs: one version of one (symbol, timeframe), written atomically, verified on every read.
+
+Layout (DESIGN.md)::
+
+    <artifact root>/<S>/<T>/<version>/
+        manifest.json        everything needed to rebuild and check the predictor (see build_version)
+        base/<model>.<ext>   each base model in its library's own format
+        meta/meta.txt        the LightGBM meta-learner (text model)
+        calibrator.json      isotonic calibration thresholds per class
+        plots/calibration.png
+    <artifact root>/<S>/<T>/CHAMPION   (promotion stage) the champion's version id
+
+A pack is assembled in a hidden staging folder beside its final place, every file fsynced, then renamed
+into place in one step: a reader sees no pack or a complete one. The manifest lists the sha256 of every
+other file; its own sha256 identifies the version in the registry and on Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from shared.atomicio import fsync_dir, sha256_file
+from shared.errors import ArtifactError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def new_version_id(now: datetime, run_id: str) -> str:
+    """Version ids sort by creation time: ``20261121T054700Z-<run id prefix>``."""
+    return f"{now:%Y%m%dT%H%M%S}Z-{run_id[:8]}"
+
+
+def pack_dir(root: Path, symbol: str, timeframe: str, version: str) -> Path:
+    """Final folder of a version's pack."""
+    return root / symbol / timeframe / version
+
+
+@dataclass(frozen=True)
+class WrittenPack:
+    """Where a pack landed and the sha256 of its manifest."""
+
+    path: Path
+    manifest_sha256: str
+
+
+def write_pack(
+    final: Path,
+    files: Mapping[str, Path | bytes],
+    manifest: Mapping[str, object],
+) -> WrittenPack:
+    """Write ``files`` (relative path -> source file or bytes) and the manifest as the pack at ``final``.
+
+    The manifest gets a ``files`` entry mapping every relative path to its sha256. Raises
+    :class:`ArtifactError` if ``final`` exists already (versions are immutable).
+    """
+    if final.exists():
+        raise ArtifactError(f"pack {final} exists already; versions are never overwritten")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".staging-{final.name}-{secrets.token_hex(4)}"
+    staging.mkdir()
+    try:
+        hashes: dict[str, str] = {}
+        for rel, source in sorted(files.items()):
+            target = _inside(staging, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(source, bytes):
+                target.write_bytes(source)
+            else:
+                shutil.copyfile(source, target)
+            _fsync_file(target)
+            hashes[rel] = sha256_file(target)
+        body = dict(manifest) | {"format_version": FORMAT_VERSION, "files": hashes}
+        manifest_path = staging / MANIFEST
+        manifest_path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+        _fsync_file(manifest_path)
+        for folder in {p.parent for p in staging.rglob("*")} | {staging}:
+            fsync_dir(folder)
+        os.replace(staging, final)  # noqa: PTH105 - the atomic rename that publishes the pack
+        fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return WrittenPack(final, sha256_file(final / MANIFEST))
+
+
+def read_manifest(pack: Path, *, expected_sha256: str | None = None) -> dict[str, object]:
+    """Read a pack's manifest and verify every file it lists (and the manifest itself when expected)."""
+    path = pack / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{pack}: no {MANIFEST} (not a pack, or not completely written)")
+    if expected_sha256 is not None:
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise ArtifactError(
+                f"{path}: sha256 {actual[:12]}... differs from the registered {expected_sha256[:12]}..."
+            )
+    try:
+        loaded = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(loaded, dict):
+        raise ArtifactError(f"{path}: not a JSON object")
+    manifest: dict[str, object] = loaded
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ArtifactError(f"{path}: lists no files")
+    for rel, digest in files.items():
+        target = _inside(pack, str(rel))
+        if not target.is_file():
+            raise ArtifactError(f"{pack}: file {rel} listed in the manifest is missing")
+        actual = sha256_file(target)
+        if actual != digest:
+            raise ArtifactError(
+                f"{pack}: file {rel} has sha256 {actual[:12]}..., manifest says {str(digest)[:12]}..."
+            )
+    return manifest
+
+
+def _inside(root: Path, rel: str) -> Path:
+    """``root / rel``, refusing paths that climb out of ``root`` (a manifest is input, too)."""
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root.resolve()) or target == root.resolve():
+        raise ArtifactError(f"{root}: file path {rel!r} escapes the pack")
+    return target
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())

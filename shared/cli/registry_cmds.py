@@ -1,0 +1,200 @@
+"""`farm runs`, `farm runs show RUN`, `farm models SYM TF`: what the registry recorded.
+
+Registered on the main app by :func:`register`. JSON listings are arrays of the registry's records
+(``RunRecord.to_json()``, ``VersionRecord.to_json()``); ``runs show --json`` is one run object with its
+per-model rows under ``models``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from shared.cli.output import console, print_json, print_table
+from shared.registry import Registry, RegistryError, RunRecord, VersionRecord
+from shared.symbols import canonical_symbol
+from shared.timeframes import parse_timeframe
+
+runs_app = typer.Typer(help="Retrain runs recorded in the registry.")
+
+#: Errors are cut to this many characters in tables (`farm runs show` prints the whole message).
+_ERROR_WIDTH = 60
+
+
+def _short(text: str | None, width: int = _ERROR_WIDTH) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _secs(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
+
+
+def _problem(run: RunRecord) -> str:
+    """The failed model and the first line of the error, for one table cell."""
+    if run.failed_model and run.error:
+        return _short(f"{run.failed_model}: {run.error}")
+    return _short(run.failed_model or run.error)
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs(
+    ctx: typer.Context,
+    symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="only this market")] = None,
+    timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", help="only this timeframe")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="at most this many runs")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON array")] = False,
+) -> None:
+    """List retrain runs, newest first (`farm runs show RUN` for one run's models)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    sym = canonical_symbol(symbol) if symbol is not None else None
+    tf = parse_timeframe(timeframe) if timeframe is not None else None
+    found = Registry.open().list_runs(sym, tf, limit=limit)
+    if as_json:
+        print_json([run.to_json() for run in found])
+        return
+    if not found:
+        console.print("no runs recorded yet; start one with `farm retrain SYMBOL`")
+        return
+    print_table(
+        "retrain runs (newest first)",
+        ["id", "symbol", "tf", "reason", "status", "created (UTC)", "seconds", "error"],
+        [
+            [
+                r.id[:8],
+                r.symbol,
+                r.timeframe,
+                r.reason,
+                r.status.value,
+                r.created_at,
+                _secs(r.seconds),
+                _problem(r),
+            ]
+            for r in found
+        ],
+    )
+
+
+@runs_app.command("show")
+def show(
+    run: Annotated[str, typer.Argument(help="run id, or a unique prefix of it")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the run and its models as JSON")] = False,
+) -> None:
+    """One run: its steps, outcome and every base model's result."""
+    registry = Registry.open()
+    record = registry.find_run(run)
+    results = registry.base_results(record.id)
+    if as_json:
+        print_json(record.to_json() | {"models": [r.to_json() for r in results]})
+        return
+    fields: list[tuple[str, object]] = [
+        ("run", record.id),
+        ("market", f"{record.symbol} {record.timeframe}"),
+        ("reason", record.reason),
+        ("status", record.status.value),
+        ("created", _when(record.created_at)),
+        ("started", _when(record.started_at)),
+        ("finished", _when(record.finished_at)),
+        ("seconds", f"{record.seconds:.1f}" if record.seconds is not None else None),
+        ("version", record.version),
+        ("snapshot", record.snapshot_hash),
+        ("config hash", record.config_hash),
+        ("celery task", record.celery_task_id),
+        ("failed model", record.failed_model),
+        ("error", record.error),
+    ]
+    for name, value in fields:
+        if value is not None:
+            console.print(f"[bold]{name:>12}[/]  {value}", soft_wrap=True)
+    if not results:
+        console.print("no base model has started yet")
+        return
+    print_table(
+        "base models",
+        ["model", "family", "status", "device", "worker", "seconds", "test log-loss", "error"],
+        [
+            [
+                r.model,
+                r.family,
+                r.status.value,
+                r.device,
+                r.worker,
+                _secs(r.seconds),
+                r.test_logloss,
+                _short(r.error),
+            ]
+            for r in results
+        ],
+    )
+
+
+def _when(value: datetime | None) -> str | None:
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value is not None else None
+
+
+def models(
+    symbol: Annotated[str, typer.Argument(help="market, e.g. BTC/USDT")],
+    timeframe: Annotated[str, typer.Argument(help="5m, 1h, 12h or 24h")],
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON array")] = False,
+) -> None:
+    """Versions of one symbol and timeframe, newest first, with their test log-loss."""
+    sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe)
+    versions = Registry.open().list_versions(sym, tf)
+    if as_json:
+        print_json([v.to_json() for v in versions])
+        return
+    if not versions:
+        console.print(f"no versions of {sym} {tf.value} yet")
+        return
+    print_table(
+        f"versions of {sym} {tf.value} (newest first)",
+        ["version", "status", "created (UTC)", "run", "test log-loss", "prior log-loss"],
+        [_version_row(v) for v in versions],
+    )
+
+
+def _version_row(v: VersionRecord) -> list[object]:
+    return [v.version, v.status.value, v.created_at, v.run_id[:8], v.meta_logloss, v.prior_logloss]
+
+
+def print_run_metrics(runs: Sequence[RunRecord]) -> None:
+    """A table of finished runs with their version's test log-loss against the prior (or the error)."""
+    registry = Registry.open()
+    rows: list[list[object]] = []
+    for run in runs:
+        version: VersionRecord | None = None
+        if run.version is not None:
+            try:
+                version = registry.get_version(run.version)
+            except RegistryError:
+                version = None  # shown as a blank cell; the run row still says what happened
+        rows.append(
+            [
+                run.id[:8],
+                run.symbol,
+                run.timeframe,
+                run.status.value,
+                _secs(run.seconds),
+                run.version,
+                version.meta_logloss if version else None,
+                version.prior_logloss if version else None,
+                _problem(run),
+            ]
+        )
+    print_table(
+        "runs",
+        ["id", "symbol", "tf", "status", "seconds", "version", "test log-loss", "prior log-loss", "error"],
+        rows,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `runs` (with `runs show`) and `models` to the main `farm` app."""
+    app.add_typer(runs_app, name="runs")
+    app.command("models")(models)

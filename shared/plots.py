@@ -1,0 +1,79 @@
+"""Plots stored in the artifact pack: the reliability (calibration) diagram.
+
+Rendering goes through matplotlib's Agg canvas explicitly (``Figure`` + ``FigureCanvasAgg``), never through
+``pyplot``: no display is needed, nothing depends on the process-wide backend choice, and no figure is
+left registered in pyplot's global state of a long-lived worker process (a slow memory leak otherwise).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from shared.atomicio import atomic_write
+from shared.evaluation import check_labels, check_probs
+from shared.labels import CLASSES
+
+_COLOURS = {"down": "tab:red", "neutral": "tab:gray", "up": "tab:green"}
+
+
+def reliability_bins(
+    p: npt.NDArray[np.float64], hit: npt.NDArray[np.bool_], bins: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Per equal-width bin of ``p`` on [0, 1]: mean predicted, observed frequency of ``hit``, count.
+
+    Empty bins give NaN for the two means (they are not drawn) and count 0; p = 1.0 is in the last bin.
+    """
+    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(idx, weights=p, minlength=bins) / count
+        freq = np.bincount(idx, weights=hit.astype(np.float64), minlength=bins) / count
+    return mean_p, freq, count.astype(np.int64)
+
+
+def reliability_diagram(
+    probs: npt.ArrayLike, y: npt.ArrayLike, path: Path, *, title: str, bins: int = 10
+) -> None:
+    """Write a PNG reliability diagram to ``path`` (atomically).
+
+    One column per class: on top, the mean predicted probability against the observed frequency of the
+    class in each of ``bins`` equal-width bins, with the diagonal of perfect calibration; below, how many
+    rows fall into each bin (log scale, since the extreme bins are sparse).
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    p = check_probs(probs)
+    labels = check_labels(y, p.shape[0])
+
+    fig = Figure(figsize=(12, 5.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, len(CLASSES), sharex=True, height_ratios=(3, 1), squeeze=False)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for k, name in enumerate(CLASSES):
+        top, bottom = axes[0][k], axes[1][k]
+        mean_p, freq, count = reliability_bins(p[:, k], labels == k, bins)
+        drawn = count > 0
+        top.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect")
+        top.plot(mean_p[drawn], freq[drawn], marker="o", color=_COLOURS[name], label="model")
+        top.set_title(f"{name} (n={int(labels.size)}, prevalence {np.mean(labels == k):.2f})")
+        top.set_xlim(0.0, 1.0)
+        top.set_ylim(0.0, 1.0)
+        top.set_ylabel("observed frequency")
+        top.grid(alpha=0.3)
+        top.legend(loc="upper left", fontsize="small")
+        bottom.bar(edges[:-1], count, width=1.0 / bins, align="edge", color=_COLOURS[name], alpha=0.6)
+        if count.any():
+            bottom.set_yscale("log")
+        bottom.set_xlabel(f"predicted p({name})")
+        bottom.set_ylabel("rows")
+    fig.suptitle(title)
+
+    def write(tmp: Path) -> None:
+        fig.savefig(tmp, format="png")
+
+    atomic_write(path, write)

@@ -1,0 +1,52 @@
+"""The registry of retrain runs, base-model results, versions, promotions and live outcomes.
+
+``Registry.open()`` connects to the settings' database (SQLite under the farm home by default, PostgreSQL
+via ``FARM_DATABASE_URL``) and migrates it to the newest schema once per process.
+"""
+
+from __future__ import annotations
+
+from shared.registry.migrations import create_registry_engine, dispose_engine
+from shared.registry.models import (
+    BaseResultRecord,
+    BaseStatus,
+    PromotionReason,
+    RunRecord,
+    RunStatus,
+    VersionRecord,
+    VersionStatus,
+    metric,
+)
+from shared.registry.store import (
+    AmbiguousRunIdError,
+    Registry,
+    RegistryConflictError,
+    RegistryError,
+    RegistryUnavailableError,
+    RunNotFoundError,
+    VersionNotFoundError,
+    upgrade,
+    utc_now,
+)
+
+__all__ = [
+    "AmbiguousRunIdError",
+    "BaseResultRecord",
+    "BaseStatus",
+    "PromotionReason",
+    "Registry",
+    "RegistryConflictError",
+    "RegistryError",
+    "RegistryUnavailableError",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
+    "VersionNotFoundError",
+    "VersionRecord",
+    "VersionStatus",
+    "create_registry_engine",
+    "dispose_engine",
+    "metric",
+    "upgrade",
+    "utc_now",
+]

@@ -1,0 +1,1 @@
+"""Alembic revisions of the registry schema (loaded by Alembic from this folder, never imported)."""

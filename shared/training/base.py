@@ -1,0 +1,343 @@
+"""Train one base model of one retrain run: out-of-fold, calibration and test probabilities plus the model.
+
+:func:`train_base_model` is what the Celery ``train_base`` task calls (with JSON-parsed arguments); it
+returns a :class:`BaseModelResult` whose :meth:`~BaseModelResult.to_json` travels through the broker.
+Frames and models never do: they go to files under ``<work_dir>/base/``:
+
+    <model>.<ext>          the model fitted on the whole train split, in its library's own format
+    <model>.npz            oof (n_train x 3, NaN outside the validation chunks), calibration, test
+    <model>.result.json    the result, written last: its presence means the two files above are complete
+
+(The result is not ``<model>.json``: that is the scikit-learn models' own model file.)
+
+The call is idempotent: when ``<model>.result.json`` exists for this run and the files it names still match
+their sha256, the stored result is returned without training, so a redelivered message gives the
+identical chord-header result. Anything else (no JSON, other run, a changed or missing file) retrains.
+
+No ML library is imported at module import (see :mod:`shared.zoo`); they load when training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from shared.atomicio import atomic_write, atomic_write_text, sha256_file
+from shared.config import SplitParams, TrainingParams
+from shared.dataset import DatasetSnapshot
+from shared.errors import ConfigError, DatasetError
+from shared.features import FEATURE_NAMES
+from shared.labels import class_weights, sample_weights
+from shared.zoo import MODEL_NAMES, ModelSpec, family, get_spec
+from shared.zoo.spec import N_CLASSES, FloatArray, IntArray
+
+log = logging.getLogger(__name__)
+
+BASE_DIR = "base"
+METRIC_KEYS: tuple[str, ...] = ("oof_logloss", "calibration_logloss", "test_logloss", "oof_rows")
+_STR_FIELDS = (
+    "run_id",
+    "model",
+    "family",
+    "device",
+    "worker",
+    "model_file",
+    "model_sha256",
+    "predictions_file",
+    "predictions_sha256",
+)
+_SHA_FIELDS = ("model_sha256", "predictions_sha256")
+_FILE_FIELDS = ("model_file", "predictions_file")
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class BaseModelResult:
+    """What one trained base model reports: small, JSON-safe, and enough to find and verify its files.
+
+    ``model_file`` and ``predictions_file`` are POSIX paths relative to the run's work dir.
+    """
+
+    run_id: str
+    model: str
+    family: str
+    device: str
+    worker: str
+    seconds: float
+    model_file: str
+    model_sha256: str
+    predictions_file: str
+    predictions_sha256: str
+    metrics: dict[str, float]
+
+    def to_json(self) -> dict[str, object]:
+        """A plain dict of str, float and a dict of floats (what the Celery task returns)."""
+        data: dict[str, object] = {name: getattr(self, name) for name in _STR_FIELDS}
+        data["seconds"] = float(self.seconds)
+        data["metrics"] = {key: float(value) for key, value in self.metrics.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> BaseModelResult:
+        """Parse :meth:`to_json`'s output; ``ValueError`` naming the first field that is wrong."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"base model result must be a JSON object, got {type(data).__name__}")
+        expected = {*_STR_FIELDS, "seconds", "metrics"}
+        missing, unknown = expected - set(data), set(data) - expected
+        if missing or unknown:
+            raise ValueError(
+                f"base model result has missing keys {sorted(missing)} / unknown keys {sorted(unknown)}"
+            )
+        strings = {name: _string(data, name) for name in _STR_FIELDS}
+        for name in _SHA_FIELDS:
+            if len(strings[name]) != 64 or not set(strings[name]) <= _HEX:
+                raise ValueError(f"base model result: {name} is not a hex sha256: {strings[name]!r}")
+        for name in _FILE_FIELDS:
+            rel = Path(strings[name])
+            if rel.is_absolute() or ".." in rel.parts:
+                raise ValueError(f"base model result: {name} must be relative to the work dir: {rel}")
+        seconds = _number(data["seconds"], "seconds")
+        raw_metrics = data["metrics"]
+        if not isinstance(raw_metrics, Mapping):
+            raise ValueError("base model result: metrics must be an object")
+        metrics = {str(key): _number(value, f"metrics.{key}") for key, value in raw_metrics.items()}
+        absent = [key for key in METRIC_KEYS if key not in metrics]
+        if absent:
+            raise ValueError(f"base model result: metrics lack {absent}")
+        return cls(seconds=seconds, metrics=metrics, **strings)
+
+
+def _string(data: Mapping[str, object], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"base model result: {name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _number(value: object, name: str) -> float:
+    # bool is an int subclass; a True where a float belongs is a bug upstream, not the number 1.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise ValueError(f"base model result: {name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class _Paths:
+    model: Path
+    predictions: Path
+    result: Path
+
+    @classmethod
+    def of(cls, work_dir: Path, spec: ModelSpec) -> _Paths:
+        base = work_dir / BASE_DIR
+        return cls(
+            model=base / f"{spec.name}.{spec.file_ext}",
+            predictions=base / f"{spec.name}.npz",
+            result=base / f"{spec.name}.result.json",
+        )
+
+
+def result_path(work_dir: Path, model: str) -> Path:
+    """Where :func:`train_base_model` stores ``model``'s result JSON in ``work_dir``."""
+    return _Paths.of(work_dir, get_spec(model)).result
+
+
+def _stored_result(work_dir: Path, spec: ModelSpec, run_id: str) -> BaseModelResult | None:
+    """The stored result when it belongs to this run and model and its files are intact, else None."""
+    paths = _Paths.of(work_dir, spec)
+    if not paths.result.is_file():
+        return None
+    try:
+        stored = BaseModelResult.from_json(json.loads(paths.result.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable stored result (%s); retraining", paths.result, exc)
+        return None
+    expected = (run_id, spec.name, paths.model, paths.predictions)
+    found = (stored.run_id, stored.model, work_dir / stored.model_file, work_dir / stored.predictions_file)
+    if found != expected:
+        log.warning("%s: stored result is for %s/%s; retraining", paths.result, stored.run_id, stored.model)
+        return None
+    for path, digest in ((paths.model, stored.model_sha256), (paths.predictions, stored.predictions_sha256)):
+        if not path.is_file() or sha256_file(path) != digest:
+            log.warning("%s is missing or changed since its result was written; retraining", path)
+            return None
+    return stored
+
+
+@dataclass(frozen=True, eq=False)
+class _Split:
+    x: FloatArray
+    y: IntArray
+
+
+def _splits(frame: pl.DataFrame) -> dict[str, _Split]:
+    out: dict[str, _Split] = {}
+    for name in ("train", "calibration", "test"):
+        part = frame.filter(pl.col("split") == name)  # keeps the snapshot's row order
+        x = np.ascontiguousarray(part.select(FEATURE_NAMES).to_numpy(), dtype=np.float64)
+        out[name] = _Split(x=x, y=part["label"].to_numpy().astype(np.int64))
+    return out
+
+
+def _weights(y: IntArray, model: str, where: str) -> FloatArray:
+    try:
+        return sample_weights(y, class_weights(y))
+    except DatasetError as exc:
+        raise DatasetError(f"base model {model}, {where}: {exc}") from exc
+
+
+def _logloss(y: IntArray, proba: FloatArray) -> float:
+    from sklearn.metrics import log_loss  # lazy: keeps this module free of ML imports
+
+    return float(log_loss(y, proba, labels=list(range(N_CLASSES))))
+
+
+def write_npz(path: Path, arrays: Mapping[str, FloatArray]) -> None:
+    """``np.savez`` with fixed member timestamps, so equal arrays give byte-identical files.
+
+    ``np.savez`` stamps each member with the current time; a retrain after a crash would then report a
+    different sha256 for identical predictions. Readable with ``np.load(path, allow_pickle=False)``.
+    """
+    with path.open("wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def _write_hashed(target: Path, write: Callable[[Path], None]) -> str:
+    """Write ``target`` atomically through ``write``; return the sha256 of the bytes written.
+
+    The hash is taken of the temporary file, before the rename, so it describes exactly what this call
+    wrote even if a duplicate delivery of the same task replaces ``target`` meanwhile.
+    """
+    digest: list[str] = []
+
+    def hashed(tmp: Path) -> None:
+        write(tmp)
+        digest.append(sha256_file(tmp))
+
+    atomic_write(target, hashed)
+    return digest[0]
+
+
+def train_base_model(
+    snapshot: DatasetSnapshot,
+    model: str,
+    work_dir: Path,
+    *,
+    run_id: str,
+    training: TrainingParams,
+    splits: SplitParams,
+    threads: int,
+    device: str = "cpu",
+    worker: str | None = None,
+) -> BaseModelResult:
+    """Train ``model`` on ``snapshot`` for run ``run_id``, write its files, return its result.
+
+    Out-of-fold probabilities come from purged walk-forward folds over the train split (each fold's
+    class weights from its own training rows); the final model is fitted on the whole train split and,
+    read back from its file, predicts the calibration and test splits. ``device`` is what the worker
+    offers ("cpu" or "cuda"); a model without GPU support uses the CPU and the result says so.
+    Raises :class:`ConfigError` for an unknown model (also in ``training.model_params``),
+    :class:`DatasetError` when a class is absent from a fold's training rows, and the library's own
+    error (``LightGBMError``, ``XGBoostError``, ``CatBoostError``, sklearn's) for a parameter it rejects.
+    """
+    spec = get_spec(model)
+    used_device = spec.effective_device(device)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    unknown = sorted(set(training.model_params) - set(MODEL_NAMES))
+    if unknown:
+        # A misspelt model name would otherwise leave its overrides silently unapplied in every run.
+        raise ConfigError(
+            f"training.model_params names unknown models {unknown}; valid: {', '.join(MODEL_NAMES)}"
+        )
+    stored = _stored_result(work_dir, spec, run_id)
+    if stored is not None:
+        log.info("run %s: %s already trained, reusing %s", run_id, model, stored.model_file)
+        return stored
+
+    started = time.perf_counter()
+    frame = snapshot.frame()  # verifies the file's sha256
+    if list(snapshot.feature_names) != list(FEATURE_NAMES):
+        raise DatasetError(
+            f"snapshot {snapshot.content_hash[:12]} has feature spec {snapshot.feature_spec_version}, "
+            "not the features this code computes; rebuild the snapshot"
+        )
+    data = _splits(frame)
+    train = data["train"]
+    folds = snapshot.folds(frame, n_folds=splits.oof_folds, min_train_rows=splits.min_fold_train_rows)
+    fam = family(spec)
+    overrides = training.model_params.get(model, {})
+
+    def fit(x: FloatArray, y: IntArray, where: str) -> Any:
+        return fam.fit(
+            spec,
+            x,
+            y,
+            _weights(y, model, where),
+            rounds=training.base_rounds,
+            learning_rate=training.learning_rate,
+            seed=training.seed,
+            threads=threads,
+            device=used_device,
+            overrides=overrides,
+        )
+
+    oof = np.full((train.y.size, N_CLASSES), np.nan)
+    for fold in folds:
+        fitted = fit(
+            train.x[fold.train_idx], train.y[fold.train_idx], f"fold {fold.index + 1} of {len(folds)}"
+        )
+        oof[fold.valid_idx] = fam.predict_proba(fitted, train.x[fold.valid_idx], threads=threads)
+    final = fit(train.x, train.y, "final fit on the train split")
+
+    paths = _Paths.of(work_dir, spec)
+    reloaded: list[Any] = []
+
+    def save_and_reload(tmp: Path) -> None:
+        fam.save(final, tmp)
+        reloaded.append(fam.load(tmp))
+
+    model_sha = _write_hashed(paths.model, save_and_reload)
+    saved = reloaded[0]
+    # Predict with the model as read back from its file: exactly what a bot loading the artifact computes.
+    predictions = {
+        "oof": oof,
+        "calibration": fam.predict_proba(saved, data["calibration"].x, threads=threads),
+        "test": fam.predict_proba(saved, data["test"].x, threads=threads),
+    }
+    predictions_sha = _write_hashed(paths.predictions, lambda tmp: write_npz(tmp, predictions))
+    scored = ~np.isnan(oof).any(axis=1)
+    result = BaseModelResult(
+        run_id=run_id,
+        model=model,
+        family=spec.family,
+        device=used_device,
+        worker=worker or socket.gethostname(),
+        seconds=time.perf_counter() - started,
+        model_file=paths.model.relative_to(work_dir).as_posix(),
+        model_sha256=model_sha,
+        predictions_file=paths.predictions.relative_to(work_dir).as_posix(),
+        predictions_sha256=predictions_sha,
+        metrics={
+            "oof_logloss": _logloss(train.y[scored], oof[scored]),
+            "calibration_logloss": _logloss(data["calibration"].y, predictions["calibration"]),
+            "test_logloss": _logloss(data["test"].y, predictions["test"]),
+            "oof_rows": float(scored.sum()),
+        },
+    )
+    # Written last: a result file on disk always names complete files.
+    atomic_write_text(paths.result, json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+    return result

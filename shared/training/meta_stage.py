@@ -1,0 +1,220 @@
+"""The meta stage: stack the 8 base models, fit the meta-learner, calibrate, evaluate, write the pack.
+
+Inputs are the base models' saved predictions (out-of-fold on train, full-train fits on calibration and
+test), each verified against the sha256 its task reported. The meta-learner learns only from out-of-fold
+rows; the calibrator and the decision threshold p* only from the calibration split; the test split is
+touched once, for the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+import shared
+from shared.artifacts import new_version_id, pack_dir, write_pack
+from shared.atomicio import sha256_file
+from shared.dataset import DatasetSnapshot
+from shared.errors import ArtifactError
+from shared.evaluation import choose_p_star, evaluate, periods_per_year
+from shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
+from shared.jobs import StageJob
+from shared.labels import CLASSES, class_weights, sample_weights
+from shared.meta.calibration import IsotonicCalibrator
+from shared.meta.learner import fit_meta
+from shared.meta.stacking import meta_feature_names, stack_features
+from shared.plots import reliability_diagram
+from shared.settings import get_settings
+from shared.training.base import BaseModelResult
+from shared.zoo import MODEL_NAMES
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Rows of the test split stored in the manifest with their expected outputs (load-and-query check).
+SAMPLE_ROWS = 16
+_LIBRARIES = ("trainfarm", "lightgbm", "xgboost", "catboost", "scikit-learn", "numpy", "polars")
+
+
+@dataclass(frozen=True)
+class BuiltVersion:
+    """A written pack and what the registry records of it."""
+
+    version: str
+    path: Path
+    manifest_sha256: str
+    metrics: dict[str, object]
+
+
+def _predictions(work_dir: Path, result: BaseModelResult) -> dict[str, FloatArray]:
+    path = work_dir / result.predictions_file
+    if not path.is_file() or sha256_file(path) != result.predictions_sha256:
+        raise ArtifactError(
+            f"predictions of {result.model} at {path} are missing or differ from their sha256"
+        )
+    with np.load(path, allow_pickle=False) as npz:
+        return {key: np.asarray(npz[key], dtype=np.float64) for key in ("oof", "calibration", "test")}
+
+
+def _library_versions() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in _LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "unknown"
+    return found
+
+
+def build_version(
+    job: StageJob,
+    snapshot: DatasetSnapshot,
+    base: Mapping[str, BaseModelResult],
+    work_dir: Path,
+    *,
+    threads: int,
+) -> BuiltVersion:
+    """Run the meta stage for ``job`` and write its artifact pack; returns where and what."""
+    settings = get_settings()
+    config = settings.load_config()
+    timeframe = job.tf()
+    params = config.params(timeframe)
+    training, scoring = config.training, config.evaluation
+    frame = snapshot.frame()
+    part = {name: frame.filter(pl.col("split") == name) for name in ("train", "calibration", "test")}
+    y = {name: part[name]["label"].cast(pl.Int64).to_numpy() for name in part}
+    fwd = {name: part[name]["fwd_return"].to_numpy() for name in part}
+    order = list(MODEL_NAMES)
+    preds = {model: _predictions(work_dir, base[model]) for model in order}
+    names = meta_feature_names(order)
+
+    def stacked(split: str) -> FloatArray:
+        return stack_features([preds[m][split] for m in order], order)
+
+    # Meta-learner: only rows that every base model predicted out of fold (the first chunk has none).
+    oof = stacked("oof")
+    rows = ~np.isnan(oof).any(axis=1)
+    x_meta, y_meta = oof[rows], y["train"][rows]
+    meta = fit_meta(
+        x_meta,
+        y_meta,
+        sample_weights(y_meta, class_weights(y_meta)),
+        rounds=training.meta_rounds,
+        learning_rate=training.learning_rate,
+        early_stopping_rounds=training.early_stopping_rounds,
+        holdout_fraction=training.meta_holdout_fraction,
+        threads=threads,
+        seed=training.seed,
+        feature_names=names,
+    )
+    calibrator = IsotonicCalibrator().fit(meta.predict_proba(stacked("calibration")), y["calibration"])
+    cal_probs = calibrator.transform(meta.predict_proba(stacked("calibration")))
+    per_year = periods_per_year(timeframe.minutes)
+    p_star = choose_p_star(
+        cal_probs,
+        fwd["calibration"],
+        fee=scoring.fee,
+        min_signals=scoring.min_signals,
+        periods_per_year=per_year,
+        min_eligible_share=params.gates.min_eligible_share,
+    )
+    test_probs = calibrator.transform(meta.predict_proba(stacked("test")))
+    metrics = evaluate(
+        meta_probs_test=test_probs,
+        y_test=y["test"],
+        fwd_return_test=fwd["test"],
+        y_train=y["train"],
+        base_probs_test={m: preds[m]["test"] for m in order},
+        p_star=p_star,
+        fee=scoring.fee,
+        periods_per_year=per_year,
+        ece_bins=scoring.ece_bins,
+    )
+    metrics["meta_training"] = {
+        "rows": int(x_meta.shape[0]),
+        "best_iteration": int(meta.best_iteration),
+        "holdout_logloss": meta.holdout_logloss,
+    }
+    metrics["base"] = {m: base[m].metrics for m in order}
+
+    now = datetime.now(UTC)
+    version_id = new_version_id(now, job.run_id)
+    sample_x = part["test"].select(FEATURE_NAMES).tail(SAMPLE_ROWS).to_numpy().astype(np.float64)
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        plot = Path(tmp) / "calibration.png"
+        reliability_diagram(
+            test_probs, y["test"], plot, title=f"{job.symbol} {timeframe} {version_id} (test)"
+        )
+        files: dict[str, Path | bytes] = {
+            **{
+                f"base/{m}.{Path(base[m].model_file).suffix.lstrip('.')}": work_dir / base[m].model_file
+                for m in order
+            },
+            "meta/meta.txt": meta.to_text().encode(),
+            "calibrator.json": json.dumps(calibrator.to_json()).encode(),
+            "plots/calibration.png": plot,
+        }
+        for m in order:
+            if sha256_file(work_dir / base[m].model_file) != base[m].model_sha256:
+                raise ArtifactError(f"model file of {m} differs from the sha256 its task reported")
+        manifest = {
+            "version": version_id,
+            "symbol": job.symbol,
+            "timeframe": timeframe.value,
+            "run_id": job.run_id,
+            "created_at": now.isoformat(),
+            "classes": list(CLASSES),
+            "feature_names": list(FEATURE_NAMES),
+            "feature_spec_version": FEATURE_SPEC_VERSION,
+            "feature_params": {"interval_minutes": timeframe.minutes, "max_gap_bars": params.max_gap_bars},
+            "label": {
+                "horizon": params.label_horizon,
+                "threshold": params.label_threshold,
+                "vol_window": params.vol_window,
+            },
+            "base_models": [
+                {
+                    "name": m,
+                    "kind": base[m].family,
+                    "file": f"base/{m}.{Path(base[m].model_file).suffix.lstrip('.')}",
+                    "sha256": base[m].model_sha256,
+                    "device": base[m].device,
+                }
+                for m in order
+            ],
+            "meta": {
+                "file": "meta/meta.txt",
+                "kind": "lightgbm",
+                "feature_names": names,
+                "best_iteration": int(meta.best_iteration),
+            },
+            "calibrator": {"file": "calibrator.json", "kind": "isotonic-per-class-renormalised"},
+            "plots": ["plots/calibration.png"],
+            "p_star": p_star,
+            "metrics": metrics,
+            "gate_report": None,
+            "data": {
+                "snapshot_hash": snapshot.content_hash,
+                "sha256": snapshot.file_sha256,
+                "first_bar": snapshot.first_bar,
+                "last_bar": snapshot.last_bar,
+                "rows": snapshot.rows,
+                "split_rows": snapshot.split_rows,
+            },
+            "config_hash": config.config_hash(),
+            "code_version": shared.__version__,
+            "library_versions": _library_versions(),
+            "sample_rows": {"features": sample_x.tolist(), "expected": test_probs[-SAMPLE_ROWS:].tolist()},
+        }
+        written = write_pack(
+            pack_dir(settings.artifacts_dir, job.symbol, timeframe.value, version_id), files, manifest
+        )
+    return BuiltVersion(version_id, written.path, written.manifest_sha256, metrics)

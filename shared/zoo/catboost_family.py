@@ -1,0 +1,105 @@
+"""CatBoost base models: ``MultiClass`` classifiers saved as CatBoost's own ``cbm`` file.
+
+Imports CatBoost at module import: only :func:`shared.zoo.family` loads this module, inside the task
+that trains, never in a Celery worker's parent process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from catboost import CatBoostClassifier
+
+from shared.config import ParamValue
+from shared.zoo.spec import (
+    Device,
+    FloatArray,
+    IntArray,
+    ModelSpec,
+    Params,
+    check_fit_inputs,
+    merge_params,
+    normalise_proba,
+)
+
+
+def build_params(
+    spec: ModelSpec,
+    *,
+    rounds: int,
+    learning_rate: float,
+    seed: int,
+    threads: int,
+    device: Device,
+    overrides: Mapping[str, ParamValue],
+) -> Params:
+    """``CatBoostClassifier`` keyword arguments; ``device="cuda"`` applies ``spec.gpu_params``."""
+    base: Params = {
+        "loss_function": "MultiClass",
+        "iterations": rounds,
+        "learning_rate": learning_rate,
+        "random_seed": seed,
+        "thread_count": threads,
+        "task_type": "CPU",
+        # No catboost_info/ folder in the worker's cwd: several tasks share it and nobody reads it.
+        "allow_writing_files": False,
+        "verbose": False,
+    }
+    gpu = spec.gpu_params if device == "cuda" else {}
+    return merge_params(base, spec.params, gpu, overrides)
+
+
+def fit(
+    spec: ModelSpec,
+    x: FloatArray,
+    y: IntArray,
+    sample_weight: FloatArray,
+    *,
+    rounds: int,
+    learning_rate: float,
+    seed: int,
+    threads: int,
+    device: Device,
+    overrides: Mapping[str, ParamValue],
+) -> CatBoostClassifier:
+    """Train a multiclass model; an invalid parameter raises ``catboost.CatBoostError``."""
+    check_fit_inputs(x, y, sample_weight)
+    params = build_params(
+        spec,
+        rounds=rounds,
+        learning_rate=learning_rate,
+        seed=seed,
+        threads=threads,
+        device=device,
+        overrides=overrides,
+    )
+    model = CatBoostClassifier(**params)
+    model.fit(x, y, sample_weight=sample_weight)
+    return model
+
+
+def predict_proba(model: CatBoostClassifier, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+    """n x 3 probabilities; ``thread_count=-1`` (all cores) unless ``threads`` is given."""
+    return normalise_proba(model.predict_proba(x, thread_count=threads if threads is not None else -1))
+
+
+#: Metadata CatBoost stamps on every fit; dropped so that equal fits give byte-identical files (and equal
+#: sha256 in a redelivered task's result). When and by which run a model was trained is recorded by the farm.
+_VOLATILE_METADATA = ("train_finish_time", "model_guid")
+
+
+def save(model: CatBoostClassifier, path: Path) -> None:
+    """CatBoost's binary ``cbm`` format, without the per-fit timestamp and random guid."""
+    metadata = model.get_metadata()
+    for key in _VOLATILE_METADATA:
+        if key in metadata:
+            del metadata[key]
+    model.save_model(str(path), format="cbm")
+
+
+def load(path: Path) -> CatBoostClassifier:
+    """Read a ``cbm`` model written by :func:`save`."""
+    model = CatBoostClassifier()
+    model.load_model(str(path), format="cbm")
+    return model

@@ -1,0 +1,98 @@
+"""LightGBM base models: multiclass boosters saved as LightGBM's own text model.
+
+Imports LightGBM at module import: only :func:`shared.zoo.family` loads this module, inside the task
+that trains, never in a Celery worker's parent process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightgbm as lgb
+
+from shared.config import ParamValue
+from shared.zoo.spec import (
+    N_CLASSES,
+    Device,
+    FloatArray,
+    IntArray,
+    ModelSpec,
+    Params,
+    check_fit_inputs,
+    merge_params,
+    normalise_proba,
+)
+
+
+def build_params(
+    spec: ModelSpec,
+    *,
+    rounds: int,
+    learning_rate: float,
+    seed: int,
+    threads: int,
+    device: Device,
+    overrides: Mapping[str, ParamValue],
+) -> Params:
+    """Parameters for ``lgb.train``; LightGBM has no GPU variant here, so ``device`` adds nothing."""
+    base: Params = {
+        "objective": "multiclass",
+        "num_class": N_CLASSES,
+        "num_iterations": rounds,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "num_threads": threads,
+        # deterministic + force_col_wise: identical seed and thread count give identical model bytes
+        # (the row-/col-wise choice is otherwise timed at run time and may differ between runs).
+        "deterministic": True,
+        "force_col_wise": True,
+        "verbosity": -1,
+    }
+    gpu = spec.gpu_params if device == "cuda" else {}
+    return merge_params(base, spec.params, gpu, overrides)
+
+
+def fit(
+    spec: ModelSpec,
+    x: FloatArray,
+    y: IntArray,
+    sample_weight: FloatArray,
+    *,
+    rounds: int,
+    learning_rate: float,
+    seed: int,
+    threads: int,
+    device: Device,
+    overrides: Mapping[str, ParamValue],
+) -> lgb.Booster:
+    """Train a multiclass booster; an invalid parameter raises ``lightgbm.basic.LightGBMError``."""
+    check_fit_inputs(x, y, sample_weight)
+    params = build_params(
+        spec,
+        rounds=rounds,
+        learning_rate=learning_rate,
+        seed=seed,
+        threads=threads,
+        device=device,
+        overrides=overrides,
+    )
+    data = lgb.Dataset(x, label=y, weight=sample_weight, params={"verbosity": -1}, free_raw_data=True)
+    return lgb.train(params, data)
+
+
+def predict_proba(model: lgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+    """n x 3 probabilities; ``threads`` caps OpenMP (a loaded booster would otherwise use every core)."""
+    if threads is None:
+        return normalise_proba(model.predict(x))
+    return normalise_proba(model.predict(x, num_threads=threads))
+
+
+def save(model: lgb.Booster, path: Path) -> None:
+    """LightGBM's text model (every iteration)."""
+    model.save_model(str(path), num_iteration=-1)
+
+
+def load(path: Path) -> lgb.Booster:
+    """Read a text model written by :func:`save`."""
+    return lgb.Booster(model_file=str(path))

@@ -1,0 +1,257 @@
+"""scikit-learn base models, saved without pickle.
+
+A fitted model is a ``StandardScaler`` followed by a ``LogisticRegression`` or an ``MLPClassifier``.
+Both are, at prediction time, a scaler plus dense layers with a softmax on top, so :func:`save` writes
+those arrays as JSON and :func:`load` returns a :class:`NumpyClassifier` that needs only numpy and the
+file: no pickle anywhere, no sklearn version coupling, nothing a bot could be made to execute. JSON floats
+round-trip exactly, and the forward pass mirrors sklearn's operation order, so the loaded model agrees
+with sklearn's ``predict_proba`` to ~1e-15.
+
+``spec.params["estimator"]`` picks the estimator (``"logistic_regression"`` or ``"mlp"``); the other
+params are its keyword arguments. ``hidden_layer_sizes`` is a string like ``"32,16"`` because config
+overrides hold scalars only. Rounds are the MLP's epochs (``max_iter``); logistic regression is solved
+to convergence; the boosters' learning rate is not used here.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from shared.config import ParamValue
+from shared.zoo.spec import (
+    N_CLASSES,
+    Device,
+    FloatArray,
+    IntArray,
+    ModelSpec,
+    Params,
+    check_fit_inputs,
+    merge_params,
+    normalise_proba,
+)
+
+FORMAT = "trainfarm-sklearn-numpy"
+FORMAT_VERSION = 1
+_ESTIMATORS = ("logistic_regression", "mlp")
+_HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+
+
+def _limits(threads: int | None) -> AbstractContextManager[object]:
+    # sklearn's solvers run on BLAS/OpenMP pools that otherwise take every core of the machine.
+    return threadpool_limits(limits=threads) if threads is not None else nullcontext()
+
+
+@dataclass(frozen=True)
+class FittedSklearn:
+    """What :func:`fit` returns: the fitted scaler and estimator."""
+
+    scaler: StandardScaler
+    estimator: LogisticRegression | MLPClassifier
+
+
+@dataclass(frozen=True, eq=False)
+class NumpyClassifier:
+    """A scaler plus dense layers and a softmax: sklearn's forward pass in plain numpy."""
+
+    estimator: str
+    mean: FloatArray
+    scale: FloatArray
+    weights: tuple[FloatArray, ...]  #: per layer, inputs x outputs
+    biases: tuple[FloatArray, ...]
+    hidden_activation: str
+
+    def predict_proba(self, x: FloatArray) -> FloatArray:
+        """n x 3 probabilities, as sklearn's ``predict_proba`` computes them."""
+        # C order whatever the caller passes (polars hands out Fortran-ordered arrays): BLAS sums in
+        # another order for another layout, and the same rows must give the same bits everywhere.
+        act = (np.ascontiguousarray(x, dtype=np.float64) - self.mean) / self.scale
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            act = act @ w + b
+            if i != last:
+                act = _activate(act, self.hidden_activation)
+        # sklearn's softmax, step for step: shift by the row max, exponentiate, divide by the row sum.
+        act = np.exp(act - act.max(axis=1, keepdims=True))
+        proba: FloatArray = act / act.sum(axis=1, keepdims=True)
+        return proba
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON document :func:`save` writes."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "estimator": self.estimator,
+            "classes": list(range(N_CLASSES)),
+            "sklearn_version": sklearn.__version__,
+            "scaler": {"mean": self.mean.tolist(), "scale": self.scale.tolist()},
+            "hidden_activation": self.hidden_activation,
+            "layers": [
+                {"weights": w.tolist(), "bias": b.tolist()}
+                for w, b in zip(self.weights, self.biases, strict=True)
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> NumpyClassifier:
+        """Rebuild from :meth:`to_json`'s document, checking every shape (ValueError when wrong)."""
+        if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"not a {FORMAT} v{FORMAT_VERSION} document")
+        if doc.get("classes") != list(range(N_CLASSES)):
+            raise ValueError(f"expected classes {list(range(N_CLASSES))}, got {doc.get('classes')}")
+        if doc.get("hidden_activation") not in _HIDDEN_ACTIVATIONS:
+            raise ValueError(f"unknown hidden activation {doc.get('hidden_activation')!r}")
+        mean = np.asarray(doc["scaler"]["mean"], dtype=np.float64)
+        scale = np.asarray(doc["scaler"]["scale"], dtype=np.float64)
+        weights = tuple(np.asarray(layer["weights"], dtype=np.float64) for layer in doc["layers"])
+        biases = tuple(np.asarray(layer["bias"], dtype=np.float64) for layer in doc["layers"])
+        width = mean.shape[0] if mean.ndim == 1 else -1
+        if scale.shape != mean.shape or not weights:
+            raise ValueError("scaler mean/scale differ in shape or there are no layers")
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
+                raise ValueError(f"layer {i}: weights {w.shape} / bias {b.shape} do not follow width {width}")
+            width = w.shape[1]
+        if width != N_CLASSES:
+            raise ValueError(f"the last layer has {width} outputs, expected {N_CLASSES}")
+        return cls(str(doc["estimator"]), mean, scale, weights, biases, str(doc["hidden_activation"]))
+
+
+def _activate(x: FloatArray, name: str) -> FloatArray:
+    if name == "relu":
+        return np.maximum(x, 0.0)
+    if name == "tanh":
+        return np.tanh(x)
+    if name == "logistic":
+        return 1.0 / (1.0 + np.exp(-x))
+    return x
+
+
+def to_numpy(model: FittedSklearn | NumpyClassifier) -> NumpyClassifier:
+    """The fitted arrays of ``model`` as a :class:`NumpyClassifier`."""
+    if isinstance(model, NumpyClassifier):
+        return model
+    est = model.estimator
+    if list(est.classes_) != list(range(N_CLASSES)):
+        raise ValueError(f"the estimator learned classes {list(est.classes_)}, expected 0..{N_CLASSES - 1}")
+    mean = np.asarray(model.scaler.mean_, dtype=np.float64)
+    scale = np.asarray(model.scaler.scale_, dtype=np.float64)
+    if isinstance(est, LogisticRegression):
+        # One linear layer: decision_function is X @ coef_.T + intercept_, then sklearn's softmax.
+        weight = np.asarray(est.coef_, dtype=np.float64).T.copy()
+        bias = np.asarray(est.intercept_, dtype=np.float64)
+        return NumpyClassifier("logistic_regression", mean, scale, (weight,), (bias,), "identity")
+    return NumpyClassifier(
+        "mlp",
+        mean,
+        scale,
+        tuple(np.asarray(w, dtype=np.float64) for w in est.coefs_),
+        tuple(np.asarray(b, dtype=np.float64) for b in est.intercepts_),
+        str(est.activation),
+    )
+
+
+def build_params(
+    spec: ModelSpec,
+    *,
+    rounds: int,
+    learning_rate: float,
+    seed: int,
+    threads: int,
+    device: Device,
+    overrides: Mapping[str, ParamValue],
+) -> Params:
+    """Estimator keyword arguments plus ``estimator``; threads go to threadpoolctl, not in here."""
+    declared = merge_params(spec.params, overrides)
+    kind = declared.get("estimator")
+    if kind not in _ESTIMATORS:
+        raise ValueError(f"model {spec.name!r}: params.estimator must be one of {_ESTIMATORS}, got {kind!r}")
+    base: Params = {"random_state": seed}
+    if kind == "mlp":
+        base["max_iter"] = rounds  # epochs: a fixed, seeded budget instead of a random validation split
+    gpu = spec.gpu_params if device == "cuda" else {}
+    return merge_params(base, spec.params, gpu, overrides)
+
+
+def _estimator(params: Params) -> LogisticRegression | MLPClassifier:
+    kwargs: dict[str, Any] = dict(params)
+    kind = kwargs.pop("estimator")
+    if kind == "logistic_regression":
+        return LogisticRegression(**kwargs)
+    hidden = kwargs.pop("hidden_layer_sizes", "32")
+    kwargs["hidden_layer_sizes"] = tuple(int(part) for part in str(hidden).split(","))
+    return MLPClassifier(**kwargs)
+
+
+def fit(
+    spec: ModelSpec,
+    x: FloatArray,
+    y: IntArray,
+    sample_weight: FloatArray,
+    *,
+    rounds: int,
+    learning_rate: float,
+    seed: int,
+    threads: int,
+    device: Device,
+    overrides: Mapping[str, ParamValue],
+) -> FittedSklearn:
+    """Scale, then fit the estimator with the per-row weights (the scaler itself is unweighted)."""
+    check_fit_inputs(x, y, sample_weight)
+    params = build_params(
+        spec,
+        rounds=rounds,
+        learning_rate=learning_rate,
+        seed=seed,
+        threads=threads,
+        device=device,
+        overrides=overrides,
+    )
+    estimator = _estimator(params)
+    with _limits(threads), warnings.catch_warnings():
+        # The MLP's epoch budget is deliberate; stopping there is not a failure worth a warning per fold.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scaler = StandardScaler().fit(x)
+        estimator.fit(scaler.transform(x), y, sample_weight=sample_weight)
+    return FittedSklearn(scaler=scaler, estimator=estimator)
+
+
+def predict_proba(
+    model: FittedSklearn | NumpyClassifier, x: FloatArray, *, threads: int | None = None
+) -> FloatArray:
+    """n x 3 probabilities, from sklearn for a fitted model or from numpy for a loaded one."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    with _limits(threads):
+        if isinstance(model, NumpyClassifier):
+            return normalise_proba(model.predict_proba(x))
+        return normalise_proba(model.estimator.predict_proba(model.scaler.transform(x)))
+
+
+def save(model: FittedSklearn | NumpyClassifier, path: Path) -> None:
+    """JSON of the fitted arrays (``allow_nan=False``: a diverged fit fails here, not in a bot)."""
+    doc = to_numpy(model).to_json()
+    path.write_text(json.dumps(doc, allow_nan=False, separators=(",", ":")) + "\n", encoding="utf-8")
+
+
+def load(path: Path) -> NumpyClassifier:
+    """Read a JSON model written by :func:`save`: plain JSON and numpy, never pickle."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError("the document is not a JSON object")
+        return NumpyClassifier.from_json(doc)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a usable sklearn model file: {exc}") from exc

@@ -1,0 +1,157 @@
+"""What a base model is: a declaration (:class:`ModelSpec`) and the interface every family implements.
+
+A family module (``shared.zoo.<family>_family``) wraps one library behind five functions, so the training
+code never branches on the library: :func:`build_params` (the exact library parameters a fit would use,
+testable without training or a GPU), ``fit``, ``predict_proba``, ``save`` and ``load``. The modules are
+plain modules, typed against :class:`Family`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from shared.config import ParamValue
+
+FamilyName = Literal["lightgbm", "xgboost", "catboost", "sklearn"]
+Device = Literal["cpu", "cuda"]
+
+FAMILIES: tuple[FamilyName, ...] = ("lightgbm", "xgboost", "catboost", "sklearn")
+DEVICES: tuple[Device, ...] = ("cpu", "cuda")
+N_CLASSES = 3
+
+#: Each library's own file format (the artifact pack stores base models in these, never as pickles).
+_FILE_EXT: dict[FamilyName, str] = {
+    "lightgbm": "txt",  # Booster.save_model text
+    "xgboost": "ubj",  # UBJSON
+    "catboost": "cbm",  # CatBoost binary model
+    "sklearn": "json",  # fitted arrays as JSON, read back by a small numpy predictor
+}
+
+Params = dict[str, ParamValue]
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def _frozen(mapping: Mapping[str, ParamValue]) -> Mapping[str, ParamValue]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One base model, declared once in :data:`shared.zoo.ZOO`.
+
+    ``params`` are the library parameters that make this model what it is (depth, grow policy, ...);
+    rounds, learning rate, seed and threads come from the config and the worker at fit time.
+    ``gpu_params`` are applied on top when the model runs on a GPU worker (``device="cuda"``).
+    """
+
+    name: str
+    family: FamilyName
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    gpu_capable: bool = False
+    gpu_params: Mapping[str, ParamValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(
+                f"model {self.name!r}: unknown family {self.family!r}; expected one of {FAMILIES}"
+            )
+        if self.gpu_params and not self.gpu_capable:
+            raise ValueError(f"model {self.name!r} has gpu_params but is not gpu_capable")
+        # Read-only views: a spec is shared by every run in the process, so nobody may edit it in place.
+        object.__setattr__(self, "params", _frozen(self.params))
+        object.__setattr__(self, "gpu_params", _frozen(self.gpu_params))
+
+    @property
+    def file_ext(self) -> str:
+        """Extension of the saved model file (the library's own format)."""
+        return _FILE_EXT[self.family]
+
+    def effective_device(self, device: str) -> Device:
+        """The device this model really trains on when a worker offers ``device``.
+
+        A model without GPU support trains on the CPU even on a GPU worker (a GPU worker may also serve
+        the cpu queue); the result records the device actually used.
+        """
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        return "cuda" if device == "cuda" and self.gpu_capable else "cpu"
+
+
+class Family(Protocol):
+    """The interface of a family module (``shared.zoo.<family>_family``)."""
+
+    def build_params(
+        self,
+        spec: ModelSpec,
+        *,
+        rounds: int,
+        learning_rate: float,
+        seed: int,
+        threads: int,
+        device: Device,
+        overrides: Mapping[str, ParamValue],
+    ) -> Params:
+        """The exact library parameters a fit uses: family defaults, spec, device, then overrides."""
+        ...
+
+    def fit(
+        self,
+        spec: ModelSpec,
+        x: FloatArray,
+        y: IntArray,
+        sample_weight: FloatArray,
+        *,
+        rounds: int,
+        learning_rate: float,
+        seed: int,
+        threads: int,
+        device: Device,
+        overrides: Mapping[str, ParamValue],
+    ) -> Any:
+        """Train on ``x`` (float64, n x features), ``y`` (0/1/2) with per-row weights; return the model."""
+        ...
+
+    def predict_proba(self, model: Any, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+        """Class probabilities, n x 3 float64, rows summing to 1."""
+        ...
+
+    def save(self, model: Any, path: Path) -> None:
+        """Write ``model`` to ``path`` in the library's own format (whatever ``path``'s suffix)."""
+        ...
+
+    def load(self, path: Path) -> Any:
+        """Read a model written by :meth:`save`; needs nothing but the file."""
+        ...
+
+
+def check_fit_inputs(x: FloatArray, y: IntArray, sample_weight: FloatArray) -> None:
+    """Refuse shapes that libraries would misread silently (a transposed x, a short weight vector)."""
+    if x.ndim != 2 or y.ndim != 1 or sample_weight.ndim != 1:
+        raise ValueError(f"need 2-d X and 1-d y/weights, got {x.shape}, {y.shape}, {sample_weight.shape}")
+    if not x.shape[0] == y.shape[0] == sample_weight.shape[0]:
+        raise ValueError(f"x, y and weights differ in rows: {x.shape[0]}, {y.shape[0]}, {sample_weight.size}")
+
+
+def normalise_proba(proba: npt.ArrayLike) -> FloatArray:
+    """``proba`` as float64 n x 3 with rows summing to 1 (XGBoost returns float32, sums off by ~1e-7)."""
+    arr = np.asarray(proba, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != N_CLASSES:
+        raise ValueError(f"expected an n x {N_CLASSES} probability matrix, got shape {arr.shape}")
+    out: FloatArray = arr / arr.sum(axis=1, keepdims=True)
+    return out
+
+
+def merge_params(*layers: Mapping[str, ParamValue]) -> Params:
+    """Later layers win: family defaults < spec params < device params < config overrides."""
+    merged: Params = {}
+    for layer in layers:
+        merged.update(layer)
+    return merged

@@ -1,0 +1,106 @@
+"""XGBoost base models: ``multi:softprob`` boosters saved as UBJSON.
+
+Imports XGBoost at module import: only :func:`shared.zoo.family` loads this module, inside the task
+that trains, never in a Celery worker's parent process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import xgboost as xgb
+
+from shared.config import ParamValue
+from shared.zoo.spec import (
+    N_CLASSES,
+    Device,
+    FloatArray,
+    IntArray,
+    ModelSpec,
+    Params,
+    check_fit_inputs,
+    merge_params,
+    normalise_proba,
+)
+
+#: Not a booster parameter: taken out of the merged params and passed to ``xgb.train``.
+_ROUNDS = "num_boost_round"
+
+
+def build_params(
+    spec: ModelSpec,
+    *,
+    rounds: int,
+    learning_rate: float,
+    seed: int,
+    threads: int,
+    device: Device,
+    overrides: Mapping[str, ParamValue],
+) -> Params:
+    """Booster parameters plus ``num_boost_round``; ``device="cuda"`` applies ``spec.gpu_params``."""
+    base: Params = {
+        "objective": "multi:softprob",
+        "num_class": N_CLASSES,
+        "eval_metric": "mlogloss",
+        "tree_method": "hist",
+        "device": "cpu",
+        "learning_rate": learning_rate,
+        "seed": seed,  # hist on CPU is deterministic for a fixed seed and data
+        "nthread": threads,
+        "verbosity": 0,
+        _ROUNDS: rounds,
+    }
+    gpu = spec.gpu_params if device == "cuda" else {}
+    return merge_params(base, spec.params, gpu, overrides)
+
+
+def fit(
+    spec: ModelSpec,
+    x: FloatArray,
+    y: IntArray,
+    sample_weight: FloatArray,
+    *,
+    rounds: int,
+    learning_rate: float,
+    seed: int,
+    threads: int,
+    device: Device,
+    overrides: Mapping[str, ParamValue],
+) -> xgb.Booster:
+    """Train a multiclass booster; an invalid parameter raises ``xgboost.core.XGBoostError``."""
+    check_fit_inputs(x, y, sample_weight)
+    params = build_params(
+        spec,
+        rounds=rounds,
+        learning_rate=learning_rate,
+        seed=seed,
+        threads=threads,
+        device=device,
+        overrides=overrides,
+    )
+    num_boost_round = int(params.pop(_ROUNDS))
+    data = xgb.DMatrix(x, label=y, weight=sample_weight, nthread=threads)
+    return xgb.train(params, data, num_boost_round=num_boost_round)
+
+
+def predict_proba(model: xgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+    """n x 3 probabilities (XGBoost's float32 output widened and renormalised)."""
+    if threads is not None:
+        model.set_param({"nthread": threads})
+    data = xgb.DMatrix(x, nthread=threads if threads is not None else -1)
+    return normalise_proba(model.predict(data))
+
+
+def save(model: xgb.Booster, path: Path) -> None:
+    """UBJSON bytes: ``save_raw`` rather than ``save_model``, which picks the format from the suffix
+    and would not write UBJSON to an atomic writer's ``.tmp`` path."""
+    path.write_bytes(bytes(model.save_raw(raw_format="ubj")))
+
+
+def load(path: Path) -> xgb.Booster:
+    """Read a UBJSON model written by :func:`save`."""
+    booster = xgb.Booster()
+    # load_model detects UBJSON from the content, so the suffix does not matter here.
+    booster.load_model(bytearray(path.read_bytes()))
+    return booster

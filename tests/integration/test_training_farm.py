@@ -1,0 +1,187 @@
+"""A whole retrain run through real Celery worker processes on a real Redis (embedded and 127.0.0.1:6379)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared.artifacts import read_manifest
+from shared.connections import embedded_redis
+from shared.data.store import open_store
+from shared.registry import Registry
+from shared.settings import get_settings
+from shared.zoo import MODEL_NAMES
+from tests.conftest import require, tcp_port_open
+from tests.integration.cluster import WorkerProcess, wait_for
+from workers.celery_app import rebind
+
+pytestmark = pytest.mark.integration
+
+RUN_TIMEOUT_S = 300.0
+SYMBOL, TF = "BTC_USDT", "12h"
+
+#: Small models: the integration tests check the plumbing, not the model quality.
+TEST_CONFIG = """
+[universe]
+symbols = ["BTC_USDT"]
+timeframes = ["12h"]
+[training]
+base_rounds = 12
+meta_rounds = 40
+early_stopping_rounds = 5
+task_time_limit = "5m"
+{extra}
+"""
+
+
+@dataclass
+class Farm:
+    home: Path
+    env: dict[str, str]
+    workers: list[WorkerProcess]
+
+    def registry(self) -> Registry:
+        return Registry.open()
+
+    def wait_run(self, run_id: str, timeout: float = RUN_TIMEOUT_S) -> str:
+        reg = self.registry()
+        wait_for(
+            lambda: reg.get_run(run_id).status in ("succeeded", "failed"),
+            timeout,
+            f"run {run_id}",
+            self.workers[0],
+        )
+        return reg.get_run(run_id).status
+
+
+def _start_farm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_dir: Path, redis_mode: str, extra_config: str = ""
+) -> Iterator[Farm]:
+    home = tmp_path / "home"
+    home.mkdir()
+    config = home / "farm.toml"
+    config.write_text(TEST_CONFIG.format(extra=extra_config))
+    for key in list(os.environ):
+        if key.startswith("FARM_"):
+            monkeypatch.delenv(key)
+    env_vars = {"FARM_HOME": str(home), "FARM_CONFIG_FILE": str(config)}
+    system_url = None
+    if redis_mode == "system":
+        require(tcp_port_open("127.0.0.1", 6379), "no Redis at 127.0.0.1:6379")
+        system_url = "redis://127.0.0.1:6379/11"
+        redis.Redis.from_url(system_url).flushdb()
+        env_vars["FARM_REDIS_URL"] = system_url
+    for key, value in env_vars.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    rebind()  # this process's Celery app may still point at a previous test's Redis
+    open_store().import_file(sample_dir / "BTC_USDT-5m.parquet", SYMBOL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")} | env_vars
+    worker = WorkerProcess(f"w{uuid.uuid4().hex[:6]}", env, tmp_path)
+    farm = Farm(home, env, [worker])
+    try:
+        worker.start()
+        yield farm
+    finally:
+        for w in farm.workers:
+            w.stop()
+        if system_url:
+            redis.Redis.from_url(system_url).flushdb()
+        else:
+            embedded_redis().stop()
+        get_settings.cache_clear()
+
+
+@pytest.fixture(params=["embedded", "system"])
+def farm(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_dir: Path
+) -> Iterator[Farm]:
+    yield from _start_farm(tmp_path, monkeypatch, sample_dir, request.param)
+
+
+@pytest.fixture
+def failing_farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_dir: Path) -> Iterator[Farm]:
+    extra = '[training.model_params.xgb_shallow]\nobjective = "no-such-objective"\n'
+    yield from _start_farm(tmp_path, monkeypatch, sample_dir, "embedded", extra)
+
+
+def test_full_run_trains_eight_models_and_writes_a_verified_pack(farm: Farm) -> None:
+    from shared.predictor import Predictor
+    from workers.tasks import submit_retrain
+
+    submitted = submit_retrain(SYMBOL, TF, "integration test")
+    again = submit_retrain(SYMBOL, TF, "second trigger")  # concurrent trigger merges into the running run
+    assert again.run_id == submitted.run_id and again.merged
+    assert farm.wait_run(submitted.run_id) == "succeeded", farm.workers[0].log()[-4000:]
+
+    reg = farm.registry()
+    run = reg.get_run(submitted.run_id)
+    assert run.version and run.snapshot_hash and run.finished_at
+    results = reg.base_results(run.id)
+    assert sorted(r.model for r in results) == sorted(MODEL_NAMES)
+    assert all(
+        r.status == "succeeded" and r.device == "cpu" and r.worker and (r.seconds or 0) > 0 for r in results
+    )
+    version = reg.get_version(run.version)
+    assert version.status == "candidate"
+    meta = version.metrics["meta"]
+    assert isinstance(meta, dict) and 0 < float(meta["logloss"]) < 5
+    pack = Path(version.path)
+    manifest = read_manifest(pack, expected_sha256=version.manifest_sha256)
+    assert len(manifest["base_models"]) == 8  # type: ignore[arg-type]
+    assert (pack / "plots" / "calibration.png").read_bytes().startswith(b"\x89PNG")
+    predictor = Predictor.load(pack)
+    predictor.self_check()  # rebuilds features -> 8 base models -> 55 features -> meta -> calibration
+    assert not list(pack.parent.glob(".staging-*"))
+    assert not (get_settings().runs_dir / run.id).exists()
+    # The slot is free again: a new trigger makes a new run.
+    assert submit_retrain(SYMBOL, TF, "after").run_id != run.id
+
+
+def test_failing_base_model_fails_the_run_through_the_errback(failing_farm: Farm) -> None:
+    from workers.tasks import submit_retrain
+
+    submitted = submit_retrain(SYMBOL, TF, "errback test")
+    assert failing_farm.wait_run(submitted.run_id) == "failed"
+    run = failing_farm.registry().get_run(submitted.run_id)
+    assert run.failed_model == "xgb_shallow"
+    assert run.error and "no-such-objective" in run.error
+    assert run.version is None
+    assert failing_farm.registry().list_versions(SYMBOL, TF) == []
+    tf_dir = get_settings().artifacts_dir / SYMBOL / TF
+    assert not tf_dir.exists() or not any(tf_dir.iterdir())  # no half-built version
+    # Models still training when the run failed clean up after themselves.
+    staging = get_settings().runs_dir / run.id
+    wait_for(lambda: not staging.exists(), 120, "staging folder removed", failing_farm.workers[0])
+    assert submit_retrain(SYMBOL, TF, "after failure").run_id != run.id  # slot released
+
+
+def test_duplicated_header_task_makes_one_meta_stage(farm: Farm) -> None:
+    from celery import chord
+
+    from shared import pipeline
+    from shared.jobs import RunJob
+    from workers.tasks import train_base, train_meta
+
+    claimed = pipeline.claim_run(SYMBOL, TF, "duplicate header test")
+    stage = pipeline.prepare(RunJob(run_id=claimed.run_id, symbol=SYMBOL, timeframe=TF))
+    assert stage is not None
+    payload = stage.model_dump(mode="json")
+    header = [
+        train_base.signature(args=({**payload, "model": m},), queue="cpu", task_id=f"{stage.run_id}-{m}")
+        for m in MODEL_NAMES
+    ]
+    header.append(header[0].clone())  # the same task, delivered twice
+    body = train_meta.signature(args=(payload,), queue="meta", task_id=f"{stage.run_id}-meta")
+    chord(header, body).apply_async()
+    assert farm.wait_run(stage.run_id) == "succeeded", farm.workers[0].log()[-4000:]
+    # The body delivered once more (as a duplicated header can cause) must not make a second version.
+    again = train_meta.apply_async(args=([], payload), queue="meta", task_id=f"{stage.run_id}-meta-dup")
+    assert again.get(timeout=120)["version"] == farm.registry().get_run(stage.run_id).version
+    assert len(farm.registry().list_versions(SYMBOL, TF)) == 1

@@ -1,0 +1,447 @@
+"""The registry: run lifecycle, idempotent base results under concurrency, versions, listings, CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, StatementError
+from typer.testing import CliRunner
+
+from shared.errors import FarmError
+from shared.registry import (
+    AmbiguousRunIdError,
+    Registry,
+    RegistryConflictError,
+    RunNotFoundError,
+    RunStatus,
+    VersionNotFoundError,
+    create_registry_engine,
+    metric,
+)
+from shared.registry import models as m
+from shared.settings import get_settings
+
+T = TypeVar("T")
+SHA = "ab" * 32
+
+
+def in_threads(count: int, work: Callable[[int], T]) -> list[T]:
+    """Run ``work(i)`` in ``count`` threads released together; re-raise the first error."""
+    barrier = threading.Barrier(count)
+    results: list[T | None] = [None] * count
+    errors: list[BaseException] = []
+
+    def target(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except BaseException as exc:  # collected, re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    if errors:
+        raise errors[0]
+    return [r for r in results if r is not None]
+
+
+def on_own_engine(url: str, work: Callable[[Registry], T]) -> T:
+    """``work`` on a registry with its own engine (own connections), as a separate worker process has."""
+    with Registry(create_registry_engine(url)) as registry:
+        return work(registry)
+
+
+def add_version(registry: Registry, run_id: str, version: str, **metrics: Any) -> m.VersionRecord:
+    return registry.add_version(
+        version, "BTC/USDT", "1h", run_id, metrics=metrics, path=f"/packs/{version}", manifest_sha256=SHA
+    )
+
+
+# --- runs --------------------------------------------------------------------------------------------
+
+
+def test_create_and_get_a_run(registry: Registry) -> None:
+    run = registry.create_run("btc/usdt", "60m", "no champion")
+    assert len(run.id) == 32 and int(run.id, 16) >= 0
+    assert (run.symbol, run.timeframe, run.reason, run.status) == ("BTC_USDT", "1h", "no champion", "queued")
+    assert run.created_at.tzinfo is UTC and run.started_at is None and run.seconds is None
+    assert registry.get_run(run.id) == run
+    with pytest.raises(RunNotFoundError) as info:
+        registry.get_run("0" * 32)
+    assert isinstance(info.value, FarmError)
+
+
+def test_explicit_run_id_is_idempotent_for_the_same_market(registry: Registry) -> None:
+    first = registry.create_run("BTC_USDT", "1h", "forced", run_id="a" * 32)
+    assert registry.create_run("BTC/USDT", "1h", "again", run_id="a" * 32) == first
+    with pytest.raises(RegistryConflictError):
+        registry.create_run("ETH_USDT", "1h", "forced", run_id="a" * 32)
+    with pytest.raises(FarmError, match="invalid run id"):
+        registry.create_run("BTC_USDT", "1h", "forced", run_id="../x")
+
+
+def test_run_lifecycle_sets_times_once(registry: Registry, new_run: Callable[..., str]) -> None:
+    rid = new_run()
+    assert registry.set_run_status(rid, "preparing", celery_task_id="task-1")
+    started = registry.get_run(rid).started_at
+    assert started is not None
+    assert registry.set_run_status(
+        rid, RunStatus.TRAINING, snapshot_hash="h" * 64, snapshot_path="/s.parquet", config_hash="c1"
+    )
+    assert registry.set_run_status(rid, "meta")
+    run = registry.get_run(rid)
+    assert run.status == "meta" and run.started_at == started and run.finished_at is None
+    assert (run.snapshot_hash, run.snapshot_path, run.config_hash, run.celery_task_id) == (
+        "h" * 64,
+        "/s.parquet",
+        "c1",
+        "task-1",
+    )
+    with pytest.raises(ValueError, match="add_version"):
+        registry.set_run_status(rid, "succeeded")
+    with pytest.raises(ValueError):
+        registry.set_run_status(rid, "exploded")
+
+
+def test_a_failed_run_never_moves_and_keeps_its_first_error(
+    registry: Registry, new_run: Callable[..., str]
+) -> None:
+    rid = new_run()
+    registry.set_run_status(rid, "training")
+    assert registry.fail_run(rid, "xgb: bad objective", failed_model="xgb_shallow") is True
+    failed = registry.get_run(rid)
+    assert failed.status == "failed" and failed.finished_at is not None and failed.seconds is not None
+    assert registry.fail_run(rid, "chord errback: timeout") is False
+    assert registry.set_run_status(rid, "training") is False
+    with pytest.raises(RegistryConflictError):
+        add_version(registry, rid, "v1")
+    assert registry.get_run(rid) == failed
+    assert registry.list_versions("BTC_USDT", "1h") == []
+
+
+def test_a_queued_run_can_fail_without_starting(registry: Registry, new_run: Callable[..., str]) -> None:
+    rid = new_run()
+    assert registry.fail_run(rid, "could not enqueue")
+    run = registry.get_run(rid)
+    assert run.status == "failed" and run.error == "could not enqueue" and run.started_at is not None
+
+
+def test_concurrent_failures_keep_exactly_one_error(
+    db_url: str, registry: Registry, new_run: Callable[..., str]
+) -> None:
+    rid = new_run()
+    outcomes = in_threads(6, lambda i: (i, on_own_engine(db_url, lambda r: r.fail_run(rid, f"error {i}"))))
+    winners = [i for i, won in outcomes if won]
+    assert len(winners) == 1
+    assert registry.get_run(rid).error == f"error {winners[0]}"
+
+
+def test_the_schema_refuses_a_succeeded_run_without_a_version(
+    registry: Registry, new_run: Callable[..., str]
+) -> None:
+    rid = new_run()
+    with pytest.raises(IntegrityError), registry.engine.begin() as conn:
+        conn.execute(text("UPDATE runs SET status = 'succeeded' WHERE id = :id"), {"id": rid})
+
+
+def test_list_runs_newest_first_with_filters(registry: Registry, new_run: Callable[..., str]) -> None:
+    ids = [new_run("BTC_USDT", "1h"), new_run("ETH_USDT", "1h"), new_run("BTC_USDT", "24h"), new_run()]
+    assert [r.id for r in registry.list_runs()] == ids[::-1]
+    assert [r.id for r in registry.list_runs(symbol="btc/usdt")] == [ids[3], ids[2], ids[0]]
+    assert [r.id for r in registry.list_runs(timeframe="1d")] == [ids[2]]
+    assert [r.id for r in registry.list_runs("BTC_USDT", "1h", limit=1)] == [ids[3]]
+    assert registry.list_runs("SOL_USDT") == []
+
+
+def test_find_run_by_unique_prefix(registry: Registry) -> None:
+    a = registry.create_run("BTC_USDT", "1h", "forced", run_id="abc1" + "0" * 28).id
+    registry.create_run("BTC_USDT", "1h", "forced", run_id="abc2" + "0" * 28)
+    assert registry.find_run("ABC1").id == a
+    assert registry.find_run(a).id == a
+    with pytest.raises(AmbiguousRunIdError):
+        registry.find_run("abc")
+    for missing in ("fff", "a%", "a_c"):
+        with pytest.raises(RunNotFoundError):
+            registry.find_run(missing)
+
+
+def test_times_are_utc_and_naive_ones_are_refused(db_url: str) -> None:
+    tokyo = timezone(timedelta(hours=9))
+    registry = Registry.open(db_url, clock=lambda: datetime(2026, 3, 1, 9, 0, tzinfo=tokyo))
+    run = registry.get_run(registry.create_run("BTC_USDT", "1h", "forced").id)
+    assert run.created_at == datetime(2026, 3, 1, 0, 0, tzinfo=UTC) and run.created_at.tzinfo is UTC
+    naive = Registry.open(db_url, clock=lambda: datetime(2026, 3, 1))
+    with pytest.raises(StatementError, match="naive datetime"):
+        naive.create_run("BTC_USDT", "1h", "forced")
+
+
+# --- base results ------------------------------------------------------------------------------------
+
+
+def test_base_result_lifecycle_is_idempotent(registry: Registry, new_run: Callable[..., str]) -> None:
+    rid = new_run()
+    started = registry.base_started(rid, "lgbm_fast", "lightgbm", "cuda", "gpu-1")
+    assert (started.status, started.family, started.device, started.worker) == (
+        "running",
+        "lightgbm",
+        "cuda",
+        "gpu-1",
+    )
+    done = registry.base_finished(rid, "lgbm_fast", seconds=12.5, metrics={"test_logloss": 0.91, "auc": 0.6})
+    assert done.status == "succeeded" and done.seconds == 12.5 and done.test_logloss == 0.91
+    assert done.family == "lightgbm" and done.finished_at is not None
+    # A redelivered task: starting, finishing or failing again leaves the first success as it was.
+    registry.base_started(rid, "lgbm_fast", "lightgbm", "cpu", "cpu-2")
+    registry.base_finished(rid, "lgbm_fast", seconds=99.0, metrics={"test_logloss": 2.0})
+    registry.base_failed(rid, "lgbm_fast", "worker lost")
+    assert registry.base_results(rid) == [done]
+
+
+def test_base_failure_keeps_the_first_error_and_a_retry_restarts(
+    registry: Registry, new_run: Callable[..., str]
+) -> None:
+    rid = new_run()
+    registry.base_started(rid, "xgb_shallow", "xgboost", "cpu", "w1")
+    first = registry.base_failed(rid, "xgb_shallow", "XGBoostError: bad objective")
+    assert registry.base_failed(rid, "xgb_shallow", "second") == first
+    assert first.status == "failed" and first.error == "XGBoostError: bad objective"
+    retry = registry.base_started(rid, "xgb_shallow", "xgboost", "cpu", "w2")
+    assert (retry.status, retry.error, retry.worker, retry.finished_at) == ("running", None, "w2", None)
+    # A failure or finish without a recorded start still gives one row (family unknown).
+    orphan = registry.base_finished(rid, "cat_deep", seconds=1.0, metrics={})
+    assert orphan.family is None and orphan.status == "succeeded"
+    assert [r.model for r in registry.base_results(rid)] == ["cat_deep", "xgb_shallow"]
+
+
+def test_base_results_need_a_known_run(registry: Registry) -> None:
+    with pytest.raises(RunNotFoundError):
+        registry.base_started("f" * 32, "lgbm_fast", "lightgbm", "cpu", "w")
+    with pytest.raises(RunNotFoundError):
+        registry.base_results("f" * 32)
+
+
+def test_metrics_are_stored_as_plain_json(registry: Registry, new_run: Callable[..., str]) -> None:
+    import numpy as np
+
+    rid = new_run()
+    metrics = {
+        "logloss": float("nan"),
+        "n": np.int64(3),
+        "f": np.float32(0.5),
+        "per_class": (1.0, float("inf")),
+    }
+    stored = registry.base_finished(rid, "m", seconds=1, metrics=metrics).metrics
+    assert stored == {"logloss": None, "n": 3, "f": 0.5, "per_class": [1.0, None]}
+    json.dumps(registry.base_results(rid)[0].to_json(), allow_nan=False)
+    with pytest.raises(ValueError, match=r"metrics\.bad"):
+        registry.base_finished(rid, "m2", seconds=1, metrics={"bad": object()})
+
+
+def test_concurrent_finishes_of_one_model_leave_one_row(
+    db_url: str, registry: Registry, new_run: Callable[..., str]
+) -> None:
+    rid = new_run()
+    registry.base_started(rid, "lgbm_fast", "lightgbm", "cpu", "w0")
+
+    def finish(i: int) -> m.BaseResultRecord:
+        return on_own_engine(
+            db_url, lambda r: r.base_finished(rid, "lgbm_fast", seconds=float(i), metrics={"i": i})
+        )
+
+    records = in_threads(8, finish)
+    stored = registry.base_results(rid)
+    assert len(stored) == 1 and stored[0].status == "succeeded"
+    assert {r.metrics["i"] for r in records} == {stored[0].metrics["i"]}  # every caller saw the winner
+
+
+def test_concurrent_first_finishes_without_a_start_leave_one_row(
+    db_url: str, registry: Registry, new_run: Callable[..., str]
+) -> None:
+    rid = new_run()
+    in_threads(
+        8, lambda i: on_own_engine(db_url, lambda r: r.base_finished(rid, f"m{i % 2}", seconds=1, metrics={}))
+    )
+    assert [r.model for r in registry.base_results(rid)] == ["m0", "m1"]
+
+
+# --- versions ----------------------------------------------------------------------------------------
+
+
+def test_add_version_marks_the_run_succeeded(registry: Registry, new_run: Callable[..., str]) -> None:
+    rid = new_run()
+    registry.set_run_status(rid, "meta")
+    version = add_version(registry, rid, "20260101T000000Z-ab12cd", meta={"logloss": 0.9})
+    run = registry.get_run(rid)
+    assert (run.status, run.version, run.error) == ("succeeded", version.version, None)
+    assert run.finished_at == version.created_at
+    assert (version.status, version.symbol, version.timeframe, version.run_id) == (
+        "candidate",
+        "BTC_USDT",
+        "1h",
+        rid,
+    )
+    assert version.meta_logloss == 0.9 and version.prior_logloss is None
+    assert registry.get_version(version.version) == version
+    assert add_version(registry, rid, version.version) == version  # a redelivered meta task
+    assert registry.fail_run(rid, "late errback") is False
+    with pytest.raises(RegistryConflictError, match="has ended"):
+        add_version(registry, rid, "another")
+    with pytest.raises(VersionNotFoundError):
+        registry.get_version("nope")
+
+
+def test_add_version_is_one_transaction(
+    registry: Registry, new_run: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = new_run()
+
+    def boom(row: m.Version) -> m.VersionRecord:
+        raise RuntimeError("crash after the insert, before the commit")
+
+    monkeypatch.setattr(m.VersionRecord, "from_row", boom)
+    with pytest.raises(RuntimeError):
+        add_version(registry, rid, "v1")
+    monkeypatch.undo()
+    assert registry.get_run(rid).status == "queued" and registry.list_versions("BTC_USDT", "1h") == []
+
+
+def test_add_version_refuses_another_market_or_a_taken_id(
+    registry: Registry, new_run: Callable[..., str]
+) -> None:
+    rid, other = new_run(), new_run()
+    with pytest.raises(RegistryConflictError, match="trains BTC_USDT 1h"):
+        registry.add_version("v", "ETH_USDT", "1h", rid, metrics={}, path="/p", manifest_sha256=SHA)
+    add_version(registry, rid, "v1")
+    with pytest.raises(RegistryConflictError, match="exists already"):
+        add_version(registry, other, "v1")
+    assert registry.get_run(other).status == "queued"
+
+
+def test_concurrent_versions_for_one_run_have_one_winner(
+    db_url: str, registry: Registry, new_run: Callable[..., str]
+) -> None:
+    rid = new_run()
+
+    def attempt(i: int) -> str:
+        try:
+            return on_own_engine(db_url, lambda r: add_version(r, rid, f"v{i}").version)
+        except RegistryConflictError:
+            return ""
+
+    winners = [v for v in in_threads(4, attempt) if v]
+    assert len(winners) == 1
+    assert registry.get_run(rid).version == winners[0]
+
+
+def test_list_versions_newest_first(registry: Registry, new_run: Callable[..., str]) -> None:
+    made = [add_version(registry, new_run(), f"v{i}").version for i in range(3)]
+    registry.add_version(
+        "e1", "ETH_USDT", "1h", new_run("ETH_USDT"), metrics={}, path="/p", manifest_sha256=SHA
+    )
+    assert [v.version for v in registry.list_versions("btc/usdt", "60m")] == made[::-1]
+
+
+def test_the_schema_allows_one_champion_per_market(registry: Registry, new_run: Callable[..., str]) -> None:
+    for i in range(2):
+        add_version(registry, new_run(), f"v{i}")
+    with registry.engine.begin() as conn:
+        conn.execute(text("UPDATE versions SET status = 'champion' WHERE id = 'v0'"))
+    with pytest.raises(IntegrityError), registry.engine.begin() as conn:
+        conn.execute(text("UPDATE versions SET status = 'champion' WHERE id = 'v1'"))
+
+
+def test_metric_accessor_reads_flat_or_nested_numbers() -> None:
+    metrics: dict[str, object] = {
+        "meta": {"logloss": 0.8},
+        "prior_logloss": 1.1,
+        "flag": True,
+        "nan": float("nan"),
+    }
+    assert metric(metrics, *m.META_LOGLOSS) == 0.8
+    assert metric(metrics, *m.PRIOR_LOGLOSS) == 1.1
+    assert metric(metrics, "flag", "nan", "missing", ("meta", "missing")) is None
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_registry(farm_home: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """The registry the CLI will open: FARM_DATABASE_URL points at the test database."""
+    monkeypatch.setenv("FARM_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    return Registry.open()
+
+
+def farm_json(*args: str) -> Any:
+    from shared.cli import app
+
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, (result.stdout, result.exception)
+    return json.loads(result.stdout)
+
+
+def test_cli_lists_runs_and_shows_one(cli_registry: Registry) -> None:
+    rid = cli_registry.create_run("BTC_USDT", "1h", "forced").id
+    cli_registry.base_started(rid, "lgbm_fast", "lightgbm", "cpu", "w1")
+    cli_registry.base_finished(rid, "lgbm_fast", seconds=3.0, metrics={"test_logloss": 0.95})
+    failed = cli_registry.create_run("ETH_USDT", "24h", "schedule").id
+    cli_registry.fail_run(failed, "boom", failed_model="xgb_shallow")
+
+    rows = farm_json("runs")
+    assert isinstance(rows, list) and [r["id"] for r in rows] == [failed, rid]
+    assert set(rows[0]) >= {"id", "symbol", "timeframe", "reason", "status", "error", "failed_model"}
+    assert (
+        farm_json("runs", "--symbol", "eth/usdt", "--timeframe", "1d", "--limit", "5")[0]["status"]
+        == "failed"
+    )
+    shown = farm_json("runs", "show", rid[:6])
+    assert shown["id"] == rid and [r["model"] for r in shown["models"]] == ["lgbm_fast"]
+    assert shown["models"][0]["metrics"] == {"test_logloss": 0.95}
+
+    from shared.cli import app
+
+    table = runner.invoke(app, ["runs"])
+    assert table.exit_code == 0 and rid[:8] in table.stdout and "xgb_shallow: boom" in table.stdout
+    detail = runner.invoke(app, ["runs", "show", rid])
+    assert detail.exit_code == 0 and "lgbm_fast" in detail.stdout and "0.95" in detail.stdout
+
+
+def test_cli_lists_versions(cli_registry: Registry) -> None:
+    from shared.cli import app
+
+    assert farm_json("models", "BTC/USDT", "1h") == []
+    rid = cli_registry.create_run("BTC_USDT", "1h", "forced").id
+    add_version(cli_registry, rid, "20260101T000000Z-ab12cd", meta={"logloss": 0.9}, prior={"logloss": 1.0})
+    versions = farm_json("models", "btc_usdt", "60m")
+    assert [v["version"] for v in versions] == ["20260101T000000Z-ab12cd"]
+    assert set(versions[0]) >= {"version", "symbol", "timeframe", "status", "metrics"}
+    assert versions[0]["metrics"]["meta"] == {"logloss": 0.9}
+    table = runner.invoke(app, ["models", "BTC_USDT", "1h"])
+    assert table.exit_code == 0 and "candidate" in table.stdout and "0.9" in table.stdout
+
+
+def test_cli_errors_print_one_line_and_exit_1(
+    cli_registry: Registry, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.cli import main
+
+    for argv in (["runs", "show", "ffff"], ["models", "../x", "1h"], ["runs", "--timeframe", "2h"]):
+        monkeypatch.setattr("sys.argv", ["farm", *argv])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and "Traceback" not in err and err.count("\n") == 1

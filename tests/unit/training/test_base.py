@@ -1,0 +1,257 @@
+"""train_base_model on a real BTC 1h snapshot: all 8 models, OOF layout, reproducibility, idempotency."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import lightgbm
+import numpy as np
+import polars as pl
+import pytest
+
+from shared.atomicio import sha256_file
+from shared.config import FarmConfig
+from shared.dataset import DatasetSnapshot, build_snapshot
+from shared.errors import ConfigError, DatasetError
+from shared.features import FEATURE_NAMES
+from shared.splits import oof_index
+from shared.timeframes import Timeframe
+from shared.training import BaseModelResult, result_path, train_base_model
+from shared.training import base as base_module
+from shared.training.base import METRIC_KEYS, write_npz
+from shared.zoo import MODEL_NAMES, ModelSpec, get_spec
+from shared.zoo import family as real_family
+
+CONFIG = FarmConfig.model_validate({"training": {"base_rounds": 20}})
+RUN = "run-1"
+
+
+@pytest.fixture(scope="module")
+def snapshot(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DatasetSnapshot:
+    bars = pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet")
+    root = tmp_path_factory.mktemp("datasets")
+    return build_snapshot(bars, symbol="BTC_USDT", timeframe=Timeframe.H1, config=CONFIG, root=root)
+
+
+def _train(snapshot: DatasetSnapshot, model: str, work_dir: Path, **kwargs: Any) -> BaseModelResult:
+    options: dict[str, Any] = {"run_id": RUN, "training": CONFIG.training, "threads": 2, **kwargs}
+    return train_base_model(snapshot, model, work_dir, splits=CONFIG.splits, **options)
+
+
+@pytest.fixture(scope="module")
+def trained(
+    snapshot: DatasetSnapshot, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, BaseModelResult]]:
+    work_dir = tmp_path_factory.mktemp("run")
+    return work_dir, {name: _train(snapshot, name, work_dir) for name in MODEL_NAMES}
+
+
+def _arrays(work_dir: Path, result: BaseModelResult) -> dict[str, np.ndarray[Any, Any]]:
+    with np.load(work_dir / result.predictions_file, allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def _split_x(snapshot: DatasetSnapshot, split: str) -> np.ndarray[Any, Any]:
+    part = snapshot.frame().filter(pl.col("split") == split)
+    return part.select(FEATURE_NAMES).to_numpy().astype(np.float64)
+
+
+def test_every_model_trains_with_valid_probabilities(
+    snapshot: DatasetSnapshot, trained: tuple[Path, dict[str, BaseModelResult]]
+) -> None:
+    work_dir, results = trained
+    frame = snapshot.frame()
+    folds = snapshot.folds(
+        frame, n_folds=CONFIG.splits.oof_folds, min_train_rows=CONFIG.splits.min_fold_train_rows
+    )
+    rows = snapshot.split_rows
+    scored = np.zeros(rows["train"], dtype=bool)
+    scored[oof_index(folds)] = True
+    first_chunk = folds[0].valid_idx[0]
+    assert not scored[:first_chunk].any() and scored[first_chunk:].all()
+    for name, result in results.items():
+        spec = get_spec(name)
+        assert (result.run_id, result.model, result.family, result.device) == (RUN, name, spec.family, "cpu")
+        assert result.worker == socket.gethostname()
+        assert result.model_file == f"base/{name}.{spec.file_ext}"
+        assert result.predictions_file == f"base/{name}.npz"
+        assert sha256_file(work_dir / result.model_file) == result.model_sha256
+        assert sha256_file(work_dir / result.predictions_file) == result.predictions_sha256
+        stored = json.loads(result_path(work_dir, name).read_text())
+        assert stored == result.to_json()
+        arrays = _arrays(work_dir, result)
+        assert sorted(arrays) == ["calibration", "oof", "test"]
+        oof = arrays["oof"]
+        assert oof.shape == (rows["train"], 3)
+        # OOF NaN rows are exactly the first chunk, which no fold validates on.
+        assert np.array_equal(np.isnan(oof).any(axis=1), ~scored), name
+        assert np.isnan(oof[:first_chunk]).all()
+        for key, n in (("oof", rows["train"]), ("calibration", rows["calibration"]), ("test", rows["test"])):
+            proba = arrays[key][scored] if key == "oof" else arrays[key]
+            assert arrays[key].shape == (n, 3) and arrays[key].dtype == np.float64
+            assert np.isfinite(proba).all() and (proba >= 0).all()
+            np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+        assert set(result.metrics) == set(METRIC_KEYS)
+        assert result.metrics["oof_rows"] == float(scored.sum())
+        for key in ("oof_logloss", "calibration_logloss", "test_logloss"):
+            # Finite and in the range of real models on noisy returns (log 3 = 1.0986 is a uniform guess).
+            assert 0.5 < result.metrics[key] < 1.5, (name, key, result.metrics[key])
+        assert math.isfinite(result.seconds) and result.seconds > 0
+
+
+def test_predictions_are_what_the_saved_model_computes(
+    snapshot: DatasetSnapshot, trained: tuple[Path, dict[str, BaseModelResult]]
+) -> None:
+    work_dir, results = trained
+    x_cal, x_test = _split_x(snapshot, "calibration"), _split_x(snapshot, "test")
+    for name, result in results.items():
+        fam = real_family(get_spec(name))
+        model = fam.load(work_dir / result.model_file)
+        arrays = _arrays(work_dir, result)
+        np.testing.assert_array_equal(fam.predict_proba(model, x_cal, threads=2), arrays["calibration"])
+        np.testing.assert_array_equal(fam.predict_proba(model, x_test, threads=2), arrays["test"])
+
+
+def test_same_seed_reproduces_models_and_predictions(
+    snapshot: DatasetSnapshot, trained: tuple[Path, dict[str, BaseModelResult]], tmp_path: Path
+) -> None:
+    work_dir, results = trained
+    for name, first in results.items():
+        again = _train(snapshot, name, tmp_path)
+        # LightGBM and XGBoost are byte-identical by construction; CatBoost (volatile metadata dropped)
+        # and the sklearn JSON are too, so a retrain after a crash reports the same hashes.
+        assert again.model_sha256 == first.model_sha256, name
+        assert again.predictions_sha256 == first.predictions_sha256, name
+        assert again.metrics == first.metrics, name
+        for key, array in _arrays(work_dir, first).items():
+            np.testing.assert_array_equal(_arrays(tmp_path, again)[key], array)
+
+
+def test_recall_returns_the_stored_result_without_training(
+    snapshot: DatasetSnapshot,
+    trained: tuple[Path, dict[str, BaseModelResult]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    work_dir, results = trained
+    files = sorted((work_dir / "base").iterdir())
+    mtimes = {path: path.stat().st_mtime_ns for path in files}
+
+    def no_training(spec: ModelSpec) -> Any:
+        raise AssertionError(f"{spec.name} was retrained")
+
+    monkeypatch.setattr(base_module, "family", no_training)
+    for name, first in results.items():
+        # Even on another worker and device: a redelivered message gets the first delivery's result.
+        again = _train(snapshot, name, work_dir, worker="other-host", device="cuda")
+        assert again == first
+        assert again.to_json() == first.to_json()
+    assert sorted((work_dir / "base").iterdir()) == files
+    assert {path: path.stat().st_mtime_ns for path in files} == mtimes
+
+
+def test_changed_files_or_another_run_retrain(
+    snapshot: DatasetSnapshot,
+    trained: tuple[Path, dict[str, BaseModelResult]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source, results = trained
+    work_dir = tmp_path / "run"
+    shutil.copytree(source, work_dir)
+    fits: list[str] = []
+
+    def counting(spec: ModelSpec) -> Any:
+        fits.append(spec.name)
+        return real_family(spec)
+
+    monkeypatch.setattr(base_module, "family", counting)
+    model_file = work_dir / results["lgbm_gbdt"].model_file
+    model_file.write_bytes(model_file.read_bytes() + b"\n")  # corrupted after the result was written
+    (work_dir / results["xgb_shallow"].predictions_file).unlink()
+    result_path(work_dir, "sk_mlp").write_text("{not json")
+
+    retrained = {name: _train(snapshot, name, work_dir, device="cuda") for name in results}
+    assert fits == ["lgbm_gbdt", "xgb_shallow", "sk_mlp"]
+    for name in fits:
+        assert retrained[name].model_sha256 == results[name].model_sha256  # deterministic retrain
+        assert sha256_file(work_dir / retrained[name].model_file) == results[name].model_sha256
+    assert retrained["lgbm_gbdt"].device == "cpu"  # LightGBM has no GPU variant: trained on the CPU
+    assert retrained["xgb_shallow"].device == "cuda"  # ...stored; device is part of the result
+
+    fits.clear()
+    other = _train(snapshot, "sk_logreg", work_dir, run_id="run-2")
+    assert fits == ["sk_logreg"] and other.run_id == "run-2"
+
+
+def test_invalid_override_raises_the_library_error(snapshot: DatasetSnapshot, tmp_path: Path) -> None:
+    training = CONFIG.training.model_copy(update={"model_params": {"lgbm_gbdt": {"boosting": "nonsense"}}})
+    with pytest.raises(lightgbm.basic.LightGBMError, match="nonsense"):
+        _train(snapshot, "lgbm_gbdt", tmp_path, training=training)
+    assert not result_path(tmp_path, "lgbm_gbdt").exists()
+
+
+def test_class_absent_from_a_fold_names_model_and_fold(snapshot: DatasetSnapshot, tmp_path: Path) -> None:
+    frame = snapshot.frame()
+    folds = snapshot.folds(frame, n_folds=CONFIG.splits.oof_folds, min_train_rows=10)
+    first_chunk = int(folds[0].valid_idx[0])  # train rows come first in the snapshot's row order
+    no_up = frame.with_row_index("i").with_columns(
+        label=pl.when((pl.col("i") < first_chunk) & (pl.col("label") == 2))
+        .then(pl.lit(1, dtype=pl.Int8))
+        .otherwise(pl.col("label"))
+    )
+    path = tmp_path / "no_up.parquet"
+    no_up.drop("i").write_parquet(path)
+    edited = dataclasses.replace(snapshot, path=str(path), file_sha256=sha256_file(path))
+    with pytest.raises(DatasetError, match=r"base model lgbm_gbdt, fold 1 of 4: class 'up'"):
+        _train(edited, "lgbm_gbdt", tmp_path / "run")
+
+
+def test_unknown_model_and_bad_arguments(snapshot: DatasetSnapshot, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="valid models: lgbm_gbdt"):
+        _train(snapshot, "lgbm_typo", tmp_path)
+    with pytest.raises(ValueError, match="threads"):
+        _train(snapshot, "sk_logreg", tmp_path, threads=0)
+    with pytest.raises(ValueError, match="device"):
+        _train(snapshot, "sk_logreg", tmp_path, device="tpu")
+    typo = CONFIG.training.model_copy(update={"model_params": {"lgbm_gdbt": {"num_leaves": 7}}})
+    with pytest.raises(ConfigError, match=r"unknown models \['lgbm_gdbt'\]"):
+        _train(snapshot, "sk_logreg", tmp_path, training=typo)
+
+
+def test_result_json_round_trip_and_validation(trained: tuple[Path, dict[str, BaseModelResult]]) -> None:
+    result = trained[1]["xgb_hist"]
+    data = json.loads(json.dumps(result.to_json()))
+    assert BaseModelResult.from_json(data) == result
+    assert len(json.dumps(data)) < 1000  # small: it travels through the broker
+    bad: dict[str, dict[str, object]] = {
+        "missing keys": {k: v for k, v in data.items() if k != "model_sha256"},
+        "unknown keys": {**data, "extra": 1},
+        "non-empty string": {**data, "worker": ""},
+        "hex sha256": {**data, "predictions_sha256": "abc"},
+        "relative to the work dir": {**data, "model_file": "/etc/passwd"},
+        "finite number": {**data, "seconds": True},
+        "metrics lack": {**data, "metrics": {"oof_logloss": 1.0}},
+        "metrics must be an object": {**data, "metrics": [1.0]},
+    }
+    for message, payload in bad.items():
+        with pytest.raises(ValueError, match=message):
+            BaseModelResult.from_json(payload)
+    with pytest.raises(ValueError, match="finite number"):
+        BaseModelResult.from_json({**data, "metrics": {**data["metrics"], "test_logloss": "1.0"}})
+
+
+def test_npz_is_byte_deterministic(tmp_path: Path) -> None:
+    arrays = {"oof": np.full((4, 3), np.nan), "test": np.eye(3)}
+    write_npz(tmp_path / "a", arrays)
+    write_npz(tmp_path / "b", arrays)
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+    with np.load(tmp_path / "a", allow_pickle=False) as npz:
+        assert sorted(npz.files) == ["oof", "test"]
+        np.testing.assert_array_equal(npz["test"], np.eye(3))
+        assert np.isnan(npz["oof"]).all()

@@ -1,0 +1,109 @@
+"""The Celery app, configured from the farm's settings.
+
+Every setting below answers a known Celery/Redis failure mode (see CELERY-RELIABILITY-NOTES.md beside the
+repository and the tests under tests/integration):
+
+* JSON only, both ways: nothing a worker receives can execute code when deserialised.
+* acks_late + reject_on_worker_lost: a task whose pool process is killed goes back to the queue instead
+  of being acknowledged and lost; a per-task delivery counter (shared.runs) stops a poison message.
+* prefetch 1: a long training task never holds a second one hostage on a busy worker.
+* visibility_timeout above the hard time limit (broker and result backend): Redis does not hand a task
+  still running to a second worker.
+* broker connection retry forever, and cancel long-running tasks on connection loss: a Redis restart
+  neither kills the worker nor leaves it consuming nothing.
+* result_expires longer than the longest run: chord bookkeeping outlives the chord.
+* worker_deduplicate_successful_tasks: a redelivered message of a task that already succeeded is skipped,
+  so it does not count twice in a chord.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue, pools  # type: ignore[attr-defined]
+
+from shared.connections import celery_url
+from shared.settings import get_settings
+
+#: Queues: base models on cpu/gpu, the meta stage and run preparation on their own small queues so that
+#: a long backlog of base models never delays a meta stage that would free a run's resources.
+QUEUES = ("cpu", "gpu", "meta", "control")
+
+
+def build_config() -> dict[str, Any]:
+    """Celery settings derived from the farm settings and config (kept in one place, tested)."""
+    settings = get_settings()
+    training = settings.load_config().training
+    hard_limit = training.task_time_limit_s
+    # Redis re-delivers an unacknowledged message after visibility_timeout: it must exceed the longest a
+    # task may run, or a second worker starts the same task while the first is still at it.
+    visibility = max(3600, 2 * hard_limit)
+    url = celery_url(settings)
+    transport = {"visibility_timeout": visibility}
+    return {
+        "broker_url": url,
+        "result_backend": url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": hard_limit,
+        "task_soft_time_limit": max(1, hard_limit - 30),
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_max_tasks_per_child": 20,
+        "worker_deduplicate_successful_tasks": True,
+        "result_expires": max(7 * 86400, 4 * hard_limit),
+        "result_extended": True,
+        "task_track_started": True,
+        "task_allow_error_cb_on_chord_header": True,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "control",
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "redis_socket_timeout": 30,
+        "redis_socket_connect_timeout": 10,
+        "redis_retry_on_timeout": True,
+        "redis_backend_health_check_interval": 30,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def create_app() -> Celery:
+    """The Celery app; its settings are computed on first use (importing it starts nothing)."""
+    celery = Celery("trainfarm", include=["workers.tasks"])
+    # Lazy: reading the settings may start the embedded Redis, which must not happen at import time.
+    celery.add_defaults(build_config)
+    return celery
+
+
+app = create_app()
+
+
+def rebind(celery: Celery | None = None) -> None:
+    """Point an already-used app at the current settings' Redis (tests switch farm homes in one process).
+
+    Celery caches its connection pool and result backend on first use; they are dropped here so the
+    next call connects afresh. Worker processes never need this: they read the settings once at start.
+    """
+    celery = celery or app
+    celery.conf.update(build_config())
+    # kombu keeps connection pools in a process-wide registry keyed by URL: reset it, or an equal URL
+    # would hand back a pool closed for the previous farm.
+    pools.reset()
+    celery._pool = None
+    if "amqp" in celery.__dict__:
+        celery.amqp._producer_pool = None
+    celery._backend_cache = None
+    if hasattr(celery._local, "backend"):
+        del celery._local.backend

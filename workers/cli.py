@@ -1,0 +1,160 @@
+"""`farm` commands that need Celery: retrain, worker. The rest of the CLI lives in shared.cli.
+
+The console script points here so that ``shared`` stays free of Celery imports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shared.cli import app, run_app
+from shared.cli.output import console, print_json
+from shared.cli.registry_cmds import print_run_metrics
+from shared.registry import Registry
+from shared.symbols import canonical_symbol
+from shared.timeframes import parse_timeframe
+from shared.zoo import MODEL_NAMES
+from workers.celery_app import QUEUES
+
+_TERMINAL = ("succeeded", "failed")
+
+
+@app.command("retrain")
+def retrain(
+    symbol: Annotated[str, typer.Argument(help="market, e.g. BTC/USDT")],
+    timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="5m, 1h, 12h, 24h or all")] = "all",
+    reason: Annotated[str, typer.Option("--reason", help="recorded with the run")] = "forced",
+    wait: Annotated[
+        bool, typer.Option("--wait", help="follow the runs to the end, then show metrics")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="give up waiting after this many seconds")
+    ] = 3600,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON array of the runs")] = False,
+) -> None:
+    """Enqueue a forced retrain; a retrain already running for the same symbol and timeframe is reused."""
+    from workers.tasks import submit_retrain
+
+    sym = canonical_symbol(symbol)
+    tfs = (
+        list(_config_timeframes())
+        if timeframe.strip().lower() == "all"
+        else [parse_timeframe(timeframe).value]
+    )
+    submitted = [submit_retrain(sym, tf, reason) for tf in tfs]
+    if not as_json:
+        for s in submitted:
+            note = " (already running: merged)" if s.merged else ""
+            console.print(f"run [bold]{s.run_id}[/] {s.symbol} {s.timeframe}{note}")
+    if not wait:
+        if as_json:
+            print_json(
+                [
+                    {"id": s.run_id, "symbol": s.symbol, "timeframe": s.timeframe, "merged": s.merged}
+                    for s in submitted
+                ]
+            )
+        return
+    failed = follow([s.run_id for s in submitted], timeout=timeout, quiet=as_json)
+    registry = Registry.open()
+    if as_json:
+        print_json([registry.get_run(s.run_id).to_json() for s in submitted])
+    else:
+        print_run_metrics([registry.get_run(s.run_id) for s in submitted])
+    if failed:
+        raise typer.Exit(1)
+
+
+def _config_timeframes() -> list[str]:
+    from shared.settings import get_settings
+
+    return [tf.value for tf in get_settings().load_config().universe.timeframes]
+
+
+def follow(run_ids: list[str], *, timeout: float, quiet: bool = False) -> list[str]:
+    """Show per-model progress of ``run_ids`` until all end; returns the ids of failed runs."""
+    registry = Registry.open()
+    deadline = time.monotonic() + timeout
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} models"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
+        bars = {
+            rid: progress.add_task(_label(registry, rid), total=len(MODEL_NAMES), status="queued")
+            for rid in run_ids
+        }
+        while True:
+            done = []
+            for rid, bar in bars.items():
+                run = registry.get_run(rid)
+                finished = sum(1 for r in registry.base_results(rid) if r.status == "succeeded")
+                status = run.status if run.status != "failed" else f"failed: {run.failed_model or ''}"
+                progress.update(bar, completed=finished, status=status)
+                done.append(run.status in _TERMINAL)
+            if all(done):
+                break
+            if time.monotonic() > deadline:
+                console.print(f"[yellow]stopped waiting after {timeout:.0f}s; the runs go on[/]")
+                break
+            time.sleep(0.5)
+    return [rid for rid in run_ids if registry.get_run(rid).status == "failed"]
+
+
+def _label(registry: Registry, run_id: str) -> str:
+    run = registry.get_run(run_id)
+    return f"{run.symbol} {run.timeframe} {run_id[:8]}"
+
+
+@app.command("worker")
+def worker(
+    queues: Annotated[str | None, typer.Option("--queues", "-Q", help="comma-separated queues")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="pool processes")] = 1,
+    gpu: Annotated[bool, typer.Option("--gpu", help="consume the gpu queue (one worker per GPU)")] = False,
+    hostname: Annotated[str | None, typer.Option("--hostname", "-n", help="worker node name")] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
+) -> None:
+    """Start a Celery worker (a thin wrapper over `celery -A workers worker`)."""
+    chosen = queues or ("gpu" if gpu else "cpu,meta,control")
+    unknown = [q for q in chosen.split(",") if q not in QUEUES]
+    if unknown:
+        raise typer.BadParameter(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+    if gpu and concurrency != 1:
+        raise typer.BadParameter("a GPU worker runs one task at a time: use --concurrency 1 per GPU")
+    name = hostname or f"{'gpu' if gpu else 'cpu'}-{os.getpid()}@%h"
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        chosen,
+        "-c",
+        str(concurrency),
+        "-n",
+        name,
+        "-l",
+        loglevel,
+        "-E",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    console.print(f"starting: {' '.join(argv[2:])}")
+    os.execv(sys.executable, argv)
+
+
+def main() -> None:
+    """Console-script entry point (`farm`)."""
+    run_app()

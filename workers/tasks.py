@@ -1,0 +1,172 @@
+"""Thin Celery tasks: parse the JSON payload, call :mod:`shared.pipeline`, return a small JSON reference.
+
+Only :class:`shared.errors.TransientError` is retried (with exponential backoff and jitter); any other
+error fails the task, which fails the chord, whose errback marks the run failed with the model and the
+error. No task trains or loads a model at import time: the ML libraries load inside pool processes only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, chord, signals
+from celery.exceptions import SoftTimeLimitExceeded
+
+from shared import pipeline
+from shared.connections import redis_client
+from shared.errors import FarmError, TransientError
+from shared.jobs import RunJob, StageJob
+from shared.runs import count_delivery
+from shared.settings import get_settings
+from shared.zoo import MODEL_NAMES, get_spec, queue_for
+from shared.zoo.threads import threads_per_task
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+#: Pool processes a worker runs; learned in the parent before it forks, inherited by the children.
+_worker_concurrency = 1
+
+
+@signals.worker_init.connect
+def _remember_concurrency(sender: Any = None, **_: Any) -> None:
+    global _worker_concurrency  # noqa: PLW0603 - set once per worker, before the pool forks
+    concurrency = getattr(sender, "concurrency", None)
+    if isinstance(concurrency, int) and concurrency > 0:
+        _worker_concurrency = concurrency
+
+
+class PoisonMessageError(FarmError):
+    """A task was delivered more often than ``max_deliveries``: its worker keeps dying on it.
+
+    Handled by: the task's chord errback, which fails the run; the message is not redelivered again.
+    """
+
+
+class FarmTask(Task):  # type: ignore[misc]
+    """Base of the farm's tasks: retries transient errors only, caps redeliveries."""
+
+    autoretry_for = (TransientError,)
+    retry_backoff = 5
+    retry_backoff_max = 300
+    retry_jitter = True
+    max_retries = 5
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def guard_delivery(self) -> None:
+        """Fail for good when this task id keeps coming back (e.g. it OOM-kills every worker)."""
+        settings = get_settings()
+        if self.request.retries:  # a deliberate retry is not a redelivery
+            return
+        client = redis_client(settings)
+        try:
+            deliveries = count_delivery(client, self.request.id, ttl_s=7 * 86400)
+        finally:
+            client.close()
+        if deliveries > settings.max_deliveries:
+            raise PoisonMessageError(
+                f"task {self.request.id} was delivered {deliveries} times (limit {settings.max_deliveries}); "
+                "its worker probably died each time"
+            )
+
+
+def _device(task: Task) -> str:
+    """GPU workers consume the 'gpu' queue: a task delivered from it trains on the GPU."""
+    info = task.request.delivery_info or {}
+    return "cuda" if info.get("routing_key") == "gpu" else "cpu"
+
+
+@app.task(bind=True, base=FarmTask, name="farm.prepare_run")
+def prepare_run(self: FarmTask, payload: dict[str, Any]) -> dict[str, Any]:
+    """Build the run's dataset snapshot, then fan out chord(train_base x 8, train_meta)."""
+    job = RunJob.model_validate(payload)
+    self.guard_delivery()
+    try:
+        stage = pipeline.prepare(job)
+    except TransientError:
+        raise
+    except Exception as exc:
+        pipeline.fail(job, f"{type(exc).__name__}: {exc}", model=None)
+        raise
+    if stage is None:  # a duplicate delivery: the chord of this run is already under way
+        return {"run_id": job.run_id, "duplicate": True}
+    launch_chord(stage)
+    return stage.model_dump(mode="json")
+
+
+def launch_chord(stage: StageJob) -> None:
+    """chord(group(train_base for each model), train_meta), with run_failed as errback."""
+    gpu = get_settings().gpu_workers
+    payload = stage.model_dump(mode="json")
+    header = [
+        train_base.signature(
+            args=({**payload, "model": model},),
+            queue=queue_for(get_spec(model), gpu),
+            # Deterministic ids: a duplicate of a header task is recognisable as one.
+            task_id=f"{stage.run_id}-{model}",
+        )
+        for model in MODEL_NAMES
+    ]
+    body = train_meta.signature(args=(payload,), queue="meta", task_id=f"{stage.run_id}-meta")
+    errback = run_failed.signature(args=(payload,))
+    chord(header, body).on_error(errback).apply_async()
+
+
+@app.task(bind=True, base=FarmTask, name="farm.train_base")
+def train_base(self: FarmTask, payload: dict[str, Any]) -> dict[str, object]:
+    """Train one base model; returns its deterministic JSON reference."""
+    job = StageJob.model_validate(payload)
+    self.guard_delivery()
+    try:
+        return pipeline.train_base(job, threads=threads_per_task(_worker_concurrency), device=_device(self))
+    except SoftTimeLimitExceeded:
+        raise FarmError(
+            f"base model {job.model} timed out after {self.soft_time_limit or 'the'} s limit"
+        ) from None
+
+
+@app.task(bind=True, base=FarmTask, name="farm.train_meta", max_retries=40)
+def train_meta(self: FarmTask, results: list[Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """The chord body: stack, train the meta-learner, calibrate, evaluate, write the pack, register."""
+    job = StageJob.model_validate(payload)
+    self.guard_delivery()
+    try:
+        version = pipeline.train_meta(
+            job, results, task_id=self.request.id, threads=threads_per_task(_worker_concurrency)
+        )
+    except pipeline.HeaderResultError as exc:
+        if "missing" in str(exc) and self.request.retries < self.max_retries:
+            # Fired early by a duplicated header task: wait for the model still training.
+            raise self.retry(countdown=15, exc=exc) from exc
+        raise
+    return {"run_id": job.run_id, "version": version}
+
+
+@app.task(name="farm.run_failed")
+def run_failed(request: Any, exc: BaseException, traceback: Any, payload: dict[str, Any]) -> None:
+    """Errback of the chord: record the failure (model and error) and free the run's slot."""
+    job = StageJob.model_validate(payload)
+    model: str | None = None
+    args = getattr(request, "args", None) or ()
+    if args and isinstance(args[0], dict) and isinstance(args[0].get("model"), str):
+        model = args[0]["model"]
+    log.warning("run %s failed (model %s): %s", job.run_id, model, exc)
+    pipeline.fail(job, f"{type(exc).__name__}: {exc}", model=model)
+
+
+def submit_retrain(symbol: str, timeframe: str, reason: str) -> pipeline.Submitted:
+    """Claim the (symbol, timeframe) slot and enqueue the run; merged triggers return the running run."""
+    submitted = pipeline.claim_run(symbol, timeframe, reason)
+    if submitted.merged:
+        return submitted
+    job = RunJob(run_id=submitted.run_id, symbol=symbol, timeframe=timeframe)
+    try:
+        prepare_run.apply_async(
+            args=(job.model_dump(mode="json"),), queue="control", task_id=f"{submitted.run_id}-prepare"
+        )
+    except Exception as exc:  # broker down: the run must not stay 'queued' forever
+        pipeline.abandon_run(job, f"could not enqueue: {exc}")
+        raise
+    return submitted
