@@ -131,10 +131,10 @@ ParamValue = float | int | str | bool
 class TrainingParams(_Strict):
     """Model sizes and run limits, shared by every timeframe."""
 
-    base_rounds: int = Field(300, ge=1, description="boosting rounds / iterations of each base model")
-    learning_rate: float = Field(0.05, gt=0.0, le=1.0, description="learning rate of the boosted base models")
+    base_rounds: int = Field(150, ge=1, description="boosting rounds / iterations of each base model")
+    learning_rate: float = Field(0.08, gt=0.0, le=1.0, description="learning rate of the boosted base models")
     early_stopping_rounds: int = Field(30, ge=1, description="meta-learner early-stopping patience")
-    meta_rounds: int = Field(500, ge=1, description="upper bound on the meta-learner's boosting rounds")
+    meta_rounds: int = Field(300, ge=1, description="upper bound on the meta-learner's boosting rounds")
     meta_holdout_fraction: Fraction = Field(
         0.2, description="time-ordered tail of the out-of-fold rows used for meta early stopping"
     )

@@ -1,4 +1,4 @@
-"""`farm demo`: run everything the farm can do so far, end to end, on the bundled real sample."""
+"""The data half of `farm demo`: import, check, resample and snapshot the bundled real sample (no Celery)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ from shared.settings import get_settings
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
-def run_demo(sample_dir: Path = SAMPLE_DIR) -> None:
-    """Import the sample, validate and check it, resample it, and build every dataset snapshot."""
+def run_data_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
+    """Import the sample, validate and check it, resample it, and build every dataset snapshot.
+
+    Returns True when this call started the embedded Redis (the caller stops it at the end).
+    """
     settings = get_settings()
     config = settings.load_config()
     files = sorted(sample_dir.glob("*-5m.parquet"))
@@ -72,11 +75,4 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> None:
     print_table("dataset snapshots", SNAPSHOT_COLUMNS, [snapshot_row(s) for s in snapshots])
     console.print(f"   written under {settings.datasets_dir} (content-hashed Parquet + JSON sidecar)")
 
-    if started_here:
-        server.stop()
-        console.print("[green]6.[/] stopped the embedded Redis this demo started")
-    console.rule("[bold]done")
-    console.print(
-        "Next: `farm data list`, `farm data check BTC/USDT`, `farm dataset list`; "
-        "training through Celery workers arrives with the training farm."
-    )
+    return started_here

@@ -57,9 +57,11 @@ def parse_timeframe(text: str) -> Timeframe:
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse a duration such as "90d", "12h", "30m" or "2w" (used by the config file)."""
-    units = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    """Parse a duration such as "90d", "12h", "30m", "45s" or "2w" (used by the config file)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
     raw = text.strip().lower()
     if len(raw) < 2 or raw[-1] not in units or not raw[:-1].isdigit():
-        raise ConfigError(f"bad duration {text!r}; write a whole number and a unit m, h, d or w (e.g. '90d')")
+        raise ConfigError(
+            f"bad duration {text!r}; write a whole number and a unit s, m, h, d or w (e.g. '90d')"
+        )
     return timedelta(seconds=int(raw[:-1]) * units[raw[-1]])

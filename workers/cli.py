@@ -155,6 +155,15 @@ def worker(
     os.execv(sys.executable, argv)
 
 
+@app.command("demo")
+def demo() -> None:
+    """Run the farm end to end on the bundled real sample (starts and stops its own workers)."""
+    from workers.demo import run_demo
+
+    if not run_demo():
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point (`farm`)."""
     run_app()

@@ -72,6 +72,11 @@ class FarmTask(Task):  # type: ignore[misc]
             )
 
 
+def _threads() -> int:
+    """Threads per training task: configured, else this worker's share of the machine's cores."""
+    return get_settings().worker_threads or threads_per_task(_worker_concurrency)
+
+
 def _device(task: Task) -> str:
     """GPU workers consume the 'gpu' queue: a task delivered from it trains on the GPU."""
     info = task.request.delivery_info or {}
@@ -120,7 +125,7 @@ def train_base(self: FarmTask, payload: dict[str, Any]) -> dict[str, object]:
     job = StageJob.model_validate(payload)
     self.guard_delivery()
     try:
-        return pipeline.train_base(job, threads=threads_per_task(_worker_concurrency), device=_device(self))
+        return pipeline.train_base(job, threads=_threads(), device=_device(self))
     except SoftTimeLimitExceeded:
         raise FarmError(
             f"base model {job.model} timed out after {self.soft_time_limit or 'the'} s limit"
@@ -134,7 +139,7 @@ def train_meta(self: FarmTask, results: list[Any], payload: dict[str, Any]) -> d
     self.guard_delivery()
     try:
         version = pipeline.train_meta(
-            job, results, task_id=self.request.id, threads=threads_per_task(_worker_concurrency)
+            job, results, task_id=self.request.id, threads=_threads()
         )
     except pipeline.HeaderResultError as exc:
         if "missing" in str(exc) and self.request.retries < self.max_retries:

@@ -6,9 +6,6 @@ problem on stderr (no traceback), because they are about the input, not the prog
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 from shared.cli import data_cmds, dataset_cmds, redis_cmds, registry_cmds
@@ -46,18 +43,6 @@ def config() -> None:
             "config": cfg.model_dump(mode="json"),
         }
     )
-
-
-@app.command("demo")
-def demo(
-    sample_dir: Annotated[
-        Path | None, typer.Option("--sample-dir", help="folder of *-5m.parquet files (default: bundled)")
-    ] = None,
-) -> None:
-    """Run the farm end to end on the bundled real sample."""
-    from shared.demo import SAMPLE_DIR, run_demo
-
-    run_demo(sample_dir or SAMPLE_DIR)
 
 
 def run_app() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-# Piped output (CI logs, `| less`) has no terminal width; 120 columns keeps tables on one line each.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
+# Piped output (CI logs, `| less`) has no terminal width; 150 columns keeps tables on one line each.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 150)
 
 
 def _default(value: object) -> object:

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from shared.cli.output import console, print_json, print_table
-from shared.registry import Registry, RegistryError, RunRecord, VersionRecord
+from shared.registry import Registry, RegistryError, RunRecord, VersionRecord, metric
 from shared.symbols import canonical_symbol
 from shared.timeframes import parse_timeframe
 
@@ -184,12 +184,28 @@ def print_run_metrics(runs: Sequence[RunRecord]) -> None:
                 run.version,
                 version.meta_logloss if version else None,
                 version.prior_logloss if version else None,
+                metric(version.metrics, ("best_base", "logloss")) if version else None,
+                metric(version.metrics, ("meta", "ece")) if version else None,
+                metric(version.metrics, ("trading", "sharpe")) if version else None,
                 _problem(run),
             ]
         )
     print_table(
-        "runs",
-        ["id", "symbol", "tf", "status", "seconds", "version", "test log-loss", "prior log-loss", "error"],
+        "runs (metrics on each run's test split)",
+        [
+            "id",
+            "symbol",
+            "tf",
+            "status",
+            "seconds",
+            "version",
+            "meta log-loss",
+            "prior log-loss",
+            "best base",
+            "ECE",
+            "sharpe",
+            "error",
+        ],
         rows,
     )
 

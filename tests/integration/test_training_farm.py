@@ -18,7 +18,7 @@ from shared.registry import Registry
 from shared.settings import get_settings
 from shared.zoo import MODEL_NAMES
 from tests.conftest import require, tcp_port_open
-from tests.integration.cluster import WorkerProcess, wait_for
+from workers.processes import WorkerProcess, wait_for
 from workers.celery_app import rebind
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,7 @@ def _start_farm(
     rebind()  # this process's Celery app may still point at a previous test's Redis
     open_store().import_file(sample_dir / "BTC_USDT-5m.parquet", SYMBOL)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")} | env_vars
-    worker = WorkerProcess(f"w{uuid.uuid4().hex[:6]}", env, tmp_path)
+    worker = WorkerProcess(f"w{uuid.uuid4().hex[:6]}", env, tmp_path, concurrency=2)
     farm = Farm(home, env, [worker])
     try:
         worker.start()

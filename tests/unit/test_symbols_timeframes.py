@@ -71,6 +71,6 @@ def test_timeframe_geometry() -> None:
 def test_durations() -> None:
     assert parse_duration("90d") == timedelta(days=90)
     assert parse_duration("2w") == timedelta(days=14)
-    for bad in ["", "d", "1.5d", "-1d", "10y"]:
+    for bad in ["", "d", "1.5d", "-1d", "10y", "5ms"]:
         with pytest.raises(ConfigError):
             parse_duration(bad)
