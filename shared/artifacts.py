@@ -23,7 +23,7 @@ import secrets
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.atomicio import fsync_dir, sha256_file
@@ -34,8 +34,10 @@ FORMAT_VERSION = 1
 
 
 def new_version_id(now: datetime, run_id: str) -> str:
-    """Version ids sort by creation time: ``20261121T054700Z-<run id prefix>``."""
-    return f"{now:%Y%m%dT%H%M%S}Z-{run_id[:8]}"
+    """Version ids sort by creation time: ``20261121T054700Z-<run id prefix>`` (the time in UTC)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"version time must carry a time zone, got naive {now.isoformat()}")
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%S}Z-{run_id[:8]}"
 
 
 def pack_dir(root: Path, symbol: str, timeframe: str, version: str) -> Path:
@@ -63,6 +65,14 @@ def write_pack(
     """
     if final.exists():
         raise ArtifactError(f"pack {final} exists already; versions are never overwritten")
+    # Checked before anything is written: two names for one file, or a file the manifest would overwrite,
+    # would publish a pack whose manifest lists a sha256 its own file does not have.
+    seen: dict[Path, str] = {_inside(final, MANIFEST): MANIFEST}
+    for rel in sorted(files):
+        target = _inside(final, rel)
+        if target in seen:
+            raise ArtifactError(f"pack {final}: file {rel} collides with {seen[target]}")
+        seen[target] = rel
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.parent / f".staging-{final.name}-{secrets.token_hex(4)}"
     staging.mkdir()

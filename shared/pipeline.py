@@ -29,6 +29,7 @@ from shared.runs import (
     claim_slot,
     one_result_per_model,
     release_slot,
+    slot_age_s,
 )
 from shared.settings import FarmSettings, get_settings
 from shared.training.base import BaseModelResult, result_path, train_base_model
@@ -36,6 +37,9 @@ from shared.zoo import MODEL_NAMES, get_spec
 
 #: A run slot expires after this many hard time limits, in case a run dies without releasing it.
 _SLOT_LIMITS = 4
+#: A slot whose run is not in the registry yet may belong to a trigger that claimed it a moment ago and is
+#: still writing the run: for this long it is merged into, only afterwards treated as abandoned.
+REGISTER_GRACE_S = 60
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,9 @@ def claim_run(symbol: str, timeframe: str, reason: str) -> Submitted:
     registry = Registry.open()
     client = redis_client(settings)
     try:
+        ttl = slot_ttl_s(settings)
         for _ in range(3):  # bounded: each pass either claims, merges, or clears one stale holder
-            claim: SlotClaim = claim_slot(client, symbol, timeframe, uuid.uuid4().hex, slot_ttl_s(settings))
+            claim: SlotClaim = claim_slot(client, symbol, timeframe, uuid.uuid4().hex, ttl)
             if claim.acquired:
                 registry.create_run(symbol, timeframe, reason, run_id=claim.run_id)
                 return Submitted(claim.run_id, symbol, timeframe, merged=False)
@@ -67,6 +72,10 @@ def claim_run(symbol: str, timeframe: str, reason: str) -> Submitted:
                 holder_status: str | None = registry.get_run(claim.run_id).status
             except RunNotFoundError:
                 holder_status = None
+                # Claimed between its SET and its registry insert by a concurrent trigger: not stale yet.
+                age = slot_age_s(client, symbol, timeframe, ttl)
+                if age is not None and age < REGISTER_GRACE_S:
+                    return Submitted(claim.run_id, symbol, timeframe, merged=True)
             if holder_status is not None and holder_status not in ("succeeded", "failed"):
                 return Submitted(claim.run_id, symbol, timeframe, merged=True)
             # The holder finished (or never reached the registry) without releasing its slot.
@@ -155,7 +164,7 @@ def train_base(job: StageJob, *, threads: int, device: str) -> dict[str, object]
             worker=worker,
         )
     except Exception as exc:
-        registry.base_failed(job.run_id, spec.name, f"{type(exc).__name__}: {exc}")
+        registry.base_failed(job.run_id, spec.name, describe_failure(exc, config.training.task_time_limit))
         raise
     registry.base_finished(
         job.run_id, spec.name, seconds=time.perf_counter() - started, metrics=result.metrics
@@ -164,6 +173,17 @@ def train_base(job: StageJob, *, threads: int, device: str) -> dict[str, object]
         # The run failed while this model trained: its errback already cleaned up; do it again.
         shutil.rmtree(run_dir(job.run_id), ignore_errors=True)
     return result.to_json()
+
+
+#: Celery's time-limit exceptions, recognised by name because this module never imports Celery.
+_TIME_LIMIT_ERRORS = ("SoftTimeLimitExceeded", "TimeLimitExceeded")
+
+
+def describe_failure(exc: BaseException, time_limit: str) -> str:
+    """One line for the registry: what failed and why, "timed out" for a task time limit."""
+    if type(exc).__name__ in _TIME_LIMIT_ERRORS:
+        return f"timed out: the task time limit is {time_limit} (training.task_time_limit)"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def stored_result(job: StageJob, model: str) -> dict[str, object] | None:

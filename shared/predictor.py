@@ -66,6 +66,7 @@ class Predictor:
             )
         if list(manifest.get("feature_names", [])) != list(FEATURE_NAMES):
             raise ArtifactError(f"{pack}: feature names differ from this code's")
+        _check_references(pack, manifest)
         try:
             bases = [
                 _Base(entry["name"], fam := _family(entry["kind"]), fam.load(pack / entry["file"]))
@@ -121,6 +122,22 @@ class Predictor:
                 float(np.max(np.abs(actual - expected))) if actual.shape == expected.shape else float("nan")
             )
             raise ArtifactError(f"{self.path}: sample rows do not reproduce (max difference {worst:.3g})")
+
+
+def _check_references(pack: Path, manifest: dict[str, Any]) -> None:
+    """Every file the predictor opens must be one that read_manifest verified (listed with its sha256)."""
+    listed = manifest["files"]
+    try:
+        named = [(str(e["name"]), str(e["file"]), e.get("sha256")) for e in manifest["base_models"]]
+        named += [("meta", str(manifest["meta"]["file"]), None)]
+        named += [("calibrator", str(manifest["calibrator"]["file"]), None)]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ArtifactError(f"{pack}: malformed model entries in the manifest ({exc!r})") from exc
+    for name, rel, sha256 in named:
+        if rel not in listed:
+            raise ArtifactError(f"{pack}: {name} file {rel} is not among the manifest's verified files")
+        if sha256 is not None and sha256 != listed[rel]:
+            raise ArtifactError(f"{pack}: {name} file {rel}: its sha256 differs from the files listing")
 
 
 def _family(kind: str) -> Family:

@@ -68,6 +68,14 @@ def slot_holder(client: redis.Redis, symbol: str, timeframe: str) -> str | None:
     return _text(holder) if holder is not None else None
 
 
+def slot_age_s(client: redis.Redis, symbol: str, timeframe: str, ttl_s: int) -> float | None:
+    """Seconds since the slot was claimed (from its remaining TTL); None when free or without a TTL."""
+    remaining_ms = int(client.pttl(slot_key(symbol, timeframe)))
+    if remaining_ms < 0:  # -2: no such key; -1: a key without expiry (not set by claim_slot)
+        return None
+    return max(0.0, ttl_s - remaining_ms / 1000)
+
+
 def claim_meta(client: redis.Redis, run_id: str, task_id: str, ttl_s: int) -> bool:
     """True for the first meta task of ``run_id`` (or a redelivery of that same task), False otherwise."""
     key = f"farm:run:{run_id}:meta"

@@ -42,8 +42,10 @@ class FarmSettings(BaseSettings):
         False, description="GPU workers consume the 'gpu' queue; unset = every model routes to 'cpu'"
     )
     worker_threads: int | None = Field(
-        None, ge=1, description="threads per training task; unset = cores / worker concurrency (set it when "
-        "several workers share one machine, so that workers x concurrency x threads <= cores)"
+        None,
+        ge=1,
+        description="threads per training task; unset = cores / worker concurrency (set it when "
+        "several workers share one machine, so that workers x concurrency x threads <= cores)",
     )
     max_deliveries: int = Field(
         3, ge=1, description="a task delivered more often than this (its worker keeps dying) fails for good"

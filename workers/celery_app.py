@@ -54,7 +54,8 @@ def build_config() -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_time_limit": hard_limit,
         # The soft limit raises inside the task so it can record "timed out" before the hard kill.
-        "task_soft_time_limit": max(1, hard_limit - min(30, hard_limit // 4)),
+        # At least a second below it: for limits under 4 s the quarter rounds to 0 (soft == hard).
+        "task_soft_time_limit": max(1, hard_limit - max(1, min(30, hard_limit // 4))),
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
         "broker_connection_retry_on_startup": True,

@@ -126,10 +126,9 @@ def train_base(self: FarmTask, payload: dict[str, Any]) -> dict[str, object]:
     self.guard_delivery()
     try:
         return pipeline.train_base(job, threads=_threads(), device=_device(self))
-    except SoftTimeLimitExceeded:
-        raise FarmError(
-            f"base model {job.model} timed out after {self.soft_time_limit or 'the'} s limit"
-        ) from None
+    except SoftTimeLimitExceeded as exc:
+        limit = get_settings().load_config().training.task_time_limit
+        raise FarmError(f"base model {job.model} {pipeline.describe_failure(exc, limit)}") from None
 
 
 @app.task(bind=True, base=FarmTask, name="farm.train_meta", max_retries=40)
@@ -138,9 +137,7 @@ def train_meta(self: FarmTask, results: list[Any], payload: dict[str, Any]) -> d
     job = StageJob.model_validate(payload)
     self.guard_delivery()
     try:
-        version = pipeline.train_meta(
-            job, results, task_id=self.request.id, threads=_threads()
-        )
+        version = pipeline.train_meta(job, results, task_id=self.request.id, threads=_threads())
     except pipeline.HeaderResultError as exc:
         if "missing" in str(exc) and self.request.retries < self.max_retries:
             # Fired early by a duplicated header task: wait for the model still training.

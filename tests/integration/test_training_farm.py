@@ -2,113 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
 from shared.artifacts import read_manifest
-from shared.connections import embedded_redis
-from shared.data.store import open_store
-from shared.registry import Registry
 from shared.settings import get_settings
 from shared.zoo import MODEL_NAMES
-from tests.conftest import require, tcp_port_open
-from workers.processes import WorkerProcess, wait_for
-from workers.celery_app import rebind
+from tests.integration.conftest import SYMBOL, TF, Farm
+from workers.processes import wait_for
 
 pytestmark = pytest.mark.integration
-
-RUN_TIMEOUT_S = 300.0
-SYMBOL, TF = "BTC_USDT", "12h"
-
-#: Small models: the integration tests check the plumbing, not the model quality.
-TEST_CONFIG = """
-[universe]
-symbols = ["BTC_USDT"]
-timeframes = ["12h"]
-[training]
-base_rounds = 12
-meta_rounds = 40
-early_stopping_rounds = 5
-task_time_limit = "5m"
-{extra}
-"""
-
-
-@dataclass
-class Farm:
-    home: Path
-    env: dict[str, str]
-    workers: list[WorkerProcess]
-
-    def registry(self) -> Registry:
-        return Registry.open()
-
-    def wait_run(self, run_id: str, timeout: float = RUN_TIMEOUT_S) -> str:
-        reg = self.registry()
-        wait_for(
-            lambda: reg.get_run(run_id).status in ("succeeded", "failed"),
-            timeout,
-            f"run {run_id}",
-            self.workers[0],
-        )
-        return reg.get_run(run_id).status
-
-
-def _start_farm(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_dir: Path, redis_mode: str, extra_config: str = ""
-) -> Iterator[Farm]:
-    home = tmp_path / "home"
-    home.mkdir()
-    config = home / "farm.toml"
-    config.write_text(TEST_CONFIG.format(extra=extra_config))
-    for key in list(os.environ):
-        if key.startswith("FARM_"):
-            monkeypatch.delenv(key)
-    env_vars = {"FARM_HOME": str(home), "FARM_CONFIG_FILE": str(config)}
-    system_url = None
-    if redis_mode == "system":
-        require(tcp_port_open("127.0.0.1", 6379), "no Redis at 127.0.0.1:6379")
-        system_url = "redis://127.0.0.1:6379/11"
-        redis.Redis.from_url(system_url).flushdb()
-        env_vars["FARM_REDIS_URL"] = system_url
-    for key, value in env_vars.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    rebind()  # this process's Celery app may still point at a previous test's Redis
-    open_store().import_file(sample_dir / "BTC_USDT-5m.parquet", SYMBOL)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")} | env_vars
-    worker = WorkerProcess(f"w{uuid.uuid4().hex[:6]}", env, tmp_path, concurrency=2)
-    farm = Farm(home, env, [worker])
-    try:
-        worker.start()
-        yield farm
-    finally:
-        for w in farm.workers:
-            w.stop()
-        if system_url:
-            redis.Redis.from_url(system_url).flushdb()
-        else:
-            embedded_redis().stop()
-        get_settings.cache_clear()
-
-
-@pytest.fixture(params=["embedded", "system"])
-def farm(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_dir: Path
-) -> Iterator[Farm]:
-    yield from _start_farm(tmp_path, monkeypatch, sample_dir, request.param)
-
-
-@pytest.fixture
-def failing_farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_dir: Path) -> Iterator[Farm]:
-    extra = '[training.model_params.xgb_shallow]\nobjective = "no-such-objective"\n'
-    yield from _start_farm(tmp_path, monkeypatch, sample_dir, "embedded", extra)
 
 
 def test_full_run_trains_eight_models_and_writes_a_verified_pack(farm: Farm) -> None:
