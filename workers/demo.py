@@ -72,7 +72,7 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
             embedded_redis(settings).stop()
     console.rule("[bold]done")
     console.print(
-        "Next: `farm runs`, `farm runs show RUN`, `farm models BTC/USDT 1h`, `farm retrain BTC/USDT -t 1h --wait` "
-        "(with `farm worker` running in another terminal)."
+        "Next: `farm runs`, `farm runs show RUN`, `farm models BTC/USDT 1h`, "
+        "`farm retrain BTC/USDT -t 1h --wait` (with `farm worker` running in another terminal)."
     )
     return not failed
