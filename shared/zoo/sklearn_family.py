@@ -220,6 +220,10 @@ def fit(
         device=device,
         overrides=overrides,
     )
+    if isinstance(params.get("batch_size"), int):
+        # Early walk-forward folds of a daily series can be smaller than one batch; sklearn would clip
+        # with a warning per fold, so clip here (same result, quiet).
+        params["batch_size"] = max(1, min(int(params["batch_size"]), x.shape[0]))
     estimator = _estimator(params)
     with _limits(threads), warnings.catch_warnings():
         # The MLP's epoch budget is deliberate; stopping there is not a failure worth a warning per fold.

@@ -1,0 +1,265 @@
+"""The predictor rebuilds a pack from its files alone, verifies them, and reproduces the pack's own outputs.
+
+The pack is built once for the module through the same steps as a run (snapshot -> 8 base models ->
+meta stage), with the small config on the BTC sample at 12h; no Redis or registry is involved here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from shared.data.resample import resample
+from shared.dataset import DatasetSnapshot, build_snapshot
+from shared.errors import ArtifactError
+from shared.features import FEATURE_NAMES, add_features
+from shared.jobs import SnapshotRef, StageJob
+from shared.predictor import Predictor
+from shared.settings import get_settings
+from shared.timeframes import Timeframe
+from shared.training.base import train_base_model
+from shared.training.meta_stage import SAMPLE_ROWS, build_version
+from shared.zoo import MODEL_NAMES
+
+SYMBOL, TF = "BTC_USDT", Timeframe.H12
+SMALL_CONFIG = """
+[training]
+base_rounds = 12
+meta_rounds = 40
+early_stopping_rounds = 5
+task_time_limit = "5m"
+"""
+PROBS = ["p_down", "p_neutral", "p_up"]
+
+
+@dataclass(frozen=True)
+class Pack:
+    path: Path
+    manifest_sha256: str
+    snapshot: DatasetSnapshot
+    bars: pl.DataFrame  #: the sample resampled to 12h: the raw bars a bot would have
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[Pack]:
+    home = tmp_path_factory.mktemp("predictor") / "home"
+    home.mkdir()
+    config_file = home / "farm.toml"
+    config_file.write_text(SMALL_CONFIG)
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith("FARM_"):
+                mp.delenv(key)
+        mp.setenv("FARM_HOME", str(home))
+        mp.setenv("FARM_CONFIG_FILE", str(config_file))
+        get_settings.cache_clear()
+        try:
+            settings = get_settings()
+            config = settings.load_config()
+            bars_5m = pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet")
+            snapshot = build_snapshot(
+                bars_5m, symbol=SYMBOL, timeframe=TF, config=config, root=settings.datasets_dir
+            )
+            run_id, work_dir = uuid.uuid4().hex, home / "run"
+            results = {
+                m: train_base_model(
+                    snapshot,
+                    m,
+                    work_dir,
+                    run_id=run_id,
+                    training=config.training,
+                    splits=config.splits,
+                    threads=1,
+                    device="cpu",
+                )
+                for m in MODEL_NAMES
+            }
+            ref = SnapshotRef(
+                meta_path=str(Path(snapshot.path).with_suffix(".json")),
+                file_sha256=snapshot.file_sha256,
+                content_hash=snapshot.content_hash,
+            )
+            stage = StageJob(run_id=run_id, symbol=SYMBOL, timeframe=TF.value, snapshot=ref)
+            built = build_version(stage, snapshot, results, work_dir, threads=1)
+            yield Pack(built.path, built.manifest_sha256, snapshot, resample(bars_5m, TF))
+        finally:
+            get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def predictor(pack: Pack) -> Predictor:
+    return Predictor.load(pack.path, expected_manifest_sha256=pack.manifest_sha256)
+
+
+@pytest.fixture
+def copied(pack: Pack, tmp_path: Path) -> Path:
+    """A copy of the pack that a test may damage."""
+    target = tmp_path / "pack"
+    shutil.copytree(pack.path, target)
+    return target
+
+
+def _rewrite_manifest(path: Path, **changes: Any) -> None:
+    body = json.loads((path / "manifest.json").read_text())
+    body.update(changes)
+    (path / "manifest.json").write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+
+
+def _assert_probabilities(probs: np.ndarray[Any, Any], rows: int) -> None:
+    assert probs.shape == (rows, 3) and probs.dtype == np.float64
+    assert np.all((probs >= 0) & (probs <= 1))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=0, atol=1e-9)
+
+
+# --- predictions ---------------------------------------------------------------------------------------
+
+
+def test_predict_features_gives_probability_rows(predictor: Predictor, pack: Pack) -> None:
+    test = pack.snapshot.frame().filter(pl.col("split") == "test").select(FEATURE_NAMES).to_numpy()
+    _assert_probabilities(predictor.predict_features(test), test.shape[0])
+    _assert_probabilities(predictor.predict_features(test[:1]), 1)
+    predictor.self_check()
+    with pytest.raises(ValueError, match=str(len(FEATURE_NAMES))):
+        predictor.predict_features(test[:, :-1])
+
+
+def test_predict_bars_covers_the_newest_bars(predictor: Predictor, pack: Pack) -> None:
+    out = predictor.predict_bars(pack.bars)
+    assert out.columns == ["date", *PROBS]
+    # Bars past the snapshot's last labelled row (no label yet) are exactly the ones a bot trades on.
+    assert out["date"][-1] == pack.bars["date"][-1]
+    assert out["date"][-1].isoformat() > pack.snapshot.last_bar
+    assert out["date"].is_sorted() and out["date"].is_in(pack.bars["date"]).all()
+    assert out.height > pack.snapshot.rows
+    _assert_probabilities(out.select(PROBS).to_numpy(), out.height)
+
+
+def test_predict_bars_reproduces_the_stored_sample_outputs(predictor: Predictor, pack: Pack) -> None:
+    """The manifest's sample rows are the last test rows; found again by recomputing features from bars.
+
+    Features are causal and computed over the whole history with the training code, so the rows match
+    exactly (asserted to 1e-9) and so do the probabilities.
+    """
+    sample = predictor.manifest["sample_rows"]
+    sample_x = np.asarray(sample["features"], dtype=np.float64)
+    expected = np.asarray(sample["expected"], dtype=np.float64)
+    assert sample_x.shape == (SAMPLE_ROWS, len(FEATURE_NAMES)) and expected.shape == (SAMPLE_ROWS, 3)
+
+    params = predictor.manifest["feature_params"]
+    features = add_features(
+        pack.bars, interval=TF.duration, max_gap_bars=int(params["max_gap_bars"])
+    ).drop_nulls(list(FEATURE_NAMES))
+    all_x = features.select(FEATURE_NAMES).to_numpy()
+    dates = []
+    for row in sample_x:
+        distance = np.abs(all_x - row).max(axis=1)
+        [match] = np.flatnonzero(distance <= 1e-9)  # exactly one bar has these features
+        dates.append(features["date"][int(match)])
+    test_dates = pack.snapshot.frame().filter(pl.col("split") == "test")["date"]
+    assert dates == test_dates.tail(SAMPLE_ROWS).to_list()
+
+    out = predictor.predict_bars(pack.bars).filter(pl.col("date").is_in(dates)).sort("date")
+    assert out["date"].to_list() == dates
+    np.testing.assert_allclose(out.select(PROBS).to_numpy(), expected, rtol=0, atol=1e-9)
+
+
+# --- verification --------------------------------------------------------------------------------------
+
+
+def _pack_files(pack: Pack) -> list[str]:
+    manifest = json.loads((pack.path / "manifest.json").read_text())
+    return sorted(manifest["files"])
+
+
+@pytest.mark.parametrize("which", ["base/xgb_hist.ubj", "base/lgbm_gbdt.txt", "base/sk_mlp.json", "meta"])
+def test_a_tampered_model_file_is_refused_by_name(copied: Path, pack: Pack, which: str) -> None:
+    rel = "meta/meta.txt" if which == "meta" else which
+    assert rel in _pack_files(pack)
+    data = bytearray((copied / rel).read_bytes())
+    data[len(data) // 2] ^= 0x20
+    (copied / rel).write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=re.escape(rel)):
+        Predictor.load(copied, expected_manifest_sha256=pack.manifest_sha256)
+    with pytest.raises(ArtifactError, match=re.escape(rel)):
+        Predictor.load(copied)
+
+
+def test_every_base_model_file_is_checked(copied: Path, pack: Pack) -> None:
+    base_files = [f for f in _pack_files(pack) if f.startswith("base/")]
+    assert len(base_files) == len(MODEL_NAMES)
+    for rel in base_files:
+        original = (copied / rel).read_bytes()
+        (copied / rel).write_bytes(original + b"\n")
+        with pytest.raises(ArtifactError, match=re.escape(rel)):
+            Predictor.load(copied)
+        (copied / rel).write_bytes(original)
+    Predictor.load(copied).self_check()
+
+
+def test_a_changed_feature_spec_version_is_refused(copied: Path, pack: Pack) -> None:
+    manifest = json.loads((copied / "manifest.json").read_text())
+    _rewrite_manifest(copied, feature_spec_version=f"{manifest['feature_spec_version']}-changed")
+    with pytest.raises(ArtifactError, match="sha256"):  # the registered manifest is another one
+        Predictor.load(copied, expected_manifest_sha256=pack.manifest_sha256)
+    with pytest.raises(ArtifactError, match="feature spec"):  # and the code computes other features
+        Predictor.load(copied)
+
+
+def test_a_model_file_outside_the_verified_listing_is_refused(copied: Path) -> None:
+    """The manifest's model entries may only point at files whose sha256 read_manifest checked."""
+    manifest = json.loads((copied / "manifest.json").read_text())
+    shutil.copyfile(copied / "base" / "lgbm_gbdt.txt", copied / "base" / "unlisted.txt")
+    entries = manifest["base_models"]
+    entries[0]["file"] = "base/unlisted.txt"
+    _rewrite_manifest(copied, base_models=entries)
+    with pytest.raises(ArtifactError, match=re.escape("base/unlisted.txt")):
+        Predictor.load(copied)
+
+    entries[0]["file"] = "base/lgbm_gbdt.txt"
+    entries[0]["sha256"] = "0" * 64
+    _rewrite_manifest(copied, base_models=entries)
+    with pytest.raises(ArtifactError, match=re.escape("base/lgbm_gbdt.txt")):
+        Predictor.load(copied)
+
+
+def test_an_unknown_model_kind_is_refused(copied: Path) -> None:
+    manifest = json.loads((copied / "manifest.json").read_text())
+    manifest["base_models"][2]["kind"] = "os"
+    _rewrite_manifest(copied, base_models=manifest["base_models"])
+    with pytest.raises(ArtifactError, match="'os'"):
+        Predictor.load(copied)
+
+
+def test_loading_and_predicting_never_unpickles(
+    pack: Pack, predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object, **__: object) -> object:
+        raise AssertionError("something unpickled while loading a pack")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    try:
+        import joblib
+
+        monkeypatch.setattr(joblib, "load", refuse)
+    except ImportError:  # pragma: no cover - joblib comes with scikit-learn
+        pass
+    loaded = Predictor.load(pack.path, expected_manifest_sha256=pack.manifest_sha256)
+    loaded.self_check()
+    out = loaded.predict_bars(pack.bars.tail(200))
+    np.testing.assert_array_equal(
+        out.select(PROBS).to_numpy(), predictor.predict_bars(pack.bars.tail(200)).select(PROBS).to_numpy()
+    )
