@@ -22,6 +22,7 @@ import polars as pl
 from shared.artifacts import read_manifest
 from shared.errors import ArtifactError
 from shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
+from shared.labels import CLASSES
 from shared.meta.calibration import IsotonicCalibrator
 from shared.meta.learner import MetaModel
 from shared.meta.stacking import stack_features
@@ -95,6 +96,8 @@ class Predictor:
         rows = np.asarray(x, dtype=np.float64)
         if rows.ndim != 2 or rows.shape[1] != len(FEATURE_NAMES):
             raise ValueError(f"expected rows of {len(FEATURE_NAMES)} features, got shape {rows.shape}")
+        if rows.shape[0] == 0:  # e.g. fewer bars than the features' warm-up: some libraries fail on none
+            return np.empty((0, len(CLASSES)), dtype=np.float64)
         probs = [b.family.predict_proba(b.model, rows) for b in self._bases]
         stacked = stack_features(probs, [b.name for b in self._bases])
         return self._calibrator.transform(self._meta.predict_proba(stacked))

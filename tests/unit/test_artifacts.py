@@ -156,6 +156,7 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path: Path, sources: dict[st
         ({MANIFEST: b"{}"}, "collides"),  # would be overwritten by the manifest itself
         ({"./calibrator.json": b"{}"}, "collides"),  # two names for one file
     ],
+    ids=["escapes", "manifest-name", "two-names"],
 )
 def test_bad_file_names_are_refused_before_writing(
     tmp_path: Path, sources: dict[str, Path | bytes], extra: dict[str, bytes], message: str
