@@ -148,7 +148,9 @@ class TrainingParams(_Strict):
     @field_validator("task_time_limit")
     @classmethod
     def _duration(cls, value: str) -> str:
-        parse_duration(value)
+        # Below 10 s the soft limit (which lets a task record "timed out") has no room before the hard one.
+        if parse_duration(value).total_seconds() < 10:
+            raise ValueError("task_time_limit must be at least 10s")
         return value
 
     @property

@@ -231,7 +231,9 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
         client.close()
     base = collect_results(job, results)
     registry.set_run_status(job.run_id, "meta")
-    built = build_version(job, load_run_snapshot(job), base, run_dir(job.run_id), threads=threads)
+    built = build_version(
+        job, load_run_snapshot(job), base, run_dir(job.run_id), threads=threads, run_created_at=run.created_at
+    )
     registry.add_version(
         built.version,
         job.symbol_id(),

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import polars as pl
 
 import shared
-from shared.artifacts import new_version_id, pack_dir, write_pack
+from shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
 from shared.atomicio import sha256_file
 from shared.dataset import DatasetSnapshot
 from shared.errors import ArtifactError
@@ -74,6 +74,15 @@ def _library_versions() -> dict[str, str]:
     return found
 
 
+def _existing(final: Path, job: StageJob) -> BuiltVersion:
+    """The run's already written pack, verified file by file."""
+    manifest = read_manifest(final)
+    metrics = manifest.get("metrics")
+    if manifest.get("run_id") != job.run_id or not isinstance(metrics, dict):
+        raise ArtifactError(f"{final} exists but belongs to another run")
+    return BuiltVersion(final.name, final, sha256_file(final / MANIFEST), metrics)
+
+
 def build_version(
     job: StageJob,
     snapshot: DatasetSnapshot,
@@ -81,9 +90,19 @@ def build_version(
     work_dir: Path,
     *,
     threads: int,
+    run_created_at: datetime,
 ) -> BuiltVersion:
-    """Run the meta stage for ``job`` and write its artifact pack; returns where and what."""
+    """Run the meta stage for ``job`` and write its artifact pack; returns where and what.
+
+    The version id comes from the run (its creation time and id), so a redelivered meta task that finds
+    the run's pack already written (it died before registering it) reuses that pack instead of leaving
+    an orphan beside a second one.
+    """
     settings = get_settings()
+    version_id = new_version_id(run_created_at, job.run_id)
+    final = pack_dir(settings.artifacts_dir, job.symbol, job.tf().value, version_id)
+    if final.exists():
+        return _existing(final, job)
     config = settings.load_config()
     timeframe = job.tf()
     params = config.params(timeframe)
@@ -146,7 +165,6 @@ def build_version(
     metrics["base"] = {m: base[m].metrics for m in order}
 
     now = datetime.now(UTC)
-    version_id = new_version_id(now, job.run_id)
     sample_x = part["test"].select(FEATURE_NAMES).tail(SAMPLE_ROWS).to_numpy().astype(np.float64)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         plot = Path(tmp) / "calibration.png"
@@ -214,7 +232,5 @@ def build_version(
             "library_versions": _library_versions(),
             "sample_rows": {"features": sample_x.tolist(), "expected": test_probs[-SAMPLE_ROWS:].tolist()},
         }
-        written = write_pack(
-            pack_dir(settings.artifacts_dir, job.symbol, timeframe.value, version_id), files, manifest
-        )
+        written = write_pack(final, files, manifest)
     return BuiltVersion(version_id, written.path, written.manifest_sha256, metrics)

@@ -61,7 +61,7 @@ def test_broker_connection_is_retried_forever(url_home: Path) -> None:
     assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is True
 
 
-@pytest.mark.parametrize("limit", [None, "5m", "30m", "2h", "1d", "10s", "3s", "2s"])
+@pytest.mark.parametrize("limit", [None, "5m", "30m", "2h", "1d", "10s", "11s", "40s"])
 def test_time_limits_visibility_and_expiry_are_ordered(
     url_home: Path, monkeypatch: pytest.MonkeyPatch, limit: str | None
 ) -> None:

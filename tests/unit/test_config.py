@@ -65,3 +65,10 @@ def test_bad_config_names_the_problem(tmp_path: Path, text: str, needle: str) ->
 def test_missing_config_file_is_an_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_task_time_limit_leaves_room_for_the_soft_limit(tmp_path: Path) -> None:
+    path = tmp_path / "farm.toml"
+    path.write_text('[training]\ntask_time_limit = "3s"\n')
+    with pytest.raises(ConfigError, match="at least 10s"):
+        load_config(path)

@@ -14,6 +14,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,12 @@ def pack(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator
                 content_hash=snapshot.content_hash,
             )
             stage = StageJob(run_id=run_id, symbol=SYMBOL, timeframe=TF.value, snapshot=ref)
-            built = build_version(stage, snapshot, results, work_dir, threads=1)
+            created = datetime.now(UTC)
+            built = build_version(stage, snapshot, results, work_dir, threads=1, run_created_at=created)
+            # A redelivered meta stage finds the run's pack and reuses it: no orphan second pack.
+            again = build_version(stage, snapshot, results, work_dir, threads=1, run_created_at=created)
+            assert (again.path, again.manifest_sha256) == (built.path, built.manifest_sha256)
+            assert [p.name for p in built.path.parent.iterdir()] == [built.path.name]
             yield Pack(built.path, built.manifest_sha256, snapshot, resample(bars_5m, TF))
         finally:
             get_settings.cache_clear()
