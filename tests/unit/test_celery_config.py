@@ -198,3 +198,17 @@ def test_with_gpu_workers_only_gpu_capable_models_go_to_gpu(
             "cuda" if spec.gpu_capable else "cpu"
         )
     assert set(routed.values()) <= set(QUEUES)
+
+
+def test_only_transient_errors_are_retried_with_backoff() -> None:
+    from shared.errors import DataError, FarmError, RedisUnavailableError, TransientError
+    from shared.registry import RegistryUnavailableError
+    from workers.tasks import FarmTask, prepare_run, train_base, train_meta
+
+    for task in (prepare_run, train_base, train_meta):
+        assert isinstance(task, FarmTask)
+        assert task.autoretry_for == (TransientError,)
+        assert task.retry_backoff and task.retry_jitter and task.max_retries >= 1
+    assert issubclass(RedisUnavailableError, TransientError)
+    assert issubclass(RegistryUnavailableError, TransientError)
+    assert not issubclass(DataError, TransientError) and not issubclass(FarmError, TransientError)
