@@ -28,8 +28,10 @@ from pathlib import Path
 
 from shared.atomicio import fsync_dir, sha256_file
 from shared.errors import ArtifactError
+from trainfarm_client import pack as _client_pack
+from trainfarm_client.errors import PackError
+from trainfarm_client.pack import MANIFEST as MANIFEST  # noqa: PLC0414 - explicit re-export
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
@@ -102,44 +104,24 @@ def write_pack(
 
 
 def read_manifest(pack: Path, *, expected_sha256: str | None = None) -> dict[str, object]:
-    """Read a pack's manifest and verify every file it lists (and the manifest itself when expected)."""
-    path = pack / MANIFEST
-    if not path.is_file():
-        raise ArtifactError(f"{pack}: no {MANIFEST} (not a pack, or not completely written)")
-    if expected_sha256 is not None:
-        actual = sha256_file(path)
-        if actual != expected_sha256:
-            raise ArtifactError(
-                f"{path}: sha256 {actual[:12]}... differs from the registered {expected_sha256[:12]}..."
-            )
+    """Read a pack's manifest and verify every file it lists (and the manifest itself when expected).
+
+    The verification is the bot client's (:func:`trainfarm_client.pack.read_manifest`), so the farm
+    accepts exactly the packs a bot accepts; its :class:`~trainfarm_client.errors.PackError` comes out as
+    :class:`ArtifactError` (a subclass of it), the farm's own error.
+    """
     try:
-        loaded = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(loaded, dict):
-        raise ArtifactError(f"{path}: not a JSON object")
-    manifest: dict[str, object] = loaded
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        raise ArtifactError(f"{path}: lists no files")
-    for rel, digest in files.items():
-        target = _inside(pack, str(rel))
-        if not target.is_file():
-            raise ArtifactError(f"{pack}: file {rel} listed in the manifest is missing")
-        actual = sha256_file(target)
-        if actual != digest:
-            raise ArtifactError(
-                f"{pack}: file {rel} has sha256 {actual[:12]}..., manifest says {str(digest)[:12]}..."
-            )
-    return manifest
+        return _client_pack.read_manifest(pack, expected_sha256=expected_sha256)
+    except PackError as exc:
+        raise ArtifactError(str(exc)) from exc
 
 
 def _inside(root: Path, rel: str) -> Path:
     """``root / rel``, refusing paths that climb out of ``root`` (a manifest is input, too)."""
-    target = (root / rel).resolve()
-    if not target.is_relative_to(root.resolve()) or target == root.resolve():
-        raise ArtifactError(f"{root}: file path {rel!r} escapes the pack")
-    return target
+    try:
+        return _client_pack.path_inside(root, rel)
+    except PackError as exc:
+        raise ArtifactError(str(exc)) from exc
 
 
 def _fsync_file(path: Path) -> None:

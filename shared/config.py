@@ -12,7 +12,7 @@ import json
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -28,22 +28,74 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: Selectable gate profiles: "default" applies each timeframe's ``gates``; "strict" replaces its class
+#: share, mean confidence and eligible share checks with the timeframe's ``gates.strict`` table.
+GateProfile = Literal["default", "strict"]
+
+
+class StrictGates(_Strict):
+    """The strict profile's requirements for one timeframe (``[gates] profile = "strict"`` selects them).
+
+    ``class_share`` is read as the TARGET mix of predicted classes (down, neutral, up), each class allowed
+    ``class_share_tolerance`` either side of it. Read as three upper bounds instead, shares that sum to 1
+    under bounds that also sum to 1 could only pass by matching them exactly, which no model does.
+    The defaults here are the 5m row; each timeframe's own row is set in ``_default_timeframes``.
+    """
+
+    class_share: tuple[float, float, float] = Field(
+        (0.40, 0.20, 0.40), description="target predicted share of down, neutral, up (sums to 1)"
+    )
+    class_share_tolerance: Fraction = Field(
+        0.10, description="how far a predicted class share may lie from its target, either side"
+    )
+    min_mean_confidence: Fraction = Field(0.65, description="floor on the mean top-class probability")
+    min_eligible_share: Fraction = Field(0.30, description="floor on the share of bars with p >= p*")
+
+    @field_validator("class_share")
+    @classmethod
+    def _shares(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(not 0.0 <= v <= 1.0 for v in value) or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError(f"class_share must be three shares in [0, 1] that sum to 1, got {list(value)}")
+        return value
+
+
 class GateThresholds(_Strict):
-    """Thresholds the validation gates compare a candidate against (used from the promotion stage on)."""
+    """Thresholds the validation gates (:mod:`shared.gates`) compare a candidate against."""
 
     min_logloss_improvement: float = Field(
         0.01, ge=0.0, description="relative test log-loss improvement over the class-prior baseline"
+    )
+    bootstrap_samples: int = Field(
+        1000, ge=100, le=100_000, description="resamples of the block bootstrap of that improvement"
+    )
+    bootstrap_confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1.0,
+        description="confidence of the one-sided bootstrap lower bound of that improvement, which must "
+        "reach min_logloss_improvement too",
+    )
+    min_output_std: float = Field(
+        0.02, ge=0.0, description="floor on the larger std of p_up - p_down and of the top probability"
     )
     max_class_share: Fraction = Field(0.70, description="largest share one predicted class may take")
     min_mean_confidence: Fraction = Field(0.40, description="floor on the mean top-class probability")
     min_eligible_share: Fraction = Field(0.05, description="floor on the share of bars with p >= p*")
     min_sharpe: float = Field(0.0, description="floor on the fee-aware simulation's Sharpe ratio")
+    min_signals: int = Field(30, ge=1, description="floor on the test signals the simulation trades")
     max_regression_pct: float = Field(
         2.0, ge=0.0, description="log-loss/Brier may be at most this % worse than the champion's"
     )
     min_sharpe_fraction: float = Field(
         0.8, ge=0.0, description="Sharpe must reach this fraction of the champion's on the same window"
     )
+    strict: StrictGates = StrictGates()
+
+
+class GatesConfig(_Strict):
+    """Which gate profile is in force (for every timeframe)."""
+
+    profile: GateProfile = Field("default", description='"default" or "strict" (see StrictGates)')
 
 
 class TimeframeParams(_Strict):
@@ -84,19 +136,60 @@ class TimeframeParams(_Strict):
         return parse_duration(self.freshness_limit)
 
 
+#: The strict profile's table (class share target down/neutral/up, mean confidence floor, eligible share
+#: floor), one row per timeframe.
+_STRICT_TABLE: dict[Timeframe, StrictGates] = {
+    Timeframe.M5: StrictGates(
+        class_share=(0.40, 0.20, 0.40), min_mean_confidence=0.65, min_eligible_share=0.30
+    ),
+    Timeframe.H1: StrictGates(
+        class_share=(0.45, 0.10, 0.45), min_mean_confidence=0.60, min_eligible_share=0.30
+    ),
+    Timeframe.H12: StrictGates(
+        class_share=(0.40, 0.20, 0.40), min_mean_confidence=0.55, min_eligible_share=0.25
+    ),
+    Timeframe.D1: StrictGates(
+        class_share=(0.45, 0.10, 0.45), min_mean_confidence=0.50, min_eligible_share=0.25
+    ),
+}
+
+
+def _gates(timeframe: Timeframe) -> GateThresholds:
+    return GateThresholds(strict=_STRICT_TABLE[timeframe])
+
+
 def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
     return {
         Timeframe.M5: TimeframeParams(
-            label_horizon=12, training_window="60d", cadence="6h", freshness_limit="1d", vol_window=96
+            label_horizon=12,
+            training_window="60d",
+            cadence="6h",
+            freshness_limit="1d",
+            vol_window=96,
+            gates=_gates(Timeframe.M5),
         ),
         Timeframe.H1: TimeframeParams(
-            label_horizon=6, training_window="365d", cadence="1d", freshness_limit="3d"
+            label_horizon=6,
+            training_window="365d",
+            cadence="1d",
+            freshness_limit="3d",
+            gates=_gates(Timeframe.H1),
         ),
         Timeframe.H12: TimeframeParams(
-            label_horizon=2, training_window="1095d", cadence="7d", freshness_limit="14d", vol_window=30
+            label_horizon=2,
+            training_window="1095d",
+            cadence="7d",
+            freshness_limit="14d",
+            vol_window=30,
+            gates=_gates(Timeframe.H12),
         ),
         Timeframe.D1: TimeframeParams(
-            label_horizon=1, training_window="1460d", cadence="7d", freshness_limit="14d", vol_window=20
+            label_horizon=1,
+            training_window="1460d",
+            cadence="7d",
+            freshness_limit="14d",
+            vol_window=20,
+            gates=_gates(Timeframe.D1),
         ),
     }
 
@@ -166,6 +259,17 @@ class EvaluationParams(_Strict):
     ece_bins: int = Field(10, ge=2, description="bins of the expected calibration error")
 
 
+class RetentionParams(_Strict):
+    """How many artifact packs per (symbol, timeframe) `farm prune` keeps."""
+
+    keep_versions: int = Field(
+        5,
+        ge=1,
+        description="newest packs kept per symbol and timeframe; the champion and the previous champion "
+        "(the rollback target) are always kept besides",
+    )
+
+
 class Universe(_Strict):
     """Which symbols and timeframes the farm retrains."""
 
@@ -187,6 +291,19 @@ class Universe(_Strict):
         return value
 
 
+def _deep_merge(base: dict[str, object], override: dict[str, object]) -> dict[str, object]:
+    """``base`` with ``override`` laid over it, table by table: ``[timeframes.1h.gates.strict]`` may set one
+    key and keep the 1h defaults of the others (a shallow merge would reset them to the 5m row)."""
+    out = dict(base)
+    for key, value in override.items():
+        below = out.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            out[key] = _deep_merge(below, value)
+        else:
+            out[key] = value
+    return out
+
+
 class FarmConfig(_Strict):
     """The whole config file."""
 
@@ -195,6 +312,8 @@ class FarmConfig(_Strict):
     splits: SplitParams = SplitParams()
     training: TrainingParams = TrainingParams()
     evaluation: EvaluationParams = EvaluationParams()
+    retention: RetentionParams = RetentionParams()
+    gates: GatesConfig = GatesConfig()
     timeframes: dict[Timeframe, TimeframeParams] = Field(default_factory=_default_timeframes)
 
     @field_validator("timeframes", mode="before")
@@ -209,8 +328,7 @@ class FarmConfig(_Strict):
             if isinstance(params, dict):
                 base = merged[tf]
                 assert isinstance(base, dict)
-                gates = {**base.get("gates", {}), **params.get("gates", {})}
-                merged[tf] = {**base, **params, "gates": gates}
+                merged[tf] = _deep_merge(base, params)
             else:
                 merged[tf] = params
         return merged

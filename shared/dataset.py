@@ -27,6 +27,7 @@ from shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
 from shared.labels import CLASSES, add_labels, class_weights
 from shared.splits import Fold, chronological_split, walk_forward_folds
 from shared.timeframes import Timeframe
+from trainfarm_client.errors import BarsError
 
 SPLITS = ("train", "calibration", "test")
 #: Columns kept besides the features: what training, evaluation and the trading simulation need.
@@ -81,7 +82,10 @@ def build_frame(bars_5m: pl.DataFrame, timeframe: Timeframe, config: FarmConfig)
         raise DatasetError(f"no complete {timeframe} bars in the data")
     # Features and labels use all available history and the training window is cut afterwards: the EMAs
     # keep a faint memory of where they started, so the longest warm-up gives the most settled values.
-    frame = add_features(bars, interval=timeframe.duration, max_gap_bars=params.max_gap_bars)
+    try:
+        frame = add_features(bars, interval=timeframe.duration, max_gap_bars=params.max_gap_bars)
+    except BarsError as exc:  # the bot client's error; farm code reports unusable data as a FarmError
+        raise DataError(exc.problem, column=exc.column) from exc
     frame = add_labels(
         frame, horizon=params.label_horizon, threshold=params.label_threshold, vol_window=params.vol_window
     )

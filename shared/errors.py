@@ -7,6 +7,8 @@ else is a fact about the input or the set-up that retrying cannot change.
 
 from __future__ import annotations
 
+from trainfarm_client.errors import PackError
+
 
 class FarmError(Exception):
     """Base of every deliberate farm error.
@@ -96,7 +98,7 @@ class RedisUnavailableError(TransientError):
     """
 
 
-class ArtifactError(FarmError):
+class ArtifactError(FarmError, PackError):
     """An artifact pack is incomplete, tampered with, or does not reproduce its own sample outputs.
 
     Handled by: the loader's caller. Bots keep serving the version they have; the farm refuses to register

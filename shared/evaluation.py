@@ -26,6 +26,10 @@ import numpy.typing as npt
 
 from shared.labels import CLASSES
 
+# One implementation, in the bot client (its stacking and calibration check with it); farm code imports
+# it from here as before.
+from trainfarm_client.probs import check_probs as check_probs  # noqa: PLC0414 - explicit re-export
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -45,30 +49,6 @@ _P_STAR_QUANTILES = np.linspace(0.0, 1.0, 101)
 
 
 # --------------------------------------------------------------------------------------------- inputs
-
-
-def check_probs(probs: npt.ArrayLike, name: str = "probs", *, allow_nan: bool = False) -> FloatArray:
-    """Return ``probs`` as an ``n x 3`` float64 array or raise ``ValueError`` saying what is wrong.
-
-    Finite values must lie in [0, 1] (with a 1e-6 tolerance): logits or percentages passed by mistake
-    would otherwise score silently as nonsense. NaN is refused unless ``allow_nan``; infinity always.
-    """
-    arr = np.asarray(probs, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != N_CLASSES:
-        raise ValueError(
-            f"{name} must be an n x {N_CLASSES} array (down, neutral, up), got shape {arr.shape}"
-        )
-    if np.isinf(arr).any():
-        raise ValueError(f"{name} contains infinite values")
-    nan = np.isnan(arr)
-    if nan.any() and not allow_nan:
-        raise ValueError(f"{name} contains NaN in {int(nan.any(axis=1).sum())} row(s); filter them first")
-    finite = arr[~nan]
-    if finite.size and (finite.min() < -1e-6 or finite.max() > 1.0 + 1e-6):
-        raise ValueError(
-            f"{name} must be probabilities in [0, 1]; found values in [{finite.min():g}, {finite.max():g}]"
-        )
-    return arr
 
 
 def check_labels(y: npt.ArrayLike, n: int | None = None, name: str = "y") -> IntArray:

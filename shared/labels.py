@@ -21,9 +21,11 @@ import numpy.typing as npt
 import polars as pl
 
 from shared.errors import DatasetError
+from trainfarm_client import probs as _probs
 
-CLASSES: tuple[str, ...] = ("down", "neutral", "up")
-DOWN, NEUTRAL, UP = 0, 1, 2
+# The class order is part of every pack and of what bots read, so it is defined once, in the bot client.
+CLASSES: tuple[str, ...] = _probs.CLASSES
+DOWN, NEUTRAL, UP = _probs.DOWN, _probs.NEUTRAL, _probs.UP
 LABEL_COLUMNS: tuple[str, ...] = ("fwd_return", "label_scale", "label", "label_end")
 
 _SEG = "segment"

@@ -7,21 +7,24 @@ the registry tell the same story, and every step is safe to run twice (Celery de
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.connections import redis_client
 from shared.data.store import open_store
 from shared.dataset import DatasetSnapshot, build_snapshot, load_snapshot
-from shared.errors import DataError, FarmError
+from shared.errors import DataError, FarmError, TransientError
 from shared.jobs import RunJob, SnapshotRef, StageJob
-from shared.registry import Registry, RunNotFoundError
+from shared.predictor import Predictor
+from shared.promotion import promote_version, prune, reannounce, record_failure, reject_version
+from shared.registry import PromotionReason, Registry, RunNotFoundError, VersionRecord
 from shared.runs import (
     HeaderResultError,
     SlotClaim,
@@ -214,13 +217,19 @@ def collect_results(job: StageJob, results: Sequence[object]) -> dict[str, BaseM
 
 
 def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, threads: int) -> str | None:
-    """Run the meta stage once per run; returns the new version id, or None for a duplicate delivery."""
+    """Run the meta stage once per run, then gate: promote or reject. Returns the version id.
+
+    Returns None for a duplicate delivery. A redelivery after the version was registered (the task died
+    before settling it, or Redis was down while announcing) settles it now instead.
+    """
     from shared.training.meta_stage import build_version
 
     settings = get_settings()
     registry = Registry.open()
     run = registry.get_run(job.run_id)
     if run.status in _ENDED:
+        if run.version is not None:
+            settle(registry.get_version(run.version))
         finish(job)  # idempotent: frees the slot if this run still holds it
         return run.version
     client = redis_client(settings)
@@ -231,10 +240,17 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
         client.close()
     base = collect_results(job, results)
     registry.set_run_status(job.run_id, "meta")
+    champion = registry.get_champion(job.symbol_id(), job.tf().value)
     built = build_version(
-        job, load_run_snapshot(job), base, run_dir(job.run_id), threads=threads, run_created_at=run.created_at
+        job,
+        load_run_snapshot(job),
+        base,
+        run_dir(job.run_id),
+        threads=threads,
+        run_created_at=run.created_at,
+        champion=_champion_loader(champion) if champion else None,
     )
-    registry.add_version(
+    version = registry.add_version(
         built.version,
         job.symbol_id(),
         job.tf().value,
@@ -242,9 +258,37 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
         metrics=built.metrics,
         path=str(built.path),
         manifest_sha256=built.manifest_sha256,
+        gate_report=built.gate_report,
     )
+    settle(version)
     finish(job)
     return built.version
+
+
+def _champion_loader(champion: VersionRecord) -> Callable[[], Predictor]:
+    """Load the champion only when the gates need it; a broken champion fails a gate, not the run."""
+
+    def load() -> Predictor:
+        return Predictor.load(Path(champion.path), expected_manifest_sha256=champion.manifest_sha256)
+
+    return load
+
+
+def settle(version: VersionRecord) -> None:
+    """Act on a registered version's gate report: promote it (reason "gate") or reject it; then prune.
+
+    Idempotent: a candidate is decided once; a champion is re-announced (its announcement may be the step
+    that failed); a rejected or retired version is left as it is.
+    """
+    report = version.gate_report
+    if version.status == "candidate":
+        if report is not None and report.get("passed") is True:
+            promote_version(version.version, PromotionReason.GATE, gate_report=report)
+        else:
+            reject_version(version.version, report or {"passed": False, "checks": []})
+    elif version.status == "champion":
+        reannounce(version.symbol, version.timeframe)
+    prune(version.symbol, version.timeframe)
 
 
 def finish(job: RunJob) -> None:
@@ -273,6 +317,9 @@ def fail(job: RunJob, error: str, *, model: str | None) -> None:
             model, error = failed[0].model, failed[0].error or error
     registry.fail_run(job.run_id, error, failed_model=model)
     finish(job)
+    # The registry holds the failure; the events stream is history, not the source of truth.
+    with contextlib.suppress(TransientError):
+        record_failure(registry.get_run(job.run_id))
 
 
 __all__ = [

@@ -7,23 +7,32 @@ progress, and a table of runs, versions and test metrics. Everything it starts, 
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
-from shared.cli.output import console
+from shared.cli.output import console, print_table
 from shared.cli.registry_cmds import print_run_metrics
 from shared.connections import embedded_redis
 from shared.data.store import open_store
 from shared.demo import SAMPLE_DIR, run_data_demo
+from shared.errors import FarmError
+from shared.promotion import gate_summary, rollback
 from shared.registry import Registry
 from shared.settings import get_settings
+from shared.synthetic import planted_signal_bars
 from shared.zoo.threads import available_cores
 from workers.cli import follow
 from workers.processes import WorkerProcess
 from workers.tasks import submit_retrain
 
 WORKERS = 2
+#: The demo's planted-signal market: one year of 5-minute bars, trained on 1h.
+SYNTHETIC, SYNTHETIC_TF, SYNTHETIC_BARS = "SYN_USDT", "1h", 365 * 288
 
 
 def _worker_env() -> dict[str, str]:
@@ -39,13 +48,156 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+def _gate_table(run_ids: list[str]) -> None:
+    """Each run's version, its fate and the gate checks it failed."""
+    registry = Registry.open()
+    rows: list[list[object]] = []
+    for run_id in run_ids:
+        run = registry.get_run(run_id)
+        if run.version is None:
+            rows.append([run.symbol, run.timeframe, "-", run.status.value, "-", run.error or ""])
+            continue
+        version = registry.get_version(run.version)
+        summary = gate_summary(version.gate_report)
+        verdict = summary.describe().split(":")[0] or "-"
+        rows.append(
+            [
+                run.symbol,
+                run.timeframe,
+                version.version,
+                version.status.value,
+                verdict,
+                ", ".join(summary.failed) or "-",
+            ]
+        )
+    print_table(
+        "gates (every check stored with value, threshold, pass/fail: `farm models SYM TF --json`)",
+        ["symbol", "tf", "version", "status", "gates", "failed checks"],
+        rows,
+    )
+
+
+class _BotOutput:
+    """Reads a bot subprocess's JSON lines on a thread, so the demo never blocks on it."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.events: list[dict[str, object]] = []
+        self._proc = proc
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                self.events.append(event)
+
+    def reloads(self) -> list[dict[str, object]]:
+        return [e for e in self.events if e.get("event") == "reload"]
+
+    def wait_reloads(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.reloads()) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def _bot_demo(env: dict[str, str]) -> bool:
+    """A planted-signal market: gates pass, the version is promoted, a live bot reloads it; then a second
+    promotion and a rollback, each reaching the bot through Redis."""
+    settings = get_settings()
+    store = open_store()
+    path = settings.home / "demo" / f"{SYNTHETIC}-5m.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    planted_signal_bars(SYNTHETIC_BARS, seed=1).write_parquet(path)
+    store.import_file(path, SYNTHETIC)
+    console.print(
+        f"[green]9.[/] a market with a planted, learnable signal ({SYNTHETIC}: a random walk plus a daily "
+        "drift cycle), a live reference bot (`farm bot`) watching it, and three champion changes"
+    )
+    bot = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from workers.cli import main; main()",
+            "bot",
+            SYNTHETIC,
+            SYNTHETIC_TF,
+            "--json",
+            "--recheck",
+            "1",
+            "--interval",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    output = _BotOutput(bot)
+    ok = True
+    try:
+        for attempt in (1, 2):
+            run_id = submit_retrain(SYNTHETIC, SYNTHETIC_TF, f"demo promotion {attempt}").run_id
+            ok &= not follow([run_id], timeout=1800)
+            _gate_table([run_id])
+            output.wait_reloads(attempt, timeout=30)
+        try:
+            result = rollback(SYNTHETIC, SYNTHETIC_TF)
+        except FarmError as exc:
+            console.print(f"[red]   rollback impossible: {exc}[/]")
+            return False
+        console.print(
+            f"   `farm rollback {SYNTHETIC} {SYNTHETIC_TF}`: {result.previous_version} -> {result.version}"
+        )
+        output.wait_reloads(3, timeout=30)
+    finally:
+        bot.terminate()
+        try:
+            bot.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            bot.kill()
+    reloads = output.reloads()
+    print_table(
+        "what the bot saw (each reload: after verifying every file's sha256 and re-running the sample rows)",
+        ["reload", "version", "previous", "seconds after promotion"],
+        [
+            [
+                i + 1,
+                e.get("version"),
+                e.get("previous") or "-",
+                round(float(str(e.get("seconds_since_promotion"))), 3),
+            ]
+            for i, e in enumerate(reloads)
+        ],
+    )
+    scores = [e for e in output.events if e.get("event") == "score"]
+    if scores:
+        last = scores[-1]
+        console.print(
+            f"   last score by the bot: version {last['version']}, bar {last['bar']}: "
+            f"p(down/neutral/up) = {float(str(last['p_down'])):.3f}/{float(str(last['p_neutral'])):.3f}/"
+            f"{float(str(last['p_up'])):.3f}, signal {last['signal'] or 'none'}"
+        )
+    if len(reloads) < 3:
+        console.print(f"[red]the bot reloaded {len(reloads)} time(s), expected 3[/]")
+        return False
+    return ok
+
+
 def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
-    """Run the demo; returns False when a run failed."""
+    """Run the demo; returns False when something did not work as it should."""
     started_redis = run_data_demo(sample_dir)
     settings = get_settings()
     config = settings.load_config()
     logs = settings.home / "logs"
-    workers = [WorkerProcess(f"demo{i + 1}", _worker_env(), logs) for i in range(WORKERS)]
+    env = _worker_env()
+    workers = [WorkerProcess(f"demo{i + 1}", env, logs) for i in range(WORKERS)]
+    ok = True
     try:
         console.print(f"[green]6.[/] starting {WORKERS} Celery worker processes (queues cpu, meta, control)")
         t0 = time.perf_counter()
@@ -56,15 +208,20 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
         timeframes = [tf.value for tf in config.universe.timeframes]
         console.print(
             f"[green]7.[/] retraining {len(symbols)} symbol(s) x {len(timeframes)} timeframe(s): "
-            "chord(8 base models) -> meta-learner -> calibration -> evaluation -> artifact pack"
+            "chord(8 base models) -> meta-learner -> calibration -> evaluation -> gates -> promote or reject"
         )
         t0 = time.perf_counter()
         submitted = [submit_retrain(sym, tf, "demo") for sym in symbols for tf in timeframes]
         failed = follow([s.run_id for s in submitted], timeout=3600)
+        ok = not failed
         console.print(f"   {len(submitted)} run(s) in {time.perf_counter() - t0:.0f}s")
         registry = Registry.open()
         print_run_metrics([registry.get_run(s.run_id) for s in submitted])
-        console.print(f"   versions (status candidate) under {settings.artifacts_dir}")
+        console.print(
+            "[green]8.[/] validation gates on the real data (a rejected candidate never touches the champion)"
+        )
+        _gate_table([s.run_id for s in submitted])
+        ok &= _bot_demo(env)
     finally:
         for worker in workers:
             worker.stop()
@@ -72,7 +229,7 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
             embedded_redis(settings).stop()
     console.rule("[bold]done")
     console.print(
-        "Next: `farm runs`, `farm runs show RUN`, `farm models BTC/USDT 1h`, "
+        "Next: `farm runs`, `farm models BTC/USDT 1h`, `farm bot SYN_USDT 1h`, `farm rollback SYN_USDT 1h`, "
         "`farm retrain BTC/USDT -t 1h --wait` (with `farm worker` running in another terminal)."
     )
-    return not failed
+    return ok

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from shared.cli import data_cmds, dataset_cmds, redis_cmds, registry_cmds
+from shared.cli import bot_cmds, data_cmds, dataset_cmds, promotion_cmds, redis_cmds, registry_cmds
 from shared.cli.output import fail, print_json
 from shared.connections import redact_url
 from shared.errors import FarmError
@@ -24,6 +24,8 @@ app.add_typer(data_cmds.app, name="data")
 app.add_typer(dataset_cmds.app, name="dataset")
 app.add_typer(redis_cmds.app, name="redis")
 registry_cmds.register(app)
+promotion_cmds.register(app)
+bot_cmds.register(app)
 
 
 @app.command("config")

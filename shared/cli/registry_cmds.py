@@ -2,7 +2,9 @@
 
 Registered on the main app by :func:`register`. JSON listings are arrays of the registry's records
 (``RunRecord.to_json()``, ``VersionRecord.to_json()``); ``runs show --json`` is one run object with its
-per-model rows under ``models``.
+per-model rows under ``models``; each ``models --json`` entry adds ``champion`` (bool) and ``gates``
+(``{"passed": bool | null, "failed": [check names]}``) to the version record, whose ``gate_report`` is the
+full report.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Annotated
 import typer
 
 from shared.cli.output import console, print_json, print_table
-from shared.registry import Registry, RegistryError, RunRecord, VersionRecord, metric
+from shared.promotion import gate_summary
+from shared.registry import Registry, RegistryError, RunRecord, VersionRecord, VersionStatus, metric
 from shared.symbols import canonical_symbol
 from shared.timeframes import parse_timeframe
 
@@ -143,24 +146,51 @@ def models(
     timeframe: Annotated[str, typer.Argument(help="5m, 1h, 12h or 24h")],
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON array")] = False,
 ) -> None:
-    """Versions of one symbol and timeframe, newest first, with their test log-loss."""
+    """Versions of one symbol and timeframe, newest first: status, gate verdict, test log-loss."""
     sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe)
-    versions = Registry.open().list_versions(sym, tf)
+    registry = Registry.open()
+    versions = registry.list_versions(sym, tf)
     if as_json:
-        print_json([v.to_json() for v in versions])
+        # Each version's record (gate_report in full) plus the verdict summary and a champion flag.
+        print_json([_version_json(v) for v in versions])
         return
     if not versions:
         console.print(f"no versions of {sym} {tf.value} yet")
         return
     print_table(
         f"versions of {sym} {tf.value} (newest first)",
-        ["version", "status", "created (UTC)", "run", "test log-loss", "prior log-loss"],
+        ["", "version", "status", "gates", "created (UTC)", "run", "test log-loss", "prior log-loss"],
         [_version_row(v) for v in versions],
     )
+    champion = next((v for v in versions if v.status is VersionStatus.CHAMPION), None)
+    previous = registry.previous_champion(sym, tf) if champion is not None else None
+    if champion is None:
+        console.print("no champion yet")
+    else:
+        back = f"; `farm rollback` returns to {previous.version}" if previous is not None else ""
+        console.print(f"champion: [bold]{champion.version}[/]{back}")
+
+
+def _version_json(v: VersionRecord) -> dict[str, object]:
+    summary = gate_summary(v.gate_report)
+    return v.to_json() | {
+        "champion": v.status is VersionStatus.CHAMPION,
+        "gates": {"passed": summary.passed, "failed": list(summary.failed)},
+    }
 
 
 def _version_row(v: VersionRecord) -> list[object]:
-    return [v.version, v.status.value, v.created_at, v.run_id[:8], v.meta_logloss, v.prior_logloss]
+    status = v.status.value + (" (pruned)" if v.pruned_at is not None else "")
+    return [
+        "*" if v.status is VersionStatus.CHAMPION else "",
+        v.version,
+        status,
+        _short(gate_summary(v.gate_report).describe()),
+        v.created_at,
+        v.run_id[:8],
+        v.meta_logloss,
+        v.prior_logloss,
+    ]
 
 
 def print_run_metrics(runs: Sequence[RunRecord]) -> None:

@@ -3,6 +3,8 @@
 Real exchange data has outages (BTC misses 16 bars on 2023-03-24 and all of 2023-12-31; SOL misses
 December 2024). The farm reports every gap and never fills one: instead, a gap longer than the timeframe's
 ``max_gap_bars`` starts a new *segment*, and no feature window or label reaches across a segment boundary.
+The segment id (:func:`segment_expr`) lives with the features in :mod:`trainfarm_client.features`, because
+bots segment their bars with the same code; it is re-exported here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import polars as pl
+
+from trainfarm_client.features import segment_expr
+
+__all__ = ["Gap", "find_gaps", "segment_expr"]
 
 
 @dataclass(frozen=True)
@@ -36,12 +42,3 @@ def find_gaps(dates: pl.Series, interval: timedelta) -> list[Gap]:
     return [
         Gap(after=r["after"], before=r["before"], missing=r["missing"]) for r in holes.iter_rows(named=True)
     ]
-
-
-def segment_expr(interval: timedelta, max_gap_bars: int, date_col: str = "date") -> pl.Expr:
-    """Segment id per row: increments after every gap of more than ``max_gap_bars`` missing bars.
-
-    Causal: a row's id depends only on the rows before it, so appending bars never changes earlier ids.
-    """
-    limit = interval * (max_gap_bars + 1)
-    return (pl.col(date_col).diff() > limit).fill_null(False).cum_sum().cast(pl.Int32).alias("segment")

@@ -1,6 +1,6 @@
 """The meta stage: stack base-model probabilities, train the meta-learner, calibrate.
 
-* :mod:`shared.meta.stacking` -- the 55 meta-features from 8 models' class probabilities (numpy only);
+* :mod:`shared.meta.stacking` -- the 55 meta-features (re-exported from :mod:`trainfarm_client.stacking`);
 * :mod:`shared.meta.learner` -- the LightGBM meta-learner with time-ordered early stopping;
 * :mod:`shared.meta.calibration` -- per-class isotonic calibration, stored as JSON thresholds.
 

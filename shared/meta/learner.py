@@ -12,7 +12,8 @@ are fitted to. The probabilities are therefore "balanced", not calibrated: calib
 stage (:mod:`shared.meta.calibration`) on its own split.
 
 The saved model holds only the trees up to the best iteration, so a loaded model predicts exactly what
-the fitted one did, with no extra bookkeeping on the bot's side.
+the fitted one did, with no extra bookkeeping on the bot's side. Loading and predicting are the bot
+client's (:class:`trainfarm_client.models.MetaBooster`), shared with the farm so both compute the same.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy.typing as npt
 
 from shared.errors import DatasetError
 from shared.labels import CLASSES
+from trainfarm_client.models import MetaBooster, predict_meta_proba
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -56,13 +58,7 @@ class MetaModel:
 
     def predict_proba(self, X: npt.ArrayLike) -> FloatArray:  # noqa: N803 - the usual name for a design matrix
         """Class probabilities, ``n x 3`` (down, neutral, up); each row sums to 1."""
-        x = np.asarray(X, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.num_features:
-            raise ValueError(f"X must be n x {self.num_features}, got shape {x.shape}")
-        if x.shape[0] == 0:
-            return np.empty((0, N_CLASSES), dtype=np.float64)
-        out = np.asarray(self.booster.predict(x, num_iteration=self.best_iteration), dtype=np.float64)
-        return out.reshape(x.shape[0], N_CLASSES)
+        return predict_meta_proba(self.booster, X, num_iteration=self.best_iteration)
 
     def to_text(self) -> str:
         """The LightGBM model string (trees up to ``best_iteration`` only)."""
@@ -71,16 +67,12 @@ class MetaModel:
     @classmethod
     def from_text(cls, text: str) -> MetaModel:
         """Load a model written by :meth:`to_text`; predictions and ``to_text`` match the original exactly."""
-        booster = lgb.Booster(model_str=text)
-        if booster.num_model_per_iteration() != N_CLASSES:
-            raise ValueError(
-                f"not a {N_CLASSES}-class meta model: {booster.num_model_per_iteration()} trees per round"
-            )
+        loaded = MetaBooster.from_text(text)
         return cls(
-            booster=booster,
-            best_iteration=int(booster.current_iteration()),
+            booster=loaded.booster,
+            best_iteration=loaded.best_iteration,
             holdout_logloss=None,
-            feature_names=tuple(str(n) for n in booster.feature_name()),
+            feature_names=tuple(str(n) for n in loaded.booster.feature_name()),
         )
 
 

@@ -17,8 +17,11 @@ from shared.registry.models import (
     VersionStatus,
     metric,
 )
+from shared.registry.promotions import PromotionRecord
 from shared.registry.store import (
     AmbiguousRunIdError,
+    NoChampionError,
+    PromotionRefusedError,
     Registry,
     RegistryConflictError,
     RegistryError,
@@ -33,7 +36,10 @@ __all__ = [
     "AmbiguousRunIdError",
     "BaseResultRecord",
     "BaseStatus",
+    "NoChampionError",
     "PromotionReason",
+    "PromotionRecord",
+    "PromotionRefusedError",
     "Registry",
     "RegistryConflictError",
     "RegistryError",

@@ -215,10 +215,13 @@ class Version(Base):
     gate_report: Mapped[dict[str, Any] | None]
     path: Mapped[str] = mapped_column(Text)
     manifest_sha256: Mapped[str] = mapped_column(String(64))
+    # When retention deleted the pack (migration 0002). Separate from status, so a pruned version still
+    # says whether it was rejected or served as champion; a pruned version is never promoted again.
+    pruned_at: Mapped[datetime | None]
 
 
 class Promotion(Base):
-    """The champion pointer of one (symbol, timeframe) moved from one version to another (filled later)."""
+    """The champion pointer of one (symbol, timeframe) moved from one version to another."""
 
     __tablename__ = "promotions"
     __table_args__ = (Index(None, "symbol", "timeframe", "at"),)
@@ -397,6 +400,7 @@ class VersionRecord:
     gate_report: dict[str, Any] | None
     path: str
     manifest_sha256: str
+    pruned_at: datetime | None
 
     @classmethod
     def from_row(cls, row: Version) -> VersionRecord:

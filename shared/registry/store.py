@@ -21,7 +21,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.errors import FarmError, TransientError
+from shared.errors import FarmError
+from shared.registry.errors import (
+    AmbiguousRunIdError,
+    NoChampionError,
+    PromotionRefusedError,
+    RegistryConflictError,
+    RegistryError,
+    RegistryUnavailableError,
+    RunNotFoundError,
+    VersionNotFoundError,
+)
 from shared.registry.migrations import SQLITE_BEGIN, create_registry_engine, migrate, shared_engine
 from shared.registry.models import (
     BaseResult,
@@ -35,46 +45,10 @@ from shared.registry.models import (
     VersionStatus,
     json_safe,
 )
+from shared.registry.promotions import PromotionRecord, PromotionsMixin
 from shared.settings import get_settings
 from shared.symbols import canonical_symbol
 from shared.timeframes import Timeframe, parse_timeframe
-
-
-class RegistryError(FarmError):
-    """The registry refused an operation or cannot work with its database.
-
-    Handled by: the CLI (prints the message, exits 1) and Celery tasks (mark the run failed, no retry).
-    """
-
-
-class RunNotFoundError(RegistryError):
-    """No run has the id (or id prefix) asked for.
-
-    Handled by: the CLI (`farm runs show`), and tasks of a run that was never recorded (they fail it).
-    """
-
-
-class VersionNotFoundError(RegistryError):
-    """No version has the id asked for. Handled by: the CLI and promotion (refuses to promote)."""
-
-
-class AmbiguousRunIdError(RegistryError):
-    """An id prefix matches more than one run. Handled by: the CLI, which asks for a longer prefix."""
-
-
-class RegistryConflictError(RegistryError):
-    """A write contradicts what is stored (a run id reused for another market, a version for a failed run).
-
-    Handled by: the task that tried it; a redelivered meta task reads the run's recorded version instead.
-    """
-
-
-class RegistryUnavailableError(TransientError):
-    """The registry database did not answer (PostgreSQL down, SQLite locked past the busy timeout).
-
-    Handled by: Celery tasks, which retry with backoff; the CLI prints the message.
-    """
-
 
 _RUN_ID = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
 #: INSERT .. ON CONFLICT constructs; both dialects spell the upsert the same way.
@@ -109,8 +83,12 @@ def upgrade(url: str) -> None:
         engine.dispose()
 
 
-class Registry:
-    """Runs, base-model results and versions; one short transaction per method."""
+class Registry(PromotionsMixin):
+    """Runs, base-model results and versions; one short transaction per method.
+
+    Champion methods (promote, reject, rollback, history, retention) come from
+    :class:`~shared.registry.promotions.PromotionsMixin`.
+    """
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
         """Wrap an engine whose database is migrated already (see :meth:`open` and :func:`upgrade`)."""
@@ -428,3 +406,19 @@ def _run(session: Session, run_id: str, *, lock: bool = False) -> Run:
     if row is None:
         raise RunNotFoundError(f"no run {run_id!r}")
     return row
+
+
+__all__ = [
+    "AmbiguousRunIdError",
+    "NoChampionError",
+    "PromotionRecord",
+    "PromotionRefusedError",
+    "Registry",
+    "RegistryConflictError",
+    "RegistryError",
+    "RegistryUnavailableError",
+    "RunNotFoundError",
+    "VersionNotFoundError",
+    "upgrade",
+    "utc_now",
+]

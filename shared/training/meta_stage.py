@@ -25,8 +25,9 @@ from shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, 
 from shared.atomicio import sha256_file
 from shared.dataset import DatasetSnapshot
 from shared.errors import ArtifactError
-from shared.evaluation import choose_p_star, evaluate, periods_per_year
+from shared.evaluation import choose_p_star, class_prior, evaluate, periods_per_year
 from shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
+from shared.gates import ChampionSource, ScoredPredictions, gate_candidate, p_star_floors
 from shared.jobs import StageJob
 from shared.labels import CLASSES, class_weights, sample_weights
 from shared.meta.calibration import IsotonicCalibrator
@@ -52,6 +53,8 @@ class BuiltVersion:
     path: Path
     manifest_sha256: str
     metrics: dict[str, object]
+    #: :meth:`shared.gates.GateReport.to_json` of the candidate: promote only when ``["passed"]`` is true.
+    gate_report: dict[str, object] | None = None
 
 
 def _predictions(work_dir: Path, result: BaseModelResult) -> dict[str, FloatArray]:
@@ -80,7 +83,9 @@ def _existing(final: Path, job: StageJob) -> BuiltVersion:
     metrics = manifest.get("metrics")
     if manifest.get("run_id") != job.run_id or not isinstance(metrics, dict):
         raise ArtifactError(f"{final} exists but belongs to another run")
-    return BuiltVersion(final.name, final, sha256_file(final / MANIFEST), metrics)
+    report = manifest.get("gate_report")
+    gate_report = report if isinstance(report, dict) else None
+    return BuiltVersion(final.name, final, sha256_file(final / MANIFEST), metrics, gate_report)
 
 
 def build_version(
@@ -91,12 +96,18 @@ def build_version(
     *,
     threads: int,
     run_created_at: datetime,
+    champion: ChampionSource | None = None,
 ) -> BuiltVersion:
     """Run the meta stage for ``job`` and write its artifact pack; returns where and what.
 
     The version id comes from the run (its creation time and id), so a redelivered meta task that finds
     the run's pack already written (it died before registering it) reuses that pack instead of leaving
     an orphan beside a second one.
+
+    ``champion`` is the current champion (a loaded :class:`shared.predictor.Predictor`, or a zero-argument
+    loader of one) or None when there is none. The candidate is gated (:mod:`shared.gates`) against it on
+    the same test rows; the report goes into the manifest and :attr:`BuiltVersion.gate_report`. A champion
+    that fails to load or predict fails the report's ``champion_scored`` check instead of the run.
     """
     settings = get_settings()
     version_id = new_version_id(run_created_at, job.run_id)
@@ -137,15 +148,39 @@ def build_version(
     calibrator = IsotonicCalibrator().fit(meta.predict_proba(stacked("calibration")), y["calibration"])
     cal_probs = calibrator.transform(meta.predict_proba(stacked("calibration")))
     per_year = periods_per_year(timeframe.minutes)
+    profile = config.gates.profile
+    # p* must leave room for the gates' signal floors, with a margin (see shared.gates.p_star_floors).
+    floor_signals, floor_share = p_star_floors(params.gates, profile, scoring.min_signals)
     p_star = choose_p_star(
         cal_probs,
         fwd["calibration"],
         fee=scoring.fee,
-        min_signals=scoring.min_signals,
+        min_signals=floor_signals,
         periods_per_year=per_year,
-        min_eligible_share=params.gates.min_eligible_share,
+        min_eligible_share=floor_share,
     )
     test_probs = calibrator.transform(meta.predict_proba(stacked("test")))
+    candidate = ScoredPredictions(
+        probs=test_probs,
+        y=y["test"],
+        fwd_return=fwd["test"],
+        prior=class_prior(y["train"]),
+        p_star=p_star,
+        fee=scoring.fee,
+        periods_per_year=per_year,
+        label_horizon=params.label_horizon,
+    )
+    # The champion is scored on exactly these feature rows, so both are judged on the same window.
+    x_test = part["test"].select(FEATURE_NAMES).to_numpy().astype(np.float64)
+    gate_report = gate_candidate(
+        candidate,
+        champion,
+        x_test,
+        thresholds=params.gates,
+        timeframe=timeframe,
+        profile=profile,
+        seed=training.seed,
+    ).to_json()
     metrics = evaluate(
         meta_probs_test=test_probs,
         y_test=y["test"],
@@ -218,7 +253,7 @@ def build_version(
             "plots": ["plots/calibration.png"],
             "p_star": p_star,
             "metrics": metrics,
-            "gate_report": None,
+            "gate_report": gate_report,
             "data": {
                 "snapshot_hash": snapshot.content_hash,
                 "sha256": snapshot.file_sha256,
@@ -233,4 +268,4 @@ def build_version(
             "sample_rows": {"features": sample_x.tolist(), "expected": test_probs[-SAMPLE_ROWS:].tolist()},
         }
         written = write_pack(final, files, manifest)
-    return BuiltVersion(version_id, written.path, written.manifest_sha256, metrics)
+    return BuiltVersion(version_id, written.path, written.manifest_sha256, metrics, gate_report)

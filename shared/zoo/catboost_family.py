@@ -1,7 +1,8 @@
 """CatBoost base models: ``MultiClass`` classifiers saved as CatBoost's own ``cbm`` file.
 
 Imports CatBoost at module import: only :func:`shared.zoo.family` loads this module, inside the task
-that trains, never in a Celery worker's parent process.
+that trains, never in a Celery worker's parent process. Loading and predicting are the bot client's
+(:mod:`trainfarm_client.models`), so the farm and bots compute the same probabilities.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from shared.zoo.spec import (
     Params,
     check_fit_inputs,
     merge_params,
-    normalise_proba,
 )
+from trainfarm_client.models import load_catboost, predict_catboost
 
 
 def build_params(
@@ -81,7 +82,7 @@ def fit(
 
 def predict_proba(model: CatBoostClassifier, x: FloatArray, *, threads: int | None = None) -> FloatArray:
     """n x 3 probabilities; ``thread_count=-1`` (all cores) unless ``threads`` is given."""
-    return normalise_proba(model.predict_proba(x, thread_count=threads if threads is not None else -1))
+    return predict_catboost(model, x, threads=threads)
 
 
 #: Metadata CatBoost stamps on every fit; dropped so that equal fits give byte-identical files (and equal
@@ -100,6 +101,4 @@ def save(model: CatBoostClassifier, path: Path) -> None:
 
 def load(path: Path) -> CatBoostClassifier:
     """Read a ``cbm`` model written by :func:`save`."""
-    model = CatBoostClassifier()
-    model.load_model(str(path), format="cbm")
-    return model
+    return load_catboost(path)

@@ -1,7 +1,8 @@
 """LightGBM base models: multiclass boosters saved as LightGBM's own text model.
 
 Imports LightGBM at module import: only :func:`shared.zoo.family` loads this module, inside the task
-that trains, never in a Celery worker's parent process.
+that trains, never in a Celery worker's parent process. Loading and predicting are the bot client's
+(:mod:`trainfarm_client.models`), so the farm and bots compute the same probabilities.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from shared.zoo.spec import (
     Params,
     check_fit_inputs,
     merge_params,
-    normalise_proba,
 )
+from trainfarm_client.models import load_lightgbm, predict_lightgbm
 
 
 def build_params(
@@ -83,9 +84,7 @@ def fit(
 
 def predict_proba(model: lgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
     """n x 3 probabilities; ``threads`` caps OpenMP (a loaded booster would otherwise use every core)."""
-    if threads is None:
-        return normalise_proba(model.predict(x))
-    return normalise_proba(model.predict(x, num_threads=threads))
+    return predict_lightgbm(model, x, threads=threads)
 
 
 def save(model: lgb.Booster, path: Path) -> None:
@@ -95,4 +94,4 @@ def save(model: lgb.Booster, path: Path) -> None:
 
 def load(path: Path) -> lgb.Booster:
     """Read a text model written by :func:`save`."""
-    return lgb.Booster(model_file=str(path))
+    return load_lightgbm(path)

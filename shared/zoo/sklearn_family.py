@@ -2,10 +2,10 @@
 
 A fitted model is a ``StandardScaler`` followed by a ``LogisticRegression`` or an ``MLPClassifier``.
 Both are, at prediction time, a scaler plus dense layers with a softmax on top, so :func:`save` writes
-those arrays as JSON and :func:`load` returns a :class:`NumpyClassifier` that needs only numpy and the
-file: no pickle anywhere, no sklearn version coupling, nothing a bot could be made to execute. JSON floats
-round-trip exactly, and the forward pass mirrors sklearn's operation order, so the loaded model agrees
-with sklearn's ``predict_proba`` to ~1e-15.
+those arrays as JSON and :func:`load` returns a :class:`~trainfarm_client.numpy_models.NumpyClassifier`
+that needs only numpy and the file: no pickle anywhere, no sklearn version coupling, nothing a bot could
+be made to execute. The numpy side lives in the bot client, which runs these models without sklearn;
+this module adds the fit and the conversion from sklearn's fitted estimators.
 
 ``spec.params["estimator"]`` picks the estimator (``"logistic_regression"`` or ``"mlp"``); the other
 params are its keyword arguments. ``hidden_layer_sizes`` is a string like ``"32,16"`` because config
@@ -43,11 +43,12 @@ from shared.zoo.spec import (
     merge_params,
     normalise_proba,
 )
+from trainfarm_client.models import load_sklearn, predict_sklearn
+from trainfarm_client.numpy_models import FORMAT as FORMAT  # noqa: PLC0414 - explicit re-exports
+from trainfarm_client.numpy_models import FORMAT_VERSION as FORMAT_VERSION  # noqa: PLC0414
+from trainfarm_client.numpy_models import NumpyClassifier as NumpyClassifier  # noqa: PLC0414
 
-FORMAT = "trainfarm-sklearn-numpy"
-FORMAT_VERSION = 1
 _ESTIMATORS = ("logistic_regression", "mlp")
-_HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 
 
 def _limits(threads: int | None) -> AbstractContextManager[object]:
@@ -61,83 +62,6 @@ class FittedSklearn:
 
     scaler: StandardScaler
     estimator: LogisticRegression | MLPClassifier
-
-
-@dataclass(frozen=True, eq=False)
-class NumpyClassifier:
-    """A scaler plus dense layers and a softmax: sklearn's forward pass in plain numpy."""
-
-    estimator: str
-    mean: FloatArray
-    scale: FloatArray
-    weights: tuple[FloatArray, ...]  #: per layer, inputs x outputs
-    biases: tuple[FloatArray, ...]
-    hidden_activation: str
-
-    def predict_proba(self, x: FloatArray) -> FloatArray:
-        """n x 3 probabilities, as sklearn's ``predict_proba`` computes them."""
-        # C order whatever the caller passes (polars hands out Fortran-ordered arrays): BLAS sums in
-        # another order for another layout, and the same rows must give the same bits everywhere.
-        act = (np.ascontiguousarray(x, dtype=np.float64) - self.mean) / self.scale
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            act = act @ w + b
-            if i != last:
-                act = _activate(act, self.hidden_activation)
-        # sklearn's softmax, step for step: shift by the row max, exponentiate, divide by the row sum.
-        act = np.exp(act - act.max(axis=1, keepdims=True))
-        proba: FloatArray = act / act.sum(axis=1, keepdims=True)
-        return proba
-
-    def to_json(self) -> dict[str, object]:
-        """The JSON document :func:`save` writes."""
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "estimator": self.estimator,
-            "classes": list(range(N_CLASSES)),
-            "sklearn_version": sklearn.__version__,
-            "scaler": {"mean": self.mean.tolist(), "scale": self.scale.tolist()},
-            "hidden_activation": self.hidden_activation,
-            "layers": [
-                {"weights": w.tolist(), "bias": b.tolist()}
-                for w, b in zip(self.weights, self.biases, strict=True)
-            ],
-        }
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> NumpyClassifier:
-        """Rebuild from :meth:`to_json`'s document, checking every shape (ValueError when wrong)."""
-        if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"not a {FORMAT} v{FORMAT_VERSION} document")
-        if doc.get("classes") != list(range(N_CLASSES)):
-            raise ValueError(f"expected classes {list(range(N_CLASSES))}, got {doc.get('classes')}")
-        if doc.get("hidden_activation") not in _HIDDEN_ACTIVATIONS:
-            raise ValueError(f"unknown hidden activation {doc.get('hidden_activation')!r}")
-        mean = np.asarray(doc["scaler"]["mean"], dtype=np.float64)
-        scale = np.asarray(doc["scaler"]["scale"], dtype=np.float64)
-        weights = tuple(np.asarray(layer["weights"], dtype=np.float64) for layer in doc["layers"])
-        biases = tuple(np.asarray(layer["bias"], dtype=np.float64) for layer in doc["layers"])
-        width = mean.shape[0] if mean.ndim == 1 else -1
-        if scale.shape != mean.shape or not weights:
-            raise ValueError("scaler mean/scale differ in shape or there are no layers")
-        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
-            if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
-                raise ValueError(f"layer {i}: weights {w.shape} / bias {b.shape} do not follow width {width}")
-            width = w.shape[1]
-        if width != N_CLASSES:
-            raise ValueError(f"the last layer has {width} outputs, expected {N_CLASSES}")
-        return cls(str(doc["estimator"]), mean, scale, weights, biases, str(doc["hidden_activation"]))
-
-
-def _activate(x: FloatArray, name: str) -> FloatArray:
-    if name == "relu":
-        return np.maximum(x, 0.0)
-    if name == "tanh":
-        return np.tanh(x)
-    if name == "logistic":
-        return 1.0 / (1.0 + np.exp(-x))
-    return x
 
 
 def to_numpy(model: FittedSklearn | NumpyClassifier) -> NumpyClassifier:
@@ -240,22 +164,16 @@ def predict_proba(
     x = np.ascontiguousarray(x, dtype=np.float64)
     with _limits(threads):
         if isinstance(model, NumpyClassifier):
-            return normalise_proba(model.predict_proba(x))
+            return predict_sklearn(model, x)
         return normalise_proba(model.estimator.predict_proba(model.scaler.transform(x)))
 
 
 def save(model: FittedSklearn | NumpyClassifier, path: Path) -> None:
     """JSON of the fitted arrays (``allow_nan=False``: a diverged fit fails here, not in a bot)."""
-    doc = to_numpy(model).to_json()
+    doc = to_numpy(model).to_json(sklearn_version=sklearn.__version__)
     path.write_text(json.dumps(doc, allow_nan=False, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 def load(path: Path) -> NumpyClassifier:
     """Read a JSON model written by :func:`save`: plain JSON and numpy, never pickle."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(doc, dict):
-            raise ValueError("the document is not a JSON object")
-        return NumpyClassifier.from_json(doc)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not a usable sklearn model file: {exc}") from exc
+    return load_sklearn(path)

@@ -19,6 +19,9 @@ import numpy.typing as npt
 
 from shared.config import ParamValue
 
+# One implementation, in the bot client (its model predictors use it); the families import it from here.
+from trainfarm_client.probs import normalise_proba as normalise_proba  # noqa: PLC0414 - explicit re-export
+
 FamilyName = Literal["lightgbm", "xgboost", "catboost", "sklearn"]
 Device = Literal["cpu", "cuda"]
 
@@ -138,15 +141,6 @@ def check_fit_inputs(x: FloatArray, y: IntArray, sample_weight: FloatArray) -> N
         raise ValueError(f"need 2-d X and 1-d y/weights, got {x.shape}, {y.shape}, {sample_weight.shape}")
     if not x.shape[0] == y.shape[0] == sample_weight.shape[0]:
         raise ValueError(f"x, y and weights differ in rows: {x.shape[0]}, {y.shape[0]}, {sample_weight.size}")
-
-
-def normalise_proba(proba: npt.ArrayLike) -> FloatArray:
-    """``proba`` as float64 n x 3 with rows summing to 1 (XGBoost returns float32, sums off by ~1e-7)."""
-    arr = np.asarray(proba, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != N_CLASSES:
-        raise ValueError(f"expected an n x {N_CLASSES} probability matrix, got shape {arr.shape}")
-    out: FloatArray = arr / arr.sum(axis=1, keepdims=True)
-    return out
 
 
 def merge_params(*layers: Mapping[str, ParamValue]) -> Params:

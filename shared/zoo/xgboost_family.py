@@ -1,7 +1,8 @@
 """XGBoost base models: ``multi:softprob`` boosters saved as UBJSON.
 
 Imports XGBoost at module import: only :func:`shared.zoo.family` loads this module, inside the task
-that trains, never in a Celery worker's parent process.
+that trains, never in a Celery worker's parent process. Loading and predicting are the bot client's
+(:mod:`trainfarm_client.models`), so the farm and bots compute the same probabilities.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from shared.zoo.spec import (
     Params,
     check_fit_inputs,
     merge_params,
-    normalise_proba,
 )
+from trainfarm_client.models import load_xgboost, predict_xgboost
 
 #: Not a booster parameter: taken out of the merged params and passed to ``xgb.train``.
 _ROUNDS = "num_boost_round"
@@ -86,10 +87,7 @@ def fit(
 
 def predict_proba(model: xgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
     """n x 3 probabilities (XGBoost's float32 output widened and renormalised)."""
-    if threads is not None:
-        model.set_param({"nthread": threads})
-    data = xgb.DMatrix(x, nthread=threads if threads is not None else -1)
-    return normalise_proba(model.predict(data))
+    return predict_xgboost(model, x, threads=threads)
 
 
 def save(model: xgb.Booster, path: Path) -> None:
@@ -100,7 +98,4 @@ def save(model: xgb.Booster, path: Path) -> None:
 
 def load(path: Path) -> xgb.Booster:
     """Read a UBJSON model written by :func:`save`."""
-    booster = xgb.Booster()
-    # load_model detects UBJSON from the content, so the suffix does not matter here.
-    booster.load_model(bytearray(path.read_bytes()))
-    return booster
+    return load_xgboost(path)

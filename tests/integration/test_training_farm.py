@@ -33,7 +33,8 @@ def test_full_run_trains_eight_models_and_writes_a_verified_pack(farm: Farm) -> 
         r.status == "succeeded" and r.device == "cpu" and r.worker and (r.seconds or 0) > 0 for r in results
     )
     version = reg.get_version(run.version)
-    assert version.status == "candidate"
+    assert version.status in ("champion", "rejected")  # decided by the gates
+    assert version.gate_report is not None
     meta = version.metrics["meta"]
     assert isinstance(meta, dict) and 0 < float(meta["logloss"]) < 5
     pack = Path(version.path)

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from shared.data.resample import resample
-from shared.errors import DataError
 from shared.features import (
     FEATURE_NAMES,
     FEATURE_WARMUP,
@@ -26,6 +25,7 @@ from shared.features import (
     add_features,
 )
 from shared.timeframes import Timeframe
+from trainfarm_client.errors import BarsError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 FIVE_MIN = Timeframe.M5.duration
@@ -187,13 +187,13 @@ def test_zero_volume_is_finite_and_bounded() -> None:
 
 def test_bars_must_be_sorted_and_complete() -> None:
     bars = btc_slice().head(50)
-    with pytest.raises(DataError, match="sorted"):
+    with pytest.raises(BarsError, match="sorted"):
         add_features(bars.reverse(), interval=FIVE_MIN, max_gap_bars=MAX_GAP)
-    with pytest.raises(DataError, match="sorted"):
+    with pytest.raises(BarsError, match="sorted"):
         add_features(pl.concat([bars, bars.tail(1)]), interval=FIVE_MIN, max_gap_bars=MAX_GAP)
-    with pytest.raises(DataError, match="volume"):
+    with pytest.raises(BarsError, match="volume"):
         add_features(bars.drop("volume"), interval=FIVE_MIN, max_gap_bars=MAX_GAP)
-    with pytest.raises(DataError, match="datetime"):
+    with pytest.raises(BarsError, match="datetime"):
         add_features(bars.with_columns(pl.col("date").dt.epoch("ms")), interval=FIVE_MIN, max_gap_bars=3)
 
 

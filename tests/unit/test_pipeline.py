@@ -133,7 +133,8 @@ def test_run_registers_a_candidate_version(run: BuiltRun) -> None:
     assert record.status == "succeeded" and record.version == run.version
     assert record.finished_at is not None and record.snapshot_hash == run.stage.snapshot.content_hash
     version = registry.get_version(run.version)
-    assert version.status == "candidate" and version.run_id == run.job.run_id
+    assert version.status in ("champion", "rejected") and version.run_id == run.job.run_id
+    assert version.gate_report is not None and version.gate_report["passed"] is (version.status == "champion")
     assert [v.version for v in registry.list_versions(SYMBOL, TF)] == [run.version]
     base = registry.base_results(run.job.run_id)
     assert sorted(r.model for r in base) == sorted(MODEL_NAMES)

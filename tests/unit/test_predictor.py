@@ -1,20 +1,16 @@
 """The predictor rebuilds a pack from its files alone, verifies them, and reproduces the pack's own outputs.
 
-The pack is built once for the module through the same steps as a run (snapshot -> 8 base models ->
-meta stage), with the small config on the BTC sample at 12h; no Redis or registry is involved here.
+The pack (``pack`` in ``tests/unit/conftest.py``) is built once per session through the same steps as a
+run (snapshot -> 8 base models -> meta stage), with the small config on the BTC sample at 12h; no Redis or
+registry is involved here.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import shutil
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,99 +18,19 @@ import numpy as np
 import polars as pl
 import pytest
 
-from shared.data.resample import resample
-from shared.dataset import DatasetSnapshot, build_snapshot
 from shared.errors import ArtifactError
 from shared.features import FEATURE_NAMES, add_features
-from shared.jobs import SnapshotRef, StageJob
 from shared.predictor import Predictor
-from shared.settings import get_settings
-from shared.timeframes import Timeframe
-from shared.training.base import train_base_model
-from shared.training.meta_stage import SAMPLE_ROWS, build_version
+from shared.training.meta_stage import SAMPLE_ROWS
 from shared.zoo import MODEL_NAMES
+from tests.unit.conftest import PACK_TF, Pack
 
-SYMBOL, TF = "BTC_USDT", Timeframe.H12
-SMALL_CONFIG = """
-[training]
-base_rounds = 12
-meta_rounds = 40
-early_stopping_rounds = 5
-task_time_limit = "5m"
-"""
 PROBS = ["p_down", "p_neutral", "p_up"]
-
-
-@dataclass(frozen=True)
-class Pack:
-    path: Path
-    manifest_sha256: str
-    snapshot: DatasetSnapshot
-    bars: pl.DataFrame  #: the sample resampled to 12h: the raw bars a bot would have
-
-
-@pytest.fixture(scope="module")
-def pack(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[Pack]:
-    home = tmp_path_factory.mktemp("predictor") / "home"
-    home.mkdir()
-    config_file = home / "farm.toml"
-    config_file.write_text(SMALL_CONFIG)
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("FARM_"):
-                mp.delenv(key)
-        mp.setenv("FARM_HOME", str(home))
-        mp.setenv("FARM_CONFIG_FILE", str(config_file))
-        get_settings.cache_clear()
-        try:
-            settings = get_settings()
-            config = settings.load_config()
-            bars_5m = pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet")
-            snapshot = build_snapshot(
-                bars_5m, symbol=SYMBOL, timeframe=TF, config=config, root=settings.datasets_dir
-            )
-            run_id, work_dir = uuid.uuid4().hex, home / "run"
-            results = {
-                m: train_base_model(
-                    snapshot,
-                    m,
-                    work_dir,
-                    run_id=run_id,
-                    training=config.training,
-                    splits=config.splits,
-                    threads=1,
-                    device="cpu",
-                )
-                for m in MODEL_NAMES
-            }
-            ref = SnapshotRef(
-                meta_path=str(Path(snapshot.path).with_suffix(".json")),
-                file_sha256=snapshot.file_sha256,
-                content_hash=snapshot.content_hash,
-            )
-            stage = StageJob(run_id=run_id, symbol=SYMBOL, timeframe=TF.value, snapshot=ref)
-            created = datetime.now(UTC)
-            built = build_version(stage, snapshot, results, work_dir, threads=1, run_created_at=created)
-            # A redelivered meta stage finds the run's pack and reuses it: no orphan second pack.
-            again = build_version(stage, snapshot, results, work_dir, threads=1, run_created_at=created)
-            assert (again.path, again.manifest_sha256) == (built.path, built.manifest_sha256)
-            assert [p.name for p in built.path.parent.iterdir()] == [built.path.name]
-            yield Pack(built.path, built.manifest_sha256, snapshot, resample(bars_5m, TF))
-        finally:
-            get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
 def predictor(pack: Pack) -> Predictor:
     return Predictor.load(pack.path, expected_manifest_sha256=pack.manifest_sha256)
-
-
-@pytest.fixture
-def copied(pack: Pack, tmp_path: Path) -> Path:
-    """A copy of the pack that a test may damage."""
-    target = tmp_path / "pack"
-    shutil.copytree(pack.path, target)
-    return target
 
 
 def _rewrite_manifest(path: Path, **changes: Any) -> None:
@@ -172,7 +88,7 @@ def test_predict_bars_reproduces_the_stored_sample_outputs(predictor: Predictor,
 
     params = predictor.manifest["feature_params"]
     features = add_features(
-        pack.bars, interval=TF.duration, max_gap_bars=int(params["max_gap_bars"])
+        pack.bars, interval=PACK_TF.duration, max_gap_bars=int(params["max_gap_bars"])
     ).drop_nulls(list(FEATURE_NAMES))
     all_x = features.select(FEATURE_NAMES).to_numpy()
     dates = []

@@ -41,8 +41,8 @@ def schema_diffs(url: str, metadata: MetaData = Base.metadata) -> list[object]:
 
 def test_the_package_ships_one_linear_history_and_its_template() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
-    assert [s.revision for s in scripts.walk_revisions()] == ["0001"]
-    assert head_revision() == "0001"
+    assert [s.revision for s in scripts.walk_revisions()] == ["0002", "0001"]
+    assert head_revision() == "0002"
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
 
 
@@ -114,6 +114,23 @@ def test_downgrade_to_base_and_back(db_url: str) -> None:
         engine.dispose()
 
 
+def test_0002_adds_pruned_at_and_its_downgrade_keeps_the_one_champion_index(db_url: str) -> None:
+    upgrade(db_url)
+    engine = create_registry_engine(db_url, poolclass=NullPool)
+    try:
+        assert "pruned_at" in {c["name"] for c in inspect(engine).get_columns("versions")}
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+        inspector = inspect(engine)
+        assert "pruned_at" not in {c["name"] for c in inspector.get_columns("versions")}
+        unique = {i["name"] for i in inspector.get_indexes("versions") if i["unique"]}
+        assert "uq_versions_one_champion" in unique
+        upgrade(db_url)
+        assert schema_diffs(db_url) == []
+    finally:
+        engine.dispose()
+
+
 def test_offline_mode_writes_the_sql() -> None:
     cfg = alembic_config()
     cfg.set_main_option("sqlalchemy.url", "postgresql+psycopg://nobody@localhost/none")
@@ -167,7 +184,7 @@ def test_sqlite_file_is_usable_by_plain_sqlalchemy_after_migration(tmp_path: Pat
     upgrade(url)
     engine = create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     engine.dispose()
 
 

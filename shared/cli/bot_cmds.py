@@ -1,0 +1,130 @@
+"""`farm bot SYM TF`: a reference bot built on the client library, as a bot author would write one."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from shared.cli.output import console
+from shared.connections import redis_url
+from shared.data.store import open_store
+from shared.errors import DataError
+from shared.symbols import canonical_symbol
+from shared.timeframes import parse_timeframe
+from trainfarm_client.errors import ClientError
+from trainfarm_client.features import MIN_HISTORY_BARS
+from trainfarm_client.live import Champion, LiveModel
+
+
+def _emit(as_json: bool, event: dict[str, object], text: str) -> None:
+    if as_json:
+        print(json.dumps(event), flush=True)
+    else:
+        console.print(text)
+
+
+def _seconds_since(promoted_at: str) -> float | None:
+    """Seconds from ``promoted_at`` (ISO 8601; naive counts as UTC) to now, or None when unreadable."""
+    try:
+        at = datetime.fromisoformat(promoted_at)
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - at).total_seconds()
+
+
+def bot(
+    symbol: Annotated[str, typer.Argument(help="market, e.g. BTC/USDT")],
+    timeframe: Annotated[str, typer.Argument(help="5m, 1h, 12h or 24h")],
+    duration: Annotated[
+        float, typer.Option("--duration", help="stop after this many seconds (0 = run forever)")
+    ] = 0,
+    interval: Annotated[
+        float, typer.Option("--interval", help="seconds between scoring the newest bars")
+    ] = 5.0,
+    recheck: Annotated[float, typer.Option("--recheck", help="seconds between champion-key re-checks")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object per line")] = False,
+) -> None:
+    """Serve the champion: print every reload (and how long after its promotion), score the newest bars."""
+    sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe)
+    store = open_store()
+    store.load(sym, tf)  # fail now, with the store's message, when the market's bars were never imported
+    model = LiveModel(sym, tf.value, redis_url=redis_url(), recheck_interval=recheck)
+
+    def on_reload(old: Champion | None, new: Champion) -> None:
+        lag = _seconds_since(new.promoted_at)
+        previous = old.version if old else None
+        _emit(
+            as_json,
+            {"event": "reload", "version": new.version, "previous": previous, "seconds_since_promotion": lag},
+            f"[green]reload[/] {previous or '-'} -> [bold]{new.version}[/] "
+            f"({'?' if lag is None else f'{lag:.2f}'}s after its promotion)",
+        )
+
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # leave the loop and close: the heartbeat hash goes at once, not at its TTL
+
+    previous_handler = signal.signal(signal.SIGTERM, on_term)
+    try:
+        model.on_reload(on_reload)
+        model.start()
+        _emit(
+            as_json,
+            {"event": "started", "bot_id": model.bot_id, "version": model.version},
+            f"bot {model.bot_id} watching {sym} {tf.value}; "
+            f"serving {model.version or 'nothing yet (no champion)'}",
+        )
+        started = time.monotonic()
+        reported_error: str | None = None
+        while not stop.is_set():
+            problem: str | None = model.last_error
+            if model.version is not None:
+                try:
+                    bars = store.load(sym, tf).tail(MIN_HISTORY_BARS)  # the newest bars, read again each time
+                    scored = model.score(bars)  # probabilities and decision from one loaded version
+                except (ClientError, DataError) as exc:  # keep running: the next bars or version may do
+                    problem = f"cannot score: {exc}"
+                else:
+                    probs, bar = scored.probabilities, bars["date"][-1]
+                    _emit(
+                        as_json,
+                        {
+                            "event": "score",
+                            "version": scored.version,
+                            "bar": bar.isoformat(),
+                            "p_down": float(probs[0]),
+                            "p_neutral": float(probs[1]),
+                            "p_up": float(probs[2]),
+                            "signal": scored.decision.signal,
+                            "p_star": scored.decision.p_star,
+                        },
+                        f"{bar:%Y-%m-%d %H:%M} v{scored.version}: down {probs[0]:.3f} neutral "
+                        f"{probs[1]:.3f} up {probs[2]:.3f} -> {scored.decision.signal or 'no signal'}",
+                    )
+            if problem and problem != reported_error:
+                _emit(as_json, {"event": "error", "error": problem}, f"[yellow]{problem}[/]")
+            reported_error = problem
+            if duration and time.monotonic() - started >= duration:
+                break
+            stop.wait(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        model.close()
+        signal.signal(signal.SIGTERM, previous_handler)
+        _emit(as_json, {"event": "stopped", "version": model.version}, "bot stopped")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `farm bot` to the main app."""
+    app.command("bot")(bot)

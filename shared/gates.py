@@ -1,0 +1,421 @@
+"""Validation gates: may a candidate replace the champion? Every check is stored with its value.
+
+A gate report is a tuple of :class:`Check` (name, value, threshold, operator, pass/fail, a sentence that
+says what was compared) and the verdict: a candidate passes when every check passes. Nothing here is
+decided on a hunch that is not in the report: a person reading ``farm models`` sees the same numbers.
+
+The checks, all on the candidate's TEST split (the rows nothing was fitted or tuned on):
+
+``logloss_vs_prior``
+    the relative log-loss improvement over the class-prior baseline (the train split's class shares
+    predicted for every row) must reach ``min_logloss_improvement``;
+``logloss_vs_prior_bootstrap``
+    and so must its one-sided ``bootstrap_confidence`` lower bound: a margin that the luck of one test
+    window does not reach. Prior and candidate per-row losses are resampled together in contiguous
+    circular blocks (:mod:`shared.bootstrap`): test rows are a time series whose labels overlap (a horizon
+    of ``h`` bars shares ``h - 1`` bars with its neighbour) and whose features are persistent, so
+    resampling single rows would treat dependent rows as independent and draw too narrow an interval.
+    The point estimate alone is reached by chance (a random walk scored +5% on a 208-row test split);
+    a bound above zero alone would pass a vanishing edge on a large split;
+``output_not_constant``
+    no constant or near-constant output: the std of ``p_up - p_down`` or of the top probability must
+    reach ``min_output_std`` (a calibrator that flattened a useless model into the class shares scores
+    close to the prior and must not slip through on a lucky test window);
+``class_share_<class>``
+    no predicted class above ``max_class_share``; under the strict profile instead
+    ``class_share_<class>_vs_target``: the share within ``class_share_tolerance`` of the timeframe's target
+    (see :class:`shared.config.StrictGates` for why the table is read as targets);
+``mean_confidence`` / ``eligible_share``
+    floors on the mean top probability and on the share of bars whose directional probability reaches
+    p* (the strict profile's floors when it is selected);
+``sharpe`` / ``signals``
+    the fee-aware trading simulation at p*: Sharpe at least ``min_sharpe`` over at least ``min_signals``
+    test signals;
+``champion_scored``, ``logloss_vs_champion``, ``brier_vs_champion``, ``sharpe_vs_champion``
+    when a champion exists, scored on the SAME test rows: log-loss and Brier at most
+    ``max_regression_pct`` percent worse, Sharpe at least ``min_sharpe_fraction`` of a positive
+    champion Sharpe. A champion that could not be scored fails ``champion_scored``: a candidate never
+    replaces a model it was not compared with.
+
+Deterministic: the same inputs and ``seed`` give the same report, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from shared.bootstrap import block_bootstrap_means, block_length
+from shared.config import GateThresholds
+from shared.evaluation import (
+    brier,
+    check_labels,
+    check_probs,
+    log_loss,
+    mean_confidence,
+    predicted_class_share,
+    simulate,
+)
+from shared.gate_report import Check, GateReport, finite_or_none
+from shared.labels import CLASSES
+from shared.timeframes import Timeframe
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+PROFILES: tuple[str, ...] = ("default", "strict")
+#: How many times the gates' signal floors the p* search must leave on the calibration split (see
+#: :func:`p_star_floors`).
+P_STAR_FLOOR_MARGIN = 2.0
+#: Same clip as :func:`shared.evaluation.log_loss`, so per-row losses average to exactly its value.
+_LOG_EPS = 1e-15
+
+
+@dataclass(frozen=True, eq=False)
+class ScoredPredictions:
+    """One model's calibrated test-split predictions and what scoring them needs.
+
+    ``probs`` (n x 3, down/neutral/up), ``y`` (class ids) and ``fwd_return`` (log return over the label
+    horizon) are the test rows; ``prior`` the train split's class shares; ``p_star`` the model's own
+    decision threshold (chosen on its calibration split); ``fee`` and ``periods_per_year`` as in
+    :func:`shared.evaluation.simulate`; ``label_horizon`` (bars) sets the bootstrap's shortest block.
+    """
+
+    probs: FloatArray
+    y: IntArray
+    fwd_return: FloatArray
+    prior: FloatArray
+    p_star: float
+    fee: float
+    periods_per_year: float
+    label_horizon: int = 1
+    name: str = "candidate"
+    _row_ll: FloatArray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        probs = check_probs(self.probs, f"{self.name} probs")
+        n = probs.shape[0]
+        if n == 0:
+            raise ValueError(f"{self.name}: no test rows to gate on")
+        y = check_labels(self.y, n, f"{self.name} y")
+        fwd = np.asarray(self.fwd_return, dtype=np.float64)
+        if fwd.shape != (n,) or not np.isfinite(fwd).all():
+            raise ValueError(f"{self.name}: fwd_return must be {n} finite numbers, got shape {fwd.shape}")
+        prior = check_probs(np.asarray(self.prior, dtype=np.float64).reshape(1, -1), "prior")[0]
+        if self.label_horizon < 1:
+            raise ValueError(f"label_horizon must be at least 1 bar, got {self.label_horizon}")
+        object.__setattr__(self, "probs", probs)
+        object.__setattr__(self, "y", y)
+        object.__setattr__(self, "fwd_return", fwd)
+        object.__setattr__(self, "prior", prior)
+        picked = probs[np.arange(n), y]
+        object.__setattr__(self, "_row_ll", -np.log(np.clip(picked, _LOG_EPS, 1.0)))
+
+    @property
+    def rows(self) -> int:
+        """Number of test rows."""
+        return int(self.probs.shape[0])
+
+    def row_logloss(self) -> FloatArray:
+        """Per-row negative log-likelihood of the true class (its mean is :func:`log_loss`)."""
+        return self._row_ll
+
+    def prior_row_logloss(self) -> FloatArray:
+        """Per-row log-loss of the class-prior baseline on the same rows."""
+        out: FloatArray = -np.log(np.clip(self.prior[self.y], _LOG_EPS, 1.0))
+        return out
+
+    def with_probs(self, probs: npt.ArrayLike, *, p_star: float, name: str) -> ScoredPredictions:
+        """Another model's predictions of the same rows, scored under the same rules (a champion)."""
+        return replace(self, probs=np.asarray(probs, dtype=np.float64), p_star=p_star, name=name)
+
+
+class ChampionModel(Protocol):
+    """What gating needs of a champion pack (:class:`shared.predictor.Predictor` provides it)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def p_star(self) -> float: ...
+
+    def predict_features(self, x: npt.ArrayLike) -> FloatArray: ...
+
+
+#: A loaded champion, or a zero-argument loader of one (so that a failure to load is gated, not raised).
+ChampionSource = ChampionModel | Callable[[], ChampionModel]
+
+if TYPE_CHECKING:  # static proof that a loaded pack is a ChampionModel (no import at run time)
+    from shared.predictor import Predictor
+
+    _PREDICTOR: type[ChampionModel] = Predictor
+
+
+# ------------------------------------------------------------------------------------------- checks
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda v, t: v >= t,
+    "<=": lambda v, t: v <= t,
+    ">": lambda v, t: v > t,
+}
+
+
+def _compare(name: str, value: float | None, op: str, threshold: float, detail: str) -> Check:
+    """A numeric check; an undefined (None or NaN) value fails: a gate never passes what it cannot see."""
+    ok = value is not None and math.isfinite(value) and _OPS[op](value, threshold)
+    return Check(name, finite_or_none(value), threshold, op, ok, detail)
+
+
+def _prior_checks(cand: ScoredPredictions, th: GateThresholds, seed: int) -> list[Check]:
+    cand_ll, prior_row = cand.row_logloss(), cand.prior_row_logloss()
+    prior_ll, model_ll = float(prior_row.mean()), float(cand_ll.mean())
+    rel = (prior_ll - model_ll) / prior_ll if prior_ll > 0 else None
+    block = block_length(cand.rows, cand.label_horizon)
+    # Prior and candidate losses are resampled together (paired), and the relative improvement is taken
+    # per resample: a resample richer in one class changes both losses, not only the candidate's.
+    means = block_bootstrap_means(
+        np.column_stack([prior_row, cand_ll]), block=block, samples=th.bootstrap_samples, seed=seed
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_samples = (means[:, 0] - means[:, 1]) / means[:, 0]
+    lower = float(np.quantile(rel_samples, 1.0 - th.bootstrap_confidence)) if rel is not None else None
+    pct = round(100 * th.bootstrap_confidence)
+    return [
+        _compare(
+            "logloss_vs_prior",
+            rel,
+            ">=",
+            th.min_logloss_improvement,
+            f"relative improvement of the test log-loss {model_ll:.4f} over the class prior's {prior_ll:.4f} "
+            f"on {cand.rows} rows",
+        ),
+        _compare(
+            "logloss_vs_prior_bootstrap",
+            lower,
+            ">=",
+            th.min_logloss_improvement,
+            f"{pct}% one-sided lower bound of that relative improvement: circular block bootstrap, "
+            f"{th.bootstrap_samples} resamples of {block}-row blocks, seed {seed}",
+        ),
+    ]
+
+
+def _shape_checks(cand: ScoredPredictions, th: GateThresholds, profile: str, tf: Timeframe) -> list[Check]:
+    p = cand.probs
+    # Constant output has neither a varying lean nor a varying confidence; a useful model may keep one of
+    # the two steady (always 60% sure, switching between up and down), so the larger std is compared.
+    direction_std = float(np.std(p[:, 2] - p[:, 0]))
+    top_std = float(np.std(p.max(axis=1)))
+    checks = [
+        _compare(
+            "output_not_constant",
+            max(direction_std, top_std),
+            ">=",
+            th.min_output_std,
+            f"larger of the std of p_up - p_down ({direction_std:.4f}) and of the top probability "
+            f"({top_std:.4f})",
+        )
+    ]
+    shares = predicted_class_share(p)
+    strict = th.strict
+    if profile == "strict":
+        tol = strict.class_share_tolerance
+        for name, target in zip(CLASSES, strict.class_share, strict=True):
+            share = shares[name]
+            checks.append(
+                _compare(
+                    f"class_share_{name}_vs_target",
+                    abs(share - target),
+                    "<=",
+                    tol,
+                    f"strict {tf}: predicted {name} share {share:.3f}, target {target:.2f} +- {tol:.2f}",
+                )
+            )
+        conf_floor, source = strict.min_mean_confidence, "strict"
+    else:
+        for name in CLASSES:
+            checks.append(
+                _compare(
+                    f"class_share_{name}",
+                    shares[name],
+                    "<=",
+                    th.max_class_share,
+                    f"share of test rows predicted {name}",
+                )
+            )
+        conf_floor, source = th.min_mean_confidence, "default"
+    trading = simulate(
+        p, cand.fwd_return, p_star=cand.p_star, fee=cand.fee, periods_per_year=cand.periods_per_year
+    )
+    checks += [
+        _compare(
+            "mean_confidence", mean_confidence(p), ">=", conf_floor, f"{source} {tf}: mean top probability"
+        ),
+        _compare(
+            "eligible_share",
+            trading.eligible_share,
+            ">=",
+            eligible_floor(th, profile),
+            f"{source} {tf}: share of test rows with max(p_up, p_down) >= p* = {cand.p_star:.3f}",
+        ),
+        _compare(
+            "sharpe",
+            trading.sharpe,
+            ">=",
+            th.min_sharpe,
+            f"annualised Sharpe of {trading.signals} signals after a {cand.fee:g} round-trip fee "
+            f"(win rate {trading.win_rate:.2f}, mean {trading.mean_return:+.5f} per signal)",
+        ),
+        _compare("signals", float(trading.signals), ">=", float(th.min_signals), "test signals at p*"),
+    ]
+    return checks
+
+
+def _champion_checks(cand: ScoredPredictions, champ: ScoredPredictions, th: GateThresholds) -> list[Check]:
+    if champ.rows != cand.rows or not np.array_equal(champ.y, cand.y):
+        raise ValueError("the champion must be scored on the candidate's test rows (same rows, same labels)")
+    checks = [Check("champion_scored", None, None, "ok", True, f"{champ.name} on the same {cand.rows} rows")]
+    for metric, score in (("logloss", log_loss), ("brier", brier)):
+        mine, theirs = score(cand.probs, cand.y), score(champ.probs, champ.y)
+        worse_pct = (mine - theirs) / theirs * 100.0 if theirs > 0 else (0.0 if mine <= theirs else math.inf)
+        checks.append(
+            _compare(
+                f"{metric}_vs_champion",
+                worse_pct,
+                "<=",
+                th.max_regression_pct,
+                f"% worse than the champion: {mine:.4f} vs {theirs:.4f}",
+            )
+        )
+    mine_sr, theirs_sr = (
+        simulate(
+            s.probs, s.fwd_return, p_star=s.p_star, fee=s.fee, periods_per_year=s.periods_per_year
+        ).sharpe
+        for s in (cand, champ)
+    )
+    if theirs_sr > 0:
+        checks.append(
+            _compare(
+                "sharpe_vs_champion",
+                mine_sr,
+                ">=",
+                th.min_sharpe_fraction * theirs_sr,
+                f"{th.min_sharpe_fraction:g} x the champion's Sharpe {theirs_sr:.3f} (at its own p*)",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "sharpe_vs_champion",
+                finite_or_none(mine_sr),
+                None,
+                ">=",
+                True,
+                f"champion Sharpe {theirs_sr:.3f} <= 0 on this window: no edge to keep (the sharpe floor "
+                "still applies)",
+            )
+        )
+    return checks
+
+
+def evaluate_gates(
+    *,
+    candidate: ScoredPredictions,
+    champion: ScoredPredictions | None,
+    thresholds: GateThresholds,
+    timeframe: Timeframe,
+    profile: str,
+    seed: int,
+    champion_error: str | None = None,
+) -> GateReport:
+    """Run every gate check on ``candidate`` (and against ``champion`` when given); see the module docs.
+
+    ``champion`` must be scored on the same test rows as ``candidate``. ``champion_error`` says why an
+    existing champion could not be scored: the report then carries a failing ``champion_scored`` check
+    (and no other champion comparison). ``profile`` is "default" or "strict".
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown gate profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    checks = _prior_checks(candidate, thresholds, seed)
+    checks += _shape_checks(candidate, thresholds, profile, timeframe)
+    if champion_error is not None:
+        checks.append(Check("champion_scored", None, None, "ok", False, champion_error))
+    elif champion is not None:
+        checks += _champion_checks(candidate, champion, thresholds)
+    return GateReport(checks=tuple(checks), passed=all(c.passed for c in checks), profile=profile)
+
+
+def gate_candidate(
+    candidate: ScoredPredictions,
+    champion: ChampionSource | None,
+    x_test: npt.ArrayLike,
+    *,
+    thresholds: GateThresholds,
+    timeframe: Timeframe,
+    profile: str,
+    seed: int,
+) -> GateReport:
+    """:func:`evaluate_gates` with the champion scored here on ``x_test``, the candidate's test features.
+
+    ``champion`` is a loaded pack or a zero-argument loader (so a pack that fails to load is caught too).
+    Any failure to load or score it becomes a failing ``champion_scored`` check instead of an exception:
+    the run still records its candidate, which simply cannot replace a champion it was not compared with.
+    """
+    scored: ScoredPredictions | None = None
+    error: str | None = None
+    if champion is not None:
+        try:
+            model = champion() if callable(champion) else champion
+            scored = candidate.with_probs(
+                model.predict_features(x_test), p_star=float(model.p_star), name=f"champion {model.version}"
+            )
+        except Exception as exc:  # any failure: the comparison is missing, so the gate must fail
+            error = f"could not score the champion on the test rows: {type(exc).__name__}: {exc}"
+    return evaluate_gates(
+        candidate=candidate,
+        champion=scored,
+        thresholds=thresholds,
+        timeframe=timeframe,
+        profile=profile,
+        seed=seed,
+        champion_error=error,
+    )
+
+
+def eligible_floor(thresholds: GateThresholds, profile: str) -> float:
+    """The eligible-share floor in force under ``profile``."""
+    return thresholds.strict.min_eligible_share if profile == "strict" else thresholds.min_eligible_share
+
+
+def p_star_floors(thresholds: GateThresholds, profile: str, min_signals: int) -> tuple[int, float]:
+    """``(min_signals, min_eligible_share)`` for :func:`shared.evaluation.choose_p_star`.
+
+    The p* search maximises the mean return per signal, which drives it to the fewest signals it may
+    leave; the test split is another sample of the same size, so its signal count scatters around that
+    floor and a good candidate would fail the gate's ``signals`` / ``eligible_share`` floors about half
+    the time by chance. Leaving ``P_STAR_FLOOR_MARGIN`` (2) times the gate floors on calibration puts the
+    expected test count at twice the floor. ``min_signals`` is the evaluation's own floor, kept if higher.
+    """
+    signals = max(min_signals, math.ceil(P_STAR_FLOOR_MARGIN * thresholds.min_signals))
+    share = min(1.0, P_STAR_FLOOR_MARGIN * eligible_floor(thresholds, profile))
+    return signals, share
+
+
+__all__ = [
+    "PROFILES",
+    "P_STAR_FLOOR_MARGIN",
+    "ChampionModel",
+    "ChampionSource",
+    "Check",
+    "GateReport",
+    "ScoredPredictions",
+    "eligible_floor",
+    "evaluate_gates",
+    "gate_candidate",
+    "p_star_floors",
+]

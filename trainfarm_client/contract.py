@@ -1,0 +1,49 @@
+"""The Redis contract between the farm and live bots (bots in other languages depend on it too).
+
+Keys and channels (``<S>`` is the canonical symbol id such as ``BTC_USDT``, ``<T>`` the timeframe such as
+``1h``):
+
+* ``farm:champion:<S>:<T>`` (string, JSON): the durable truth about the champion:
+  ``{"symbol", "timeframe", "version", "sha256", "uri", "promoted_at"}``; ``sha256`` is the manifest's,
+  ``uri`` the pack folder (``file:///...``), ``promoted_at`` ISO-8601 UTC. Written before anything is
+  published; bots read it on start, on reconnect and every few seconds.
+* ``farm:promoted:<S>:<T>`` (pub/sub channel): the same JSON plus ``"event"`` (``"promoted"`` or
+  ``"rollback"``) and ``"previous_version"``. A nudge, delivered at most once: never the only source.
+* ``farm:events`` (stream, capped): every promotion, rollback, rejection and failure, one entry each, with
+  a field ``event`` and a field ``data`` holding the JSON.
+* ``farm:bots:<bot id>`` (hash with a TTL): ``symbol``, ``timeframe``, ``version``, ``loaded_at``,
+  ``host``, ``pid``; refreshed by the bot's heartbeat, so a missing hash means a dead bot.
+* ``farm:outcomes`` (stream, capped): signals and realised results reported by bots.
+"""
+
+from __future__ import annotations
+
+EVENTS_STREAM = "farm:events"
+OUTCOMES_STREAM = "farm:outcomes"
+#: Approximate caps (XADD MAXLEN ~) of the streams: history for catch-up, not an archive.
+EVENTS_MAXLEN = 10_000
+OUTCOMES_MAXLEN = 100_000
+
+#: Event names used on the channel and in the events stream.
+PROMOTED = "promoted"
+ROLLBACK = "rollback"
+REJECTED = "rejected"
+FAILED = "failed"
+
+
+def champion_key(symbol: str, timeframe: str) -> str:
+    """The durable champion pointer of (symbol, timeframe)."""
+    return f"farm:champion:{symbol}:{timeframe}"
+
+
+def promoted_channel(symbol: str, timeframe: str) -> str:
+    """The pub/sub channel that nudges bots of (symbol, timeframe)."""
+    return f"farm:promoted:{symbol}:{timeframe}"
+
+
+def bot_key(bot_id: str) -> str:
+    """A bot's heartbeat hash."""
+    return f"farm:bots:{bot_id}"
+
+
+BOT_KEY_PATTERN = "farm:bots:*"

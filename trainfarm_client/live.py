@@ -1,0 +1,382 @@
+"""LiveModel: a bot's always-complete, always-verified view of the champion of one (symbol, timeframe).
+
+How it stays current (see :mod:`trainfarm_client.contract`):
+
+* on start it reads the durable champion key and loads that pack;
+* a background thread subscribes to the promotion channel; a nudge makes it re-read the key at once;
+* it also re-reads the key after every reconnect and every ``recheck_interval`` seconds, because pub/sub
+  delivers at most once: a bot that missed the nudge (Redis restart, network cut) converges anyway.
+
+The key is the truth. A nudge for a version that is not newer than the loaded one is ignored unless it is
+a rollback. A new pack is loaded *beside* the old one: every file's sha256 is checked, the manifest's
+sample rows are re-run and compared, and only then is one reference swapped. Any failure keeps the old
+version serving and is reported (``last_error``, the logger, the heartbeat hash at once). Nothing is
+unpickled. ``last_error`` is the current problem: it clears once the key is read again and names what is
+served (or nothing), but a refused version stays reported while the key still names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import redis
+from redis.typing import EncodableT, FieldT
+
+from trainfarm_client.contract import (
+    OUTCOMES_MAXLEN,
+    OUTCOMES_STREAM,
+    ROLLBACK,
+    bot_key,
+    champion_key,
+    promoted_channel,
+)
+from trainfarm_client.errors import ChampionError
+from trainfarm_client.predictor import Decision, Predictor
+
+log = logging.getLogger("trainfarm_client")
+
+ReloadCallback = Callable[["Champion | None", "Champion"], None]
+_BACKOFF_MAX_S = 5.0
+
+
+@dataclass(frozen=True)
+class Champion:
+    """What the champion key says, as loaded."""
+
+    symbol: str
+    timeframe: str
+    version: str
+    sha256: str
+    uri: str
+    promoted_at: str
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Champion:
+        """Parse the champion key's JSON; :class:`ChampionError` naming what is missing."""
+        try:
+            data = json.loads(raw)
+            return cls(**{name: str(data[name]) for name in cls.__dataclass_fields__})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ChampionError(f"malformed champion record: {exc}") from exc
+
+    @property
+    def path(self) -> Path:
+        """The pack folder named by ``uri`` (``file:///...``)."""
+        parsed = urlparse(self.uri)
+        if parsed.scheme not in ("file", ""):
+            raise ChampionError(f"unsupported pack uri {self.uri!r} (expected file://)")
+        return Path(unquote(parsed.path))
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    champion: Champion
+    predictor: Predictor
+    loaded_at: float
+
+
+@dataclass(frozen=True)
+class Score:
+    """One scoring of the newest bar, all from the same loaded version (a reload may swap meanwhile)."""
+
+    version: str
+    probabilities: npt.NDArray[np.float64]  #: (down, neutral, up)
+    decision: Decision
+
+
+class LiveModel:
+    """The champion of ``symbol``/``timeframe``, hot-reloaded; thread-safe to query while it reloads."""
+
+    def __init__(
+        self,
+        symbol: str,
+        timeframe: str,
+        *,
+        redis_url: str,
+        bot_id: str | None = None,
+        recheck_interval: float = 5.0,
+        heartbeat_interval: float = 10.0,
+        heartbeat_ttl: float = 30.0,
+        socket_timeout: float = 5.0,
+    ) -> None:
+        self.symbol = symbol
+        self.timeframe = timeframe
+        self.bot_id = bot_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.recheck_interval = recheck_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_ttl = heartbeat_ttl
+        self.last_error: str | None = None
+        self.reloads = 0
+        self._redis = redis.Redis.from_url(
+            redis_url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        )
+        self._current: _Loaded | None = None
+        self._swap_lock = threading.Lock()
+        self._check_lock = threading.Lock()
+        self._callbacks: list[ReloadCallback] = []
+        self._refused: Champion | None = None  # the key's record whose pack failed: not retried as is
+        self._stop = threading.Event()
+        self._reconnected = threading.Event()  # set by the pub/sub connection on every (re)connect
+        self._last_beat = float("-inf")
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, *, background: bool = True) -> LiveModel:
+        """Load the current champion (if any) and, with ``background``, start watching and heartbeating."""
+        self.reload_if_changed()
+        if background:
+            for target, name in ((self._watch, "watch"), (self._heartbeat_loop, "heartbeat")):
+                thread = threading.Thread(target=target, name=f"trainfarm-{name}-{self.bot_id}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        return self
+
+    def close(self) -> None:
+        """Stop the background threads and remove this bot's heartbeat."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.recheck_interval + 5)
+        with contextlib.suppress(redis.RedisError):  # the TTL removes it anyway
+            self._redis.delete(bot_key(self.bot_id))
+        self._redis.close()
+
+    def __enter__(self) -> LiveModel:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str | None:
+        """The version being served, or None before a champion exists."""
+        current = self._current
+        return current.champion.version if current else None
+
+    @property
+    def champion(self) -> Champion | None:
+        current = self._current
+        return current.champion if current else None
+
+    @property
+    def predictor(self) -> Predictor:
+        """The loaded predictor; :class:`ChampionError` while there is none."""
+        current = self._current
+        if current is None:
+            raise ChampionError(f"no champion loaded for {self.symbol} {self.timeframe}")
+        return current.predictor
+
+    def predict_proba(self, bars: pl.DataFrame) -> npt.NDArray[np.float64]:
+        """(down, neutral, up) probabilities for the newest bar of ``bars`` (raw bars, oldest first)."""
+        return _newest_proba(self.predictor, bars)
+
+    def decide(self, bars: pl.DataFrame) -> Decision:
+        """The trading decision for the newest bar, using the pack's threshold p*."""
+        return self.score(bars).decision
+
+    def score(self, bars: pl.DataFrame) -> Score:
+        """Probabilities and decision for the newest bar, with the version that computed both."""
+        current = self._current
+        if current is None:
+            raise ChampionError(f"no champion loaded for {self.symbol} {self.timeframe}")
+        probs = _newest_proba(current.predictor, bars)
+        return Score(current.champion.version, probs, current.predictor.decide(probs))
+
+    def on_reload(self, callback: ReloadCallback) -> None:
+        """Call ``callback(old, new)`` after every successful swap (from the watching thread)."""
+        self._callbacks.append(callback)
+
+    # -- reloading -------------------------------------------------------------------------------
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the champion key and load it if it names another version; True when it swapped.
+
+        For polling bots (``start(background=False)``): never raises for Redis (the error is reported and
+        the loaded version keeps serving) and refreshes the heartbeat when it is due.
+        """
+        try:
+            return self._check()
+        except redis.RedisError as exc:
+            self._fail(f"redis unavailable: {exc}")
+            return False
+        finally:
+            if time.monotonic() - self._last_beat >= self.heartbeat_interval:
+                self._beat()
+
+    def _check(self) -> bool:
+        """:meth:`reload_if_changed`, letting Redis errors through (the watcher reconnects on them)."""
+        with self._check_lock:
+            raw = self._redis.get(champion_key(self.symbol, self.timeframe))
+            if raw is None:
+                self.last_error = None  # Redis answers and names no champion: nothing is wrong here
+                return False
+            try:
+                champion = Champion.from_json(raw)
+            except ChampionError as exc:
+                self._fail(str(exc))
+                return False
+            if self._refused is not None and self._refused != champion:
+                self._refused = None  # the key changed (another version, pack or promotion): try again
+            if self._current is not None and champion.version == self._current.champion.version:
+                if self._refused is None:
+                    self.last_error = None  # serving what the key names: an earlier problem has passed
+                return False
+            if self._refused == champion:
+                return False  # already refused this very record; wait for the key to change
+            return self._load(champion)
+
+    def _load(self, champion: Champion) -> bool:
+        try:
+            predictor = Predictor.load(champion.path, expected_manifest_sha256=champion.sha256)
+            predictor.self_check()
+            if predictor.version != champion.version:
+                raise ChampionError(
+                    f"pack at {champion.path} is version {predictor.version}, not {champion.version}"
+                )
+        except Exception as exc:  # any failure: keep serving the old version and say why
+            self._refused = champion
+            self._fail(f"refused version {champion.version}: {type(exc).__name__}: {exc}")
+            self._beat()  # the heartbeat hash says why at once, not one heartbeat later
+            return False
+        with self._swap_lock:
+            old = self._current
+            self._current = _Loaded(champion, predictor, time.time())
+        self._refused = None
+        self.last_error = None
+        self.reloads += 1
+        log.info("%s %s: serving version %s", self.symbol, self.timeframe, champion.version)
+        for callback in self._callbacks:
+            try:
+                callback(old.champion if old else None, champion)
+            except Exception:
+                log.exception("on_reload callback failed")
+        self._beat()
+        return True
+
+    def _on_nudge(self, data: bytes | str) -> None:
+        try:
+            message = json.loads(data)
+            version, event = str(message["version"]), str(message.get("event", ""))
+        except (ValueError, KeyError, TypeError):
+            self._fail(f"malformed promotion message: {data!r:.200}")
+            return
+        current = self.version
+        if current is not None and version <= current and event != ROLLBACK:
+            return  # stale or duplicate nudge; the periodic key check still catches anything real
+        self._check()
+
+    def _on_pubsub_connect(self, connection: object) -> None:
+        # redis-py reconnects a pub/sub connection (and resubscribes) by itself on some errors, without
+        # raising: this callback is how the watcher learns of it and re-reads the key (the nudge may be lost).
+        self._reconnected.set()
+
+    def _watch(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            try:
+                pubsub.subscribe(promoted_channel(self.symbol, self.timeframe))
+                if pubsub.connection is not None:
+                    pubsub.connection.register_connect_callback(self._on_pubsub_connect)
+                self._reconnected.clear()
+                self._check()  # (re)connected: the nudge may have been missed meanwhile
+                backoff = 0.2
+                last_check = time.monotonic()
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=min(1.0, self.recheck_interval))
+                    if message is not None and message.get("type") == "message":
+                        self._on_nudge(message["data"])
+                    if self._reconnected.is_set() or time.monotonic() - last_check >= self.recheck_interval:
+                        self._reconnected.clear()
+                        self._check()
+                        last_check = time.monotonic()
+            except redis.RedisError as exc:
+                self._fail(f"redis connection lost: {exc}")
+                self._stop.wait(backoff)
+                backoff = min(_BACKOFF_MAX_S, backoff * 2)
+            except Exception as exc:  # never let the watcher die: a bot would silently stop updating
+                log.exception("champion watcher failed; restarting it")
+                self._fail(f"watcher failed: {type(exc).__name__}: {exc}")
+                self._stop.wait(backoff)
+                backoff = min(_BACKOFF_MAX_S, backoff * 2)
+            finally:
+                with contextlib.suppress(redis.RedisError):
+                    pubsub.close()
+
+    # -- heartbeat and outcomes ------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        current = self._current
+        fields: dict[FieldT, EncodableT] = {
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "version": current.champion.version if current else "",
+            "loaded_at": datetime.fromtimestamp(current.loaded_at, UTC).isoformat() if current else "",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "last_error": self.last_error or "",
+            "seen_at": datetime.now(UTC).isoformat(),
+        }
+        self._last_beat = time.monotonic()
+        try:
+            pipe = self._redis.pipeline()
+            pipe.hset(bot_key(self.bot_id), mapping=fields)
+            pipe.expire(bot_key(self.bot_id), max(1, int(self.heartbeat_ttl)))
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.debug("heartbeat failed: %s", exc)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.is_set():
+            self._beat()
+            self._stop.wait(self.heartbeat_interval)
+
+    def report_outcome(
+        self,
+        *,
+        signal: str,
+        probability: float,
+        realised_return: float | None = None,
+        at: datetime | None = None,
+    ) -> str:
+        """Report a signal (and, once known, its realised return) to the farm; returns the stream id."""
+        fields: dict[FieldT, EncodableT] = {
+            "bot_id": self.bot_id,
+            "symbol": self.symbol,
+            "timeframe": self.timeframe,
+            "version": self.version or "",
+            "signal": signal,
+            "probability": repr(float(probability)),
+            "realised_return": "" if realised_return is None else repr(float(realised_return)),
+            "at": (at or datetime.now(UTC)).isoformat(),
+        }
+        entry = self._redis.xadd(OUTCOMES_STREAM, fields, maxlen=OUTCOMES_MAXLEN, approximate=True)
+        return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+    def _fail(self, message: str) -> None:
+        self.last_error = message
+        log.warning("%s %s: %s (still serving %s)", self.symbol, self.timeframe, message, self.version)
+
+
+def _newest_proba(predictor: Predictor, bars: pl.DataFrame) -> npt.NDArray[np.float64]:
+    scored = predictor.predict_bars(bars)
+    if scored.is_empty():
+        raise ChampionError("not enough bars to compute features (pass a longer history)")
+    return np.asarray(scored.select("p_down", "p_neutral", "p_up").row(-1), dtype=np.float64)

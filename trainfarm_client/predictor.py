@@ -1,0 +1,195 @@
+"""Rebuild a whole predictor from an artifact pack alone, and prove it reproduces the pack's own outputs.
+
+features (from raw bars, the same code as training) -> 8 base models -> 55 stacked features -> meta-learner
+-> per-class isotonic calibration. Every file is checked against the manifest's sha256 before it is
+loaded (:func:`trainfarm_client.pack.read_manifest`); nothing is unpickled (each model loads from its
+library's own format, the sklearn ones and the calibrator from JSON arrays).
+
+A bot's use, in full::
+
+    predictor = Predictor.load(pack_dir, expected_manifest_sha256=champion_sha256)
+    predictor.self_check()                       # the manifest's sample rows, reproduced
+    scored = predictor.predict_bars(bars)        # date, p_down, p_neutral, p_up per complete bar
+    decision = predictor.decide(scored.select("p_down", "p_neutral", "p_up").row(-1))
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from trainfarm_client.calibration import IsotonicCalibration
+from trainfarm_client.errors import PackError
+from trainfarm_client.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
+from trainfarm_client.models import MODEL_KINDS, BaseModel, MetaBooster, load_base_model
+from trainfarm_client.pack import read_manifest
+from trainfarm_client.probs import DOWN, N_CLASSES, UP, FloatArray
+from trainfarm_client.stacking import stack_features
+
+Signal = Literal["up", "down"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do on one bar: ``signal`` is ``"up"``, ``"down"`` or ``None`` (stay out).
+
+    ``probability`` is the directional confidence ``max(p_up, p_down)`` that was compared with ``p_star``,
+    the pack's decision threshold (chosen on the calibration split at training time).
+    """
+
+    signal: Signal | None
+    probability: float
+    p_star: float
+
+
+def decide(probs_row: npt.ArrayLike, p_star: float) -> Decision:
+    """The decision for one row of (down, neutral, up) probabilities under the threshold ``p_star``.
+
+    The farm's trading simulation (``shared.evaluation.simulate``) scored the pack with this rule, so a
+    bot trades what was evaluated: a signal when ``max(p_up, p_down) >= p_star``, up when
+    ``p_up >= p_down`` (a tie goes up, as there), down otherwise. A row with NaN gives no signal.
+    """
+    row = np.asarray(probs_row, dtype=np.float64)
+    if row.shape not in ((N_CLASSES,), (1, N_CLASSES)):
+        raise ValueError(
+            f"expected one row of {N_CLASSES} probabilities (down, neutral, up), got {row.shape}"
+        )
+    row = row.reshape(N_CLASSES)
+    p_down, p_up = float(row[DOWN]), float(row[UP])
+    confidence = max(p_up, p_down) if not (np.isnan(p_up) or np.isnan(p_down)) else float("nan")
+    signal: Signal | None = None
+    if confidence >= p_star:  # False for NaN
+        signal = "up" if p_up >= p_down else "down"
+    return Decision(signal=signal, probability=confidence, p_star=float(p_star))
+
+
+class Predictor:
+    """A loaded, verified pack: ``predict_features`` for feature rows, ``predict_bars`` for raw bars."""
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict[str, Any],
+        bases: list[BaseModel],
+        meta: MetaBooster,
+        calibration: IsotonicCalibration,
+    ) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._bases = bases
+        self._meta = meta
+        self._calibration = calibration
+
+    @classmethod
+    def load(cls, pack: Path, *, expected_manifest_sha256: str | None = None) -> Self:
+        """Verify and load the pack at ``pack``; :class:`PackError` names whatever is wrong.
+
+        ``expected_manifest_sha256`` is the registered sha256 of the manifest (the champion key's
+        ``sha256``); without it the files are still checked against the manifest.
+        """
+        manifest = read_manifest(pack, expected_sha256=expected_manifest_sha256)
+        if manifest.get("feature_spec_version") != FEATURE_SPEC_VERSION:
+            raise PackError(
+                f"{pack}: built with feature spec {manifest.get('feature_spec_version')!r}, "
+                f"this code computes {FEATURE_SPEC_VERSION!r}"
+            )
+        if list(manifest.get("feature_names", [])) != list(FEATURE_NAMES):
+            raise PackError(f"{pack}: feature names differ from this code's")
+        _check_references(pack, manifest)
+        try:
+            bases = []
+            for entry in manifest["base_models"]:
+                kind = entry["kind"]
+                if kind not in MODEL_KINDS:  # checked before anything is imported or opened for it
+                    raise PackError(f"unknown model kind {kind!r} in manifest")
+                bases.append(load_base_model(str(entry["name"]), kind, pack / entry["file"]))
+            meta = MetaBooster.from_text((pack / manifest["meta"]["file"]).read_text())
+            calibration = IsotonicCalibration.from_json(
+                json.loads((pack / manifest["calibrator"]["file"]).read_text())
+            )
+        except PackError:
+            raise
+        except Exception as exc:  # any library's load error: the pack is unusable, say which and why
+            raise PackError(f"{pack}: cannot load: {type(exc).__name__}: {exc}") from exc
+        return cls(pack, manifest, bases, meta, calibration)
+
+    @property
+    def version(self) -> str:
+        """The pack's version id (``<UTC time>Z-<run id prefix>``)."""
+        return str(self.manifest["version"])
+
+    @property
+    def p_star(self) -> float:
+        """The decision threshold on ``max(p_up, p_down)``, chosen on the calibration split."""
+        return float(self.manifest["p_star"])
+
+    def predict_features(self, x: npt.ArrayLike) -> FloatArray:
+        """Calibrated (down, neutral, up) probabilities for rows of the pack's feature columns."""
+        rows = np.asarray(x, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"expected rows of {len(FEATURE_NAMES)} features, got shape {rows.shape}")
+        if rows.shape[0] == 0:  # e.g. fewer bars than the features' warm-up: some libraries fail on none
+            return np.empty((0, N_CLASSES), dtype=np.float64)
+        probs = [b.predict_proba(rows) for b in self._bases]
+        stacked = stack_features(probs, [b.name for b in self._bases])
+        return self._calibration.transform(self._meta.predict_proba(stacked))
+
+    def predict_bars(self, bars: pl.DataFrame) -> pl.DataFrame:
+        """Probabilities for every bar of ``bars`` (this timeframe, oldest first) with complete features.
+
+        Returns ``date, p_down, p_neutral, p_up``; bars still in the features' warm-up are left out (feed
+        :data:`trainfarm_client.features.MIN_HISTORY_BARS` bars for training-exact values). Raises
+        :class:`~trainfarm_client.errors.BarsError` for unusable bars.
+        """
+        params = self.manifest["feature_params"]
+        frame = add_features(
+            bars,
+            interval=timedelta(minutes=int(params["interval_minutes"])),
+            max_gap_bars=int(params["max_gap_bars"]),
+        ).drop_nulls(list(FEATURE_NAMES))
+        probs = self.predict_features(frame.select(FEATURE_NAMES).to_numpy())
+        return frame.select("date").with_columns(
+            p_down=pl.Series(probs[:, 0]), p_neutral=pl.Series(probs[:, 1]), p_up=pl.Series(probs[:, 2])
+        )
+
+    def decide(self, probs_row: npt.ArrayLike) -> Decision:
+        """The trading decision for one row of (down, neutral, up) probabilities under this pack's p*."""
+        return decide(probs_row, self.p_star)
+
+    def self_check(self, *, atol: float = 1e-6) -> None:
+        """Run the manifest's sample rows and compare with the outputs stored at training time.
+
+        Raises :class:`PackError` when they differ by more than ``atol``: the pack, or this machine's
+        libraries, do not compute what the farm computed, so the pack must not serve.
+        """
+        sample = self.manifest["sample_rows"]
+        expected = np.asarray(sample["expected"], dtype=np.float64)
+        actual = self.predict_features(sample["features"])
+        if actual.shape != expected.shape or not np.allclose(actual, expected, atol=atol, rtol=0):
+            worst = (
+                float(np.max(np.abs(actual - expected))) if actual.shape == expected.shape else float("nan")
+            )
+            raise PackError(f"{self.path}: sample rows do not reproduce (max difference {worst:.3g})")
+
+
+def _check_references(pack: Path, manifest: dict[str, Any]) -> None:
+    """Every file the predictor opens must be one that read_manifest verified (listed with its sha256)."""
+    listed = manifest["files"]
+    try:
+        named = [(str(e["name"]), str(e["file"]), e.get("sha256")) for e in manifest["base_models"]]
+        named += [("meta", str(manifest["meta"]["file"]), None)]
+        named += [("calibrator", str(manifest["calibrator"]["file"]), None)]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise PackError(f"{pack}: malformed model entries in the manifest ({exc!r})") from exc
+    for name, rel, sha256 in named:
+        if rel not in listed:
+            raise PackError(f"{pack}: {name} file {rel} is not among the manifest's verified files")
+        if sha256 is not None and sha256 != listed[rel]:
+            raise PackError(f"{pack}: {name} file {rel}: its sha256 differs from the files listing")
