@@ -106,7 +106,9 @@ def test_cli_retrain_wait_reports_and_exits_by_outcome(embedded_farm: Farm) -> N
         check=True,
     )
     versions = json.loads(models.stdout)
-    assert len(versions) == 1 and versions[0]["status"] in ("champion", "rejected") and "metrics" in versions[0]
+    assert (
+        len(versions) == 1 and versions[0]["status"] in ("champion", "rejected") and "metrics" in versions[0]
+    )
     bad = subprocess.run(
         [*cmd[:3], "retrain", "NOPE/USDT", "-t", TF, "--wait"],
         env=farm.env,
