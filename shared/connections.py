@@ -100,9 +100,26 @@ class EmbeddedRedis:
             return self.url
         self.directory.mkdir(parents=True, exist_ok=True)
         with _file_lock(self.directory / "start.lock"):
-            if not self.is_running():  # another process may have started it while we waited
+            if self.is_running():  # another process may have started it while we waited
+                return self.url
+            if self.pid() is not None:
+                # Alive but slow to answer (a loaded machine): wait for it. Starting a second server
+                # would unlink the first one's socket and orphan it with whatever it holds.
+                self._wait_answering()
+            else:
                 self._start()
         return self.url
+
+    def _wait_answering(self) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.is_running():
+                return
+            time.sleep(0.05)
+        raise EmbeddedRedisError(
+            f"embedded redis-server (pid {self.pid()}) is alive but does not answer on {self.socket_path}; "
+            f"log: {self.log_path}"
+        )
 
     def _config(self) -> str:
         # appendonly + noeviction: queued tasks and champion keys must survive a restart and never be
@@ -134,15 +151,7 @@ class EmbeddedRedis:
                 f"embedded redis-server failed to start (exit {proc.returncode}): "
                 f"{(proc.stderr or proc.stdout).strip()[-500:]}; log: {self.log_path}"
             )
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.is_running():
-                return
-            time.sleep(0.05)
-        raise EmbeddedRedisError(
-            f"embedded redis-server did not answer on {self.socket_path} within {_START_TIMEOUT_S:.0f}s; "
-            f"log: {self.log_path}"
-        )
+        self._wait_answering()
 
     def stop(self) -> bool:
         """Stop the server (SIGTERM, which makes Redis flush its append-only file); False if not running."""
