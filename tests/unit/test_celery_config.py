@@ -200,15 +200,20 @@ def test_with_gpu_workers_only_gpu_capable_models_go_to_gpu(
     assert set(routed.values()) <= set(QUEUES)
 
 
-def test_only_transient_errors_are_retried_with_backoff() -> None:
+def test_only_transient_errors_are_retried_with_backoff(farm_home: Path) -> None:
     from shared.errors import DataError, FarmError, RedisUnavailableError, TransientError
     from shared.registry import RegistryUnavailableError
+    from workers.celery_app import rebind
     from workers.tasks import FarmTask, prepare_run, train_base, train_meta
 
-    for task in (prepare_run, train_base, train_meta):
-        assert isinstance(task, FarmTask)
-        assert task.autoretry_for == (TransientError,)
-        assert task.retry_backoff and task.retry_jitter and task.max_retries >= 1
+    rebind()  # touching the tasks loads the app's settings: those of this test's farm home
+    try:
+        for task in (prepare_run, train_base, train_meta):
+            assert isinstance(task, FarmTask)
+            assert task.autoretry_for == (TransientError,)
+            assert task.retry_backoff and task.retry_jitter and task.max_retries >= 1
+    finally:
+        embedded_redis().stop()
     assert issubclass(RedisUnavailableError, TransientError)
     assert issubclass(RegistryUnavailableError, TransientError)
     assert not issubclass(DataError, TransientError) and not issubclass(FarmError, TransientError)
