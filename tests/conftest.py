@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from shared.connections import EmbeddedRedis, embedded_redis, redis_client
 from shared.settings import FarmSettings, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +60,27 @@ def farm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 def settings(farm_home: Path) -> FarmSettings:
     """Settings of the isolated farm home."""
     return get_settings()
+
+
+@pytest.fixture
+def server(settings: FarmSettings) -> Iterator[EmbeddedRedis]:
+    """The test home's embedded Redis, running (the one the CLI and the library find), always stopped."""
+    srv = embedded_redis(settings)
+    srv.ensure_running()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def rds(server: EmbeddedRedis, settings: FarmSettings) -> Iterator[redis.Redis]:
+    """A client of :func:`server`, closed afterwards."""
+    client = redis_client(settings)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def tcp_port_open(host: str, port: int, timeout: float = 0.5) -> bool:

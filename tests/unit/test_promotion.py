@@ -16,7 +16,7 @@ from redis.retry import Retry
 from typer.testing import CliRunner
 
 from shared.artifacts import pack_dir, write_pack
-from shared.connections import EmbeddedRedis, embedded_redis, redis_client
+from shared.connections import EmbeddedRedis, redis_client
 from shared.errors import ArtifactError, TransientError
 from shared.notify import read_champion
 from shared.promotion import (
@@ -53,26 +53,6 @@ FAILED_REPORT = {
     ],
 }
 PASSED_REPORT = {"passed": True, "checks": [{"name": "min_sharpe", "value": 1.0, "passed": True}]}
-
-
-@pytest.fixture
-def server(settings: FarmSettings) -> Iterator[EmbeddedRedis]:
-    """The test home's embedded Redis (the one the CLI and promote_version find), always stopped."""
-    srv = embedded_redis(settings)
-    srv.ensure_running()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def rds(server: EmbeddedRedis, settings: FarmSettings) -> Iterator[redis.Redis]:
-    client = redis_client(settings)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture

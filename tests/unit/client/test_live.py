@@ -28,13 +28,13 @@ import pytest
 import redis
 
 import trainfarm_client
-from shared.connections import EmbeddedRedis, embedded_redis, redis_client
+from shared.connections import EmbeddedRedis
 from shared.data.resample import resample
 from shared.dataset import build_snapshot
 from shared.jobs import SnapshotRef, StageJob
 from shared.notify import AnnounceOutcome, announce, dumps
 from shared.registry.models import LiveOutcome
-from shared.settings import FarmSettings, get_settings
+from shared.settings import get_settings
 from shared.timeframes import Timeframe
 from shared.training.base import train_base_model
 from shared.training.meta_stage import build_version
@@ -190,26 +190,6 @@ def versions(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> list
 def bars(sample_dir: Path) -> pl.DataFrame:
     """The raw 12h bars a bot would feed (the sample resampled)."""
     return resample(pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet"), TF)
-
-
-@pytest.fixture
-def server(settings: FarmSettings) -> Iterator[EmbeddedRedis]:
-    """This test's embedded Redis, always stopped afterwards."""
-    srv = embedded_redis(settings)
-    srv.ensure_running()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def rds(server: EmbeddedRedis, settings: FarmSettings) -> Iterator[redis.Redis]:
-    client = redis_client(settings)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture
