@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +19,10 @@ import pytest
 
 from shared.data.resample import resample
 from shared.dataset import DatasetSnapshot, build_snapshot
-from shared.jobs import SnapshotRef, StageJob
 from shared.settings import get_settings
 from shared.timeframes import Timeframe
-from shared.training.base import train_base_model
 from shared.training.meta_stage import BuiltVersion, build_version
-from shared.zoo import MODEL_NAMES
+from tests.packs import train_base_models
 
 PACK_SYMBOL, PACK_TF = "BTC_USDT", Timeframe.H12
 SMALL_CONFIG = """
@@ -75,26 +72,8 @@ def _build(home: Path, sample_dir: Path) -> tuple[BuiltVersion, DatasetSnapshot,
     snapshot = build_snapshot(
         bars_5m, symbol=PACK_SYMBOL, timeframe=PACK_TF, config=config, root=settings.datasets_dir
     )
-    run_id, work_dir = uuid.uuid4().hex, home / "run"
-    results = {
-        m: train_base_model(
-            snapshot,
-            m,
-            work_dir,
-            run_id=run_id,
-            training=config.training,
-            splits=config.splits,
-            threads=1,
-            device="cpu",
-        )
-        for m in MODEL_NAMES
-    }
-    ref = SnapshotRef(
-        meta_path=str(Path(snapshot.path).with_suffix(".json")),
-        file_sha256=snapshot.file_sha256,
-        content_hash=snapshot.content_hash,
-    )
-    stage = StageJob(run_id=run_id, symbol=PACK_SYMBOL, timeframe=PACK_TF.value, snapshot=ref)
+    work_dir = home / "run"
+    stage, results = train_base_models(snapshot, work_dir, config, symbol=PACK_SYMBOL, timeframe=PACK_TF)
     created = datetime.now(UTC)
     built = build_version(stage, snapshot, results, work_dir, threads=1, run_created_at=created)
     # A redelivered meta stage finds the run's pack and reuses it: no orphan second pack.

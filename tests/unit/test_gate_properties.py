@@ -27,14 +27,12 @@ from shared.dataset import DatasetSnapshot, build_snapshot
 from shared.evaluation import class_prior, periods_per_year
 from shared.features import FEATURE_NAMES
 from shared.gates import ChampionSource, GateReport, ScoredPredictions, evaluate_gates
-from shared.jobs import SnapshotRef, StageJob
 from shared.predictor import Predictor
 from shared.settings import FarmSettings, get_settings
 from shared.synthetic import planted_signal_bars, random_walk_bars
 from shared.timeframes import Timeframe
-from shared.training.base import train_base_model
 from shared.training.meta_stage import BuiltVersion, build_version
-from shared.zoo import MODEL_NAMES
+from tests.packs import train_base_models
 
 SYMBOL, TF = "SYN_USDT", Timeframe.H1
 DAYS = 120
@@ -74,27 +72,8 @@ class Farm:
         snapshot = build_snapshot(
             bars, symbol=SYMBOL, timeframe=TF, config=self.config, root=self.settings.datasets_dir
         )
-        run_id = uuid.uuid4().hex
-        work_dir = self.home / "runs" / run_id
-        results = {
-            m: train_base_model(
-                snapshot,
-                m,
-                work_dir,
-                run_id=run_id,
-                training=self.config.training,
-                splits=self.config.splits,
-                threads=1,
-                device="cpu",
-            )
-            for m in MODEL_NAMES
-        }
-        ref = SnapshotRef(
-            meta_path=str(Path(snapshot.path).with_suffix(".json")),
-            file_sha256=snapshot.file_sha256,
-            content_hash=snapshot.content_hash,
-        )
-        stage = StageJob(run_id=run_id, symbol=SYMBOL, timeframe=TF.value, snapshot=ref)
+        work_dir = self.home / "runs" / uuid.uuid4().hex
+        stage, results = train_base_models(snapshot, work_dir, self.config, symbol=SYMBOL, timeframe=TF)
         built = build_version(
             stage, snapshot, results, work_dir, threads=1, run_created_at=datetime.now(UTC), champion=champion
         )

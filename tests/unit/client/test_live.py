@@ -16,7 +16,6 @@ import shutil
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,14 +30,12 @@ import trainfarm_client
 from shared.connections import EmbeddedRedis
 from shared.data.resample import resample
 from shared.dataset import build_snapshot
-from shared.jobs import SnapshotRef, StageJob
 from shared.notify import AnnounceOutcome, announce, dumps
 from shared.registry.models import LiveOutcome
 from shared.settings import get_settings
 from shared.timeframes import Timeframe
-from shared.training.base import train_base_model
 from shared.training.meta_stage import build_version
-from shared.zoo import MODEL_NAMES
+from tests.packs import train_base_models
 from tests.unit.conftest import SMALL_CONFIG
 from trainfarm_client.contract import OUTCOMES_STREAM, bot_key, champion_key, promoted_channel
 from trainfarm_client.errors import ChampionError
@@ -89,26 +86,8 @@ def build_versions(
                 snapshot = build_snapshot(
                     window, symbol=SYMBOL, timeframe=TF, config=config, root=settings.datasets_dir
                 )
-                run_id, work_dir = uuid.uuid4().hex, home / f"run{i}"
-                results = {
-                    m: train_base_model(
-                        snapshot,
-                        m,
-                        work_dir,
-                        run_id=run_id,
-                        training=config.training,
-                        splits=config.splits,
-                        threads=1,
-                        device="cpu",
-                    )
-                    for m in MODEL_NAMES
-                }
-                ref = SnapshotRef(
-                    meta_path=str(Path(snapshot.path).with_suffix(".json")),
-                    file_sha256=snapshot.file_sha256,
-                    content_hash=snapshot.content_hash,
-                )
-                stage = StageJob(run_id=run_id, symbol=SYMBOL, timeframe=TF.value, snapshot=ref)
+                work_dir = home / f"run{i}"
+                stage, results = train_base_models(snapshot, work_dir, config, symbol=SYMBOL, timeframe=TF)
                 built = build_version(
                     stage,
                     snapshot,
