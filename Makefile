@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test bench lint typecheck check lock clean
 
-$(STAMP): pyproject.toml constraints.txt
+# The bot client is its own distribution; the farm depends on it, so both install from this checkout.
+$(STAMP): pyproject.toml trainfarm_client/pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ./trainfarm_client -e ".[dev]"
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,7 +27,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy cannot follow the editable install's import hook: give it the installed layout as links.
 typecheck: $(STAMP)
+	@mkdir -p build/typecheck/trainfarm
+	@for d in shared workers beat cli; do ln -sfn ../../../$$d build/typecheck/trainfarm/$$d; done
 	$(BIN)/mypy
 
 check: lint typecheck test
@@ -35,8 +39,8 @@ check: lint typecheck test
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
 	.lockvenv/bin/python -m pip install --quiet --upgrade "pip>=24"
-	.lockvenv/bin/python -m pip install --quiet ".[dev]"
-	.lockvenv/bin/python -m pip freeze --exclude trainfarm | LC_ALL=C sort > constraints.txt
+	.lockvenv/bin/python -m pip install --quiet ./trainfarm_client ".[dev]"
+	.lockvenv/bin/python -m pip freeze --exclude trainfarm --exclude trainfarm-client | LC_ALL=C sort > constraints.txt
 	rm -rf .lockvenv
 
 clean:

@@ -1,5 +1,5 @@
 """Beat side of trainfarm: the schedule built from the universe config and the retrain trigger policies.
 
 Filled in with the scheduling stage; the universe and per-timeframe cadences it will read already live in
-``shared.config``.
+``trainfarm.shared.config``.
 """

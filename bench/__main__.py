@@ -13,14 +13,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared.cli.output import console, print_table
-from shared.connections import embedded_redis
-from shared.data.store import open_store
-from shared.demo import SAMPLE_DIR
-from shared.jobs import RunJob
-from shared.settings import get_settings
-from shared.zoo import MODEL_NAMES
-from shared.zoo.threads import available_cores
+from trainfarm.cli.output import console, print_table
+from trainfarm.shared.connections import embedded_redis
+from trainfarm.shared.data.store import open_store
+from trainfarm.cli.demo_data import SAMPLE_DIR
+from trainfarm.workers.jobs import RunJob
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.zoo import MODEL_NAMES
+from trainfarm.shared.zoo.threads import available_cores
 
 WORKERS = max(1, available_cores())
 TIMEFRAMES = ("1h", "12h")
@@ -37,7 +37,7 @@ def _home(root: Path, name: str) -> None:
 
 def sequential(jobs: list[tuple[str, str]]) -> float:
     """Every run's steps called in order in this process (no broker, no parallelism)."""
-    from shared import pipeline
+    from trainfarm.workers import stages as pipeline
 
     started = time.perf_counter()
     for symbol, tf in jobs:
@@ -54,10 +54,10 @@ def sequential(jobs: list[tuple[str, str]]) -> float:
 
 def farm(jobs: list[tuple[str, str]]) -> float:
     """The same runs through Celery on WORKERS real worker processes."""
-    from workers.celery_app import rebind
-    from workers.cli import follow
-    from workers.processes import WorkerProcess
-    from workers.tasks import submit_retrain
+    from trainfarm.workers.celery_app import rebind
+    from trainfarm.cli.run_cmds import follow
+    from trainfarm.workers.processes import WorkerProcess
+    from trainfarm.workers.tasks import submit_retrain
 
     rebind()
     settings = get_settings()

@@ -16,9 +16,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.errors import ConfigError, FarmError
-from shared.symbols import canonical_symbol
-from shared.timeframes import Timeframe, parse_duration, parse_timeframe
+from trainfarm.shared.errors import ConfigError, FarmError
+from trainfarm.shared.symbols import canonical_symbol
+from trainfarm.shared.timeframes import Timeframe, parse_duration, parse_timeframe
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
@@ -60,7 +60,7 @@ class StrictGates(_Strict):
 
 
 class GateThresholds(_Strict):
-    """Thresholds the validation gates (:mod:`shared.gates`) compare a candidate against."""
+    """Thresholds the validation gates (:mod:`trainfarm.shared.gates`) compare a candidate against."""
 
     min_logloss_improvement: float = Field(
         0.01, ge=0.0, description="relative test log-loss improvement over the class-prior baseline"

@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 import redis
 
-from shared.errors import EmbeddedRedisError, RedisUnavailableError
-from shared.settings import FarmSettings, get_settings
+from trainfarm.shared.errors import EmbeddedRedisError, RedisUnavailableError
+from trainfarm.shared.settings import FarmSettings, get_settings
 
 #: Unix socket paths longer than this do not fit in sockaddr_un (108 bytes with the terminator).
 _MAX_SOCKET_PATH = 100

@@ -12,7 +12,7 @@ The checks, all on the candidate's TEST split (the rows nothing was fitted or tu
 ``logloss_vs_prior_bootstrap``
     and so must its one-sided ``bootstrap_confidence`` lower bound: a margin that the luck of one test
     window does not reach. Prior and candidate per-row losses are resampled together in contiguous
-    circular blocks (:mod:`shared.bootstrap`): test rows are a time series whose labels overlap (a horizon
+    circular blocks (:mod:`trainfarm.shared.bootstrap`): test rows are a time series whose labels overlap (a horizon
     of ``h`` bars shares ``h - 1`` bars with its neighbour) and whose features are persistent, so
     resampling single rows would treat dependent rows as independent and draw too narrow an interval.
     The point estimate alone is reached by chance (a random walk scored +5% on a 208-row test split);
@@ -24,7 +24,7 @@ The checks, all on the candidate's TEST split (the rows nothing was fitted or tu
 ``class_share_<class>``
     no predicted class above ``max_class_share``; under the strict profile instead
     ``class_share_<class>_vs_target``: the share within ``class_share_tolerance`` of the timeframe's target
-    (see :class:`shared.config.StrictGates` for why the table is read as targets);
+    (see :class:`trainfarm.shared.config.StrictGates` for why the table is read as targets);
 ``mean_confidence`` / ``eligible_share``
     floors on the mean top probability and on the share of bars whose directional probability reaches
     p* (the strict profile's floors when it is selected);
@@ -50,9 +50,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from shared.bootstrap import block_bootstrap_means, block_length
-from shared.config import GateThresholds
-from shared.evaluation import (
+from trainfarm.shared.bootstrap import block_bootstrap_means, block_length
+from trainfarm.shared.config import GateThresholds
+from trainfarm.shared.evaluation import (
     brier,
     check_labels,
     check_probs,
@@ -61,9 +61,9 @@ from shared.evaluation import (
     predicted_class_share,
     simulate,
 )
-from shared.gate_report import Check, GateReport, finite_or_none
-from shared.labels import CLASSES
-from shared.timeframes import Timeframe
+from trainfarm.shared.gate_report import Check, GateReport, finite_or_none
+from trainfarm.shared.labels import CLASSES
+from trainfarm.shared.timeframes import Timeframe
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -72,7 +72,7 @@ PROFILES: tuple[str, ...] = ("default", "strict")
 #: How many times the gates' signal floors the p* search must leave on the calibration split (see
 #: :func:`p_star_floors`).
 P_STAR_FLOOR_MARGIN = 2.0
-#: Same clip as :func:`shared.evaluation.log_loss`, so per-row losses average to exactly its value.
+#: Same clip as :func:`trainfarm.shared.evaluation.log_loss`, so per-row losses average to exactly its value.
 _LOG_EPS = 1e-15
 
 
@@ -83,7 +83,7 @@ class ScoredPredictions:
     ``probs`` (n x 3, down/neutral/up), ``y`` (class ids) and ``fwd_return`` (log return over the label
     horizon) are the test rows; ``prior`` the train split's class shares; ``p_star`` the model's own
     decision threshold (chosen on its calibration split); ``fee`` and ``periods_per_year`` as in
-    :func:`shared.evaluation.simulate`; ``label_horizon`` (bars) sets the bootstrap's shortest block.
+    :func:`trainfarm.shared.evaluation.simulate`; ``label_horizon`` (bars) sets the bootstrap's shortest block.
     """
 
     probs: FloatArray
@@ -136,7 +136,7 @@ class ScoredPredictions:
 
 
 class ChampionModel(Protocol):
-    """What gating needs of a champion pack (:class:`shared.predictor.Predictor` provides it)."""
+    """What gating needs of a champion pack (:class:`trainfarm.shared.predictor.Predictor` provides it)."""
 
     @property
     def version(self) -> str: ...
@@ -151,7 +151,7 @@ class ChampionModel(Protocol):
 ChampionSource = ChampionModel | Callable[[], ChampionModel]
 
 if TYPE_CHECKING:  # static proof that a loaded pack is a ChampionModel (no import at run time)
-    from shared.predictor import Predictor
+    from trainfarm.shared.predictor import Predictor
 
     _PREDICTOR: type[ChampionModel] = Predictor
 
@@ -393,7 +393,7 @@ def eligible_floor(thresholds: GateThresholds, profile: str) -> float:
 
 
 def p_star_floors(thresholds: GateThresholds, profile: str, min_signals: int) -> tuple[int, float]:
-    """``(min_signals, min_eligible_share)`` for :func:`shared.evaluation.choose_p_star`.
+    """``(min_signals, min_eligible_share)`` for :func:`trainfarm.shared.evaluation.choose_p_star`.
 
     The p* search maximises the mean return per signal, which drives it to the fewest signals it may
     leave; the test split is another sample of the same size, so its signal count scatters around that

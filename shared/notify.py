@@ -32,7 +32,7 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
-from shared.errors import FarmError, RedisUnavailableError
+from trainfarm.shared.errors import FarmError, RedisUnavailableError
 from trainfarm_client.contract import (
     EVENTS_MAXLEN,
     EVENTS_STREAM,
@@ -140,7 +140,7 @@ def announce(
 ) -> AnnounceOutcome:
     """SET the champion key, then PUBLISH the nudge, then XADD the event; atomic and idempotent.
 
-    Raises :class:`~shared.errors.RedisUnavailableError` when Redis cannot be reached (nothing was
+    Raises :class:`~trainfarm.shared.errors.RedisUnavailableError` when Redis cannot be reached (nothing was
     written then: the script runs whole or not at all) and :class:`NotifyError` when Redis refuses.
     """
     if event not in CHANNEL_EVENTS:

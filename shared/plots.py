@@ -14,9 +14,9 @@ import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from shared.atomicio import atomic_write
-from shared.evaluation import check_labels, check_probs
-from shared.labels import CLASSES
+from trainfarm.shared.atomicio import atomic_write
+from trainfarm.shared.evaluation import check_labels, check_probs
+from trainfarm.shared.labels import CLASSES
 
 _COLOURS = {"down": "tab:red", "neutral": "tab:gray", "up": "tab:green"}
 

@@ -1,9 +1,9 @@
 """The pack predictor, for the farm: :class:`trainfarm_client.predictor.Predictor` raising farm errors.
 
 Bots and the farm load packs with the same code, which lives in the bot client (see that module for what
-loading verifies and rebuilds). The farm's handlers catch :class:`~shared.errors.FarmError`, so this
+loading verifies and rebuilds). The farm's handlers catch :class:`~trainfarm.shared.errors.FarmError`, so this
 subclass turns the client's :class:`~trainfarm_client.errors.PackError` into
-:class:`~shared.errors.ArtifactError` (itself a ``PackError``: code written against either still works).
+:class:`~trainfarm.shared.errors.ArtifactError` (itself a ``PackError``: code written against either still works).
 Nothing else differs.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from shared.errors import ArtifactError
+from trainfarm.shared.errors import ArtifactError
 from trainfarm_client import predictor as _client
 from trainfarm_client.errors import PackError
 from trainfarm_client.predictor import Decision, decide

@@ -3,11 +3,11 @@
 Order of a promotion (durable state first, the nudge last):
 
 1. verify the pack: every file against its manifest, the manifest against the sha256 the registry holds.
-   A tampered or half-deleted pack is never promoted (:class:`~shared.errors.ArtifactError`), and nothing
+   A tampered or half-deleted pack is never promoted (:class:`~trainfarm.shared.errors.ArtifactError`), and nothing
    has changed when that is raised;
 2. the registry transaction (:meth:`Registry.promote`): the truth about who is champion;
 3. the ``<artifact root>/<S>/<T>/CHAMPION`` pointer file, replaced atomically;
-4. Redis (:func:`shared.notify.announce`): champion key, then channel, then events stream.
+4. Redis (:func:`trainfarm.shared.notify.announce`): champion key, then channel, then events stream.
 
 A failure after step 2 leaves the durable state right and says so: :class:`NotAnnouncedError` (transient)
 when Redis is unreachable. Promoting the champion again is a no-op in the registry that rewrites the
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import redis
 
-from shared.artifacts import MANIFEST, read_manifest
-from shared.atomicio import atomic_write_text
-from shared.connections import redis_client
-from shared.errors import ArtifactError, EmbeddedRedisError, RedisUnavailableError, TransientError
-from shared.notify import NotifyError, announce, iso_utc, record_event
-from shared.registry import (
+from trainfarm.shared.artifacts import MANIFEST, read_manifest
+from trainfarm.shared.atomicio import atomic_write_text
+from trainfarm.shared.connections import redis_client
+from trainfarm.shared.errors import ArtifactError, EmbeddedRedisError, RedisUnavailableError, TransientError
+from trainfarm.shared.notify import NotifyError, announce, iso_utc, record_event
+from trainfarm.shared.registry import (
     NoChampionError,
     PromotionReason,
     PromotionRecord,
@@ -42,10 +42,10 @@ from shared.registry import (
     RunRecord,
     VersionRecord,
 )
-from shared.registry.promotions import ReasonLike
-from shared.settings import FarmSettings, get_settings
-from shared.symbols import canonical_symbol
-from shared.timeframes import Timeframe, parse_timeframe
+from trainfarm.shared.registry.promotions import ReasonLike
+from trainfarm.shared.settings import FarmSettings, get_settings
+from trainfarm.shared.symbols import canonical_symbol
+from trainfarm.shared.timeframes import Timeframe, parse_timeframe
 from trainfarm_client.contract import FAILED, PROMOTED, REJECTED, ROLLBACK
 
 #: Name of the pointer file beside a market's packs.
@@ -188,7 +188,7 @@ def rollback(
 ) -> PromotionResult:
     """Make the previous champion the champion again (reason and event "rollback").
 
-    Raises :class:`~shared.registry.NoChampionError` naming the market when there is nothing to roll
+    Raises :class:`~trainfarm.shared.registry.NoChampionError` naming the market when there is nothing to roll
     back to, :class:`ArtifactError` when the previous champion's pack fails verification.
     """
     sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe).value

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.config import FarmConfig, load_config
+from trainfarm.shared.config import FarmConfig, load_config
 
 
 class FarmSettings(BaseSettings):

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from shared.errors import DatasetError
+from trainfarm.shared.errors import DatasetError
 
 Times = pl.Series | npt.NDArray[np.datetime64]
 IndexArray = npt.NDArray[np.int64]

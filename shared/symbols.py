@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from shared.errors import SymbolError
+from trainfarm.shared.errors import SymbolError
 
 _PART = r"[A-Z0-9]{1,20}"
 _CANONICAL = re.compile(rf"^{_PART}(?:_{_PART})?$")

@@ -1,7 +1,7 @@
 """Synthetic 5-minute bars for tests and demos: a pure random walk, and one with a planted, learnable signal.
 
 Both generators return what the bar store holds (``date`` as UTC milliseconds on the 5-minute grid,
-``open``, ``high``, ``low``, ``close``, ``volume`` as float64) and pass :func:`shared.data.validation.
+``open``, ``high``, ``low``, ``close``, ``volume`` as float64) and pass :func:`trainfarm.shared.data.validation.
 validate_bars`. They are deterministic per seed: the same ``(n, seed, ...)`` gives the same bars every
 time (numpy's ``default_rng``; numpy is pinned in ``constraints.txt``, as its normal sampler may change
 between versions).
@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from shared.timeframes import BASE_TIMEFRAME
+from trainfarm.shared.timeframes import BASE_TIMEFRAME
 
 FloatArray = npt.NDArray[np.float64]
 

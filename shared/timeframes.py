@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 
-from shared.errors import ConfigError
+from trainfarm.shared.errors import ConfigError
 
 
 class Timeframe(StrEnum):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.connections import EmbeddedRedis, embedded_redis, redis_client
-from shared.settings import FarmSettings, get_settings
+from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client
+from trainfarm.shared.settings import FarmSettings, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"

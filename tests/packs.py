@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from shared.config import FarmConfig
-from shared.dataset import DatasetSnapshot
-from shared.jobs import SnapshotRef, StageJob
-from shared.timeframes import Timeframe
-from shared.training.base import BaseModelResult, train_base_model
-from shared.zoo import MODEL_NAMES
+from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.dataset import DatasetSnapshot
+from trainfarm.workers.jobs import SnapshotRef, StageJob
+from trainfarm.shared.timeframes import Timeframe
+from trainfarm.shared.training.base import BaseModelResult, train_base_model
+from trainfarm.shared.zoo import MODEL_NAMES
 
 
 def train_base_models(

@@ -1,6 +1,6 @@
 """Applying the per-class isotonic calibration stored in a pack's ``calibrator.json`` (numpy only).
 
-The farm fits the curves (``shared.meta.calibration.IsotonicCalibrator``, with scikit-learn) and writes
+The farm fits the curves (``trainfarm.shared.meta.calibration.IsotonicCalibrator``, with scikit-learn) and writes
 only their thresholds; this module is the one implementation of reading and applying them, used by the
 farm and by bots alike, so a bot's calibrated probabilities are bit-identical to the farm's.
 

@@ -5,7 +5,7 @@ repository and the tests under tests/integration):
 
 * JSON only, both ways: nothing a worker receives can execute code when deserialised.
 * acks_late + reject_on_worker_lost: a task whose pool process is killed goes back to the queue instead
-  of being acknowledged and lost; a per-task delivery counter (shared.runs) stops a poison message.
+  of being acknowledged and lost; a per-task delivery counter (trainfarm.workers.runs) stops a poison message.
 * prefetch 1: a long training task never holds a second one hostage on a busy worker.
 * visibility_timeout above the hard time limit (broker and result backend): Redis does not hand a task
   still running to a second worker.
@@ -23,8 +23,8 @@ from typing import Any
 from celery import Celery
 from kombu import Queue, pools  # type: ignore[attr-defined]
 
-from shared.connections import celery_url
-from shared.settings import get_settings
+from trainfarm.shared.connections import celery_url
+from trainfarm.shared.settings import get_settings
 
 #: Queues: base models on cpu/gpu, the meta stage and run preparation on their own small queues so that
 #: a long backlog of base models never delays a meta stage that would free a run's resources.
@@ -83,7 +83,7 @@ def build_config() -> dict[str, Any]:
 
 def create_app() -> Celery:
     """The Celery app; its settings are computed on first use (importing it starts nothing)."""
-    celery = Celery("trainfarm", include=["workers.tasks"])
+    celery = Celery("trainfarm", include=["trainfarm.workers.tasks"])
     # Lazy: reading the settings may start the embedded Redis, which must not happen at import time.
     celery.add_defaults(build_config)
     return celery

@@ -1,6 +1,6 @@
-"""Thin Celery tasks: parse the JSON payload, call :mod:`shared.pipeline`, return a small JSON reference.
+"""Thin Celery tasks: parse the JSON payload, call :mod:`trainfarm.workers.stages`, return a small JSON reference.
 
-Only :class:`shared.errors.TransientError` is retried (with exponential backoff and jitter); any other
+Only :class:`trainfarm.shared.errors.TransientError` is retried (with exponential backoff and jitter); any other
 error fails the task, which fails the chord, whose errback marks the run failed with the model and the
 error. No task trains or loads a model at import time: the ML libraries load inside pool processes only.
 """
@@ -13,15 +13,15 @@ from typing import Any
 from celery import Task, chord, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import pipeline
-from shared.connections import redis_client
-from shared.errors import FarmError, TransientError
-from shared.jobs import RunJob, StageJob
-from shared.runs import count_delivery
-from shared.settings import get_settings
-from shared.zoo import MODEL_NAMES, get_spec, queue_for
-from shared.zoo.threads import threads_per_task
-from workers.celery_app import app
+from trainfarm.workers import stages as pipeline
+from trainfarm.shared.connections import redis_client
+from trainfarm.shared.errors import FarmError, TransientError
+from trainfarm.workers.jobs import RunJob, StageJob
+from trainfarm.workers.runs import count_delivery
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.zoo import MODEL_NAMES, get_spec, queue_for
+from trainfarm.shared.zoo.threads import threads_per_task
+from trainfarm.workers.celery_app import app
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from shared.errors import DataError
+from trainfarm.shared.errors import DataError
 
 #: Output columns, in order.
 BAR_COLUMNS = ("date", "open", "high", "low", "close", "volume")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from shared.timeframes import BASE_TIMEFRAME, Timeframe
+from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe
 
 OHLCV = ("open", "high", "low", "close", "volume")
 

@@ -1,6 +1,6 @@
 """The bar store: validated 5-minute bars per symbol, on local disk.
 
-Layout under the store root, one folder per canonical symbol id (see :mod:`shared.symbols`)::
+Layout under the store root, one folder per canonical symbol id (see :mod:`trainfarm.shared.symbols`)::
 
     <root>/<SYMBOL_ID>/bars-5m.parquet   date, open, high, low, close, volume; sorted, unique, 5m grid
     <root>/<SYMBOL_ID>/meta.json         symbol, display symbol, the data file's sha256/rows/first/last,
@@ -30,15 +30,15 @@ from typing import Any
 
 import polars as pl
 
-from shared.atomicio import atomic_write_bytes, atomic_write_text, sha256_file
-from shared.data.gaps import Gap, find_gaps
-from shared.data.readers import BAR_COLUMNS, VALUE_COLUMNS, read_bars
-from shared.data.resample import resample
-from shared.data.validation import validate_bars
-from shared.errors import DataError, DataNotFoundError, SymbolError
-from shared.settings import FarmSettings, get_settings
-from shared.symbols import canonical_symbol, display_symbol
-from shared.timeframes import BASE_TIMEFRAME, Timeframe
+from trainfarm.shared.atomicio import atomic_write_bytes, atomic_write_text, sha256_file
+from trainfarm.shared.data.gaps import Gap, find_gaps
+from trainfarm.shared.data.readers import BAR_COLUMNS, VALUE_COLUMNS, read_bars
+from trainfarm.shared.data.resample import resample
+from trainfarm.shared.data.validation import validate_bars
+from trainfarm.shared.errors import DataError, DataNotFoundError, SymbolError
+from trainfarm.shared.settings import FarmSettings, get_settings
+from trainfarm.shared.symbols import canonical_symbol, display_symbol
+from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe
 
 DATA_FILE = "bars-5m.parquet"
 META_FILE = "meta.json"
@@ -318,7 +318,7 @@ class BarStore:
         """Bars of ``symbol`` at ``timeframe`` whose 5m bars lie in [start, end) (zone-aware datetimes).
 
         5m bars come back with date, open, high, low, close, volume; other timeframes are resampled
-        (see :mod:`shared.data.resample`) and add ``bars``, the number of 5m bars inside each bar; buckets
+        (see :mod:`trainfarm.shared.data.resample`) and add ``bars``, the number of 5m bars inside each bar; buckets
         cut by ``start``/``end`` or by the data's ends are dropped. Raises :class:`DataNotFoundError` for
         a symbol the store does not hold.
         """

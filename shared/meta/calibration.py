@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shared.errors import DatasetError
-from shared.evaluation import check_labels, check_probs
-from shared.labels import CLASSES
+from trainfarm.shared.errors import DatasetError
+from trainfarm.shared.evaluation import check_labels, check_probs
+from trainfarm.shared.labels import CLASSES
 from trainfarm_client.calibration import (
     DEFAULT_MIN_PROB,
     KIND,

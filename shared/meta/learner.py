@@ -6,10 +6,10 @@ number of boosting rounds is picked by early stopping on the LAST ``holdout_frac
 time order. The hold-out is never shuffled in: a random hold-out would sit between training rows of the
 same period and flatter the model exactly the way the purged splits exist to prevent.
 
-Class imbalance comes in as per-row ``sample_weight`` (see :func:`shared.labels.class_weights`); the
+Class imbalance comes in as per-row ``sample_weight`` (see :func:`trainfarm.shared.labels.class_weights`); the
 hold-out rows carry their weights too, so early stopping minimises the same weighted log-loss the trees
 are fitted to. The probabilities are therefore "balanced", not calibrated: calibration is a separate
-stage (:mod:`shared.meta.calibration`) on its own split.
+stage (:mod:`trainfarm.shared.meta.calibration`) on its own split.
 
 The saved model holds only the trees up to the best iteration, so a loaded model predicts exactly what
 the fitted one did, with no extra bookkeeping on the bot's side. Loading and predicting are the bot
@@ -26,8 +26,8 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
-from shared.errors import DatasetError
-from shared.labels import CLASSES
+from trainfarm.shared.errors import DatasetError
+from trainfarm.shared.labels import CLASSES
 from trainfarm_client.models import MetaBooster, predict_meta_proba
 
 FloatArray = npt.NDArray[np.float64]

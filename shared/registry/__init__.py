@@ -6,8 +6,8 @@ via ``FARM_DATABASE_URL``) and migrates it to the newest schema once per process
 
 from __future__ import annotations
 
-from shared.registry.migrations import create_registry_engine, dispose_engine
-from shared.registry.models import (
+from trainfarm.shared.registry.migrations import create_registry_engine, dispose_engine
+from trainfarm.shared.registry.models import (
     BaseResultRecord,
     BaseStatus,
     PromotionReason,
@@ -17,8 +17,8 @@ from shared.registry.models import (
     VersionStatus,
     metric,
 )
-from shared.registry.promotions import PromotionRecord
-from shared.registry.store import (
+from trainfarm.shared.registry.promotions import PromotionRecord
+from trainfarm.shared.registry.store import (
     AmbiguousRunIdError,
     NoChampionError,
     PromotionRefusedError,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import FarmError, TransientError
+from trainfarm.shared.errors import FarmError, TransientError
 
 
 class RegistryError(FarmError):

@@ -1,6 +1,6 @@
 """The champion half of the registry: promote, reject, roll back, promotion history and retention.
 
-:class:`PromotionsMixin` is mixed into :class:`shared.registry.Registry`; it lives here to keep each module
+:class:`PromotionsMixin` is mixed into :class:`trainfarm.shared.registry.Registry`; it lives here to keep each module
 readable. Every method is one transaction and returns frozen records.
 
 Transaction design
@@ -11,7 +11,7 @@ what it decides on under that lock:
 * PostgreSQL: ``SELECT ... FOR UPDATE`` over the market's versions, ordered by id, so two lockers queue in
   the same order instead of deadlocking. Rows are re-read fresh after the wait (READ COMMITTED).
 * SQLite: the write transaction already began with ``BEGIN IMMEDIATE`` (see
-  :mod:`shared.registry.migrations`), which holds the database's one write lock; ``FOR UPDATE`` renders
+  :mod:`trainfarm.shared.registry.migrations`), which holds the database's one write lock; ``FOR UPDATE`` renders
   as nothing there.
 
 So two workers promoting two candidates at once are serialised: the second sees the first's champion and
@@ -21,7 +21,7 @@ checked per statement, and SQLAlchemy would otherwise order the two UPDATEs by p
 row is inserted in the same transaction, so history and state never disagree.
 
 Promotion times are strictly increasing per market (``max(now, last + 1 µs)``), whatever the clocks of the
-machines promoting: Redis announcements are ordered by them (see :mod:`shared.notify`).
+machines promoting: Redis announcements are ordered by them (see :mod:`trainfarm.shared.notify`).
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.registry.errors import (
+from trainfarm.shared.registry.errors import (
     NoChampionError,
     PromotionRefusedError,
     RegistryConflictError,
     VersionNotFoundError,
 )
-from shared.registry.models import (
+from trainfarm.shared.registry.models import (
     Promotion,
     PromotionReason,
     Version,
@@ -50,8 +50,8 @@ from shared.registry.models import (
     VersionStatus,
     json_safe,
 )
-from shared.symbols import canonical_symbol
-from shared.timeframes import Timeframe, parse_timeframe
+from trainfarm.shared.symbols import canonical_symbol
+from trainfarm.shared.timeframes import Timeframe, parse_timeframe
 
 ReasonLike = PromotionReason | Literal["gate", "manual", "rollback"]
 

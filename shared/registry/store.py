@@ -4,7 +4,7 @@ Every method is one short transaction and returns frozen records, never live ORM
 the CLI and bots can call it from any process or thread without sharing sessions. Writes are safe to
 repeat (Celery delivers at least once): a repeated finish leaves one row, a failed or succeeded run never
 moves again, and the first error recorded for a run is the one kept. How connections are set up for
-several writing processes is in :mod:`shared.registry.migrations`.
+several writing processes is in :mod:`trainfarm.shared.registry.migrations`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.errors import FarmError
-from shared.registry.errors import (
+from trainfarm.shared.errors import FarmError
+from trainfarm.shared.registry.errors import (
     AmbiguousRunIdError,
     NoChampionError,
     PromotionRefusedError,
@@ -32,8 +32,8 @@ from shared.registry.errors import (
     RunNotFoundError,
     VersionNotFoundError,
 )
-from shared.registry.migrations import SQLITE_BEGIN, create_registry_engine, migrate, shared_engine
-from shared.registry.models import (
+from trainfarm.shared.registry.migrations import SQLITE_BEGIN, create_registry_engine, migrate, shared_engine
+from trainfarm.shared.registry.models import (
     BaseResult,
     BaseResultRecord,
     BaseStatus,
@@ -45,10 +45,10 @@ from shared.registry.models import (
     VersionStatus,
     json_safe,
 )
-from shared.registry.promotions import PromotionRecord, PromotionsMixin
-from shared.settings import get_settings
-from shared.symbols import canonical_symbol
-from shared.timeframes import Timeframe, parse_timeframe
+from trainfarm.shared.registry.promotions import PromotionRecord, PromotionsMixin
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.symbols import canonical_symbol
+from trainfarm.shared.timeframes import Timeframe, parse_timeframe
 
 _RUN_ID = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
 #: INSERT .. ON CONFLICT constructs; both dialects spell the upsert the same way.
@@ -87,7 +87,7 @@ class Registry(PromotionsMixin):
     """Runs, base-model results and versions; one short transaction per method.
 
     Champion methods (promote, reject, rollback, history, retention) come from
-    :class:`~shared.registry.promotions.PromotionsMixin`.
+    :class:`~trainfarm.shared.registry.promotions.PromotionsMixin`.
     """
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:

@@ -14,7 +14,7 @@ The call is idempotent: when ``<model>.result.json`` exists for this run and the
 their sha256, the stored result is returned without training, so a redelivered message gives the
 identical chord-header result. Anything else (no JSON, other run, a changed or missing file) retrains.
 
-No ML library is imported at module import (see :mod:`shared.zoo`); they load when training starts.
+No ML library is imported at module import (see :mod:`trainfarm.shared.zoo`); they load when training starts.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from shared.atomicio import atomic_write, atomic_write_text, sha256_file
-from shared.config import SplitParams, TrainingParams
-from shared.dataset import DatasetSnapshot
-from shared.errors import ConfigError, DatasetError
-from shared.features import FEATURE_NAMES
-from shared.labels import class_weights, sample_weights
-from shared.zoo import MODEL_NAMES, ModelSpec, family, get_spec
-from shared.zoo.spec import N_CLASSES, FloatArray, IntArray
+from trainfarm.shared.atomicio import atomic_write, atomic_write_text, sha256_file
+from trainfarm.shared.config import SplitParams, TrainingParams
+from trainfarm.shared.dataset import DatasetSnapshot
+from trainfarm.shared.errors import ConfigError, DatasetError
+from trainfarm.shared.features import FEATURE_NAMES
+from trainfarm.shared.labels import class_weights, sample_weights
+from trainfarm.shared.zoo import MODEL_NAMES, ModelSpec, family, get_spec
+from trainfarm.shared.zoo.spec import N_CLASSES, FloatArray, IntArray
 
 log = logging.getLogger(__name__)
 

@@ -15,28 +15,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-import shared
-from shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
-from shared.atomicio import sha256_file
-from shared.dataset import DatasetSnapshot
-from shared.errors import ArtifactError
-from shared.evaluation import choose_p_star, class_prior, evaluate, periods_per_year
-from shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
-from shared.gates import ChampionSource, ScoredPredictions, gate_candidate, p_star_floors
-from shared.jobs import StageJob
-from shared.labels import CLASSES, class_weights, sample_weights
-from shared.meta.calibration import IsotonicCalibrator
-from shared.meta.learner import fit_meta
-from shared.meta.stacking import meta_feature_names, stack_features
-from shared.plots import reliability_diagram
-from shared.settings import get_settings
-from shared.training.base import BaseModelResult
-from shared.zoo import MODEL_NAMES
+import trainfarm.shared
+from trainfarm.shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
+from trainfarm.shared.atomicio import sha256_file
+from trainfarm.shared.dataset import DatasetSnapshot
+from trainfarm.shared.errors import ArtifactError
+from trainfarm.shared.evaluation import choose_p_star, class_prior, evaluate, periods_per_year
+from trainfarm.shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
+from trainfarm.shared.gates import ChampionSource, ScoredPredictions, gate_candidate, p_star_floors
+from trainfarm.shared.labels import CLASSES, class_weights, sample_weights
+from trainfarm.shared.meta.calibration import IsotonicCalibrator
+from trainfarm.shared.meta.learner import fit_meta
+from trainfarm.shared.meta.stacking import meta_feature_names, stack_features
+from trainfarm.shared.plots import reliability_diagram
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.timeframes import Timeframe
+from trainfarm.shared.training.base import BaseModelResult
+from trainfarm.shared.zoo import MODEL_NAMES
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -53,7 +54,7 @@ class BuiltVersion:
     path: Path
     manifest_sha256: str
     metrics: dict[str, object]
-    #: :meth:`shared.gates.GateReport.to_json` of the candidate: promote only when ``["passed"]`` is true.
+    #: :meth:`trainfarm.shared.gates.GateReport.to_json` of the candidate: promote only when ``["passed"]`` is true.
     gate_report: dict[str, object] | None = None
 
 
@@ -77,7 +78,19 @@ def _library_versions() -> dict[str, str]:
     return found
 
 
-def _existing(final: Path, job: StageJob) -> BuiltVersion:
+class RunIdentity(Protocol):
+    """The run a meta stage builds a version for (the orchestration's stage payload provides it)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def symbol(self) -> str: ...
+
+    def tf(self) -> Timeframe: ...
+
+
+def _existing(final: Path, job: RunIdentity) -> BuiltVersion:
     """The run's already written pack, verified file by file."""
     manifest = read_manifest(final)
     metrics = manifest.get("metrics")
@@ -89,7 +102,7 @@ def _existing(final: Path, job: StageJob) -> BuiltVersion:
 
 
 def build_version(
-    job: StageJob,
+    job: RunIdentity,
     snapshot: DatasetSnapshot,
     base: Mapping[str, BaseModelResult],
     work_dir: Path,
@@ -104,8 +117,8 @@ def build_version(
     the run's pack already written (it died before registering it) reuses that pack instead of leaving
     an orphan beside a second one.
 
-    ``champion`` is the current champion (a loaded :class:`shared.predictor.Predictor`, or a zero-argument
-    loader of one) or None when there is none. The candidate is gated (:mod:`shared.gates`) against it on
+    ``champion`` is the current champion (a loaded :class:`trainfarm.shared.predictor.Predictor`, or a zero-argument
+    loader of one) or None when there is none. The candidate is gated (:mod:`trainfarm.shared.gates`) against it on
     the same test rows; the report goes into the manifest and :attr:`BuiltVersion.gate_report`. A champion
     that fails to load or predict fails the report's ``champion_scored`` check instead of the run.
     """
@@ -149,7 +162,7 @@ def build_version(
     cal_probs = calibrator.transform(meta.predict_proba(stacked("calibration")))
     per_year = periods_per_year(timeframe.minutes)
     profile = config.gates.profile
-    # p* must leave room for the gates' signal floors, with a margin (see shared.gates.p_star_floors).
+    # p* must leave room for the gates' signal floors, with a margin (see trainfarm.shared.gates.p_star_floors).
     floor_signals, floor_share = p_star_floors(params.gates, profile, scoring.min_signals)
     p_star = choose_p_star(
         cal_probs,
@@ -263,7 +276,7 @@ def build_version(
                 "split_rows": snapshot.split_rows,
             },
             "config_hash": config.config_hash(),
-            "code_version": shared.__version__,
+            "code_version": trainfarm.shared.__version__,
             "library_versions": _library_versions(),
             "sample_rows": {"features": sample_x.tolist(), "expected": test_probs[-SAMPLE_ROWS:].tolist()},
         }

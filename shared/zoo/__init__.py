@@ -5,7 +5,7 @@ LightGBM, XGBoost, CatBoost or scikit-learn) on first use, inside the task that 
 parent process must not load those libraries (and start their thread pools) before it forks its children.
 
 Params below are what makes each model distinct and are kept modest; rounds, learning rate and seed come
-from ``TrainingParams`` and the thread count from :func:`shared.zoo.threads.threads_per_task`.
+from ``TrainingParams`` and the thread count from :func:`trainfarm.shared.zoo.threads.threads_per_task`.
 ``TrainingParams.model_params[name]`` overrides any of them.
 """
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, cast
 
-from shared.errors import ConfigError
-from shared.zoo.spec import DEVICES, FAMILIES, Device, Family, ModelSpec
-from shared.zoo.threads import threads_per_task
+from trainfarm.shared.errors import ConfigError
+from trainfarm.shared.zoo.spec import DEVICES, FAMILIES, Device, Family, ModelSpec
+from trainfarm.shared.zoo.threads import threads_per_task
 
 _XGB_GPU = {"device": "cuda"}
 _CAT_GPU = {"task_type": "GPU", "devices": "0"}
@@ -110,7 +110,7 @@ def queue_for(spec: ModelSpec, gpu_available: bool) -> str:
 
 def family(spec: ModelSpec) -> Family:
     """The family module of ``spec``, imported now (see the module docstring for why not earlier)."""
-    module = importlib.import_module(f"shared.zoo.{spec.family}_family")
+    module = importlib.import_module(f"trainfarm.shared.zoo.{spec.family}_family")
     return cast(Family, module)
 
 
@@ -130,6 +130,6 @@ __all__ = [
 
 if TYPE_CHECKING:
     # Static proof that every family module implements the Family protocol (mypy checks modules too).
-    from shared.zoo import catboost_family, lightgbm_family, sklearn_family, xgboost_family
+    from trainfarm.shared.zoo import catboost_family, lightgbm_family, sklearn_family, xgboost_family
 
     _FAMILY_MODULES: tuple[Family, ...] = (lightgbm_family, xgboost_family, catboost_family, sklearn_family)

@@ -1,6 +1,6 @@
 """CatBoost base models: ``MultiClass`` classifiers saved as CatBoost's own ``cbm`` file.
 
-Imports CatBoost at module import: only :func:`shared.zoo.family` loads this module, inside the task
+Imports CatBoost at module import: only :func:`trainfarm.shared.zoo.family` loads this module, inside the task
 that trains, never in a Celery worker's parent process. Loading and predicting are the bot client's
 (:mod:`trainfarm_client.models`), so the farm and bots compute the same probabilities.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 from catboost import CatBoostClassifier
 
-from shared.config import ParamValue
-from shared.zoo.spec import (
+from trainfarm.shared.config import ParamValue
+from trainfarm.shared.zoo.spec import (
     Device,
     FloatArray,
     IntArray,

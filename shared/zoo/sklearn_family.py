@@ -31,8 +31,8 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from shared.config import ParamValue
-from shared.zoo.spec import (
+from trainfarm.shared.config import ParamValue
+from trainfarm.shared.zoo.spec import (
     N_CLASSES,
     Device,
     FloatArray,

@@ -1,6 +1,6 @@
 """What a base model is: a declaration (:class:`ModelSpec`) and the interface every family implements.
 
-A family module (``shared.zoo.<family>_family``) wraps one library behind five functions, so the training
+A family module (``trainfarm.shared.zoo.<family>_family``) wraps one library behind five functions, so the training
 code never branches on the library: :func:`build_params` (the exact library parameters a fit would use,
 testable without training or a GPU), ``fit``, ``predict_proba``, ``save`` and ``load``. The modules are
 plain modules, typed against :class:`Family`.
@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from shared.config import ParamValue
+from trainfarm.shared.config import ParamValue
 
 # One implementation, in the bot client (its model predictors use it); the families import it from here.
 from trainfarm_client.probs import normalise_proba as normalise_proba  # noqa: PLC0414 - explicit re-export
@@ -48,7 +48,7 @@ def _frozen(mapping: Mapping[str, ParamValue]) -> Mapping[str, ParamValue]:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One base model, declared once in :data:`shared.zoo.ZOO`.
+    """One base model, declared once in :data:`trainfarm.shared.zoo.ZOO`.
 
     ``params`` are the library parameters that make this model what it is (depth, grow policy, ...);
     rounds, learning rate, seed and threads come from the config and the worker at fit time.
@@ -89,7 +89,7 @@ class ModelSpec:
 
 
 class Family(Protocol):
-    """The interface of a family module (``shared.zoo.<family>_family``)."""
+    """The interface of a family module (``trainfarm.shared.zoo.<family>_family``)."""
 
     def build_params(
         self,

@@ -1,6 +1,6 @@
 """XGBoost base models: ``multi:softprob`` boosters saved as UBJSON.
 
-Imports XGBoost at module import: only :func:`shared.zoo.family` loads this module, inside the task
+Imports XGBoost at module import: only :func:`trainfarm.shared.zoo.family` loads this module, inside the task
 that trains, never in a Celery worker's parent process. Loading and predicting are the bot client's
 (:mod:`trainfarm_client.models`), so the farm and bots compute the same probabilities.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import xgboost as xgb
 
-from shared.config import ParamValue
-from shared.zoo.spec import (
+from trainfarm.shared.config import ParamValue
+from trainfarm.shared.zoo.spec import (
     N_CLASSES,
     Device,
     FloatArray,

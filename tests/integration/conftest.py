@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.connections import embedded_redis
-from shared.data.store import open_store
-from shared.registry import Registry
-from shared.settings import get_settings
+from trainfarm.shared.connections import embedded_redis
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.registry import Registry
+from trainfarm.shared.settings import get_settings
 from tests.conftest import require, tcp_port_open
-from workers.celery_app import rebind
-from workers.processes import WorkerProcess, wait_for
+from trainfarm.workers.celery_app import rebind
+from trainfarm.workers.processes import WorkerProcess, wait_for
 
 RUN_TIMEOUT_S = 300.0
 SYMBOL, TF = "BTC_USDT", "12h"

@@ -25,10 +25,10 @@ import polars as pl
 import pytest
 import redis
 
-from shared.connections import EmbeddedRedis, embedded_redis, redis_client
-from shared.data.store import open_store
-from shared.notify import announce, champion_record, dumps
-from shared.settings import FarmSettings
+from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.notify import announce, champion_record, dumps
+from trainfarm.shared.settings import FarmSettings
 from tests.unit.client.test_live import SYMBOL, TF, Version, build_versions, wait_until
 from trainfarm_client.contract import EVENTS_STREAM, PROMOTED, bot_key, champion_key, promoted_channel
 
@@ -159,7 +159,7 @@ def start_bot(bot_farm: BotFarm, tmp_path: Path) -> Iterator[Callable[[], Bot]]:
                 [
                     sys.executable,
                     "-c",
-                    "from workers.cli import main; main()",  # what the `farm` console script runs
+                    "from trainfarm.cli.run_cmds import main; main()",  # what the `farm` console script runs
                     "bot",
                     "BTC/USDT",
                     TF.value,

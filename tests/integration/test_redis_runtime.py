@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.connections import EmbeddedRedis, embedded_redis, redis_client, redis_url
-from shared.settings import FarmSettings, get_settings
+from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client, redis_url
+from trainfarm.shared.settings import FarmSettings, get_settings
 from tests.conftest import require, tcp_port_open
 
 pytestmark = pytest.mark.integration
 
 #: A child process that prints what the farm's Redis holds under a key (a second farm process).
-_READER = "import sys; from shared.connections import redis_client; print(redis_client().get(sys.argv[1]))"
+_READER = "import sys; from trainfarm.shared.connections import redis_client; print(redis_client().get(sys.argv[1]))"
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -61,7 +61,7 @@ def test_embedded_server_is_real_and_found_by_other_processes(server: EmbeddedRe
 
 def test_server_outlives_the_process_that_started_it(server: EmbeddedRedis, farm_home: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "shared.cli", "redis", "start"],
+        [sys.executable, "-m", "trainfarm.cli", "redis", "start"],
         env=_env(farm_home),
         capture_output=True,
         text=True,
@@ -75,7 +75,7 @@ def test_concurrent_starts_make_one_server(server: EmbeddedRedis, farm_home: Pat
     cmd = [
         sys.executable,
         "-c",
-        "from shared.connections import redis_client as c; print(c().info()['process_id'])",
+        "from trainfarm.shared.connections import redis_client as c; print(c().info()['process_id'])",
     ]
     with ThreadPoolExecutor(4) as pool:
         outs = list(
@@ -148,7 +148,7 @@ def test_configured_url_is_used_instead_of_embedded(farm_home: Path, monkeypatch
 def test_cli_status_and_stop(server: EmbeddedRedis, farm_home: Path) -> None:
     def farm(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "shared.cli", *args],
+            [sys.executable, "-m", "trainfarm.cli", *args],
             env=_env(farm_home),
             capture_output=True,
             text=True,

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from tests.integration.conftest import SYMBOL, TF, Farm, start_farm
-from workers.processes import wait_for
+from trainfarm.workers.processes import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def seconds_model_farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_d
 
 
 def test_timed_out_base_model_fails_the_run_naming_it(slow_model_farm: Farm) -> None:
-    from workers.tasks import submit_retrain
+    from trainfarm.workers.tasks import submit_retrain
 
     run_id = submit_retrain(SYMBOL, TF, "timeout test").run_id
     assert slow_model_farm.wait_run(run_id, timeout=180) == "failed"
@@ -45,7 +45,7 @@ def test_timed_out_base_model_fails_the_run_naming_it(slow_model_farm: Farm) -> 
 
 
 def test_killed_pool_process_gets_its_task_redelivered(seconds_model_farm: Farm) -> None:
-    from workers.tasks import submit_retrain
+    from trainfarm.workers.tasks import submit_retrain
 
     farm = seconds_model_farm
     run_id = submit_retrain(SYMBOL, TF, "kill test").run_id
@@ -78,7 +78,7 @@ def test_cli_retrain_wait_reports_and_exits_by_outcome(embedded_farm: Farm) -> N
     cmd = [
         sys.executable,
         "-c",
-        "from workers.cli import main; main()",
+        "from trainfarm.cli.run_cmds import main; main()",
         "retrain",
         "btc/usdt",
         "-t",

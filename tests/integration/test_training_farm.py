@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from shared.artifacts import read_manifest
-from shared.settings import get_settings
-from shared.zoo import MODEL_NAMES
+from trainfarm.shared.artifacts import read_manifest
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.zoo import MODEL_NAMES
 from tests.integration.conftest import SYMBOL, TF, Farm
-from workers.processes import wait_for
+from trainfarm.workers.processes import wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_full_run_trains_eight_models_and_writes_a_verified_pack(farm: Farm) -> None:
-    from shared.predictor import Predictor
-    from workers.tasks import submit_retrain
+    from trainfarm.shared.predictor import Predictor
+    from trainfarm.workers.tasks import submit_retrain
 
     submitted = submit_retrain(SYMBOL, TF, "integration test")
     again = submit_retrain(SYMBOL, TF, "second trigger")  # concurrent trigger merges into the running run
@@ -50,7 +50,7 @@ def test_full_run_trains_eight_models_and_writes_a_verified_pack(farm: Farm) -> 
 
 
 def test_failing_base_model_fails_the_run_through_the_errback(failing_farm: Farm) -> None:
-    from workers.tasks import submit_retrain
+    from trainfarm.workers.tasks import submit_retrain
 
     submitted = submit_retrain(SYMBOL, TF, "errback test")
     assert failing_farm.wait_run(submitted.run_id) == "failed"
@@ -70,9 +70,9 @@ def test_failing_base_model_fails_the_run_through_the_errback(failing_farm: Farm
 def test_duplicated_header_task_makes_one_meta_stage(farm: Farm) -> None:
     from celery import chord
 
-    from shared import pipeline
-    from shared.jobs import RunJob
-    from workers.tasks import train_base, train_meta
+    from trainfarm.workers import stages as pipeline
+    from trainfarm.workers.jobs import RunJob
+    from trainfarm.workers.tasks import train_base, train_meta
 
     claimed = pipeline.claim_run(SYMBOL, TF, "duplicate header test")
     stage = pipeline.prepare(RunJob(run_id=claimed.run_id, symbol=SYMBOL, timeframe=TF))

@@ -17,11 +17,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from shared.data.resample import resample
-from shared.dataset import DatasetSnapshot, build_snapshot
-from shared.settings import get_settings
-from shared.timeframes import Timeframe
-from shared.training.meta_stage import BuiltVersion, build_version
+from trainfarm.shared.data.resample import resample
+from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.timeframes import Timeframe
+from trainfarm.shared.training.meta_stage import BuiltVersion, build_version
 from tests.packs import train_base_models
 
 PACK_SYMBOL, PACK_TF = "BTC_USDT", Timeframe.H12

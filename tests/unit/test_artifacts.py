@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
-from shared.atomicio import sha256_file
-from shared.errors import ArtifactError
+from trainfarm.shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
+from trainfarm.shared.atomicio import sha256_file
+from trainfarm.shared.errors import ArtifactError
 
 #: Relative paths of the files every test pack holds (bytes and copied source files, nested folders).
 FILES = ("base/lgbm_gbdt.txt", "base/cat_symmetric.cbm", "meta/meta.txt", "calibrator.json")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.atomicio import atomic_write, atomic_write_text, sha256_file
+from trainfarm.shared.atomicio import atomic_write, atomic_write_text, sha256_file
 
 
 def test_replaces_content_and_leaves_no_temp_files(tmp_path: Path) -> None:

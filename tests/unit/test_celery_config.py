@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from shared.connections import embedded_redis
-from shared.settings import get_settings
-from shared.zoo import MODEL_NAMES, ZOO, queue_for
+from trainfarm.shared.connections import embedded_redis
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.zoo import MODEL_NAMES, ZOO, queue_for
 from tests.conftest import REPO_ROOT
-from workers.celery_app import QUEUES, build_config
+from trainfarm.workers.celery_app import QUEUES, build_config
 
 SYSTEM_URL = "redis://127.0.0.1:6379/5"
 ML_LIBRARIES = ("lightgbm", "xgboost", "catboost", "sklearn")
@@ -65,7 +65,7 @@ def test_broker_connection_is_retried_forever(url_home: Path) -> None:
 def test_time_limits_visibility_and_expiry_are_ordered(
     url_home: Path, monkeypatch: pytest.MonkeyPatch, limit: str | None
 ) -> None:
-    from workers.tasks import FarmTask
+    from trainfarm.workers.tasks import FarmTask
 
     if limit is not None:
         _with_time_limit(url_home, monkeypatch, limit)
@@ -124,9 +124,9 @@ def _python(code: str, home: Path, **env: str) -> Any:
 
 _WORKER_IMPORT = f"""
 import json, sys
-import workers.tasks
+import trainfarm.workers.tasks
 loaded = sorted(m for m in {ML_LIBRARIES!r} if m in sys.modules)
-from workers.celery_app import app
+from trainfarm.workers.celery_app import app
 conf = app.conf  # the lazy defaults: computed now, from the settings
 print(json.dumps({{
     "loaded": loaded,
@@ -154,16 +154,31 @@ def test_the_worker_parent_loads_no_ml_library(tmp_path: Path) -> None:
     assert not (home / "redis").exists()
 
 
-_SHARED_IMPORT = """
+_DOMAIN_IMPORT = """
+import json, pkgutil, sys
+import trainfarm.shared
+for info in pkgutil.walk_packages(trainfarm.shared.__path__, "trainfarm.shared."):
+    if not info.name.startswith("trainfarm.shared.registry.migrations.env"):
+        __import__(info.name)
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("celery", "kombu", "billiard", "typer")
+                        or m.startswith(("trainfarm.workers", "trainfarm.cli", "trainfarm.beat")))))
+"""
+
+_ORCHESTRATION_IMPORT = """
 import json, sys
-import shared.pipeline, shared.cli, shared.registry, shared.training.meta_stage, shared.predictor
-print(json.dumps(sorted(m for m in ("celery", "kombu", "billiard", "workers") if m in sys.modules)))
+import trainfarm.workers.stages, trainfarm.workers.runs, trainfarm.workers.jobs, trainfarm.workers.routing
+print(json.dumps(sorted(m for m in ("celery", "kombu", "billiard", "trainfarm.cli") if m in sys.modules)))
 """
 
 
-def test_the_shared_library_never_imports_celery(tmp_path: Path) -> None:
-    assert _python(_SHARED_IMPORT, tmp_path / "home") == []
+def test_the_domain_library_imports_no_celery_and_nothing_above_it(tmp_path: Path) -> None:
+    """Every module of trainfarm.shared, imported: no Celery, no workers, beat or CLI module comes along."""
+    assert _python(_DOMAIN_IMPORT, tmp_path / "home") == []
     assert not (tmp_path / "home" / "redis").exists()
+
+
+def test_the_run_orchestration_is_celery_free(tmp_path: Path) -> None:
+    assert _python(_ORCHESTRATION_IMPORT, tmp_path / "home") == []
 
 
 # --- routing -------------------------------------------------------------------------------------------
@@ -201,10 +216,10 @@ def test_with_gpu_workers_only_gpu_capable_models_go_to_gpu(
 
 
 def test_only_transient_errors_are_retried_with_backoff(farm_home: Path) -> None:
-    from shared.errors import DataError, FarmError, RedisUnavailableError, TransientError
-    from shared.registry import RegistryUnavailableError
-    from workers.celery_app import rebind
-    from workers.tasks import FarmTask, prepare_run, train_base, train_meta
+    from trainfarm.shared.errors import DataError, FarmError, RedisUnavailableError, TransientError
+    from trainfarm.shared.registry import RegistryUnavailableError
+    from trainfarm.workers.celery_app import rebind
+    from trainfarm.workers.tasks import FarmTask, prepare_run, train_base, train_meta
 
     rebind()  # touching the tasks loads the app's settings: those of this test's farm home
     try:

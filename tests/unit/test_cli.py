@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli import app
+from trainfarm.cli import app
 
 runner = CliRunner()
 
@@ -52,7 +52,7 @@ def test_empty_store_lists_an_empty_array(farm_home: Path) -> None:
 def test_errors_exit_nonzero_with_one_line(
     farm_home: Path, small_btc: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.cli import main
+    from trainfarm.cli import main
 
     for argv in (
         ["farm", "data", "import", str(small_btc), "--symbol", "../etc"],

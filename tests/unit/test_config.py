@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import FarmConfig, load_config
-from shared.errors import ConfigError
-from shared.timeframes import Timeframe
+from trainfarm.shared.config import FarmConfig, load_config
+from trainfarm.shared.errors import ConfigError
+from trainfarm.shared.timeframes import Timeframe
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

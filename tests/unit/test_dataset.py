@@ -7,11 +7,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from shared.config import FarmConfig
-from shared.dataset import build_frame, build_snapshot, content_hash, list_snapshots, load_snapshot
-from shared.errors import DataError, DatasetError
-from shared.features import FEATURE_NAMES
-from shared.timeframes import Timeframe
+from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.dataset import build_frame, build_snapshot, content_hash, list_snapshots, load_snapshot
+from trainfarm.shared.errors import DataError, DatasetError
+from trainfarm.shared.features import FEATURE_NAMES
+from trainfarm.shared.timeframes import Timeframe
 
 
 @pytest.fixture(scope="module")

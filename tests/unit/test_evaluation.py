@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import log_loss as sk_log_loss
 
-from shared.evaluation import (
+from trainfarm.shared.evaluation import (
     TradingResult,
     brier,
     check_probs,

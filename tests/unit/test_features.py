@@ -15,8 +15,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from shared.data.resample import resample
-from shared.features import (
+from trainfarm.shared.data.resample import resample
+from trainfarm.shared.features import (
     FEATURE_NAMES,
     FEATURE_WARMUP,
     MIN_HISTORY_BARS,
@@ -24,7 +24,7 @@ from shared.features import (
     WARMUP_BARS,
     add_features,
 )
-from shared.timeframes import Timeframe
+from trainfarm.shared.timeframes import Timeframe
 from trainfarm_client.errors import BarsError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"

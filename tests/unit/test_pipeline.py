@@ -1,4 +1,4 @@
-"""A whole retrain run through shared.pipeline without Celery: the tasks are thin, the logic is tested here.
+"""A whole retrain run through trainfarm.workers.stages without Celery: the tasks are thin, the logic is tested here.
 
 One farm home for the module (small models, BTC sample at 12h, embedded Redis, SQLite registry); the run
 is built once and every test reads it. Tests that need another run claim, use and end it themselves, so
@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from shared import pipeline
-from shared.connections import embedded_redis, redis_client
-from shared.data.store import open_store
-from shared.errors import DataError, FarmError
-from shared.jobs import RunJob, SnapshotRef, StageJob
-from shared.predictor import Predictor
-from shared.registry import Registry, dispose_engine
-from shared.runs import HeaderResultError, claim_meta, claim_slot, slot_holder, slot_key
-from shared.settings import get_settings
-from shared.training.base import result_path
-from shared.zoo import MODEL_NAMES
+from trainfarm.workers import stages as pipeline
+from trainfarm.shared.connections import embedded_redis, redis_client
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.errors import DataError, FarmError
+from trainfarm.workers.jobs import RunJob, SnapshotRef, StageJob
+from trainfarm.shared.predictor import Predictor
+from trainfarm.shared.registry import Registry, dispose_engine
+from trainfarm.workers.runs import HeaderResultError, claim_meta, claim_slot, slot_holder, slot_key
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.training.base import result_path
+from trainfarm.shared.zoo import MODEL_NAMES
 
 SYMBOL, TF = "BTC_USDT", "12h"
 

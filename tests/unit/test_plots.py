@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.plots import reliability_bins, reliability_diagram
+from trainfarm.shared.plots import reliability_bins, reliability_diagram
 
 
 def test_writes_a_png(tmp_path: Path) -> None:

@@ -18,11 +18,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from shared.errors import ArtifactError
-from shared.features import FEATURE_NAMES, add_features
-from shared.predictor import Predictor
-from shared.training.meta_stage import SAMPLE_ROWS
-from shared.zoo import MODEL_NAMES
+from trainfarm.shared.errors import ArtifactError
+from trainfarm.shared.features import FEATURE_NAMES, add_features
+from trainfarm.shared.predictor import Predictor
+from trainfarm.shared.training.meta_stage import SAMPLE_ROWS
+from trainfarm.shared.zoo import MODEL_NAMES
 from tests.unit.conftest import PACK_TF, Pack
 
 PROBS = ["p_down", "p_neutral", "p_up"]

@@ -15,11 +15,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from typer.testing import CliRunner
 
-from shared.artifacts import pack_dir, write_pack
-from shared.connections import EmbeddedRedis, redis_client
-from shared.errors import ArtifactError, TransientError
-from shared.notify import read_champion
-from shared.promotion import (
+from trainfarm.shared.artifacts import pack_dir, write_pack
+from trainfarm.shared.connections import EmbeddedRedis, redis_client
+from trainfarm.shared.errors import ArtifactError, TransientError
+from trainfarm.shared.notify import read_champion
+from trainfarm.shared.promotion import (
     NotAnnouncedError,
     champion_pointer,
     gate_summary,
@@ -31,7 +31,7 @@ from shared.promotion import (
     reject_version,
     rollback,
 )
-from shared.registry import (
+from trainfarm.shared.registry import (
     NoChampionError,
     PromotionRefusedError,
     Registry,
@@ -39,7 +39,7 @@ from shared.registry import (
     create_registry_engine,
     dispose_engine,
 )
-from shared.settings import FarmSettings
+from trainfarm.shared.settings import FarmSettings
 from tests.unit.registry.conftest import StepClock
 from tests.unit.registry.test_registry import in_threads
 from trainfarm_client.contract import EVENTS_STREAM, promoted_channel
@@ -379,7 +379,7 @@ runner = CliRunner()
 
 
 def farm(*args: str) -> Any:
-    from shared.cli import app
+    from trainfarm.cli import app
 
     result = runner.invoke(app, [*args])
     assert result.exit_code == 0, (result.stdout, result.exception)
@@ -426,7 +426,7 @@ def test_cli_errors_are_one_line(
     argv: list[str],
     needle: str,
 ) -> None:
-    from shared.cli import main
+    from trainfarm.cli import main
 
     make_version()
     (settings.artifacts_dir / "BTC_USDT" / "1h" / "v01" / "calibrator.json").write_text("{ }")

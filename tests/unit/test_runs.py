@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from shared.connections import EmbeddedRedis
-from shared.errors import FarmError
-from shared.runs import (
+from trainfarm.shared.connections import EmbeddedRedis
+from trainfarm.shared.errors import FarmError
+from trainfarm.workers.runs import (
     HeaderResultError,
     SlotClaim,
     claim_meta,
@@ -22,7 +22,7 @@ from shared.runs import (
     slot_holder,
     slot_key,
 )
-from shared.zoo import MODEL_NAMES
+from trainfarm.shared.zoo import MODEL_NAMES
 
 SYMBOL, TF = "BTC_USDT", "12h"
 RUN_A, RUN_B = "a" * 32, "b" * 32

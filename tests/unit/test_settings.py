@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import FarmSettings, get_settings
+from trainfarm.shared.settings import FarmSettings, get_settings
 
 
 def test_defaults_derive_everything_from_home(farm_home: Path) -> None:

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.data.resample import resample
-from shared.errors import DatasetError
-from shared.features import FEATURE_NAMES, add_features
-from shared.labels import add_labels
-from shared.splits import Fold, Splits, chronological_split, oof_index, walk_forward_folds
-from shared.timeframes import Timeframe
+from trainfarm.shared.data.resample import resample
+from trainfarm.shared.errors import DatasetError
+from trainfarm.shared.features import FEATURE_NAMES, add_features
+from trainfarm.shared.labels import add_labels
+from trainfarm.shared.splits import Fold, Splits, chronological_split, oof_index, walk_forward_folds
+from trainfarm.shared.timeframes import Timeframe
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 START = np.datetime64("2024-01-01T00:00", "ms")

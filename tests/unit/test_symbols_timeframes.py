@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from shared.errors import ConfigError, SymbolError
-from shared.symbols import canonical_symbol, display_symbol
-from shared.timeframes import Timeframe, parse_duration, parse_timeframe
+from trainfarm.shared.errors import ConfigError, SymbolError
+from trainfarm.shared.symbols import canonical_symbol, display_symbol
+from trainfarm.shared.timeframes import Timeframe, parse_duration, parse_timeframe
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from shared.data.resample import resample
-from shared.data.validation import validate_bars
-from shared.synthetic import DEFAULT_SIGMA, daily_drift, planted_signal_bars, random_walk_bars
-from shared.timeframes import Timeframe
+from trainfarm.shared.data.resample import resample
+from trainfarm.shared.data.validation import validate_bars
+from trainfarm.shared.synthetic import DEFAULT_SIGMA, daily_drift, planted_signal_bars, random_walk_bars
+from trainfarm.shared.timeframes import Timeframe
 
 N = 288 * 30  # 30 days of 5m bars
 

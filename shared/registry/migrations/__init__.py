@@ -31,7 +31,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, 
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import Pool, StaticPool
 
-from shared.errors import ConfigError
+from trainfarm.shared.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 

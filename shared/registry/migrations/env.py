@@ -1,7 +1,7 @@
 """Alembic environment of the registry.
 
 At run time the farm hands Alembic an open connection (``config.attributes["connection"]``, see
-:func:`shared.registry.migrations.migrate`), already inside the locked transaction. Run from the
+:func:`trainfarm.shared.registry.migrations.migrate`), already inside the locked transaction. Run from the
 ``alembic`` command line instead, it connects to ``sqlalchemy.url`` from the ini file itself, or writes SQL
 in offline mode (``--sql``).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, pool
 
-from shared.registry.migrations import create_registry_engine
-from shared.registry.models import Base
+from trainfarm.shared.registry.migrations import create_registry_engine
+from trainfarm.shared.registry.models import Base
 
 config = context.config
 target_metadata = Base.metadata

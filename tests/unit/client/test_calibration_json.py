@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
-from shared.meta.calibration import IsotonicCalibrator
+from trainfarm.shared.meta.calibration import IsotonicCalibrator
 from tests.unit.conftest import Pack
 from trainfarm_client.calibration import IsotonicCalibration
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from shared.evaluation import simulate
+from trainfarm.shared.evaluation import simulate
 from tests.unit.conftest import Pack
 from trainfarm_client.predictor import Decision, Predictor, decide
 

@@ -17,15 +17,13 @@ from pathlib import Path
 import numpy as np
 
 import trainfarm_client
-from shared.predictor import Predictor as FarmPredictor
+from trainfarm.shared.predictor import Predictor as FarmPredictor
 from tests.conftest import REPO_ROOT
 from tests.unit.conftest import Pack
 
 #: What a bot environment does not have (or must not pay for): the farm, its services and its CLI.
 FARM_ONLY = (
-    "shared",
-    "workers",
-    "beat",
+    "trainfarm",
     "celery",
     "kombu",
     "sqlalchemy",
@@ -130,20 +128,20 @@ def test_a_real_pack_loads_and_serves_without_the_farm_or_sklearn(pack: Pack, tm
 
 def test_the_farm_uses_the_client_objects_themselves() -> None:
     """One implementation: the farm's names are the client's objects, not copies that could drift."""
-    import shared.data.gaps
-    import shared.features
-    import shared.meta.stacking
-    import shared.predictor
+    import trainfarm.shared.data.gaps
+    import trainfarm.shared.features
+    import trainfarm.shared.meta.stacking
+    import trainfarm.shared.predictor
     import trainfarm_client.features
     import trainfarm_client.numpy_models
     import trainfarm_client.predictor
     import trainfarm_client.stacking
-    from shared.zoo import sklearn_family
+    from trainfarm.shared.zoo import sklearn_family
 
-    assert shared.features.add_features is trainfarm_client.features.add_features
-    assert shared.features.FEATURE_NAMES is trainfarm_client.features.FEATURE_NAMES
-    assert shared.data.gaps.segment_expr is trainfarm_client.features.segment_expr
-    assert shared.meta.stacking.stack_features is trainfarm_client.stacking.stack_features
+    assert trainfarm.shared.features.add_features is trainfarm_client.features.add_features
+    assert trainfarm.shared.features.FEATURE_NAMES is trainfarm_client.features.FEATURE_NAMES
+    assert trainfarm.shared.data.gaps.segment_expr is trainfarm_client.features.segment_expr
+    assert trainfarm.shared.meta.stacking.stack_features is trainfarm_client.stacking.stack_features
     assert sklearn_family.NumpyClassifier is trainfarm_client.numpy_models.NumpyClassifier
-    assert issubclass(shared.predictor.Predictor, trainfarm_client.predictor.Predictor)
-    assert shared.predictor.Decision is trainfarm_client.predictor.Decision
+    assert issubclass(trainfarm.shared.predictor.Predictor, trainfarm_client.predictor.Predictor)
+    assert trainfarm.shared.predictor.Decision is trainfarm_client.predictor.Decision

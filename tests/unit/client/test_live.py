@@ -3,7 +3,7 @@
 Three real versions of BTC_USDT 12h are built once for the module (the same steps as a run, on three
 training windows of the bundled sample, so they are different models); every test gets its own farm home
 and embedded Redis server, always stopped afterwards. Champions are published the way the farm does it
-(:func:`shared.notify.announce`: SET the key, PUBLISH the nudge, XADD the event). Every wait is bounded.
+(:func:`trainfarm.shared.notify.announce`: SET the key, PUBLISH the nudge, XADD the event). Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import pytest
 import redis
 
 import trainfarm_client
-from shared.connections import EmbeddedRedis
-from shared.data.resample import resample
-from shared.dataset import build_snapshot
-from shared.notify import AnnounceOutcome, announce, dumps
-from shared.registry.models import LiveOutcome
-from shared.settings import get_settings
-from shared.timeframes import Timeframe
-from shared.training.meta_stage import build_version
+from trainfarm.shared.connections import EmbeddedRedis
+from trainfarm.shared.data.resample import resample
+from trainfarm.shared.dataset import build_snapshot
+from trainfarm.shared.notify import AnnounceOutcome, announce, dumps
+from trainfarm.shared.registry.models import LiveOutcome
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.timeframes import Timeframe
+from trainfarm.shared.training.meta_stage import build_version
 from tests.packs import train_base_models
 from tests.unit.conftest import SMALL_CONFIG
 from trainfarm_client.contract import OUTCOMES_STREAM, bot_key, champion_key, promoted_channel

@@ -10,9 +10,9 @@ from typing import Protocol
 import polars as pl
 import pytest
 
-from shared.data.store import BarStore
-from shared.data.validation import validate_bars
-from shared.errors import DataError
+from trainfarm.shared.data.store import BarStore
+from trainfarm.shared.data.validation import validate_bars
+from trainfarm.shared.errors import DataError
 
 #: First bar of the hand-built frames.
 START = datetime(2024, 1, 1, tzinfo=UTC)

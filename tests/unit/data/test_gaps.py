@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from shared.data.gaps import Gap, find_gaps, segment_expr
+from trainfarm.shared.data.gaps import Gap, find_gaps, segment_expr
 
 FIVE = timedelta(minutes=5)
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from conftest import MakeBars
 
-from shared.data.readers import BAR_COLUMNS, read_bars
-from shared.errors import DataError
+from trainfarm.shared.data.readers import BAR_COLUMNS, read_bars
+from trainfarm.shared.errors import DataError
 
 HEADER = "date,open,high,low,close,volume\n"
 ROW = "{t},100.0,101.5,99.0,100.5,10.0\n"

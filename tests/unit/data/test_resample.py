@@ -14,8 +14,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from shared.data.resample import resample
-from shared.timeframes import Timeframe
+from trainfarm.shared.data.resample import resample
+from trainfarm.shared.timeframes import Timeframe
 
 Row = dict[str, Any]
 

@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 from conftest import START, MakeBars, Snapshot, set_value
 
-from shared.data import store as store_module
-from shared.data.gaps import Gap
-from shared.data.store import DATA_FILE, META_FILE, BarStore
-from shared.errors import DataError, DataNotFoundError, SymbolError
-from shared.timeframes import Timeframe
+from trainfarm.shared.data import store as store_module
+from trainfarm.shared.data.gaps import Gap
+from trainfarm.shared.data.store import DATA_FILE, META_FILE, BarStore
+from trainfarm.shared.errors import DataError, DataNotFoundError, SymbolError
+from trainfarm.shared.timeframes import Timeframe
 
 SAMPLE_GAPS = [
     Gap(

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 from conftest import MakeBars, Refused, set_value
 
-from shared.data import validation
-from shared.data.readers import read_bars
-from shared.data.validation import validate_bars
-from shared.errors import DataError
+from trainfarm.shared.data import validation
+from trainfarm.shared.data.readers import read_bars
+from trainfarm.shared.data.validation import validate_bars
+from trainfarm.shared.errors import DataError
 
 
 def test_valid_frame_passes(make_bars: MakeBars) -> None:

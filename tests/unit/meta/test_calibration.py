@@ -12,9 +12,9 @@ import numpy.typing as npt
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
-from shared.errors import DatasetError
-from shared.evaluation import expected_calibration_error, log_loss
-from shared.meta.calibration import IsotonicCalibrator
+from trainfarm.shared.errors import DatasetError
+from trainfarm.shared.evaluation import expected_calibration_error, log_loss
+from trainfarm.shared.meta.calibration import IsotonicCalibrator
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -58,7 +58,7 @@ def test_loading_and_applying_needs_no_sklearn(tmp_path: Path) -> None:
     script = (
         "import sys, json, numpy as np\n"
         "sys.modules['sklearn'] = None  # any sklearn import now fails\n"
-        "from shared.meta.calibration import IsotonicCalibrator\n"
+        "from trainfarm.shared.meta.calibration import IsotonicCalibrator\n"
         f"d = {str(tmp_path)!r}\n"
         "cal = IsotonicCalibrator.from_json(json.load(open(d + '/cal.json')))\n"
         "out = cal.transform(np.load(d + '/probs.npy'))\n"

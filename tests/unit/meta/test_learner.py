@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from shared.errors import DatasetError
-from shared.evaluation import (
+from trainfarm.shared.errors import DatasetError
+from trainfarm.shared.evaluation import (
     choose_p_star,
     class_prior,
     evaluate,
@@ -19,10 +19,10 @@ from shared.evaluation import (
     periods_per_year,
     prior_probs,
 )
-from shared.labels import class_weights, sample_weights
-from shared.meta.calibration import IsotonicCalibrator
-from shared.meta.learner import MIN_META_ROWS, MetaModel, fit_meta
-from shared.meta.stacking import meta_feature_names, stack_features
+from trainfarm.shared.labels import class_weights, sample_weights
+from trainfarm.shared.meta.calibration import IsotonicCalibrator
+from trainfarm.shared.meta.learner import MIN_META_ROWS, MetaModel, fit_meta
+from trainfarm.shared.meta.stacking import meta_feature_names, stack_features
 
 MODELS = [f"m{i}" for i in range(8)]
 FIT = {

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.meta.stacking import (
+from trainfarm.shared.meta.stacking import (
     AGGREGATE_NAMES,
     N_BASE_MODELS,
     N_META_FEATURES,

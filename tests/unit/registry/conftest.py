@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.registry import Registry, dispose_engine
+from trainfarm.shared.registry import Registry, dispose_engine
 from tests.conftest import require, tcp_port_open
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"

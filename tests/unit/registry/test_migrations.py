@@ -17,14 +17,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Integer, MetaData, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
-from shared.registry import Registry, create_registry_engine, upgrade
-from shared.registry.migrations import (
+from trainfarm.shared.registry import Registry, create_registry_engine, upgrade
+from trainfarm.shared.registry.migrations import (
     MIGRATIONS_DIR,
     alembic_config,
     current_revision,
     head_revision,
 )
-from shared.registry.models import Base
+from trainfarm.shared.registry.models import Base
 
 TABLES = {"runs", "base_results", "versions", "promotions", "live_outcomes"}
 
@@ -165,14 +165,14 @@ def test_an_in_memory_database_is_one_database() -> None:
 
 @pytest.mark.parametrize("url", ["nosuchdriver://x", "postgresql+nosuchdbapi://u@h/d"])
 def test_a_bad_url_is_a_config_error(url: str) -> None:
-    from shared.errors import ConfigError
+    from trainfarm.shared.errors import ConfigError
 
     with pytest.raises(ConfigError, match="invalid registry database URL"):
         Registry.open(url)
 
 
 def test_an_unreachable_postgres_is_transient() -> None:
-    from shared.errors import TransientError
+    from trainfarm.shared.errors import TransientError
 
     # Port 1 on localhost refuses at once; the error must say which database, without the password.
     with pytest.raises(TransientError, match=r"postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:1/d"):

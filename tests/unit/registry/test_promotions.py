@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.errors import FarmError
-from shared.registry import (
+from trainfarm.shared.errors import FarmError
+from trainfarm.shared.registry import (
     NoChampionError,
     PromotionRefusedError,
     Registry,

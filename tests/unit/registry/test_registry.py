@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, StatementError
 from typer.testing import CliRunner
 
-from shared.errors import FarmError
-from shared.registry import (
+from trainfarm.shared.errors import FarmError
+from trainfarm.shared.registry import (
     AmbiguousRunIdError,
     Registry,
     RegistryConflictError,
@@ -25,8 +25,8 @@ from shared.registry import (
     create_registry_engine,
     metric,
 )
-from shared.registry import models as m
-from shared.settings import get_settings
+from trainfarm.shared.registry import models as m
+from trainfarm.shared.settings import get_settings
 
 T = TypeVar("T")
 SHA = "ab" * 32
@@ -386,7 +386,7 @@ def cli_registry(farm_home: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) 
 
 
 def farm_json(*args: str) -> Any:
-    from shared.cli import app
+    from trainfarm.cli import app
 
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, (result.stdout, result.exception)
@@ -411,7 +411,7 @@ def test_cli_lists_runs_and_shows_one(cli_registry: Registry) -> None:
     assert shown["id"] == rid and [r["model"] for r in shown["models"]] == ["lgbm_fast"]
     assert shown["models"][0]["metrics"] == {"test_logloss": 0.95}
 
-    from shared.cli import app
+    from trainfarm.cli import app
 
     table = runner.invoke(app, ["runs"])
     assert table.exit_code == 0 and rid[:8] in table.stdout and "xgb_shallow: boom" in table.stdout
@@ -420,7 +420,7 @@ def test_cli_lists_runs_and_shows_one(cli_registry: Registry) -> None:
 
 
 def test_cli_lists_versions(cli_registry: Registry) -> None:
-    from shared.cli import app
+    from trainfarm.cli import app
 
     assert farm_json("models", "BTC/USDT", "1h") == []
     rid = cli_registry.create_run("BTC_USDT", "1h", "forced").id
@@ -436,7 +436,7 @@ def test_cli_lists_versions(cli_registry: Registry) -> None:
 def test_cli_errors_print_one_line_and_exit_1(
     cli_registry: Registry, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.cli import main
+    from trainfarm.cli import main
 
     for argv in (["runs", "show", "ffff"], ["models", "../x", "1h"], ["runs", "--timeframe", "2h"]):
         monkeypatch.setattr("sys.argv", ["farm", *argv])

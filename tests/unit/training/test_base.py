@@ -15,18 +15,18 @@ import numpy as np
 import polars as pl
 import pytest
 
-from shared.atomicio import sha256_file
-from shared.config import FarmConfig
-from shared.dataset import DatasetSnapshot, build_snapshot
-from shared.errors import ConfigError, DatasetError
-from shared.features import FEATURE_NAMES
-from shared.splits import oof_index
-from shared.timeframes import Timeframe
-from shared.training import BaseModelResult, result_path, train_base_model
-from shared.training import base as base_module
-from shared.training.base import METRIC_KEYS, write_npz
-from shared.zoo import MODEL_NAMES, ModelSpec, get_spec
-from shared.zoo import family as real_family
+from trainfarm.shared.atomicio import sha256_file
+from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot
+from trainfarm.shared.errors import ConfigError, DatasetError
+from trainfarm.shared.features import FEATURE_NAMES
+from trainfarm.shared.splits import oof_index
+from trainfarm.shared.timeframes import Timeframe
+from trainfarm.shared.training import BaseModelResult, result_path, train_base_model
+from trainfarm.shared.training import base as base_module
+from trainfarm.shared.training.base import METRIC_KEYS, write_npz
+from trainfarm.shared.zoo import MODEL_NAMES, ModelSpec, get_spec
+from trainfarm.shared.zoo import family as real_family
 
 CONFIG = FarmConfig.model_validate({"training": {"base_rounds": 20}})
 RUN = "run-1"

@@ -13,13 +13,13 @@ import numpy.typing as npt
 import polars as pl
 import pytest
 
-from shared.config import FarmConfig
-from shared.dataset import build_snapshot
-from shared.features import FEATURE_NAMES
-from shared.labels import class_weights, sample_weights
-from shared.timeframes import Timeframe
-from shared.zoo import MODEL_NAMES, catboost_family, family, get_spec, sklearn_family
-from shared.zoo.spec import Device, check_fit_inputs
+from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.dataset import build_snapshot
+from trainfarm.shared.features import FEATURE_NAMES
+from trainfarm.shared.labels import class_weights, sample_weights
+from trainfarm.shared.timeframes import Timeframe
+from trainfarm.shared.zoo import MODEL_NAMES, catboost_family, family, get_spec, sklearn_family
+from trainfarm.shared.zoo.spec import Device, check_fit_inputs
 
 ROUNDS = 10
 
@@ -181,7 +181,7 @@ def test_fit_passes_the_gpu_params_to_the_library(data: Data, monkeypatch: pytes
         def fit(self, x: object, y: object, sample_weight: object) -> None:
             assert sample_weight is data.w
 
-    monkeypatch.setattr("shared.zoo.xgboost_family.xgb.train", fake_train)
+    monkeypatch.setattr("trainfarm.shared.zoo.xgboost_family.xgb.train", fake_train)
     monkeypatch.setattr(catboost_family, "CatBoostClassifier", FakeCatBoost)
     _fit("xgb_shallow", data, device="cuda")
     _fit("cat_depthwise", data, device="cuda")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import FarmConfig
-from shared.errors import ConfigError
-from shared.zoo import MODEL_NAMES, ZOO, ModelSpec, family, get_spec, queue_for
-from shared.zoo.threads import available_cores, threads_per_task
+from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.errors import ConfigError
+from trainfarm.shared.zoo import MODEL_NAMES, ZOO, ModelSpec, family, get_spec, queue_for
+from trainfarm.shared.zoo.threads import available_cores, threads_per_task
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ML_LIBRARIES = ("lightgbm", "xgboost", "catboost", "sklearn")
@@ -139,7 +139,7 @@ def test_importing_the_zoo_loads_no_ml_library() -> None:
     # A Celery worker's parent imports the task modules before forking; none of the ML libraries (and
     # their thread pools) may be loaded there.
     code = (
-        "import sys, shared.zoo, shared.zoo.spec, shared.zoo.threads, shared.training; "
+        "import sys, trainfarm.shared.zoo, trainfarm.shared.zoo.spec, trainfarm.shared.zoo.threads, trainfarm.shared.training; "
         f"print(','.join(m for m in {ML_LIBRARIES!r} if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}

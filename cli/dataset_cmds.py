@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from shared.cli.output import console, print_json, print_table
-from shared.data.store import open_store
-from shared.dataset import DatasetSnapshot, build_snapshot, list_snapshots
-from shared.settings import get_settings
-from shared.symbols import canonical_symbol
-from shared.timeframes import Timeframe, parse_timeframe
+from trainfarm.cli.output import console, print_json, print_table
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot, list_snapshots
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.symbols import canonical_symbol
+from trainfarm.shared.timeframes import Timeframe, parse_timeframe
 
 app = typer.Typer(help="Build and list dataset snapshots.", no_args_is_help=True)
 

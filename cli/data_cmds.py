@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from shared.cli.output import console, print_json, print_table
-from shared.data.store import open_store
+from trainfarm.cli.output import console, print_json, print_table
+from trainfarm.shared.data.store import open_store
 
 app = typer.Typer(help="Import, list and check the 5-minute bars in the store.", no_args_is_help=True)
 

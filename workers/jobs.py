@@ -1,7 +1,7 @@
 """The JSON payloads that travel through the broker: small references, never frames or models.
 
 Each Celery task parses its payload into one of these models and hands it to a plain function in
-:mod:`shared.pipeline`. Validation here turns a malformed message into a clear error instead of a
+:mod:`trainfarm.workers.stages`. Validation here turns a malformed message into a clear error instead of a
 KeyError deep in training.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.symbols import canonical_symbol
-from shared.timeframes import Timeframe, parse_timeframe
+from trainfarm.shared.symbols import canonical_symbol
+from trainfarm.shared.timeframes import Timeframe, parse_timeframe
 
 
 class _Payload(BaseModel):

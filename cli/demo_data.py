@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from shared.cli.dataset_cmds import SNAPSHOT_COLUMNS, snapshot_row
-from shared.cli.output import console, print_table
-from shared.connections import embedded_redis, ping, redact_url, redis_url
-from shared.data.resample import resample
-from shared.data.store import open_store
-from shared.dataset import build_snapshot
-from shared.errors import DataError
-from shared.settings import get_settings
+from trainfarm.cli.dataset_cmds import SNAPSHOT_COLUMNS, snapshot_row
+from trainfarm.cli.output import console, print_table
+from trainfarm.shared.connections import embedded_redis, ping, redact_url, redis_url
+from trainfarm.shared.data.resample import resample
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.dataset import build_snapshot
+from trainfarm.shared.errors import DataError
+from trainfarm.shared.settings import get_settings
 
 #: The compact real sample shipped in the repository (see data/sample/README.md).
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"

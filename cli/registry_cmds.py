@@ -15,11 +15,11 @@ from typing import Annotated
 
 import typer
 
-from shared.cli.output import console, print_json, print_table
-from shared.promotion import gate_summary
-from shared.registry import Registry, RegistryError, RunRecord, VersionRecord, VersionStatus, metric
-from shared.symbols import canonical_symbol
-from shared.timeframes import parse_timeframe
+from trainfarm.cli.output import console, print_json, print_table
+from trainfarm.shared.promotion import gate_summary
+from trainfarm.shared.registry import Registry, RegistryError, RunRecord, VersionRecord, VersionStatus, metric
+from trainfarm.shared.symbols import canonical_symbol
+from trainfarm.shared.timeframes import parse_timeframe
 
 runs_app = typer.Typer(help="Retrain runs recorded in the registry.")
 

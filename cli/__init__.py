@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import typer
 
-from shared.cli import bot_cmds, data_cmds, dataset_cmds, promotion_cmds, redis_cmds, registry_cmds
-from shared.cli.output import fail, print_json
-from shared.connections import redact_url
-from shared.errors import FarmError
-from shared.settings import get_settings
+from trainfarm.cli import bot_cmds, data_cmds, dataset_cmds, promotion_cmds, redis_cmds, registry_cmds
+from trainfarm.cli.output import fail, print_json
+from trainfarm.shared.connections import redact_url
+from trainfarm.shared.errors import FarmError
+from trainfarm.shared.settings import get_settings
 
 app = typer.Typer(
     name="farm",
@@ -57,5 +57,5 @@ def run_app() -> None:
 
 
 def main() -> None:
-    """Entry point of the Celery-free CLI (`python -m shared.cli`); `farm` adds the Celery commands."""
+    """Entry point of the Celery-free CLI (`python -m trainfarm.cli`); `farm` adds the Celery commands."""
     run_app()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.errors import FarmError
+from trainfarm.shared.errors import FarmError
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end

@@ -1,4 +1,4 @@
-"""`farm` commands that need Celery: retrain, worker. The rest of the CLI lives in shared.cli.
+"""`farm` commands that need Celery: retrain, worker. The rest of the CLI lives in trainfarm.cli.
 
 The console script points here so that ``shared`` stays free of Celery imports.
 """
@@ -13,14 +13,14 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shared.cli import app, run_app
-from shared.cli.output import console, print_json
-from shared.cli.registry_cmds import print_run_metrics
-from shared.registry import Registry
-from shared.symbols import canonical_symbol
-from shared.timeframes import parse_timeframe
-from shared.zoo import MODEL_NAMES
-from workers.celery_app import QUEUES
+from trainfarm.cli import app, run_app
+from trainfarm.cli.output import console, print_json
+from trainfarm.cli.registry_cmds import print_run_metrics
+from trainfarm.shared.registry import Registry
+from trainfarm.shared.symbols import canonical_symbol
+from trainfarm.shared.timeframes import parse_timeframe
+from trainfarm.shared.zoo import MODEL_NAMES
+from trainfarm.workers.celery_app import QUEUES
 
 _TERMINAL = ("succeeded", "failed")
 
@@ -39,7 +39,7 @@ def retrain(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON array of the runs")] = False,
 ) -> None:
     """Enqueue a forced retrain; a retrain already running for the same symbol and timeframe is reused."""
-    from workers.tasks import submit_retrain
+    from trainfarm.workers.tasks import submit_retrain
 
     sym = canonical_symbol(symbol)
     tfs = (
@@ -72,7 +72,7 @@ def retrain(
 
 
 def _config_timeframes() -> list[str]:
-    from shared.settings import get_settings
+    from trainfarm.shared.settings import get_settings
 
     return [tf.value for tf in get_settings().load_config().universe.timeframes]
 
@@ -124,7 +124,7 @@ def worker(
     hostname: Annotated[str | None, typer.Option("--hostname", "-n", help="worker node name")] = None,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
 ) -> None:
-    """Start a Celery worker (a thin wrapper over `celery -A workers worker`)."""
+    """Start a Celery worker (a thin wrapper over `celery -A trainfarm.workers worker`)."""
     chosen = queues or ("gpu" if gpu else "cpu,meta,control")
     unknown = [q for q in chosen.split(",") if q not in QUEUES]
     if unknown:
@@ -137,7 +137,7 @@ def worker(
         "-m",
         "celery",
         "-A",
-        "workers",
+        "trainfarm.workers",
         "worker",
         "-Q",
         chosen,
@@ -158,7 +158,7 @@ def worker(
 @app.command("demo")
 def demo() -> None:
     """Run the farm end to end on the bundled real sample (starts and stops its own workers)."""
-    from workers.demo import run_demo
+    from trainfarm.cli.demo import run_demo
 
     if not run_demo():
         raise typer.Exit(1)

@@ -12,12 +12,12 @@ from typing import Annotated
 
 import typer
 
-from shared.cli.output import console
-from shared.connections import redis_url
-from shared.data.store import open_store
-from shared.errors import DataError
-from shared.symbols import canonical_symbol
-from shared.timeframes import parse_timeframe
+from trainfarm.cli.output import console
+from trainfarm.shared.connections import redis_url
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.errors import DataError
+from trainfarm.shared.symbols import canonical_symbol
+from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm_client.errors import ClientError
 from trainfarm_client.features import MIN_HISTORY_BARS
 from trainfarm_client.live import Champion, LiveModel

@@ -15,20 +15,20 @@ import threading
 import time
 from pathlib import Path
 
-from shared.cli.output import console, print_table
-from shared.cli.registry_cmds import print_run_metrics
-from shared.connections import embedded_redis
-from shared.data.store import open_store
-from shared.demo import SAMPLE_DIR, run_data_demo
-from shared.errors import FarmError
-from shared.promotion import gate_summary, rollback
-from shared.registry import Registry
-from shared.settings import get_settings
-from shared.synthetic import planted_signal_bars
-from shared.zoo.threads import available_cores
-from workers.cli import follow
-from workers.processes import WorkerProcess
-from workers.tasks import submit_retrain
+from trainfarm.cli.output import console, print_table
+from trainfarm.cli.registry_cmds import print_run_metrics
+from trainfarm.shared.connections import embedded_redis
+from trainfarm.shared.data.store import open_store
+from trainfarm.cli.demo_data import SAMPLE_DIR, run_data_demo
+from trainfarm.shared.errors import FarmError
+from trainfarm.shared.promotion import gate_summary, rollback
+from trainfarm.shared.registry import Registry
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.synthetic import planted_signal_bars
+from trainfarm.shared.zoo.threads import available_cores
+from trainfarm.cli.run_cmds import follow
+from trainfarm.workers.processes import WorkerProcess
+from trainfarm.workers.tasks import submit_retrain
 
 WORKERS = 2
 #: The demo's planted-signal market: one year of 5-minute bars, trained on 1h.
@@ -122,7 +122,7 @@ def _bot_demo(env: dict[str, str]) -> bool:
         [
             sys.executable,
             "-c",
-            "from workers.cli import main; main()",
+            "from trainfarm.cli.run_cmds import main; main()",
             "bot",
             SYNTHETIC,
             SYNTHETIC_TF,

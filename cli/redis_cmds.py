@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from shared.cli.output import console, print_json
-from shared.connections import embedded_redis, ping, redact_url, redis_url
-from shared.settings import get_settings
+from trainfarm.cli.output import console, print_json
+from trainfarm.shared.connections import embedded_redis, ping, redact_url, redis_url
+from trainfarm.shared.settings import get_settings
 
 app = typer.Typer(help="Start, stop and inspect the farm's Redis.", no_args_is_help=True)
 

@@ -17,15 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.connections import redis_client
-from shared.data.store import open_store
-from shared.dataset import DatasetSnapshot, build_snapshot, load_snapshot
-from shared.errors import DataError, FarmError, TransientError
-from shared.jobs import RunJob, SnapshotRef, StageJob
-from shared.predictor import Predictor
-from shared.promotion import promote_version, prune, reannounce, record_failure, reject_version
-from shared.registry import PromotionReason, Registry, RunNotFoundError, VersionRecord
-from shared.runs import (
+from trainfarm.shared.connections import redis_client
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot, load_snapshot
+from trainfarm.shared.errors import DataError, FarmError, TransientError
+from trainfarm.workers.jobs import RunJob, SnapshotRef, StageJob
+from trainfarm.shared.predictor import Predictor
+from trainfarm.shared.promotion import promote_version, prune, reannounce, record_failure, reject_version
+from trainfarm.shared.registry import PromotionReason, Registry, RunNotFoundError, VersionRecord
+from trainfarm.workers.runs import (
     HeaderResultError,
     SlotClaim,
     claim_meta,
@@ -34,9 +34,9 @@ from shared.runs import (
     release_slot,
     slot_age_s,
 )
-from shared.settings import FarmSettings, get_settings
-from shared.training.base import BaseModelResult, result_path, train_base_model
-from shared.zoo import MODEL_NAMES, get_spec
+from trainfarm.shared.settings import FarmSettings, get_settings
+from trainfarm.shared.training.base import BaseModelResult, result_path, train_base_model
+from trainfarm.shared.zoo import MODEL_NAMES, get_spec
 
 #: A run slot expires after this many hard time limits, in case a run dies without releasing it.
 _SLOT_LIMITS = 4
@@ -222,7 +222,7 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
     Returns None for a duplicate delivery. A redelivery after the version was registered (the task died
     before settling it, or Redis was down while announcing) settles it now instead.
     """
-    from shared.training.meta_stage import build_version
+    from trainfarm.shared.training.meta_stage import build_version
 
     settings = get_settings()
     registry = Registry.open()

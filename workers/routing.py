@@ -1,0 +1,1 @@
+"""Which Celery queue each task goes to."""
