@@ -1,5 +1,5 @@
 """`python -m trainfarm.cli` runs the `farm` command line."""
 
-from trainfarm.cli import main
+from trainfarm.cli.app import main
 
 main()

@@ -15,20 +15,21 @@ import threading
 import time
 from pathlib import Path
 
+import typer
+from trainfarm.cli.demo_data import SAMPLE_DIR, run_data_demo
 from trainfarm.cli.output import console, print_table
 from trainfarm.cli.registry_cmds import print_run_metrics
+from trainfarm.cli.run_cmds import follow
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
-from trainfarm.cli.demo_data import SAMPLE_DIR, run_data_demo
 from trainfarm.shared.errors import FarmError
 from trainfarm.shared.promotion import gate_summary, rollback
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.synthetic import planted_signal_bars
 from trainfarm.shared.zoo.threads import available_cores
-from trainfarm.cli.run_cmds import follow
 from trainfarm.workers.processes import WorkerProcess
-from trainfarm.workers.tasks import submit_retrain
+from trainfarm.workers.runs import Submitted
 
 WORKERS = 2
 #: The demo's planted-signal market: one year of 5-minute bars, trained on 1h.
@@ -122,7 +123,7 @@ def _bot_demo(env: dict[str, str]) -> bool:
         [
             sys.executable,
             "-c",
-            "from trainfarm.cli.run_cmds import main; main()",
+            "from trainfarm.cli.app import main; main()",
             "bot",
             SYNTHETIC,
             SYNTHETIC_TF,
@@ -142,7 +143,7 @@ def _bot_demo(env: dict[str, str]) -> bool:
     ok = True
     try:
         for attempt in (1, 2):
-            run_id = submit_retrain(SYNTHETIC, SYNTHETIC_TF, f"demo promotion {attempt}").run_id
+            run_id = _submit(SYNTHETIC, SYNTHETIC_TF, f"demo promotion {attempt}").run_id
             ok &= not follow([run_id], timeout=1800)
             _gate_table([run_id])
             output.wait_reloads(attempt, timeout=30)
@@ -189,6 +190,13 @@ def _bot_demo(env: dict[str, str]) -> bool:
     return ok
 
 
+def _submit(symbol: str, timeframe: str, reason: str) -> Submitted:
+    # Celery loads when the demo runs, not for every `farm` command (the app imports this module).
+    from trainfarm.workers.tasks import submit_retrain
+
+    return submit_retrain(symbol, timeframe, reason)
+
+
 def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
     """Run the demo; returns False when something did not work as it should."""
     started_redis = run_data_demo(sample_dir)
@@ -211,7 +219,7 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
             "chord(8 base models) -> meta-learner -> calibration -> evaluation -> gates -> promote or reject"
         )
         t0 = time.perf_counter()
-        submitted = [submit_retrain(sym, tf, "demo") for sym in symbols for tf in timeframes]
+        submitted = [_submit(sym, tf, "demo") for sym in symbols for tf in timeframes]
         failed = follow([s.run_id for s in submitted], timeout=3600)
         ok = not failed
         console.print(f"   {len(submitted)} run(s) in {time.perf_counter() - t0:.0f}s")
@@ -233,3 +241,14 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
         "`farm retrain BTC/USDT -t 1h --wait` (with `farm worker` running in another terminal)."
     )
     return ok
+
+
+def demo() -> None:
+    """Run the farm end to end on the bundled real sample (starts and stops its own workers)."""
+    if not run_demo():
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `demo` to the main `farm` app."""
+    app.command("demo")(demo)

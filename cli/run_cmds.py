@@ -1,7 +1,4 @@
-"""`farm` commands that need Celery: retrain, worker. The rest of the CLI lives in trainfarm.cli.
-
-The console script points here so that ``shared`` stays free of Celery imports.
-"""
+"""`farm retrain` and `farm worker`: the commands that enqueue runs and start Celery workers."""
 
 from __future__ import annotations
 
@@ -12,20 +9,17 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-from trainfarm.cli import app, run_app
 from trainfarm.cli.output import console, print_json
 from trainfarm.cli.registry_cmds import print_run_metrics
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.shared.zoo import MODEL_NAMES
-from trainfarm.workers.celery_app import QUEUES
+from trainfarm.workers.routing import QUEUES
 
 _TERMINAL = ("succeeded", "failed")
 
 
-@app.command("retrain")
 def retrain(
     symbol: Annotated[str, typer.Argument(help="market, e.g. BTC/USDT")],
     timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="5m, 1h, 12h, 24h or all")] = "all",
@@ -116,7 +110,6 @@ def _label(registry: Registry, run_id: str) -> str:
     return f"{run.symbol} {run.timeframe} {run_id[:8]}"
 
 
-@app.command("worker")
 def worker(
     queues: Annotated[str | None, typer.Option("--queues", "-Q", help="comma-separated queues")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="pool processes")] = 1,
@@ -155,15 +148,7 @@ def worker(
     os.execv(sys.executable, argv)
 
 
-@app.command("demo")
-def demo() -> None:
-    """Run the farm end to end on the bundled real sample (starts and stops its own workers)."""
-    from trainfarm.cli.demo import run_demo
-
-    if not run_demo():
-        raise typer.Exit(1)
-
-
-def main() -> None:
-    """Console-script entry point (`farm`)."""
-    run_app()
+def register(app: typer.Typer) -> None:
+    """Add `retrain` and `worker` to the main `farm` app."""
+    app.command("retrain")(retrain)
+    app.command("worker")(worker)

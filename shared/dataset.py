@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
 from trainfarm.shared.atomicio import atomic_write, atomic_write_text, sha256_file
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.data.resample import resample
@@ -27,6 +26,7 @@ from trainfarm.shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_f
 from trainfarm.shared.labels import CLASSES, add_labels, class_weights
 from trainfarm.shared.splits import Fold, chronological_split, walk_forward_folds
 from trainfarm.shared.timeframes import Timeframe
+
 from trainfarm_client.errors import BarsError
 
 SPLITS = ("train", "calibration", "test")
@@ -188,9 +188,14 @@ def build_snapshot(
 
 
 def load_snapshot(meta_path: Path) -> DatasetSnapshot:
-    """Read a snapshot's JSON sidecar."""
+    """Read a snapshot's JSON sidecar.
+
+    The data file is the sidecar's sibling (``<hash>.parquet`` beside ``<hash>.json``), wherever this host
+    mounts the artifact root: the absolute path recorded when it was written may be another machine's.
+    """
     try:
         raw = json.loads(meta_path.read_text())
+        raw["path"] = str(meta_path.with_suffix(".parquet"))
         return DatasetSnapshot(**raw)
     except (OSError, ValueError, TypeError) as exc:
         raise DataError(f"unreadable snapshot metadata: {exc}", file=str(meta_path)) from exc

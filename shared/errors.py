@@ -104,3 +104,60 @@ class ArtifactError(FarmError, PackError):
     Handled by: the loader's caller. Bots keep serving the version they have; the farm refuses to register
     or promote the pack. Never retried: the bytes on disk will not change by themselves.
     """
+
+
+# --- run orchestration (raised by trainfarm.workers; defined here so the tree stays one tree) -----------
+
+
+class BrokerUnavailableError(TransientError):
+    """The Celery broker refused or dropped the connection while a run was being enqueued.
+
+    Handled by: the CLI (one line, exit 1) and triggers, which try again later; the run that could not be
+    enqueued is marked failed, so it never blocks its market.
+    """
+
+
+class RunEndedError(FarmError):
+    """A stage was delivered for a run that has already succeeded or failed (a late or duplicate task).
+
+    Handled by: the task, which does nothing more; the chord errback recognises it and records nothing,
+    because the run's outcome was recorded once already. Never retried.
+    """
+
+
+class ConfigMismatchError(ConfigError):
+    """A stage sees another config than the one its run was prepared with (its hash differs).
+
+    Handled by: the task, which fails the run naming both hashes; never retried, because the worker's
+    config file will not change by itself. Workers of one farm must share one config file.
+    """
+
+
+class HeaderResultError(FarmError):
+    """The meta stage did not receive each base model's result exactly once (chord misfire).
+
+    Handled by: the meta task, which fails the run with this message; never retried as-is.
+    """
+
+
+class MissingHeaderResultError(HeaderResultError):
+    """Some base models' results have not arrived yet: a duplicated header task fired the chord body early.
+
+    Handled by: the meta task, which retries after a pause (the model is still training) a bounded number
+    of times, then fails the run naming the missing models.
+    """
+
+
+class PoisonMessageError(FarmError):
+    """A task was delivered more often than ``max_deliveries``: its worker keeps dying on it.
+
+    Handled by: the task's chord errback, which fails the run; the message is not redelivered again.
+    """
+
+
+class StageTimeoutError(FarmError):
+    """A stage ran past the task time limit (``training.task_time_limit``).
+
+    Handled by: the chord errback, which fails the run naming the stage; never retried (it would time out
+    again on the same data).
+    """

@@ -1,8 +1,8 @@
 """Honest evaluation of a candidate: scores, baselines, calibration and a fee-aware trading simulation.
 
 Every function is pure and works on plain arrays. Probabilities are ``n x 3`` float arrays with the columns
-of :data:`trainfarm.shared.labels.CLASSES` (down, neutral, up); labels are ints 0/1/2. ``fwd_return`` is the LOG return
-over the label horizon (the ``fwd_return`` column of :func:`trainfarm.shared.labels.add_labels`).
+of :data:`trainfarm.shared.labels.CLASSES` (down, neutral, up); labels are ints 0/1/2. ``fwd_return`` is the
+LOG return over the label horizon (the ``fwd_return`` column of :func:`trainfarm.shared.labels.add_labels`).
 
 What "honest" means here (DESIGN.md, "Data and ML rules"):
 
@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
-
 from trainfarm.shared.labels import CLASSES
 
 # One implementation, in the bot client (its stacking and calibration check with it); farm code imports

@@ -1,7 +1,7 @@
 """The gate report: every check with its value, threshold and verdict, as stored in manifest and registry.
 
-A :class:`GateReport` is what :func:`trainfarm.shared.gates.evaluate_gates` returns and what a promotion step reads:
-``passed`` is true only when every :class:`Check` passed. ``to_json`` is JSON-safe (a non-finite number
+A :class:`GateReport` is what :func:`trainfarm.shared.gates.evaluate_gates` returns and what a promotion step
+reads: ``passed`` is true only when every :class:`Check` passed. ``to_json`` is JSON-safe (a non-finite number
 becomes ``null``) and ``from_json`` reads it back.
 """
 

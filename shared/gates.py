@@ -12,11 +12,11 @@ The checks, all on the candidate's TEST split (the rows nothing was fitted or tu
 ``logloss_vs_prior_bootstrap``
     and so must its one-sided ``bootstrap_confidence`` lower bound: a margin that the luck of one test
     window does not reach. Prior and candidate per-row losses are resampled together in contiguous
-    circular blocks (:mod:`trainfarm.shared.bootstrap`): test rows are a time series whose labels overlap (a horizon
-    of ``h`` bars shares ``h - 1`` bars with its neighbour) and whose features are persistent, so
-    resampling single rows would treat dependent rows as independent and draw too narrow an interval.
-    The point estimate alone is reached by chance (a random walk scored +5% on a 208-row test split);
-    a bound above zero alone would pass a vanishing edge on a large split;
+    circular blocks (:mod:`trainfarm.shared.bootstrap`): test rows are a time series whose labels overlap (a
+    horizon of ``h`` bars shares ``h - 1`` bars with its neighbour) and whose features are persistent, so
+    resampling single rows would treat dependent rows as independent and draw too narrow an interval. The
+    point estimate alone is reached by chance (a random walk scored +5% on a 208-row test split); a bound
+    above zero alone would pass a vanishing edge on a large split;
 ``output_not_constant``
     no constant or near-constant output: the std of ``p_up - p_down`` or of the top probability must
     reach ``min_output_std`` (a calibrator that flattened a useless model into the class shares scores
@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
-
 from trainfarm.shared.bootstrap import block_bootstrap_means, block_length
 from trainfarm.shared.config import GateThresholds
 from trainfarm.shared.evaluation import (
@@ -83,7 +82,8 @@ class ScoredPredictions:
     ``probs`` (n x 3, down/neutral/up), ``y`` (class ids) and ``fwd_return`` (log return over the label
     horizon) are the test rows; ``prior`` the train split's class shares; ``p_star`` the model's own
     decision threshold (chosen on its calibration split); ``fee`` and ``periods_per_year`` as in
-    :func:`trainfarm.shared.evaluation.simulate`; ``label_horizon`` (bars) sets the bootstrap's shortest block.
+    :func:`trainfarm.shared.evaluation.simulate`; ``label_horizon`` (bars) sets the bootstrap's shortest
+    block.
     """
 
     probs: FloatArray

@@ -7,9 +7,9 @@ means "a move of half a typical h-bar move" in calm and in wild markets alike:
 
     label = 0 ("down") if fwd_return < -scale, 2 ("up") if fwd_return > scale, else 1 ("neutral").
 
-Labels never reach across a segment boundary (see :mod:`trainfarm.shared.data.gaps`): a bar whose ``t+h`` lies after
-the end of its segment, or of the data, gets a null label and is not trained on. ``label_end`` (the date of
-bar ``t+h``) is what the splits purge on. Imbalance is handled by weights, never by duplicating rows.
+Labels never reach across a segment boundary (see :mod:`trainfarm.shared.data.gaps`): a bar whose ``t+h`` lies
+after the end of its segment, or of the data, gets a null label and is not trained on. ``label_end`` (the date
+of bar ``t+h``) is what the splits purge on. Imbalance is handled by weights, never by duplicating rows.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-
 from trainfarm.shared.errors import DatasetError
+
 from trainfarm_client import probs as _probs
 
 # The class order is part of every pack and of what bots read, so it is defined once, in the bot client.
@@ -37,9 +37,9 @@ def add_labels(frame: pl.DataFrame, *, horizon: int, threshold: float, vol_windo
     """Return ``frame`` with ``fwd_return``, ``label_scale``, ``label`` (Int8) and ``label_end`` added.
 
     ``frame`` holds one series sorted by date with ``date``, ``close`` and ``segment`` columns (the output
-    of :func:`trainfarm.shared.features.add_features`). ``label_scale`` is null during the volatility warm-up of each
-    segment; ``fwd_return``, ``label`` and ``label_end`` are null for the last ``horizon`` bars of each
-    segment. The label uses bars up to ``t + horizon``, so it is, by design, the one non-causal column.
+    of :func:`trainfarm.shared.features.add_features`). ``label_scale`` is null during the volatility warm-up
+    of each segment; ``fwd_return``, ``label`` and ``label_end`` are null for the last ``horizon`` bars of
+    each segment. The label uses bars up to ``t + horizon``, so it is, by design, the one non-causal column.
     """
     if horizon < 1:
         raise ValueError(f"horizon must be at least 1 bar, got {horizon}")

@@ -3,8 +3,8 @@
 Bots and the farm load packs with the same code, which lives in the bot client (see that module for what
 loading verifies and rebuilds). The farm's handlers catch :class:`~trainfarm.shared.errors.FarmError`, so this
 subclass turns the client's :class:`~trainfarm_client.errors.PackError` into
-:class:`~trainfarm.shared.errors.ArtifactError` (itself a ``PackError``: code written against either still works).
-Nothing else differs.
+:class:`~trainfarm.shared.errors.ArtifactError` (itself a ``PackError``: code written against either still
+works). Nothing else differs.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Self
 
 from trainfarm.shared.errors import ArtifactError
+
 from trainfarm_client import predictor as _client
 from trainfarm_client.errors import PackError
 from trainfarm_client.predictor import Decision, decide

@@ -3,8 +3,8 @@
 Order of a promotion (durable state first, the nudge last):
 
 1. verify the pack: every file against its manifest, the manifest against the sha256 the registry holds.
-   A tampered or half-deleted pack is never promoted (:class:`~trainfarm.shared.errors.ArtifactError`), and nothing
-   has changed when that is raised;
+   A tampered or half-deleted pack is never promoted (:class:`~trainfarm.shared.errors.ArtifactError`), and
+   nothing has changed when that is raised;
 2. the registry transaction (:meth:`Registry.promote`): the truth about who is champion;
 3. the ``<artifact root>/<S>/<T>/CHAMPION`` pointer file, replaced atomically;
 4. Redis (:func:`trainfarm.shared.notify.announce`): champion key, then channel, then events stream.
@@ -28,7 +28,6 @@ from datetime import datetime
 from pathlib import Path
 
 import redis
-
 from trainfarm.shared.artifacts import MANIFEST, read_manifest
 from trainfarm.shared.atomicio import atomic_write_text
 from trainfarm.shared.connections import redis_client
@@ -46,6 +45,7 @@ from trainfarm.shared.registry.promotions import ReasonLike
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import Timeframe, parse_timeframe
+
 from trainfarm_client.contract import FAILED, PROMOTED, REJECTED, ROLLBACK
 
 #: Name of the pointer file beside a market's packs.

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from trainfarm.shared.config import FarmConfig, load_config
 
 

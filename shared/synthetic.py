@@ -1,10 +1,10 @@
 """Synthetic 5-minute bars for tests and demos: a pure random walk, and one with a planted, learnable signal.
 
 Both generators return what the bar store holds (``date`` as UTC milliseconds on the 5-minute grid,
-``open``, ``high``, ``low``, ``close``, ``volume`` as float64) and pass :func:`trainfarm.shared.data.validation.
-validate_bars`. They are deterministic per seed: the same ``(n, seed, ...)`` gives the same bars every
-time (numpy's ``default_rng``; numpy is pinned in ``constraints.txt``, as its normal sampler may change
-between versions).
+``open``, ``high``, ``low``, ``close``, ``volume`` as float64) and pass
+:func:`trainfarm.shared.data.validation.validate_bars`. They are deterministic per seed: the same
+``(n, seed, ...)`` gives the same bars every time (numpy's ``default_rng``; numpy is pinned in
+``constraints.txt``, as its normal sampler may change between versions).
 
 How a bar is made. The log price moves in ``SUBSTEPS`` one-minute steps per 5-minute bar, each normal
 with standard deviation ``sigma / sqrt(SUBSTEPS)``, so one bar's log return has std ``sigma`` (default
@@ -38,7 +38,6 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-
 from trainfarm.shared.timeframes import BASE_TIMEFRAME
 
 FloatArray = npt.NDArray[np.float64]

@@ -1,7 +1,8 @@
 """The Celery app, configured from the farm's settings.
 
-Every setting below answers a known Celery/Redis failure mode (see CELERY-RELIABILITY-NOTES.md beside the
-repository and the tests under tests/integration):
+Every setting below answers a known Celery/Redis failure mode (the README section
+"Celery reliability settings" lists them with the Celery and kombu issues behind them; tests check
+their behaviour):
 
 * JSON only, both ways: nothing a worker receives can execute code when deserialised.
 * acks_late + reject_on_worker_lost: a task whose pool process is killed goes back to the queue instead
@@ -22,13 +23,9 @@ from typing import Any
 
 from celery import Celery
 from kombu import Queue, pools  # type: ignore[attr-defined]
-
 from trainfarm.shared.connections import celery_url
 from trainfarm.shared.settings import get_settings
-
-#: Queues: base models on cpu/gpu, the meta stage and run preparation on their own small queues so that
-#: a long backlog of base models never delays a meta stage that would free a run's resources.
-QUEUES = ("cpu", "gpu", "meta", "control")
+from trainfarm.workers.routing import DEFAULT_QUEUE, QUEUES, route_task
 
 
 def build_config() -> dict[str, Any]:
@@ -68,7 +65,9 @@ def build_config() -> dict[str, Any]:
         "task_track_started": True,
         "task_allow_error_cb_on_chord_header": True,
         "task_queues": [Queue(name) for name in QUEUES],
-        "task_default_queue": "control",
+        "task_default_queue": DEFAULT_QUEUE,
+        # One router decides every task's queue (base models by their declared device); no call site does.
+        "task_routes": (route_task,),
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,

@@ -1,7 +1,7 @@
 """Worker processes started by the farm itself (`farm demo`, the integration tests).
 
-Each worker is a real `celery -A trainfarm.workers worker` subprocess in its own session (so a stop reaches its
-pool children too), logging to a file, and always stopped by whoever started it: SIGTERM for a warm
+Each worker is a real `celery -A trainfarm.workers worker` subprocess in its own session (so a stop reaches
+its pool children too), logging to a file, and always stopped by whoever started it: SIGTERM for a warm
 shutdown, SIGKILL when that does not finish in time.
 """
 
@@ -30,8 +30,10 @@ class WorkerProcess:
         *,
         queues: str = "cpu,meta,control",
         concurrency: int = 1,
+        app: str = "trainfarm.workers",
     ) -> None:
         self.name = name
+        self.app = app
         self.env = dict(env)
         self.log_path = log_dir / f"worker-{name}.log"
         self.queues = queues
@@ -41,7 +43,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         """Start the worker and wait until it consumes (raises with the log tail if it does not)."""
         argv = [
-            sys.executable, "-m", "celery", "-A", "trainfarm.workers", "worker",
+            sys.executable, "-m", "celery", "-A", self.app, "worker",
             "-Q", self.queues, "-c", str(self.concurrency), "-n", f"{self.name}@%h",
             "-l", "INFO", "--without-mingle", "--without-gossip", "-E",
         ]  # fmt: skip

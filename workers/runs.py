@@ -1,79 +1,159 @@
-"""Run coordination through Redis: one run per (symbol, timeframe) at a time, one meta stage per run.
+"""Run coordination: one active run per market, one meta stage per run, bounded redeliveries, the reaper.
 
-Plain functions over a redis-py client (no Celery here): the Celery tasks in ``workers`` call them.
+Plain functions over the registry and a redis-py client (no Celery here): the tasks call them.
 
-* Run slot ``farm:run-slot:<S>:<T>``: SET NX with the run id. Concurrent triggers merge into the run that
-  holds the slot; the slot is released (compare-and-delete) when the run ends, and expires after the
-  longest a run may take, so a crashed run cannot block its (S, T) forever.
-* Meta guard ``farm:run:<id>:meta``: SET NX by the first meta task of a run; a second delivery of the
+* **One active run per (symbol, timeframe)**: the registry is the one source of truth. Its unique index on
+  active runs (migration 0003) lets exactly one trigger insert a run; every other trigger merges into it,
+  for as long as the run lives, however long it waits in a queue (no time-to-live to outlast).
+* **The reaper**: a run whose work is provably gone (not one of its messages is queued, reserved or running,
+  seen twice) is failed, so that its market can run again. With ``acks_late`` every task of a live run
+  keeps its message in a queue or in the broker's unacknowledged set until it has finished, and each
+  stage publishes the next one's messages before its own is acknowledged: a live run always has one.
+* **Meta guard** ``farm:run:<id>:meta``: SET NX by the first meta task of a run; a second delivery of the
   chord body (a duplicated header can fire it twice) finds the guard and does nothing.
-* Delivery counter ``farm:deliveries:<task id>``: INCR on every start of a task; past the cap the task
+* **Delivery counter** ``farm:deliveries:<task id>``: INCR on every start of a task; past the cap the task
   fails for good instead of killing worker after worker (poison message).
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 
 import redis
+from trainfarm.shared.connections import redis_client
+from trainfarm.shared.errors import FarmError, HeaderResultError, MissingHeaderResultError, TransientError
+from trainfarm.shared.promotion import record_failure
+from trainfarm.shared.registry import Registry, RunRecord, utc_now
+from trainfarm.shared.settings import get_settings
+from trainfarm.workers.routing import QUEUES
 
-from trainfarm.shared.errors import FarmError
+#: A run younger than this is never reaped: its first message may not be published yet (a trigger inserts
+#: the run, then enqueues it).
+REAP_GRACE = timedelta(seconds=60)
+#: The two looks at the broker are this far apart, so that a message moving between a queue and the
+#: unacknowledged set (a worker taking it) is seen in one of them.
+_SECOND_LOOK_S = 0.5
 
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
-
-class HeaderResultError(FarmError):
-    """The meta stage did not receive each base model's result exactly once (chord misfire).
-
-    Handled by: the meta task, which fails the run with this message; never retried as-is.
-    """
-
-
-def slot_key(symbol: str, timeframe: str) -> str:
-    return f"farm:run-slot:{symbol}:{timeframe}"
+# kombu's Redis transport keeps each queue as a list named after it, plus one list per priority step
+# ("<queue>\x06\x16<step>"), and every delivered, unacknowledged message in the hash "unacked".
+_PRIORITY_SEP = "\x06\x16"
+_PRIORITY_STEPS = (0, 3, 6, 9)
+_UNACKED = "unacked"
+_SCAN_CHUNK = 500
 
 
 @dataclass(frozen=True)
-class SlotClaim:
-    """Outcome of asking for a (symbol, timeframe) run slot."""
+class Submitted:
+    """What `farm retrain` and the triggers report for one (symbol, timeframe)."""
 
-    run_id: str  #: the run that holds the slot now
-    acquired: bool  #: True when that is the caller's new run; False when it merged into a running one
-
-
-def claim_slot(client: redis.Redis, symbol: str, timeframe: str, run_id: str, ttl_s: int) -> SlotClaim:
-    """Take the slot for ``run_id``, or return the run already holding it."""
-    key = slot_key(symbol, timeframe)
-    for _ in range(5):  # bounded: only a holder expiring between SET and GET makes us go round
-        if client.set(key, run_id, nx=True, ex=ttl_s):
-            return SlotClaim(run_id, True)
-        holder = client.get(key)
-        if holder is not None:
-            return SlotClaim(_text(holder), False)
-    return SlotClaim(run_id, bool(client.set(key, run_id, nx=True, ex=ttl_s)))
+    run_id: str
+    symbol: str
+    timeframe: str
+    merged: bool  #: True when an active run already covered this trigger
 
 
-def release_slot(client: redis.Redis, symbol: str, timeframe: str, run_id: str) -> bool:
-    """Free the slot if ``run_id`` still holds it (never frees a newer run's slot)."""
-    return bool(client.eval(_RELEASE, 1, slot_key(symbol, timeframe), run_id))
+def run_dir(run_id: str) -> Path:
+    """Staging folder of one run (base models and their predictions; never read by bots)."""
+    return get_settings().runs_dir / run_id
 
 
-def slot_holder(client: redis.Redis, symbol: str, timeframe: str) -> str | None:
-    """The run id holding the slot, if any."""
-    holder = client.get(slot_key(symbol, timeframe))
-    return _text(holder) if holder is not None else None
+def claim_run(symbol: str, timeframe: str, reason: str, *, registry: Registry | None = None) -> Submitted:
+    """The market's active run: a new queued run, or the one already under way (``merged``).
+
+    An active run whose work is provably gone (see :func:`run_is_abandoned`) is failed first, so a lost
+    message never blocks its market for good.
+    """
+    registry = registry or Registry.open()
+    for _ in range(3):  # bounded: each pass creates, merges, or reaps one abandoned run
+        run, created = registry.claim_run(symbol, timeframe, reason)
+        if created:
+            return Submitted(run.id, run.symbol, run.timeframe, merged=False)
+        if not run_is_abandoned(run):
+            return Submitted(run.id, run.symbol, run.timeframe, merged=True)
+        reap(run, f"reaped when a new run was asked for ({reason})", registry=registry)
+    raise FarmError(f"could not claim a run of {symbol} {timeframe}; try again")
 
 
-def slot_age_s(client: redis.Redis, symbol: str, timeframe: str, ttl_s: int) -> float | None:
-    """Seconds since the slot was claimed (from its remaining TTL); None when free or without a TTL."""
-    remaining_ms = int(client.pttl(slot_key(symbol, timeframe)))
-    if remaining_ms < 0:  # -2: no such key; -1: a key without expiry (not set by claim_slot)
-        return None
-    return max(0.0, ttl_s - remaining_ms / 1000)
+def run_is_abandoned(run: RunRecord, *, client: redis.Redis | None = None) -> bool:
+    """True when ``run`` is active, older than :data:`REAP_GRACE`, and the broker holds none of its messages.
+
+    The broker is looked at twice, :data:`_SECOND_LOOK_S` apart; a message seen in either look keeps the
+    run alive.
+    """
+    if run.status.terminal or utc_now() - run.created_at < REAP_GRACE:
+        return False
+    own = client is None
+    conn = client if client is not None else redis_client(decode_responses=False)
+    try:
+        if broker_holds_run(conn, run.id):
+            return False
+        time.sleep(_SECOND_LOOK_S)
+        return not broker_holds_run(conn, run.id)
+    finally:
+        if own:
+            conn.close()
+
+
+def broker_holds_run(client: redis.Redis, run_id: str, queues: Sequence[str] = QUEUES) -> bool:
+    """Whether any message of ``run_id`` is queued or delivered-but-unacknowledged in the broker.
+
+    Every task of a run has a task id that starts with the run id (``<run>-prepare``, ``<run>-<model>``,
+    ``<run>-meta``; retries keep their id), and kombu stores the id in each message's headers.
+    """
+    needle = run_id.encode()
+    for queue in queues:
+        for step in _PRIORITY_STEPS:
+            key = queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}"
+            if any(needle in _bytes(m) for m in _list_chunks(client, key)):
+                return True
+    return any(needle in _bytes(m) for m in client.hvals(_UNACKED))
+
+
+def reap(run: RunRecord, why: str, *, registry: Registry | None = None) -> bool:
+    """Fail an abandoned run; True when this call failed it (it had not ended meanwhile)."""
+    error = (
+        "abandoned: none of its tasks is queued, reserved or running any more (the broker lost them, "
+        f"or they were purged); {why}"
+    )
+    return record_run_failure(run.id, error, failed_model=None, registry=registry)
+
+
+def reap_abandoned_runs(*, registry: Registry | None = None) -> list[str]:
+    """Fail every active run whose work is provably gone; returns their ids (for a periodic check)."""
+    registry = registry or Registry.open()
+    reaped = []
+    for run in registry.list_runs(limit=1000):
+        if (
+            not run.status.terminal
+            and run_is_abandoned(run)
+            and reap(run, "found by the reaper", registry=registry)
+        ):
+            reaped.append(run.id)
+    return reaped
+
+
+def record_run_failure(
+    run_id: str, error: str, *, failed_model: str | None, registry: Registry | None = None
+) -> bool:
+    """Mark a run failed, announce it and free its staging folder, once: True for the call that did it.
+
+    A run that has ended already (it failed, or it succeeded and a late task is complaining) is left as it
+    is and nothing is announced: each run's outcome is recorded and announced exactly once.
+    """
+    registry = registry or Registry.open()
+    if not registry.fail_run(run_id, error, failed_model=failed_model):
+        return False
+    shutil.rmtree(run_dir(run_id), ignore_errors=True)
+    # The registry holds the failure; the events stream is history, not the source of truth.
+    with contextlib.suppress(TransientError):
+        record_failure(registry.get_run(run_id))
+    return True
 
 
 def claim_meta(client: redis.Redis, run_id: str, task_id: str, ttl_s: int) -> bool:
@@ -95,13 +175,20 @@ def count_delivery(client: redis.Redis, task_id: str, ttl_s: int) -> int:
     return int(count)
 
 
+def deliveries(client: redis.Redis, task_id: str) -> int:
+    """How often ``task_id`` has started so far (0 when never, or when its counter expired)."""
+    value = client.get(f"farm:deliveries:{task_id}")
+    return int(value) if value is not None else 0
+
+
 def one_result_per_model(
     results: Iterable[dict[str, object]], expected: Sequence[str]
 ) -> dict[str, dict[str, object]]:
     """Index the chord header's results by model, insisting on each expected model exactly once.
 
     Identical duplicates (the same task delivered twice returns the same deterministic reference) are
-    folded into one; two different results for one model, an unknown model or a missing one is an error.
+    folded into one; two different results for one model or an unknown model is a
+    :class:`HeaderResultError`; missing models are a :class:`MissingHeaderResultError`.
     """
     by_model: dict[str, dict[str, object]] = {}
     for result in results:
@@ -115,8 +202,22 @@ def one_result_per_model(
         by_model[model] = result
     missing = [m for m in expected if m not in by_model]
     if missing:
-        raise HeaderResultError(f"missing base-model result(s): {', '.join(missing)}")
+        raise MissingHeaderResultError(f"missing base-model result(s): {', '.join(missing)}")
     return by_model
+
+
+def _list_chunks(client: redis.Redis, key: str) -> Iterable[object]:
+    start = 0
+    while True:  # bounded by the list's length: each pass reads the next chunk, an empty one ends it
+        chunk = client.lrange(key, start, start + _SCAN_CHUNK - 1)
+        yield from chunk
+        if len(chunk) < _SCAN_CHUNK:
+            return
+        start += _SCAN_CHUNK
+
+
+def _bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def _text(value: object) -> str:

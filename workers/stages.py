@@ -1,156 +1,141 @@
-"""The steps of one retrain run as plain functions; the Celery tasks in ``workers`` only call these.
+"""The stages of one retrain run as plain functions, which the tasks (:mod:`~trainfarm.workers.tasks`) call.
 
-submit -> prepare (dataset snapshot) -> train_base x 8 (chord header) -> train_meta (chord body)
-with ``fail`` as the errback. Every step records what it did in the registry, so the CLI, Flower and
-the registry tell the same story, and every step is safe to run twice (Celery delivers at least once).
+submit (:func:`trainfarm.workers.runs.claim_run`) -> :func:`prepare` (dataset snapshot) -> the task
+launches chord(train_base x 8, train_meta) -> :func:`launched` -> :func:`train_base` x 8 ->
+:func:`train_meta`, with :func:`fail` as the errback. Every stage records what it did in the registry, so
+the CLI, Flower and the registry tell the same story, and every stage is safe to run twice (Celery
+delivers at least once):
+
+* a run moves to ``training`` only after its chord was launched, so a prepare task that dies before the
+  launch is redelivered and launches it (task ids are deterministic, so a second launch after a death
+  between the launch and :func:`launched` only duplicates messages that the later stages fold);
+* every stage checks the config hash pinned at prepare time (:class:`ConfigMismatchError` otherwise);
+* a run's failure is recorded and announced once, whoever reports it first.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot, load_snapshot
-from trainfarm.shared.errors import DataError, FarmError, TransientError
-from trainfarm.workers.jobs import RunJob, SnapshotRef, StageJob
+from trainfarm.shared.errors import ConfigMismatchError, DataError, FarmError, RunEndedError
 from trainfarm.shared.predictor import Predictor
-from trainfarm.shared.promotion import promote_version, prune, reannounce, record_failure, reject_version
-from trainfarm.shared.registry import PromotionReason, Registry, RunNotFoundError, VersionRecord
-from trainfarm.workers.runs import (
-    HeaderResultError,
-    SlotClaim,
-    claim_meta,
-    claim_slot,
-    one_result_per_model,
-    release_slot,
-    slot_age_s,
-)
-from trainfarm.shared.settings import FarmSettings, get_settings
+from trainfarm.shared.promotion import promote_version, prune, reannounce, reject_version
+from trainfarm.shared.registry import PromotionReason, Registry, RunStatus, VersionRecord
+from trainfarm.shared.settings import get_settings
 from trainfarm.shared.training.base import BaseModelResult, result_path, train_base_model
 from trainfarm.shared.zoo import MODEL_NAMES, get_spec
+from trainfarm.workers.jobs import RunJob, SnapshotRef, StageJob
+from trainfarm.workers.runs import (
+    claim_meta,
+    one_result_per_model,
+    record_run_failure,
+    run_dir,
+)
 
-#: A run slot expires after this many hard time limits, in case a run dies without releasing it.
-_SLOT_LIMITS = 4
-#: A slot whose run is not in the registry yet may belong to a trigger that claimed it a moment ago and is
-#: still writing the run: for this long it is merged into, only afterwards treated as abandoned.
-REGISTER_GRACE_S = 60
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """What `farm retrain` reports for one (symbol, timeframe)."""
-
-    run_id: str
-    symbol: str
-    timeframe: str
-    merged: bool  #: True when an existing run already covered this trigger
-
-
-def slot_ttl_s(settings: FarmSettings) -> int:
-    return _SLOT_LIMITS * settings.load_config().training.task_time_limit_s
-
-
-def claim_run(symbol: str, timeframe: str, reason: str) -> Submitted:
-    """Create a run for (symbol, timeframe) unless one is running; then return that one's id."""
-    settings = get_settings()
-    registry = Registry.open()
-    client = redis_client(settings)
-    try:
-        ttl = slot_ttl_s(settings)
-        for _ in range(3):  # bounded: each pass either claims, merges, or clears one stale holder
-            claim: SlotClaim = claim_slot(client, symbol, timeframe, uuid.uuid4().hex, ttl)
-            if claim.acquired:
-                registry.create_run(symbol, timeframe, reason, run_id=claim.run_id)
-                return Submitted(claim.run_id, symbol, timeframe, merged=False)
-            try:
-                holder_status: str | None = registry.get_run(claim.run_id).status
-            except RunNotFoundError:
-                holder_status = None
-                # Claimed between its SET and its registry insert by a concurrent trigger: not stale yet.
-                age = slot_age_s(client, symbol, timeframe, ttl)
-                if age is not None and age < REGISTER_GRACE_S:
-                    return Submitted(claim.run_id, symbol, timeframe, merged=True)
-            if holder_status is not None and holder_status not in ("succeeded", "failed"):
-                return Submitted(claim.run_id, symbol, timeframe, merged=True)
-            # The holder finished (or never reached the registry) without releasing its slot.
-            release_slot(client, symbol, timeframe, claim.run_id)
-        raise FarmError(f"could not claim a run slot for {symbol} {timeframe}; try again")
-    finally:
-        client.close()
+#: Once a run is here its chord exists: preparing again would launch a second one.
+_LAUNCHED = (RunStatus.TRAINING, RunStatus.META)
 
 
 def abandon_run(job: RunJob, error: str) -> None:
-    """Mark a run failed before any task ran (enqueueing failed) and free its slot."""
-    fail(job, error, model=None)
-
-
-#: Statuses after which preparing again would launch a second chord for the same run.
-_PAST_PREPARE = ("training", "meta", "succeeded", "failed")
-_ENDED = ("succeeded", "failed")
+    """Mark a run failed before any task ran (enqueueing it failed)."""
+    record_run_failure(job.run_id, error, failed_model=None)
 
 
 def prepare(job: RunJob) -> StageJob | None:
-    """Build (or reuse) the run's dataset snapshot and move the run to 'training'.
+    """Build (or reuse) the run's dataset snapshot and pin its config; the caller then launches the chord.
 
-    Returns None when the run is already past this step (a duplicate delivery of the prepare task).
+    Returns None when the run's chord was launched already (a duplicate delivery of the prepare task) or
+    the run has ended. The run stays ``preparing`` until :func:`launched`.
     """
     settings = get_settings()
     config = settings.load_config()
     registry = Registry.open()
-    if registry.get_run(job.run_id).status in _PAST_PREPARE:
+    run = registry.get_run(job.run_id)
+    if run.status.terminal or run.status in _LAUNCHED:
         return None
-    registry.set_run_status(job.run_id, "preparing")
+    registry.set_run_status(job.run_id, RunStatus.PREPARING)
     bars = open_store().load(job.symbol_id())
     snapshot = build_snapshot(
         bars, symbol=job.symbol_id(), timeframe=job.tf(), config=config, root=settings.datasets_dir
     )
+    config_hash = config.config_hash()
     registry.set_run_status(
         job.run_id,
-        "training",
+        RunStatus.PREPARING,
         snapshot_hash=snapshot.content_hash,
         snapshot_path=snapshot.path,
-        config_hash=config.config_hash(),
+        config_hash=config_hash,
     )
-    meta_path = Path(snapshot.path).with_suffix(".json")
-    ref = SnapshotRef(
-        meta_path=str(meta_path), file_sha256=snapshot.file_sha256, content_hash=snapshot.content_hash
+    ref = SnapshotRef.of(
+        Path(snapshot.path).with_suffix(".json"),
+        settings.artifacts_dir,
+        file_sha256=snapshot.file_sha256,
+        content_hash=snapshot.content_hash,
     )
-    return StageJob(run_id=job.run_id, symbol=job.symbol_id(), timeframe=job.tf().value, snapshot=ref)
+    return StageJob(
+        run_id=job.run_id,
+        symbol=job.symbol_id(),
+        timeframe=job.tf().value,
+        snapshot=ref,
+        config_hash=config_hash,
+    )
 
 
-def run_dir(run_id: str) -> Path:
-    """Staging folder of one run (base models and their predictions; never read by bots)."""
-    return get_settings().runs_dir / run_id
+def launched(job: StageJob) -> bool:
+    """Record that the run's chord is under way (``training``); False when the run has ended meanwhile."""
+    return Registry.open().set_run_status(job.run_id, RunStatus.TRAINING)
+
+
+def check_config(job: StageJob) -> None:
+    """Refuse to work on a run prepared with another config than this worker's."""
+    mine = get_settings().load_config().config_hash()
+    if mine != job.config_hash:
+        raise ConfigMismatchError(
+            f"run {job.run_id} was prepared with config {job.config_hash[:12]}, but this worker's config "
+            f"hashes to {mine[:12]}: every worker of a farm must read the same config file "
+            "(FARM_CONFIG_FILE)"
+        )
 
 
 def load_run_snapshot(job: StageJob) -> DatasetSnapshot:
     """The snapshot a stage job names, refusing one whose recorded hash differs from the job's."""
-    snapshot = load_snapshot(Path(job.snapshot.meta_path))
+    meta_path = job.snapshot.resolve(get_settings().artifacts_dir)
+    snapshot = load_snapshot(meta_path)
     if snapshot.file_sha256 != job.snapshot.file_sha256 or snapshot.content_hash != job.snapshot.content_hash:
-        raise DataError("snapshot differs from the one the run was started with", file=job.snapshot.meta_path)
+        raise DataError("snapshot differs from the one the run was started with", file=str(meta_path))
     return snapshot
 
 
-def train_base(job: StageJob, *, threads: int, device: str) -> dict[str, object]:
-    """Train one base model of the run; returns its small JSON reference (the chord header result)."""
+def train_base(
+    job: StageJob,
+    *,
+    threads: int,
+    device: str,
+    time_limit_errors: tuple[type[BaseException], ...] = (),
+) -> dict[str, object]:
+    """Train one base model of the run; returns its small JSON reference (the chord header result).
+
+    ``time_limit_errors`` are the exception types that mean "the task ran out of time" (the task passes
+    Celery's soft time limit): such a failure is recorded as "timed out", naming the configured limit.
+    """
     if job.model is None:
         raise FarmError("train_base needs a model name")
     spec = get_spec(job.model)
+    check_config(job)
     settings = get_settings()
     config = settings.load_config()
     registry = Registry.open()
-    if registry.get_run(job.run_id).status in _ENDED:
-        # The run failed already (another model's error): training this one would only litter.
-        raise FarmError(f"run {job.run_id} has ended; not training {spec.name}")
+    if registry.get_run(job.run_id).status.terminal:
+        # The run ended already (another model's error): training this one would only litter.
+        raise RunEndedError(f"run {job.run_id} has ended; not training {spec.name}")
     worker = socket.gethostname()
     registry.base_started(job.run_id, spec.name, spec.family, spec.effective_device(device), worker)
     started = time.perf_counter()
@@ -166,27 +151,22 @@ def train_base(job: StageJob, *, threads: int, device: str) -> dict[str, object]
             device=device,
             worker=worker,
         )
+    except time_limit_errors:
+        limit = config.training.task_time_limit
+        registry.base_failed(
+            job.run_id, spec.name, f"timed out: the task time limit is {limit} (training.task_time_limit)"
+        )
+        raise
     except Exception as exc:
-        registry.base_failed(job.run_id, spec.name, describe_failure(exc, config.training.task_time_limit))
+        registry.base_failed(job.run_id, spec.name, f"{type(exc).__name__}: {exc}")
         raise
     registry.base_finished(
         job.run_id, spec.name, seconds=time.perf_counter() - started, metrics=result.metrics
     )
-    if registry.get_run(job.run_id).status in _ENDED:
-        # The run failed while this model trained: its errback already cleaned up; do it again.
-        shutil.rmtree(run_dir(job.run_id), ignore_errors=True)
+    if registry.get_run(job.run_id).status.terminal:
+        # The run failed while this model trained: its failure freed the staging folder; do it again.
+        _remove_staging(job.run_id)
     return result.to_json()
-
-
-#: Celery's time-limit exceptions, recognised by name because this module never imports Celery.
-_TIME_LIMIT_ERRORS = ("SoftTimeLimitExceeded", "TimeLimitExceeded")
-
-
-def describe_failure(exc: BaseException, time_limit: str) -> str:
-    """One line for the registry: what failed and why, "timed out" for a task time limit."""
-    if type(exc).__name__ in _TIME_LIMIT_ERRORS:
-        return f"timed out: the task time limit is {time_limit} (training.task_time_limit)"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def stored_result(job: StageJob, model: str) -> dict[str, object] | None:
@@ -202,8 +182,9 @@ def collect_results(job: StageJob, results: Sequence[object]) -> dict[str, BaseM
     """Each base model's result exactly once; models absent from ``results`` come from the run folder.
 
     A duplicated header task can fire the chord body before a model finished (the counter counts the
-    duplicate): such a model is looked up where its task writes it; if it is not there yet the caller
-    retries later. Conflicting duplicates are an error.
+    duplicate): such a model is looked up where its task writes it; if it is not there yet,
+    :class:`MissingHeaderResultError` tells the caller to retry later. Conflicting duplicates are a
+    :class:`HeaderResultError`.
     """
     dicts = [r for r in results if isinstance(r, dict)]
     present = {r.get("model") for r in dicts}
@@ -216,6 +197,11 @@ def collect_results(job: StageJob, results: Sequence[object]) -> dict[str, BaseM
     return {model: BaseModelResult.from_json(data) for model, data in indexed.items()}
 
 
+def meta_guard_ttl_s() -> int:
+    """How long the meta guard of a run is kept: well past the longest a meta task may be retried."""
+    return 4 * get_settings().load_config().training.task_time_limit_s + 86400
+
+
 def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, threads: int) -> str | None:
     """Run the meta stage once per run, then gate: promote or reject. Returns the version id.
 
@@ -224,22 +210,21 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
     """
     from trainfarm.shared.training.meta_stage import build_version
 
-    settings = get_settings()
+    check_config(job)
     registry = Registry.open()
     run = registry.get_run(job.run_id)
-    if run.status in _ENDED:
+    if run.status.terminal:
         if run.version is not None:
             settle(registry.get_version(run.version))
-        finish(job)  # idempotent: frees the slot if this run still holds it
         return run.version
-    client = redis_client(settings)
+    client = redis_client()
     try:
-        if not claim_meta(client, job.run_id, task_id, slot_ttl_s(settings)):
+        if not claim_meta(client, job.run_id, task_id, meta_guard_ttl_s()):
             return None
     finally:
         client.close()
     base = collect_results(job, results)
-    registry.set_run_status(job.run_id, "meta")
+    registry.set_run_status(job.run_id, RunStatus.META)
     champion = registry.get_champion(job.symbol_id(), job.tf().value)
     built = build_version(
         job,
@@ -261,7 +246,7 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
         gate_report=built.gate_report,
     )
     settle(version)
-    finish(job)
+    _remove_staging(job.run_id)
     return built.version
 
 
@@ -291,23 +276,21 @@ def settle(version: VersionRecord) -> None:
     prune(version.symbol, version.timeframe)
 
 
-def finish(job: RunJob) -> None:
-    """Free the run's slot and its staging folder (the pack holds copies of everything kept)."""
-    client = redis_client()
-    try:
-        release_slot(client, job.symbol_id(), job.tf().value, job.run_id)
-    finally:
-        client.close()
-    shutil.rmtree(run_dir(job.run_id), ignore_errors=True)
+def _remove_staging(run_id: str) -> None:
+    """Free the run's staging folder (the pack holds copies of everything kept)."""
+    shutil.rmtree(run_dir(run_id), ignore_errors=True)
 
 
-def fail(job: RunJob, error: str, *, model: str | None) -> None:
-    """Record the run as failed (first error wins) and free its slot; no version is left behind.
+def fail(job: RunJob, error: str, *, model: str | None) -> bool:
+    """Record the run as failed and announce it, once: True for the call that did (first error wins).
 
     A chord error reaches the errback as the body's failure, without the model's name: the failed base
-    model's own record (written by its task before it raised) then names the model and its error.
+    model's own record (written by its task before it raised) then names the model and its error. A run
+    that has ended (it succeeded, or another report came first) is left alone and nothing is announced.
     """
     registry = Registry.open()
+    if registry.get_run(job.run_id).status.terminal:
+        return False
     if model is None:
         failed = sorted(
             (r for r in registry.base_results(job.run_id) if r.status == "failed"),
@@ -315,21 +298,17 @@ def fail(job: RunJob, error: str, *, model: str | None) -> None:
         )
         if failed:
             model, error = failed[0].model, failed[0].error or error
-    registry.fail_run(job.run_id, error, failed_model=model)
-    finish(job)
-    # The registry holds the failure; the events stream is history, not the source of truth.
-    with contextlib.suppress(TransientError):
-        record_failure(registry.get_run(job.run_id))
+    return record_run_failure(job.run_id, error, failed_model=model, registry=registry)
 
 
 __all__ = [
-    "HeaderResultError",
-    "Submitted",
     "abandon_run",
-    "claim_run",
+    "check_config",
     "collect_results",
     "fail",
+    "launched",
     "prepare",
+    "settle",
     "train_base",
     "train_meta",
 ]

@@ -1,8 +1,9 @@
-"""Thin Celery tasks: parse the JSON payload, call :mod:`trainfarm.workers.stages`, return a small JSON reference.
+"""Thin Celery tasks: parse the JSON payload, call :mod:`trainfarm.workers.stages`, return a small reference.
 
-Only :class:`trainfarm.shared.errors.TransientError` is retried (with exponential backoff and jitter); any other
-error fails the task, which fails the chord, whose errback marks the run failed with the model and the
-error. No task trains or loads a model at import time: the ML libraries load inside pool processes only.
+Only :class:`~trainfarm.shared.errors.TransientError` is retried (with exponential backoff and jitter); any
+other error fails the task, which fails the chord, whose errback marks the run failed with the model and
+the error. No task trains or loads a model at import time: the ML libraries load inside pool processes
+only. No call site names a queue: :mod:`trainfarm.workers.routing` decides.
 """
 
 from __future__ import annotations
@@ -10,18 +11,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task, chord, signals
+from celery import Task, chord, group, signals
 from celery.exceptions import SoftTimeLimitExceeded
-
-from trainfarm.workers import stages as pipeline
+from kombu.exceptions import OperationalError as BrokerOperationalError
 from trainfarm.shared.connections import redis_client
-from trainfarm.shared.errors import FarmError, TransientError
-from trainfarm.workers.jobs import RunJob, StageJob
-from trainfarm.workers.runs import count_delivery
+from trainfarm.shared.errors import (
+    BrokerUnavailableError,
+    MissingHeaderResultError,
+    PoisonMessageError,
+    RunEndedError,
+    StageTimeoutError,
+    TransientError,
+)
 from trainfarm.shared.settings import get_settings
-from trainfarm.shared.zoo import MODEL_NAMES, get_spec, queue_for
+from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
+from trainfarm.workers import stages
 from trainfarm.workers.celery_app import app
+from trainfarm.workers.jobs import RunJob, StageJob
+from trainfarm.workers.runs import Submitted, claim_run, count_delivery
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +43,6 @@ def _remember_concurrency(sender: Any = None, **_: Any) -> None:
     concurrency = getattr(sender, "concurrency", None)
     if isinstance(concurrency, int) and concurrency > 0:
         _worker_concurrency = concurrency
-
-
-class PoisonMessageError(FarmError):
-    """A task was delivered more often than ``max_deliveries``: its worker keeps dying on it.
-
-    Handled by: the task's chord errback, which fails the run; the message is not redelivered again.
-    """
 
 
 class FarmTask(Task):  # type: ignore[misc]
@@ -87,34 +88,36 @@ def _device(task: Task) -> str:
 def prepare_run(self: FarmTask, payload: dict[str, Any]) -> dict[str, Any]:
     """Build the run's dataset snapshot, then fan out chord(train_base x 8, train_meta)."""
     job = RunJob.model_validate(payload)
-    self.guard_delivery()
     try:
-        stage = pipeline.prepare(job)
+        self.guard_delivery()
+        stage = stages.prepare(job)
     except TransientError:
         raise
     except Exception as exc:
-        pipeline.fail(job, f"{type(exc).__name__}: {exc}", model=None)
+        stages.fail(job, f"{type(exc).__name__}: {exc}", model=None)
         raise
-    if stage is None:  # a duplicate delivery: the chord of this run is already under way
+    if stage is None:  # a duplicate delivery: the chord of this run is under way, or the run has ended
         return {"run_id": job.run_id, "duplicate": True}
+    # Launch first, then record it: a prepare that dies in between is redelivered and launches again.
     launch_chord(stage)
+    stages.launched(stage)
     return stage.model_dump(mode="json")
 
 
 def launch_chord(stage: StageJob) -> None:
-    """chord(group(train_base for each model), train_meta), with run_failed as errback."""
-    gpu = get_settings().gpu_workers
+    """chord(group(train_base for each model), train_meta), with run_failed as errback.
+
+    Every id is deterministic (``<run>-<model>``, ``<run>-header``, ``<run>-meta``), so a duplicate of any
+    message is recognisable as one, and the reaper finds a run's messages by its id.
+    """
     payload = stage.model_dump(mode="json")
-    header = [
-        train_base.signature(
-            args=({**payload, "model": model},),
-            queue=queue_for(get_spec(model), gpu),
-            # Deterministic ids: a duplicate of a header task is recognisable as one.
-            task_id=f"{stage.run_id}-{model}",
-        )
-        for model in MODEL_NAMES
-    ]
-    body = train_meta.signature(args=(payload,), queue="meta", task_id=f"{stage.run_id}-meta")
+    header = group(
+        [
+            train_base.signature(args=({**payload, "model": model},), task_id=f"{stage.run_id}-{model}")
+            for model in MODEL_NAMES
+        ]
+    ).set(task_id=f"{stage.run_id}-header")
+    body = train_meta.signature(args=(payload,), task_id=f"{stage.run_id}-meta")
     errback = run_failed.signature(args=(payload,))
     chord(header, body).on_error(errback).apply_async()
 
@@ -125,10 +128,14 @@ def train_base(self: FarmTask, payload: dict[str, Any]) -> dict[str, object]:
     job = StageJob.model_validate(payload)
     self.guard_delivery()
     try:
-        return pipeline.train_base(job, threads=_threads(), device=_device(self))
-    except SoftTimeLimitExceeded as exc:
+        return stages.train_base(
+            job, threads=_threads(), device=_device(self), time_limit_errors=(SoftTimeLimitExceeded,)
+        )
+    except SoftTimeLimitExceeded:
         limit = get_settings().load_config().training.task_time_limit
-        raise FarmError(f"base model {job.model} {pipeline.describe_failure(exc, limit)}") from None
+        raise StageTimeoutError(
+            f"base model {job.model} timed out: the task time limit is {limit} (training.task_time_limit)"
+        ) from None
 
 
 @app.task(bind=True, base=FarmTask, name="farm.train_meta", max_retries=40)
@@ -137,9 +144,9 @@ def train_meta(self: FarmTask, results: list[Any], payload: dict[str, Any]) -> d
     job = StageJob.model_validate(payload)
     self.guard_delivery()
     try:
-        version = pipeline.train_meta(job, results, task_id=self.request.id, threads=_threads())
-    except pipeline.HeaderResultError as exc:
-        if "missing" in str(exc) and self.request.retries < self.max_retries:
+        version = stages.train_meta(job, results, task_id=self.request.id, threads=_threads())
+    except MissingHeaderResultError as exc:
+        if self.request.retries < self.max_retries:
             # Fired early by a duplicated header task: wait for the model still training.
             raise self.retry(countdown=15, exc=exc) from exc
         raise
@@ -148,27 +155,31 @@ def train_meta(self: FarmTask, results: list[Any], payload: dict[str, Any]) -> d
 
 @app.task(name="farm.run_failed")
 def run_failed(request: Any, exc: BaseException, traceback: Any, payload: dict[str, Any]) -> None:
-    """Errback of the chord: record the failure (model and error) and free the run's slot."""
+    """Errback of the chord: record the failure (model and error) once; a late task's complaint is ignored."""
+    if isinstance(exc, RunEndedError):
+        return
     job = StageJob.model_validate(payload)
     model: str | None = None
     args = getattr(request, "args", None) or ()
     if args and isinstance(args[0], dict) and isinstance(args[0].get("model"), str):
         model = args[0]["model"]
-    log.warning("run %s failed (model %s): %s", job.run_id, model, exc)
-    pipeline.fail(job, f"{type(exc).__name__}: {exc}", model=model)
+    if stages.fail(job, f"{type(exc).__name__}: {exc}", model=model):
+        log.warning("run %s failed (model %s): %s", job.run_id, model, exc)
 
 
-def submit_retrain(symbol: str, timeframe: str, reason: str) -> pipeline.Submitted:
-    """Claim the (symbol, timeframe) slot and enqueue the run; merged triggers return the running run."""
-    submitted = pipeline.claim_run(symbol, timeframe, reason)
+def submit_retrain(symbol: str, timeframe: str, reason: str) -> Submitted:
+    """Claim the market's active run and enqueue it; a trigger that finds one under way gets that one."""
+    submitted = claim_run(symbol, timeframe, reason)
     if submitted.merged:
         return submitted
-    job = RunJob(run_id=submitted.run_id, symbol=symbol, timeframe=timeframe)
+    job = RunJob(run_id=submitted.run_id, symbol=submitted.symbol, timeframe=submitted.timeframe)
     try:
+        # ignore_result: the registry tracks the run; without it, a long-lived submitter (beat, a bot's
+        # trigger) would keep a result subscription open per run it ever enqueued.
         prepare_run.apply_async(
-            args=(job.model_dump(mode="json"),), queue="control", task_id=f"{submitted.run_id}-prepare"
+            args=(job.model_dump(mode="json"),), task_id=f"{submitted.run_id}-prepare", ignore_result=True
         )
-    except Exception as exc:  # broker down: the run must not stay 'queued' forever
-        pipeline.abandon_run(job, f"could not enqueue: {exc}")
-        raise
+    except BrokerOperationalError as exc:  # broker down: the run must not stay 'queued' forever
+        stages.abandon_run(job, f"could not enqueue: {exc}")
+        raise BrokerUnavailableError(f"could not enqueue the run of {symbol} {timeframe}: {exc}") from exc
     return submitted

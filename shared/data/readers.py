@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
-
 from trainfarm.shared.errors import DataError
 
 #: Output columns, in order.

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
 from trainfarm.shared.atomicio import atomic_write_bytes, atomic_write_text, sha256_file
 from trainfarm.shared.data.gaps import Gap, find_gaps
 from trainfarm.shared.data.readers import BAR_COLUMNS, VALUE_COLUMNS, read_bars
@@ -318,9 +317,9 @@ class BarStore:
         """Bars of ``symbol`` at ``timeframe`` whose 5m bars lie in [start, end) (zone-aware datetimes).
 
         5m bars come back with date, open, high, low, close, volume; other timeframes are resampled
-        (see :mod:`trainfarm.shared.data.resample`) and add ``bars``, the number of 5m bars inside each bar; buckets
-        cut by ``start``/``end`` or by the data's ends are dropped. Raises :class:`DataNotFoundError` for
-        a symbol the store does not hold.
+        (see :mod:`trainfarm.shared.data.resample`) and add ``bars``, the number of 5m bars inside each bar;
+        buckets cut by ``start``/``end`` or by the data's ends are dropped. Raises :class:`DataNotFoundError`
+        for a symbol the store does not hold.
         """
         bars = self._read_stored(self._data_path(symbol))
         if start is not None:

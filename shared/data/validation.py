@@ -1,7 +1,7 @@
 """Validation of 5-minute OHLCV bars, before anything reaches the bar store.
 
-A frame from :func:`trainfarm.shared.data.readers.read_bars` is checked against these rules, in this order within a
-row:
+A frame from :func:`trainfarm.shared.data.readers.read_bars` is checked against these rules, in this order
+within a row:
 
 1. no missing values: no null in any column, no NaN or infinity in open, high, low, close, volume;
 2. open, high, low and close are positive (> 0);
@@ -15,10 +15,10 @@ row:
 10. at least ``min_rows`` rows.
 
 The first problem in file order is reported (the earliest row that breaks any rule; within a row, the
-first rule above), as a :class:`~trainfarm.shared.errors.DataError` naming the file, the column and the 1-based data
-row (header excluded) with the bar's timestamp, so a person can open the file and fix that line. Too few
-rows is checked last, as it is a fact about the whole file. Nothing is repaired or dropped here: a file
-that breaks a rule is refused whole.
+first rule above), as a :class:`~trainfarm.shared.errors.DataError` naming the file, the column and the
+1-based data row (header excluded) with the bar's timestamp, so a person can open the file and fix that line.
+Too few rows is checked last, as it is a fact about the whole file. Nothing is repaired or dropped here: a
+file that breaks a rule is refused whole.
 
 All rules are polars expressions evaluated in one pass, so a 400k-row file validates in milliseconds.
 """
@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
-
 from trainfarm.shared.errors import DataError
 from trainfarm.shared.timeframes import BASE_TIMEFRAME
 
@@ -136,8 +135,8 @@ _RULES = _rules()
 def validate_bars(bars: pl.DataFrame, *, file: str, min_rows: int) -> None:
     """Raise :class:`DataError` for the first rule (see the module docstring) that ``bars`` breaks.
 
-    ``bars`` has the columns of :func:`trainfarm.shared.data.readers.read_bars` in the file's row order; ``file``
-    is the name used in the message; ``min_rows`` is the fewest rows a file may have.
+    ``bars`` has the columns of :func:`trainfarm.shared.data.readers.read_bars` in the file's row order;
+    ``file`` is the name used in the message; ``min_rows`` is the fewest rows a file may have.
     """
     if bars.height:
         # Row index of each rule's first offending row, all rules in one pass over the frame.

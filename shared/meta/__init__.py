@@ -1,6 +1,7 @@
 """The meta stage: stack base-model probabilities, train the meta-learner, calibrate.
 
-* :mod:`trainfarm.shared.meta.stacking` -- the 55 meta-features (re-exported from :mod:`trainfarm_client.stacking`);
+* :mod:`trainfarm.shared.meta.stacking` -- the 55 meta-features (re-exported from
+  :mod:`trainfarm_client.stacking`);
 * :mod:`trainfarm.shared.meta.learner` -- the LightGBM meta-learner with time-ordered early stopping;
 * :mod:`trainfarm.shared.meta.calibration` -- per-class isotonic calibration, stored as JSON thresholds.
 

@@ -33,6 +33,7 @@ from trainfarm.shared.registry.store import (
 )
 
 __all__ = [
+    "ActiveRunExistsError",
     "AmbiguousRunIdError",
     "BaseResultRecord",
     "BaseStatus",

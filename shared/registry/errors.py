@@ -34,6 +34,22 @@ class RegistryConflictError(RegistryError):
     """
 
 
+class ActiveRunExistsError(RegistryConflictError):
+    """A market already has an active run: the database holds at most one per (symbol, timeframe).
+
+    Carries ``run_id``, the active run. Handled by: :meth:`Registry.claim_run`, whose callers (CLI, beat,
+    triggers) merge into that run instead of starting a second one.
+    """
+
+    def __init__(self, message: str, run_id: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+    def __reduce__(self) -> tuple[type[ActiveRunExistsError], tuple[str, str]]:
+        # Survives pickling (process pools, test workers) with its run id.
+        return (type(self), (str(self), self.run_id))
+
+
 class PromotionRefusedError(RegistryConflictError):
     """A promotion, rollback or rejection that the versions' states forbid (a rejected or pruned version
     promoted by the gates, the champion rejected, the champion changed while a rollback was prepared).

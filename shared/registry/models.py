@@ -61,6 +61,10 @@ class RunStatus(StrEnum):
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 
+#: SQL condition of an active (not yet ended) run; the partial unique index on runs uses it.
+ACTIVE_RUN_WHERE = "status NOT IN ('succeeded', 'failed')"
+
+
 class BaseStatus(StrEnum):
     """State of one base model's training inside a run."""
 
@@ -146,6 +150,17 @@ class Run(Base):
         Index(None, "symbol", "timeframe", "created_at"),
         # A run is never "succeeded" without the version it produced (add_version sets both at once).
         CheckConstraint("status <> 'succeeded' OR version IS NOT NULL", name="succeeded_has_version"),
+        # At most one active run per (symbol, timeframe), enforced by the database (migration 0003): the
+        # registry is the one source of truth for "a run of this market is under way", however long the
+        # run waits in a queue. Triggers that lose the insert merge into the active run.
+        Index(
+            "uq_runs_one_active",
+            "symbol",
+            "timeframe",
+            unique=True,
+            sqlite_where=text(ACTIVE_RUN_WHERE),
+            postgresql_where=text(ACTIVE_RUN_WHERE),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -1,7 +1,7 @@
 """The champion half of the registry: promote, reject, roll back, promotion history and retention.
 
-:class:`PromotionsMixin` is mixed into :class:`trainfarm.shared.registry.Registry`; it lives here to keep each module
-readable. Every method is one transaction and returns frozen records.
+:class:`PromotionsMixin` is mixed into :class:`trainfarm.shared.registry.Registry`; it lives here to keep each
+module readable. Every method is one transaction and returns frozen records.
 
 Transaction design
 ------------------
@@ -11,8 +11,8 @@ what it decides on under that lock:
 * PostgreSQL: ``SELECT ... FOR UPDATE`` over the market's versions, ordered by id, so two lockers queue in
   the same order instead of deadlocking. Rows are re-read fresh after the wait (READ COMMITTED).
 * SQLite: the write transaction already began with ``BEGIN IMMEDIATE`` (see
-  :mod:`trainfarm.shared.registry.migrations`), which holds the database's one write lock; ``FOR UPDATE`` renders
-  as nothing there.
+  :mod:`trainfarm.shared.registry.migrations`), which holds the database's one write lock; ``FOR UPDATE``
+  renders as nothing there.
 
 So two workers promoting two candidates at once are serialised: the second sees the first's champion and
 demotes it, and the history row it writes names that champion as ``from_version``. The old champion is
@@ -35,7 +35,6 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-
 from trainfarm.shared.registry.errors import (
     NoChampionError,
     PromotionRefusedError,

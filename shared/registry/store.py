@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import URL, ColumnElement, Engine, func, make_url, select
+from sqlalchemy import URL, ColumnElement, Engine, func, make_url, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-
 from trainfarm.shared.errors import FarmError
 from trainfarm.shared.registry.errors import (
+    ActiveRunExistsError,
     AmbiguousRunIdError,
     NoChampionError,
     PromotionRefusedError,
@@ -34,6 +34,7 @@ from trainfarm.shared.registry.errors import (
 )
 from trainfarm.shared.registry.migrations import SQLITE_BEGIN, create_registry_engine, migrate, shared_engine
 from trainfarm.shared.registry.models import (
+    ACTIVE_RUN_WHERE,
     BaseResult,
     BaseResultRecord,
     BaseStatus,
@@ -132,7 +133,11 @@ class Registry(PromotionsMixin):
     def create_run(
         self, symbol: str, timeframe: Timeframe | str, reason: str, *, run_id: str | None = None
     ) -> RunRecord:
-        """Record a queued run; with an explicit ``run_id`` that exists already, return that run."""
+        """Record a queued run; with an explicit ``run_id`` that exists already, return that run.
+
+        Raises :class:`ActiveRunExistsError` (naming the active run) when the market already has an
+        active run: the database holds at most one per (symbol, timeframe). :meth:`claim_run` merges.
+        """
         sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe).value
         rid = run_id or uuid4().hex
         if not _RUN_ID.fullmatch(rid):
@@ -149,12 +154,47 @@ class Registry(PromotionsMixin):
             try:
                 existing = self.get_run(rid)
             except RunNotFoundError:
-                raise exc from None  # not an id clash: some other constraint refused the row
+                active = self.active_run(sym, tf)
+                if active is not None:
+                    raise ActiveRunExistsError(
+                        f"{sym} {tf} already has an active run, {active.id} ({active.status})",
+                        run_id=active.id,
+                    ) from None
+                raise exc from None  # not an id clash nor an active run: some other constraint refused it
             if (existing.symbol, existing.timeframe) != (sym, tf):
                 raise RegistryConflictError(
                     f"run id {rid} belongs to {existing.symbol} {existing.timeframe}, not {sym} {tf}"
                 ) from None
             return existing
+
+    def claim_run(
+        self, symbol: str, timeframe: Timeframe | str, reason: str, *, run_id: str | None = None
+    ) -> tuple[RunRecord, bool]:
+        """The market's active run: a new queued one (``True``) unless one is active already (``False``).
+
+        Atomic across processes: the unique index on active runs lets exactly one concurrent claimer
+        insert; the others get the winner's run.
+        """
+        sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe).value
+        for _ in range(5):  # bounded: each pass inserts, or finds an active run, or saw one end meanwhile
+            try:
+                return self.create_run(sym, tf, reason, run_id=run_id), True
+            except ActiveRunExistsError as exc:
+                try:
+                    run = self.get_run(exc.run_id)
+                except RunNotFoundError:
+                    continue
+                if not run.status.terminal:
+                    return run, False
+        raise RegistryConflictError(f"could not claim a run of {sym} {tf}: runs keep starting and ending")
+
+    def active_run(self, symbol: str, timeframe: Timeframe | str) -> RunRecord | None:
+        """The market's run that has not ended yet, if any (the database allows at most one)."""
+        sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe).value
+        stmt = select(Run).where(Run.symbol == sym, Run.timeframe == tf, text(ACTIVE_RUN_WHERE))
+        with self._session(write=False) as s:
+            row = s.scalars(stmt).first()
+            return RunRecord.from_row(row) if row is not None else None
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with exactly this id; raises :class:`RunNotFoundError`."""

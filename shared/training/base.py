@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-
 from trainfarm.shared.atomicio import atomic_write, atomic_write_text, sha256_file
 from trainfarm.shared.config import SplitParams, TrainingParams
 from trainfarm.shared.dataset import DatasetSnapshot

@@ -20,7 +20,6 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-
 import trainfarm.shared
 from trainfarm.shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
 from trainfarm.shared.atomicio import sha256_file
@@ -54,7 +53,8 @@ class BuiltVersion:
     path: Path
     manifest_sha256: str
     metrics: dict[str, object]
-    #: :meth:`trainfarm.shared.gates.GateReport.to_json` of the candidate: promote only when ``["passed"]`` is true.
+    #: :meth:`trainfarm.shared.gates.GateReport.to_json` of the candidate: promote only when ``["passed"]`` is
+    #: true.
     gate_report: dict[str, object] | None = None
 
 
@@ -117,10 +117,11 @@ def build_version(
     the run's pack already written (it died before registering it) reuses that pack instead of leaving
     an orphan beside a second one.
 
-    ``champion`` is the current champion (a loaded :class:`trainfarm.shared.predictor.Predictor`, or a zero-argument
-    loader of one) or None when there is none. The candidate is gated (:mod:`trainfarm.shared.gates`) against it on
-    the same test rows; the report goes into the manifest and :attr:`BuiltVersion.gate_report`. A champion
-    that fails to load or predict fails the report's ``champion_scored`` check instead of the run.
+    ``champion`` is the current champion (a loaded :class:`trainfarm.shared.predictor.Predictor`, or a
+    zero-argument loader of one) or None when there is none. The candidate is gated
+    (:mod:`trainfarm.shared.gates`) against it on the same test rows; the report goes into the manifest and
+    :attr:`BuiltVersion.gate_report`. A champion that fails to load or predict fails the report's
+    ``champion_scored`` check instead of the run.
     """
     settings = get_settings()
     version_id = new_version_id(run_created_at, job.run_id)
@@ -162,7 +163,8 @@ def build_version(
     cal_probs = calibrator.transform(meta.predict_proba(stacked("calibration")))
     per_year = periods_per_year(timeframe.minutes)
     profile = config.gates.profile
-    # p* must leave room for the gates' signal floors, with a margin (see trainfarm.shared.gates.p_star_floors).
+    # p* must leave room for the gates' signal floors, with a margin (see
+    # trainfarm.shared.gates.p_star_floors).
     floor_signals, floor_share = p_star_floors(params.gates, profile, scoring.min_signals)
     p_star = choose_p_star(
         cal_probs,

@@ -103,11 +103,6 @@ def get_spec(name: str) -> ModelSpec:
         raise ConfigError(f"unknown base model {name!r}; valid models: {', '.join(MODEL_NAMES)}") from None
 
 
-def queue_for(spec: ModelSpec, gpu_available: bool) -> str:
-    """Celery queue of ``spec``: "gpu" when it can use a GPU and the farm has GPU workers, else "cpu"."""
-    return "gpu" if spec.gpu_capable and gpu_available else "cpu"
-
-
 def family(spec: ModelSpec) -> Family:
     """The family module of ``spec``, imported now (see the module docstring for why not earlier)."""
     module = importlib.import_module(f"trainfarm.shared.zoo.{spec.family}_family")
@@ -124,7 +119,6 @@ __all__ = [
     "ModelSpec",
     "family",
     "get_spec",
-    "queue_for",
     "threads_per_task",
 ]
 

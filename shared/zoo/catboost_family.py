@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from catboost import CatBoostClassifier
-
 from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     Device,
@@ -22,6 +21,7 @@ from trainfarm.shared.zoo.spec import (
     check_fit_inputs,
     merge_params,
 )
+
 from trainfarm_client.models import load_catboost, predict_catboost
 
 

@@ -1,8 +1,8 @@
 """What a base model is: a declaration (:class:`ModelSpec`) and the interface every family implements.
 
-A family module (``trainfarm.shared.zoo.<family>_family``) wraps one library behind five functions, so the training
-code never branches on the library: :func:`build_params` (the exact library parameters a fit would use,
-testable without training or a GPU), ``fit``, ``predict_proba``, ``save`` and ``load``. The modules are
+A family module (``trainfarm.shared.zoo.<family>_family``) wraps one library behind five functions, so the
+training code never branches on the library: :func:`build_params` (the exact library parameters a fit would
+use, testable without training or a GPU), ``fit``, ``predict_proba``, ``save`` and ``load``. The modules are
 plain modules, typed against :class:`Family`.
 """
 
@@ -16,7 +16,6 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
-
 from trainfarm.shared.config import ParamValue
 
 # One implementation, in the bot client (its model predictors use it); the families import it from here.

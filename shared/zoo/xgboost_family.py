@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import xgboost as xgb
-
 from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     N_CLASSES,
@@ -23,6 +22,7 @@ from trainfarm.shared.zoo.spec import (
     check_fit_inputs,
     merge_params,
 )
+
 from trainfarm_client.models import load_xgboost, predict_xgboost
 
 #: Not a booster parameter: taken out of the merged params and passed to ``xgb.train``.

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from tests.integration.conftest import SYMBOL, TF, Farm, start_farm
 from trainfarm.workers.processes import wait_for
+
+from tests.integration.farms import SYMBOL, TF, Farm, start_farm
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +66,46 @@ def test_killed_pool_process_gets_its_task_redelivered(seconds_model_farm: Farm)
     assert "WorkerLostError" in log or "Process 'ForkPoolWorker" in log
     results = {r.model: r for r in reg.base_results(run_id)}
     assert results["lgbm_gbdt"].status == "succeeded"
+    # The killed task really ran twice: its delivery counter saw both starts.
+    assert _deliveries(f"{run_id}-lgbm_gbdt") == 2
+    assert len(reg.list_versions(SYMBOL, TF)) == 1
+
+
+def _deliveries(task_id: str) -> int:
+    from trainfarm.shared.connections import redis_client
+    from trainfarm.workers.runs import deliveries
+
+    client = redis_client()
+    try:
+        return deliveries(client, task_id)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def dies_before_launch_farm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_dir: Path
+) -> Iterator[tuple[Farm, Path]]:
+    """A farm whose worker's first prepare task dies right before launching its chord."""
+    marker = tmp_path / "killed-before-launch"
+    for farm in start_farm(tmp_path, monkeypatch, sample_dir, "embedded", start=False):
+        farm.workers[0].app = "tests.integration.apps.dies_before_launch"
+        farm.workers[0].env["TRAINFARM_TEST_KILL_MARKER"] = str(marker)
+        farm.workers[0].start()
+        yield farm, marker
+
+
+def test_a_worker_dying_between_prepare_and_chord_launch_does_not_strand_the_run(
+    dies_before_launch_farm: tuple[Farm, Path],
+) -> None:
+    from trainfarm.workers.tasks import submit_retrain
+
+    farm, marker = dies_before_launch_farm
+    run_id = submit_retrain(SYMBOL, TF, "dies before launch").run_id
+    assert farm.wait_run(run_id) == "succeeded", farm.workers[0].log()[-4000:]
+    assert marker.read_text() == run_id  # the fault did fire, in this run's prepare task
+    assert _deliveries(f"{run_id}-prepare") == 2  # killed once, delivered again, went through
+    assert len(farm.registry().list_versions(SYMBOL, TF)) == 1
 
 
 @pytest.fixture
@@ -78,7 +118,7 @@ def test_cli_retrain_wait_reports_and_exits_by_outcome(embedded_farm: Farm) -> N
     cmd = [
         sys.executable,
         "-c",
-        "from trainfarm.cli.run_cmds import main; main()",
+        "from trainfarm.cli.app import main; main()",
         "retrain",
         "btc/usdt",
         "-t",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-
 from trainfarm.shared.artifacts import read_manifest
+from trainfarm.shared.connections import redis_client
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.zoo import MODEL_NAMES
-from tests.integration.conftest import SYMBOL, TF, Farm
 from trainfarm.workers.processes import wait_for
+
+from tests.integration.farms import SYMBOL, TF, Farm
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +47,7 @@ def test_full_run_trains_eight_models_and_writes_a_verified_pack(farm: Farm) -> 
     predictor.self_check()  # rebuilds features -> 8 base models -> 55 features -> meta -> calibration
     assert not list(pack.parent.glob(".staging-*"))
     assert not (get_settings().runs_dir / run.id).exists()
-    # The slot is free again: a new trigger makes a new run.
+    # The market is free again: a new trigger makes a new run.
     assert submit_retrain(SYMBOL, TF, "after").run_id != run.id
 
 
@@ -64,29 +66,37 @@ def test_failing_base_model_fails_the_run_through_the_errback(failing_farm: Farm
     # Models still training when the run failed clean up after themselves.
     staging = get_settings().runs_dir / run.id
     wait_for(lambda: not staging.exists(), 120, "staging folder removed", failing_farm.workers[0])
-    assert submit_retrain(SYMBOL, TF, "after failure").run_id != run.id  # slot released
+    assert submit_retrain(SYMBOL, TF, "after failure").run_id != run.id  # the market is free again
+    # The errback ran for the failing header task and for the chord: the failure is announced once.
+    client = redis_client()
+    try:
+        events = [json.loads(f["data"]) for _, f in client.xrange("farm:events") if f["event"] == "failed"]
+    finally:
+        client.close()
+    assert [e["run_id"] for e in events] == [run.id]
 
 
 def test_duplicated_header_task_makes_one_meta_stage(farm: Farm) -> None:
     from celery import chord
-
-    from trainfarm.workers import stages as pipeline
+    from trainfarm.workers import stages
     from trainfarm.workers.jobs import RunJob
+    from trainfarm.workers.runs import claim_run
     from trainfarm.workers.tasks import train_base, train_meta
 
-    claimed = pipeline.claim_run(SYMBOL, TF, "duplicate header test")
-    stage = pipeline.prepare(RunJob(run_id=claimed.run_id, symbol=SYMBOL, timeframe=TF))
+    claimed = claim_run(SYMBOL, TF, "duplicate header test")
+    stage = stages.prepare(RunJob(run_id=claimed.run_id, symbol=SYMBOL, timeframe=TF))
     assert stage is not None
     payload = stage.model_dump(mode="json")
     header = [
-        train_base.signature(args=({**payload, "model": m},), queue="cpu", task_id=f"{stage.run_id}-{m}")
+        train_base.signature(args=({**payload, "model": m},), task_id=f"{stage.run_id}-{m}")
         for m in MODEL_NAMES
     ]
     header.append(header[0].clone())  # the same task, delivered twice
-    body = train_meta.signature(args=(payload,), queue="meta", task_id=f"{stage.run_id}-meta")
+    body = train_meta.signature(args=(payload,), task_id=f"{stage.run_id}-meta")
     chord(header, body).apply_async()
+    stages.launched(stage)
     assert farm.wait_run(stage.run_id) == "succeeded", farm.workers[0].log()[-4000:]
     # The body delivered once more (as a duplicated header can cause) must not make a second version.
-    again = train_meta.apply_async(args=([], payload), queue="meta", task_id=f"{stage.run_id}-meta-dup")
+    again = train_meta.apply_async(args=([], payload), task_id=f"{stage.run_id}-meta-dup")
     assert again.get(timeout=120)["version"] == farm.registry().get_run(stage.run_id).version
     assert len(farm.registry().list_versions(SYMBOL, TF)) == 1

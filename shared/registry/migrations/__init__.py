@@ -30,7 +30,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import Pool, StaticPool
-
 from trainfarm.shared.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
@@ -67,7 +66,9 @@ def _ensure_wal(cursor: Any) -> None:
                 cursor.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            # "database is locked" is SQLITE_BUSY (by its error code, not its message text).
+            busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
 

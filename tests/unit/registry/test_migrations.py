@@ -16,7 +16,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Integer, MetaData, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
-
 from trainfarm.shared.registry import Registry, create_registry_engine, upgrade
 from trainfarm.shared.registry.migrations import (
     MIGRATIONS_DIR,
@@ -41,8 +40,8 @@ def schema_diffs(url: str, metadata: MetaData = Base.metadata) -> list[object]:
 
 def test_the_package_ships_one_linear_history_and_its_template() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
-    assert [s.revision for s in scripts.walk_revisions()] == ["0002", "0001"]
-    assert head_revision() == "0002"
+    assert [s.revision for s in scripts.walk_revisions()] == ["0003", "0002", "0001"]
+    assert head_revision() == "0003"
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
 
 
@@ -184,7 +183,7 @@ def test_sqlite_file_is_usable_by_plain_sqlalchemy_after_migration(tmp_path: Pat
     upgrade(url)
     engine = create_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
     engine.dispose()
 
 
@@ -195,7 +194,8 @@ def _worker(url: str, index: int) -> list[str]:
     """A freshly started worker process: open (and race to migrate) the registry, then write at once."""
     registry = Registry.open(url)
     registry.create_run("BTC_USDT", "1h", "shared", run_id=SHARED_RUN)  # every process creates it
-    rid = registry.create_run("BTC_USDT", "1h", f"process {index}").id
+    # One market per process: a market has at most one active run.
+    rid = registry.create_run(f"P{index}_USDT", "1h", f"process {index}").id
     registry.set_run_status(rid, "training")
     for model in ("m0", "m1", "m2"):
         registry.base_started(rid, model, "family", "cpu", f"w{index}")
@@ -204,6 +204,7 @@ def _worker(url: str, index: int) -> list[str]:
     return [r.model for r in registry.base_results(rid)]
 
 
+@pytest.mark.slow  # starts four worker processes, each a fresh interpreter
 def test_worker_processes_open_a_fresh_database_and_write_at_once(db_url: str) -> None:
     with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(_worker, [db_url] * 6, range(6)))

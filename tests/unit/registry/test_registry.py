@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, StatementError
-from typer.testing import CliRunner
-
 from trainfarm.shared.errors import FarmError
 from trainfarm.shared.registry import (
     AmbiguousRunIdError,
@@ -22,43 +19,15 @@ from trainfarm.shared.registry import (
     RunNotFoundError,
     RunStatus,
     VersionNotFoundError,
-    create_registry_engine,
     metric,
 )
 from trainfarm.shared.registry import models as m
 from trainfarm.shared.settings import get_settings
+from typer.testing import CliRunner
 
-T = TypeVar("T")
+from tests.concurrency import in_threads, on_own_engine
+
 SHA = "ab" * 32
-
-
-def in_threads(count: int, work: Callable[[int], T]) -> list[T]:
-    """Run ``work(i)`` in ``count`` threads released together; re-raise the first error."""
-    barrier = threading.Barrier(count)
-    results: list[T | None] = [None] * count
-    errors: list[BaseException] = []
-
-    def target(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except BaseException as exc:  # collected, re-raised in the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    if errors:
-        raise errors[0]
-    return [r for r in results if r is not None]
-
-
-def on_own_engine(url: str, work: Callable[[Registry], T]) -> T:
-    """``work`` on a registry with its own engine (own connections), as a separate worker process has."""
-    with Registry(create_registry_engine(url)) as registry:
-        return work(registry)
 
 
 def add_version(registry: Registry, run_id: str, version: str, **metrics: Any) -> m.VersionRecord:
@@ -155,7 +124,9 @@ def test_the_schema_refuses_a_succeeded_run_without_a_version(
 
 
 def test_list_runs_newest_first_with_filters(registry: Registry, new_run: Callable[..., str]) -> None:
-    ids = [new_run("BTC_USDT", "1h"), new_run("ETH_USDT", "1h"), new_run("BTC_USDT", "24h"), new_run()]
+    first = new_run("BTC_USDT", "1h")
+    registry.fail_run(first, "ended, so that its market can run again")
+    ids = [first, new_run("ETH_USDT", "1h"), new_run("BTC_USDT", "24h"), new_run()]
     assert [r.id for r in registry.list_runs()] == ids[::-1]
     assert [r.id for r in registry.list_runs(symbol="btc/usdt")] == [ids[3], ids[2], ids[0]]
     assert [r.id for r in registry.list_runs(timeframe="1d")] == [ids[2]]
@@ -165,7 +136,7 @@ def test_list_runs_newest_first_with_filters(registry: Registry, new_run: Callab
 
 def test_find_run_by_unique_prefix(registry: Registry) -> None:
     a = registry.create_run("BTC_USDT", "1h", "forced", run_id="abc1" + "0" * 28).id
-    registry.create_run("BTC_USDT", "1h", "forced", run_id="abc2" + "0" * 28)
+    registry.create_run("ETH_USDT", "1h", "forced", run_id="abc2" + "0" * 28)
     assert registry.find_run("ABC1").id == a
     assert registry.find_run(a).id == a
     with pytest.raises(AmbiguousRunIdError):
@@ -318,12 +289,12 @@ def test_add_version_is_one_transaction(
 def test_add_version_refuses_another_market_or_a_taken_id(
     registry: Registry, new_run: Callable[..., str]
 ) -> None:
-    rid, other = new_run(), new_run()
+    rid, other = new_run(), new_run("BTC_USDT", "24h")
     with pytest.raises(RegistryConflictError, match="trains BTC_USDT 1h"):
         registry.add_version("v", "ETH_USDT", "1h", rid, metrics={}, path="/p", manifest_sha256=SHA)
     add_version(registry, rid, "v1")
     with pytest.raises(RegistryConflictError, match="exists already"):
-        add_version(registry, other, "v1")
+        registry.add_version("v1", "BTC_USDT", "24h", other, metrics={}, path="/p", manifest_sha256=SHA)
     assert registry.get_run(other).status == "queued"
 
 
@@ -386,7 +357,7 @@ def cli_registry(farm_home: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) 
 
 
 def farm_json(*args: str) -> Any:
-    from trainfarm.cli import app
+    from trainfarm.cli.app import app
 
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, (result.stdout, result.exception)
@@ -411,7 +382,7 @@ def test_cli_lists_runs_and_shows_one(cli_registry: Registry) -> None:
     assert shown["id"] == rid and [r["model"] for r in shown["models"]] == ["lgbm_fast"]
     assert shown["models"][0]["metrics"] == {"test_logloss": 0.95}
 
-    from trainfarm.cli import app
+    from trainfarm.cli.app import app
 
     table = runner.invoke(app, ["runs"])
     assert table.exit_code == 0 and rid[:8] in table.stdout and "xgb_shallow: boom" in table.stdout
@@ -420,7 +391,7 @@ def test_cli_lists_runs_and_shows_one(cli_registry: Registry) -> None:
 
 
 def test_cli_lists_versions(cli_registry: Registry) -> None:
-    from trainfarm.cli import app
+    from trainfarm.cli.app import app
 
     assert farm_json("models", "BTC/USDT", "1h") == []
     rid = cli_registry.create_run("BTC_USDT", "1h", "forced").id
@@ -436,7 +407,7 @@ def test_cli_lists_versions(cli_registry: Registry) -> None:
 def test_cli_errors_print_one_line_and_exit_1(
     cli_registry: Registry, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trainfarm.cli import main
+    from trainfarm.cli.app import main
 
     for argv in (["runs", "show", "ffff"], ["models", "../x", "1h"], ["runs", "--timeframe", "2h"]):
         monkeypatch.setattr("sys.argv", ["farm", *argv])
