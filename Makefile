@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck check lock clean
+.PHONY: demo test test-fast bench lint typecheck check lock clean
 
 # The bot client is its own distribution; the farm depends on it, so both install from this checkout.
 $(STAMP): pyproject.toml trainfarm_client/pyproject.toml constraints.txt
@@ -18,7 +18,11 @@ demo: $(STAMP)
 	$(BIN)/farm demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# Skips the tests marked slow (packs, processes, environments): under a minute instead of several.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

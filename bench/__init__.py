@@ -1,1 +1,5 @@
-"""Benchmarks (`make bench`): ratios measured within one run, because these machines are noisy."""
+"""Benchmarks (`make bench`; `python -m bench NAME` for one): where speed is measured, never in the tests.
+
+Absolute figures depend on the machine; the farm benchmark reports a ratio measured within one run,
+because these machines are noisy.
+"""

@@ -1,6 +1,12 @@
-"""`python -m bench`: the farm against a sequential baseline, on the bundled real sample.
+"""`python -m bench [validation] [features] [farm]`: the named benchmarks, all of them without a name.
 
-Both sides do the same work: retrain every bundled symbol on the configured timeframes with the same
+* ``validation``: :func:`validate_bars` on 400k real 5m bars (:mod:`bench.validation`);
+* ``features``: the feature pipeline on real bars (:mod:`bench.features`);
+* ``farm``: the farm against a sequential baseline, on the bundled real sample (below).
+
+The tests never assert how fast something is; these figures are where speed is measured.
+
+Farm: both sides do the same work: retrain every bundled symbol on the configured timeframes with the same
 config, one thread per task. The baseline calls the pipeline steps one after another in this process;
 the farm runs them through Celery on WORKERS worker processes. The ratio of the two wall times, measured
 back to back in one run, is what to read; absolute seconds depend on the machine.
@@ -9,18 +15,20 @@ back to back in one run, is what to read; absolute seconds depend on the machine
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from trainfarm.cli.demo_data import SAMPLE_DIR
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
-from trainfarm.cli.demo_data import SAMPLE_DIR
-from trainfarm.workers.jobs import RunJob
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import available_cores
+from trainfarm.workers.jobs import RunJob
 
 WORKERS = max(1, available_cores())
 TIMEFRAMES = ("1h", "12h")
@@ -37,25 +45,26 @@ def _home(root: Path, name: str) -> None:
 
 def sequential(jobs: list[tuple[str, str]]) -> float:
     """Every run's steps called in order in this process (no broker, no parallelism)."""
-    from trainfarm.workers import stages as pipeline
+    from trainfarm.workers import stages
+    from trainfarm.workers.runs import claim_run
 
     started = time.perf_counter()
     for symbol, tf in jobs:
-        claimed = pipeline.claim_run(symbol, tf, "bench")
-        stage = pipeline.prepare(RunJob(run_id=claimed.run_id, symbol=symbol, timeframe=tf))
-        assert stage is not None
+        claimed = claim_run(symbol, tf, "bench")
+        stage = stages.prepare(RunJob(run_id=claimed.run_id, symbol=symbol, timeframe=tf))
+        assert stage is not None and stages.launched(stage)
         results = [
-            pipeline.train_base(stage.model_copy(update={"model": m}), threads=1, device="cpu")
+            stages.train_base(stage.model_copy(update={"model": m}), threads=1, device="cpu")
             for m in MODEL_NAMES
         ]
-        pipeline.train_meta(stage, results, task_id="bench", threads=1)
+        stages.train_meta(stage, results, task_id="bench", threads=1)
     return time.perf_counter() - started
 
 
 def farm(jobs: list[tuple[str, str]]) -> float:
     """The same runs through Celery on WORKERS real worker processes."""
-    from trainfarm.workers.celery_app import rebind
     from trainfarm.cli.run_cmds import follow
+    from trainfarm.workers.celery_app import rebind
     from trainfarm.workers.processes import WorkerProcess
     from trainfarm.workers.tasks import submit_retrain
 
@@ -77,7 +86,8 @@ def farm(jobs: list[tuple[str, str]]) -> float:
     return elapsed
 
 
-def main() -> None:
+def farm_bench() -> None:
+    """The farm's speed-up over the sequential baseline."""
     with tempfile.TemporaryDirectory(prefix="trainfarm-bench-") as tmp:
         root = Path(tmp)
         _home(root, "sequential")
@@ -98,6 +108,37 @@ def main() -> None:
         ["runs", "sequential s", "farm s", "speed-up", "workers"],
         [[len(jobs), round(base, 1), round(parallel, 1), round(base / parallel, 2), WORKERS]],
     )
+
+
+def _validation() -> None:
+    from bench import validation
+
+    validation.main()
+
+
+def _features() -> None:
+    from bench import features
+
+    features.main()
+
+
+#: Every benchmark by name, in the order ``python -m bench`` runs them (the quick ones first).
+BENCHMARKS: dict[str, Callable[[], None]] = {
+    "validation": _validation,
+    "features": _features,
+    "farm": farm_bench,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    names = list(sys.argv[1:] if argv is None else argv) or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(
+            f"usage: python -m bench [{' | '.join(BENCHMARKS)}]...; unknown: {', '.join(unknown)}"
+        )
+    for name in names:
+        BENCHMARKS[name]()
 
 
 if __name__ == "__main__":

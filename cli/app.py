@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import redis
 import typer
+
 from trainfarm.cli import (
     bot_cmds,
     data_cmds,

@@ -11,13 +11,13 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+
 from trainfarm.cli.output import console
 from trainfarm.shared.connections import redis_url
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.errors import DataError
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
-
 from trainfarm_client.errors import ClientError
 from trainfarm_client.features import MIN_HISTORY_BARS
 from trainfarm_client.live import Champion, LiveModel

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.data.store import open_store
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot, list_snapshots

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import typer
+
 from trainfarm.cli.demo_data import SAMPLE_DIR, run_data_demo
 from trainfarm.cli.output import console, print_table
 from trainfarm.cli.registry_cmds import print_run_metrics

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
+
 from trainfarm.cli.output import console, print_json
 from trainfarm.shared.promotion import PromotionResult, promote_version, prune, rollback
 from trainfarm.shared.registry import PromotionReason

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from trainfarm.cli.output import console, print_json
 from trainfarm.shared.connections import embedded_redis, ping, redact_url, redis_url
 from trainfarm.shared.settings import get_settings

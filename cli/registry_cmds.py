@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+
 from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.promotion import gate_summary
 from trainfarm.shared.registry import Registry, RegistryError, RunRecord, VersionRecord, VersionStatus, metric

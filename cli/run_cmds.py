@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
 from trainfarm.cli.output import console, print_json
 from trainfarm.cli.registry_cmds import print_run_metrics
 from trainfarm.shared.registry import Registry

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from trainfarm.shared.atomicio import fsync_dir, sha256_file
 from trainfarm.shared.errors import ArtifactError
-
 from trainfarm_client import pack as _client_pack
 from trainfarm_client.errors import PackError
 from trainfarm_client.pack import MANIFEST as MANIFEST  # noqa: PLC0414 - explicit re-export

@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import redis
+
 from trainfarm.shared.errors import EmbeddedRedisError, RedisUnavailableError
 from trainfarm.shared.settings import FarmSettings, get_settings
 

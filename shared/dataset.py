@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
 from trainfarm.shared.atomicio import atomic_write, atomic_write_text, sha256_file
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.data.resample import resample
@@ -26,7 +27,6 @@ from trainfarm.shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_f
 from trainfarm.shared.labels import CLASSES, add_labels, class_weights
 from trainfarm.shared.splits import Fold, chronological_split, walk_forward_folds
 from trainfarm.shared.timeframes import Timeframe
-
 from trainfarm_client.errors import BarsError
 
 SPLITS = ("train", "calibration", "test")

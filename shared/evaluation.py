@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
+
 from trainfarm.shared.labels import CLASSES
 
 # One implementation, in the bot client (its stacking and calibration check with it); farm code imports

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
 from trainfarm.shared.bootstrap import block_bootstrap_means, block_length
 from trainfarm.shared.config import GateThresholds
 from trainfarm.shared.evaluation import (

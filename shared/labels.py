@@ -19,8 +19,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from trainfarm.shared.errors import DatasetError
 
+from trainfarm.shared.errors import DatasetError
 from trainfarm_client import probs as _probs
 
 # The class order is part of every pack and of what bots read, so it is defined once, in the bot client.

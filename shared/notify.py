@@ -31,8 +31,8 @@ from typing import Any
 
 import redis
 from redis.typing import EncodableT, FieldT
-from trainfarm.shared.errors import FarmError, RedisUnavailableError
 
+from trainfarm.shared.errors import FarmError, RedisUnavailableError
 from trainfarm_client.contract import (
     EVENTS_MAXLEN,
     EVENTS_STREAM,

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
 from trainfarm.shared.atomicio import atomic_write
 from trainfarm.shared.evaluation import check_labels, check_probs
 from trainfarm.shared.labels import CLASSES

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Self
 
 from trainfarm.shared.errors import ArtifactError
-
 from trainfarm_client import predictor as _client
 from trainfarm_client.errors import PackError
 from trainfarm_client.predictor import Decision, decide

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 import redis
+
 from trainfarm.shared.artifacts import MANIFEST, read_manifest
 from trainfarm.shared.atomicio import atomic_write_text
 from trainfarm.shared.connections import redis_client
@@ -45,7 +46,6 @@ from trainfarm.shared.registry.promotions import ReasonLike
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import Timeframe, parse_timeframe
-
 from trainfarm_client.contract import FAILED, PROMOTED, REJECTED, ROLLBACK
 
 #: Name of the pointer file beside a market's packs.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from trainfarm.shared.config import FarmConfig, load_config
 
 

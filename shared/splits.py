@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+
 from trainfarm.shared.errors import DatasetError
 
 Times = pl.Series | npt.NDArray[np.datetime64]

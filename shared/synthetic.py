@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+
 from trainfarm.shared.timeframes import BASE_TIMEFRAME
 
 FloatArray = npt.NDArray[np.float64]

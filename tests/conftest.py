@@ -1,33 +1,83 @@
-"""Fixtures shared by every test: an isolated farm home, the real data beside the repository, Redis."""
+"""Fixtures shared by every test: an isolated farm home, the real data beside the repository, Redis.
+
+Also what makes a test ``slow`` (skipped by ``make test-fast``): see :func:`pytest_collection_modifyitems`.
+Helpers that test modules share live in plain modules (``tests/services.py``, ``tests/packs.py``, ...),
+never here: test modules do not import from conftest files.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.services import REPO_ROOT, SAMPLE_DIR, SHARED_DATA, require
 from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client
 from trainfarm.shared.settings import FarmSettings, get_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = REPO_ROOT / "data" / "sample"
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+#: Every test under these folders is slow: real worker, bot and Redis server processes, built wheels and
+#: installed environments.
+SLOW_FOLDERS = ("tests/integration", "tests/packaging", "tests/reliability")
 
-#: CI must not skip what it could not find: a missing service or data folder there is a failure.
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+#: Fixtures that make every test using them slow, directly or through another fixture. A bare name matches
+#: that fixture wherever it is defined; ``path::name`` only the one defined in that file (where the same
+#: name is also used for a cheap fixture).
+EXPENSIVE_FIXTURES = {
+    # Packs: snapshot -> 8 base models -> meta stage.
+    "tests/unit/conftest.py::pack": "trains 8 models into the session's pack",
+    "tests/unit/client/test_live.py::versions": "trains three packs",
+    "tests/unit/test_gate_properties.py::noise": "trains a pack per random walk",
+    "tests/unit/test_gate_properties.py::signal": "trains a pack per planted signal",
+    "tests/unit/test_gate_properties.py::unscored": "trains a pack",
+    "tests/unit/training/test_base.py::trained": "trains the whole zoo",
+    "tests/unit/workers/test_stages.py::run": "runs a whole retrain: 8 models and the meta stage",
+}
 
 
-def require(condition: bool, reason: str) -> None:
-    """Skip locally when ``condition`` is false, but fail under CI, where the thing must exist."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: this must be available in CI)")
-    pytest.skip(reason)
+def _fixture_keys(item: pytest.Item) -> set[str]:
+    """The names of the fixtures ``item`` uses, each also as ``path::name`` of the definition in effect."""
+    keys: set[str] = set()
+    info = getattr(item, "_fixtureinfo", None)
+    for name in getattr(item, "fixturenames", ()):
+        keys.add(name)
+        defs = info.name2fixturedefs.get(name) if info is not None else None
+        if not defs:
+            continue
+        try:
+            where = Path(inspect.getfile(defs[-1].func)).resolve().relative_to(REPO_ROOT)
+        except (TypeError, ValueError):
+            continue
+        keys.add(f"{where.as_posix()}::{name}")
+    return keys
+
+
+def _check_expensive_fixtures() -> None:
+    """Every ``path::name`` in EXPENSIVE_FIXTURES still names a fixture there: a moved or renamed one
+    would otherwise silently leave its tests in the fast set."""
+    for key in EXPENSIVE_FIXTURES:
+        path, _, name = key.rpartition("::")
+        if path and f"def {name}(" not in _text(REPO_ROOT / path):
+            raise pytest.UsageError(f"tests/conftest.py: EXPENSIVE_FIXTURES names {key}, which is gone")
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m "not slow"`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` what builds packs, starts processes or installs environments (see the tables above);
+    single tests elsewhere carry an explicit ``@pytest.mark.slow``."""
+    _check_expensive_fixtures()
+    for item in items:
+        where = item.path.resolve()
+        in_slow_folder = any(where.is_relative_to(REPO_ROOT / folder) for folder in SLOW_FOLDERS)
+        if in_slow_folder or _fixture_keys(item) & EXPENSIVE_FIXTURES.keys():
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -81,12 +131,3 @@ def rds(server: EmbeddedRedis, settings: FarmSettings) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
-
-
-def tcp_port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when something accepts TCP connections at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False

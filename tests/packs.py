@@ -1,16 +1,88 @@
-"""Training a run's 8 base models in-process (no Celery): what tests need before calling build_version."""
+"""Building real packs in-process (no Celery), for the fixtures that need them.
+
+A plain helper module (neither a test module nor a conftest): the pack fixtures in the conftest files and
+the test modules import from it. Everything here trains the 8 base models, so the tests that use it are
+slow (see ``EXPENSIVE_FIXTURES`` in ``tests/conftest.py``).
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import polars as pl
+import pytest
+
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.dataset import DatasetSnapshot
-from trainfarm.workers.jobs import SnapshotRef, StageJob
+from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot
+from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.base import BaseModelResult, train_base_model
+from trainfarm.shared.training.meta_stage import build_version
 from trainfarm.shared.zoo import MODEL_NAMES
+from trainfarm.workers.jobs import SnapshotRef, StageJob
+
+#: The market of every pack built from the bundled sample.
+PACK_SYMBOL, PACK_TF = "BTC_USDT", Timeframe.H12
+#: Small models: the packs are for checking plumbing and contracts, not model quality.
+SMALL_CONFIG = """
+[training]
+base_rounds = 12
+meta_rounds = 40
+early_stopping_rounds = 5
+task_time_limit = "5m"
+"""
+#: Days of the sample left out at the end of each version's training window: three different models.
+WINDOWS_DROPPED_DAYS = (60, 30, 0)
+#: Version ids sort by their run's creation time (one hour apart), so v1 < v2 < v3 as the farm's ids do.
+FIRST_VERSION_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Pack:
+    """The session's pack (``pack`` in ``tests/unit/conftest.py``)."""
+
+    path: Path
+    manifest_sha256: str
+    snapshot: DatasetSnapshot
+    bars: pl.DataFrame  #: the sample resampled to 12h: the raw bars a bot would have
+
+
+@dataclass(frozen=True)
+class Version:
+    """One built version of PACK_SYMBOL/PACK_TF: its id, pack folder and manifest sha256."""
+
+    version: str
+    path: Path
+    manifest_sha256: str
+
+
+@contextmanager
+def farm_settings(home: Path, config: str = SMALL_CONFIG) -> Iterator[FarmSettings]:
+    """Settings of ``home`` with ``config`` as its farm.toml, while the block runs.
+
+    The FARM_* variables point into ``home`` only inside the block: fixtures that build packs live for
+    a module or the whole session, and no other test may see them.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    config_file = home / "farm.toml"
+    config_file.write_text(config)
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith("FARM_"):
+                mp.delenv(key)
+        mp.setenv("FARM_HOME", str(home))
+        mp.setenv("FARM_CONFIG_FILE", str(config_file))
+        get_settings.cache_clear()
+        try:
+            yield get_settings()
+        finally:
+            get_settings.cache_clear()
 
 
 def train_base_models(
@@ -31,9 +103,48 @@ def train_base_models(
         )
         for m in MODEL_NAMES
     }
-    ref = SnapshotRef(
-        meta_path=str(Path(snapshot.path).with_suffix(".json")),
+    ref = SnapshotRef.of(
+        Path(snapshot.path).with_suffix(".json"),
+        get_settings().artifacts_dir,  # the snapshot lies under it, as prepare() builds it
         file_sha256=snapshot.file_sha256,
         content_hash=snapshot.content_hash,
     )
-    return StageJob(run_id=run_id, symbol=symbol, timeframe=timeframe.value, snapshot=ref), results
+    stage = StageJob(
+        run_id=run_id,
+        symbol=symbol,
+        timeframe=timeframe.value,
+        snapshot=ref,
+        config_hash=config.config_hash(),
+    )
+    return stage, results
+
+
+def build_versions(
+    home: Path, bars_5m: pl.DataFrame, dropped_days: Sequence[int] = WINDOWS_DROPPED_DAYS
+) -> list[Version]:
+    """One real pack of PACK_SYMBOL/PACK_TF per training window (snapshot -> 8 base models -> meta stage),
+    oldest id first; the windows end ``dropped_days`` before the end of ``bars_5m``."""
+    with farm_settings(home) as settings:
+        config = settings.load_config()
+        versions = []
+        for i, days in enumerate(dropped_days):
+            window = bars_5m.filter(pl.col("date") < pl.col("date").max() - pl.duration(days=days))
+            snapshot = build_snapshot(
+                window, symbol=PACK_SYMBOL, timeframe=PACK_TF, config=config, root=settings.datasets_dir
+            )
+            work_dir = home / f"run{i}"
+            stage, results = train_base_models(
+                snapshot, work_dir, config, symbol=PACK_SYMBOL, timeframe=PACK_TF
+            )
+            built = build_version(
+                stage,
+                snapshot,
+                results,
+                work_dir,
+                threads=1,
+                run_created_at=FIRST_VERSION_AT + timedelta(hours=i),
+            )
+            versions.append(Version(built.version, built.path, built.manifest_sha256))
+    assert [v.version for v in versions] == sorted(v.version for v in versions)
+    assert len({v.manifest_sha256 for v in versions}) == len(versions)
+    return versions

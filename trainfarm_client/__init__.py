@@ -15,15 +15,15 @@ Modules:
 * :mod:`trainfarm_client.pack`, ``models``, ``numpy_models``, ``stacking``, ``calibration``, ``probs``
   -- the pieces a predictor is built from.
 
-Installing into a bot's environment (Python >= 3.11)::
+Installing into a bot's environment (Python >= 3.11): the client is its own distribution,
+``trainfarm-client``, and installs alone (none of the farm's code or libraries come along)::
 
-    pip install -r /path/to/trainfarm/trainfarm_client/requirements.txt -c /path/to/trainfarm/constraints.txt
+    pip install -c /path/to/trainfarm/constraints.txt /path/to/trainfarm/trainfarm_client
 
-``constraints.txt`` pins the library versions the farm trains with: use them, because a pack's
-``self_check`` refuses to serve when this machine's libraries compute other probabilities. Then make the
-package importable, either by copying the ``trainfarm_client/`` folder into the bot's project (it is
-self-contained) or with ``pip install --no-deps -e /path/to/trainfarm`` (the farm's own packages come
-along, without their dependencies; the client never imports them).
+or the same with a wheel built from that folder (``pip wheel --no-deps /path/to/trainfarm/trainfarm_client``)
+in place of the folder. ``constraints.txt`` pins the library versions the farm trains with: use them,
+because a pack's ``self_check`` refuses to serve when this machine's libraries compute other
+probabilities.
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """Applying the per-class isotonic calibration stored in a pack's ``calibrator.json`` (numpy only).
 
-The farm fits the curves (``trainfarm.shared.meta.calibration.IsotonicCalibrator``, with scikit-learn) and writes
-only their thresholds; this module is the one implementation of reading and applying them, used by the
+The farm fits the curves (``trainfarm.shared.meta.calibration.IsotonicCalibrator``, with scikit-learn) and
+writes only their thresholds; this module is the one implementation of reading and applying them, used by the
 farm and by bots alike, so a bot's calibrated probabilities are bit-identical to the farm's.
 
 Each class ``k`` has an increasing step-and-ramp curve ``p_k -> P(y = k)`` given by its thresholds.

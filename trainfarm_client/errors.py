@@ -2,8 +2,9 @@
 
 Every error the client raises on purpose derives from :class:`ClientError`, and each class says who
 handles it. The rule for a bot is always the same: a failure never takes away the model it is serving.
-The farm's own errors extend these where they mean the same thing (``trainfarm.shared.errors.ArtifactError`` is a
-:class:`PackError`), so a bot's ``except PackError`` also catches what farm code raises.
+The farm's own errors extend these where they mean the same thing
+(``trainfarm.shared.errors.ArtifactError`` is a :class:`PackError`), so a bot's ``except PackError`` also
+catches what farm code raises.
 """
 
 from __future__ import annotations

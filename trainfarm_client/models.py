@@ -6,8 +6,8 @@ UBJSON, CatBoost ``cbm``, and the scikit-learn models as JSON arrays run by nump
 
 Each library is imported inside its own loader or predictor, never at module import: a bot whose pack
 has no CatBoost model never imports CatBoost (nor pays its start-up time and memory). The farm's model
-families (``trainfarm.shared.zoo.*_family``) call these same functions to load and predict, so the probabilities a
-bot computes are the farm's, bit for bit.
+families (``trainfarm.shared.zoo.*_family``) call these same functions to load and predict, so the
+probabilities a bot computes are the farm's, bit for bit.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The scikit-learn base models as a bot runs them: JSON arrays and a numpy forward pass, no sklearn.
 
 The farm's sklearn models (a ``StandardScaler`` then a ``LogisticRegression`` or an ``MLPClassifier``) are,
-at prediction time, a scaler plus dense layers with a softmax on top. ``trainfarm.shared.zoo.sklearn_family`` writes
-those arrays as JSON; :func:`read_numpy_classifier` reads them back into a :class:`NumpyClassifier` that
-needs only numpy and the file: no pickle anywhere, no sklearn version coupling, nothing a bot could be
-made to execute. JSON floats round-trip exactly, and the forward pass mirrors sklearn's operation order,
-so a loaded model agrees with sklearn's ``predict_proba`` to ~1e-15.
+at prediction time, a scaler plus dense layers with a softmax on top.
+``trainfarm.shared.zoo.sklearn_family`` writes those arrays as JSON; :func:`read_numpy_classifier` reads
+them back into a :class:`NumpyClassifier` that needs only numpy and the file: no pickle anywhere, no
+sklearn version coupling, nothing a bot could be made to execute. JSON floats round-trip exactly, and the
+forward pass mirrors sklearn's operation order, so a loaded model agrees with sklearn's ``predict_proba``
+to ~1e-15.
 """
 
 from __future__ import annotations

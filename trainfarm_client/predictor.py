@@ -52,8 +52,8 @@ class Decision:
 def decide(probs_row: npt.ArrayLike, p_star: float) -> Decision:
     """The decision for one row of (down, neutral, up) probabilities under the threshold ``p_star``.
 
-    The farm's trading simulation (``trainfarm.shared.evaluation.simulate``) scored the pack with this rule, so a
-    bot trades what was evaluated: a signal when ``max(p_up, p_down) >= p_star``, up when
+    The farm's trading simulation (``trainfarm.shared.evaluation.simulate``) scored the pack with this rule,
+    so a bot trades what was evaluated: a signal when ``max(p_up, p_down) >= p_star``, up when
     ``p_up >= p_down`` (a tie goes up, as there), down otherwise. A row with NaN gives no signal.
     """
     row = np.asarray(probs_row, dtype=np.float64)

@@ -23,6 +23,7 @@ from typing import Any
 
 from celery import Celery
 from kombu import Queue, pools  # type: ignore[attr-defined]
+
 from trainfarm.shared.connections import celery_url
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.routing import DEFAULT_QUEUE, QUEUES, route_task

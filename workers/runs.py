@@ -26,6 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import redis
+
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.errors import FarmError, HeaderResultError, MissingHeaderResultError, TransientError
 from trainfarm.shared.promotion import record_failure

@@ -14,6 +14,7 @@ from typing import Any
 from celery import Task, chord, group, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError as BrokerOperationalError
+
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.errors import (
     BrokerUnavailableError,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+
 from trainfarm.shared.errors import DataError
 
 #: Output columns, in order.

@@ -11,6 +11,7 @@ them (the newest bar of a live series is still forming).
 from __future__ import annotations
 
 import polars as pl
+
 from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe
 
 OHLCV = ("open", "high", "low", "close", "volume")

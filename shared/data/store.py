@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+
 from trainfarm.shared.atomicio import atomic_write_bytes, atomic_write_text, sha256_file
 from trainfarm.shared.data.gaps import Gap, find_gaps
 from trainfarm.shared.data.readers import BAR_COLUMNS, VALUE_COLUMNS, read_bars

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
+
 from trainfarm.shared.errors import DataError
 from trainfarm.shared.timeframes import BASE_TIMEFRAME
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from trainfarm.shared.errors import DatasetError
 from trainfarm.shared.evaluation import check_labels, check_probs
 from trainfarm.shared.labels import CLASSES
-
 from trainfarm_client.calibration import (
     DEFAULT_MIN_PROB,
     KIND,

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
+
 from trainfarm.shared.errors import DatasetError
 from trainfarm.shared.labels import CLASSES
-
 from trainfarm_client.models import MetaBooster, predict_meta_proba
 
 FloatArray = npt.NDArray[np.float64]

@@ -6,6 +6,7 @@ via ``FARM_DATABASE_URL``) and migrates it to the newest schema once per process
 
 from __future__ import annotations
 
+from trainfarm.shared.registry.errors import ActiveRunExistsError
 from trainfarm.shared.registry.migrations import create_registry_engine, dispose_engine
 from trainfarm.shared.registry.models import (
     BaseResultRecord,

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
 from trainfarm.shared.registry.errors import (
     NoChampionError,
     PromotionRefusedError,

@@ -20,6 +20,7 @@ from sqlalchemy import URL, ColumnElement, Engine, func, make_url, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
 from trainfarm.shared.errors import FarmError
 from trainfarm.shared.registry.errors import (
     ActiveRunExistsError,

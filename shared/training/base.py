@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
 from trainfarm.shared.atomicio import atomic_write, atomic_write_text, sha256_file
 from trainfarm.shared.config import SplitParams, TrainingParams
 from trainfarm.shared.dataset import DatasetSnapshot

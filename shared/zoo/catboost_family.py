@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from catboost import CatBoostClassifier
+
 from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     Device,
@@ -21,7 +22,6 @@ from trainfarm.shared.zoo.spec import (
     check_fit_inputs,
     merge_params,
 )
-
 from trainfarm_client.models import load_catboost, predict_catboost
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightgbm as lgb
+
 from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     N_CLASSES,
@@ -22,7 +23,6 @@ from trainfarm.shared.zoo.spec import (
     check_fit_inputs,
     merge_params,
 )
-
 from trainfarm_client.models import load_lightgbm, predict_lightgbm
 
 

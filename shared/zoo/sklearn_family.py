@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
 from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     N_CLASSES,
@@ -42,7 +43,6 @@ from trainfarm.shared.zoo.spec import (
     merge_params,
     normalise_proba,
 )
-
 from trainfarm_client.models import load_sklearn, predict_sklearn
 from trainfarm_client.numpy_models import FORMAT as FORMAT  # noqa: PLC0414 - explicit re-exports
 from trainfarm_client.numpy_models import FORMAT_VERSION as FORMAT_VERSION  # noqa: PLC0414

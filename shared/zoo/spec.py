@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
 from trainfarm.shared.config import ParamValue
 
 # One implementation, in the bot client (its model predictors use it); the families import it from here.

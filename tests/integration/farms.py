@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from tests.services import require, tcp_port_open
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import rebind
 from trainfarm.workers.processes import WorkerProcess, wait_for
-
-from tests.services import require, tcp_port_open
 
 RUN_TIMEOUT_S = 300.0
 SYMBOL, TF = "BTC_USDT", "12h"

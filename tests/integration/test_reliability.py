@@ -10,9 +10,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from trainfarm.workers.processes import wait_for
 
 from tests.integration.farms import SYMBOL, TF, Farm, start_farm
+from trainfarm.workers.processes import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+
+from tests.integration.farms import SYMBOL, TF, Farm
 from trainfarm.shared.artifacts import read_manifest
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.workers.processes import wait_for
-
-from tests.integration.farms import SYMBOL, TF, Farm
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +78,7 @@ def test_failing_base_model_fails_the_run_through_the_errback(failing_farm: Farm
 
 def test_duplicated_header_task_makes_one_meta_stage(farm: Farm) -> None:
     from celery import chord
+
     from trainfarm.workers import stages
     from trainfarm.workers.jobs import RunJob
     from trainfarm.workers.runs import claim_run

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from trainfarm.cli import app
+from trainfarm.cli.app import app
+from trainfarm.shared.settings import get_settings
 
 runner = CliRunner()
 
@@ -52,7 +53,7 @@ def test_empty_store_lists_an_empty_array(farm_home: Path) -> None:
 def test_errors_exit_nonzero_with_one_line(
     farm_home: Path, small_btc: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trainfarm.cli import main
+    from trainfarm.cli.app import main
 
     for argv in (
         ["farm", "data", "import", str(small_btc), "--symbol", "../etc"],
@@ -84,3 +85,26 @@ def test_config_prints_json(farm_home: Path) -> None:
     payload = json.loads(out)
     assert payload["settings"]["redis"] == "embedded"
     assert set(payload["config"]["timeframes"]) == {"5m", "1h", "12h", "24h"}
+
+
+def test_retrain_with_the_broker_down_says_so_in_one_line_and_strands_no_run(
+    farm_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listens on 127.0.0.1:1: the run that could not be enqueued is failed, never left queued."""
+    from trainfarm.cli.app import main
+    from trainfarm.shared.registry import Registry
+    from trainfarm.workers.celery_app import rebind
+
+    monkeypatch.setenv("FARM_REDIS_URL", "redis://127.0.0.1:1/0")
+    get_settings.cache_clear()
+    rebind()
+    monkeypatch.setattr("sys.argv", ["farm", "retrain", "BTC/USDT", "--timeframe", "1h"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: could not enqueue the run of BTC_USDT 1h") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    [run] = Registry.open().list_runs()
+    assert run.status == "failed" and run.error is not None and "could not enqueue" in run.error
+    assert Registry.open().active_run("BTC_USDT", "1h") is None  # the market is free for the next try

@@ -1,8 +1,9 @@
 """Gate properties on generated bars: a random walk never yields a promotion; a planted signal does.
 
 Packs are built without Celery through the same steps as a run (snapshot -> 8 base models -> meta stage,
-as in ``test_predictor.py``) on 1h bars resampled from :mod:`trainfarm.shared.synthetic` 5m bars, with small models
-and the default gate thresholds. 120 days of bars give about 1970 train, 420 calibration and 424 test rows.
+as in ``test_predictor.py``) on 1h bars resampled from :mod:`trainfarm.shared.synthetic` 5m bars, with
+small models and the default gate thresholds. 120 days of bars give about 1970 train, 420 calibration
+and 424 test rows.
 
 The planted signal (a daily drift cycle, learnable from the hour-of-day features) is built with the first
 random walk's pack as the champion, so the champion comparison runs for real on the candidate's rows; one
@@ -22,6 +23,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tests.packs import train_base_models
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot
 from trainfarm.shared.evaluation import class_prior, periods_per_year
@@ -32,7 +34,6 @@ from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.synthetic import planted_signal_bars, random_walk_bars
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.meta_stage import BuiltVersion, build_version
-from tests.packs import train_base_models
 
 SYMBOL, TF = "SYN_USDT", Timeframe.H1
 DAYS = 120

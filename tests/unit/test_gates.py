@@ -16,7 +16,13 @@ from trainfarm.shared.config import FarmConfig, GateThresholds, load_config
 from trainfarm.shared.errors import ConfigError
 from trainfarm.shared.evaluation import brier, class_prior, log_loss, periods_per_year, simulate
 from trainfarm.shared.gate_report import Check, GateReport
-from trainfarm.shared.gates import ChampionSource, ScoredPredictions, evaluate_gates, gate_candidate, p_star_floors
+from trainfarm.shared.gates import (
+    ChampionSource,
+    ScoredPredictions,
+    evaluate_gates,
+    gate_candidate,
+    p_star_floors,
+)
 from trainfarm.shared.timeframes import Timeframe
 
 FloatArray = npt.NDArray[np.float64]

@@ -18,12 +18,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tests.packs import PACK_TF, Pack
 from trainfarm.shared.errors import ArtifactError
 from trainfarm.shared.features import FEATURE_NAMES, add_features
 from trainfarm.shared.predictor import Predictor
 from trainfarm.shared.training.meta_stage import SAMPLE_ROWS
 from trainfarm.shared.zoo import MODEL_NAMES
-from tests.unit.conftest import PACK_TF, Pack
 
 PROBS = ["p_down", "p_neutral", "p_up"]
 

@@ -15,6 +15,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from typer.testing import CliRunner
 
+from tests.clock import StepClock
+from tests.concurrency import in_threads
 from trainfarm.shared.artifacts import pack_dir, write_pack
 from trainfarm.shared.connections import EmbeddedRedis, redis_client
 from trainfarm.shared.errors import ArtifactError, TransientError
@@ -40,8 +42,6 @@ from trainfarm.shared.registry import (
     dispose_engine,
 )
 from trainfarm.shared.settings import FarmSettings
-from tests.unit.registry.conftest import StepClock
-from tests.unit.registry.test_registry import in_threads
 from trainfarm_client.contract import EVENTS_STREAM, promoted_channel
 
 FAILED_REPORT = {
@@ -379,7 +379,7 @@ runner = CliRunner()
 
 
 def farm(*args: str) -> Any:
-    from trainfarm.cli import app
+    from trainfarm.cli.app import app
 
     result = runner.invoke(app, [*args])
     assert result.exit_code == 0, (result.stdout, result.exception)
@@ -426,7 +426,7 @@ def test_cli_errors_are_one_line(
     argv: list[str],
     needle: str,
 ) -> None:
-    from trainfarm.cli import main
+    from trainfarm.cli.app import main
 
     make_version()
     (settings.artifacts_dir / "BTC_USDT" / "1h" / "v01" / "calibrator.json").write_text("{ }")

@@ -30,6 +30,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import Pool, StaticPool
+
 from trainfarm.shared.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent

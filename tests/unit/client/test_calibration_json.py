@@ -9,8 +9,8 @@ import numpy.typing as npt
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
+from tests.packs import Pack
 from trainfarm.shared.meta.calibration import IsotonicCalibrator
-from tests.unit.conftest import Pack
 from trainfarm_client.calibration import IsotonicCalibration
 
 FloatArray = npt.NDArray[np.float64]

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from tests.packs import Pack
 from trainfarm.shared.evaluation import simulate
-from tests.unit.conftest import Pack
 from trainfarm_client.predictor import Decision, Predictor, decide
 
 

@@ -1,8 +1,9 @@
 """The bot client stands alone: importing it loads none of the farm, and a real pack serves without it.
 
 Bots install ``trainfarm_client`` into their own environments with only numpy, polars, redis and the
-model libraries (``trainfarm_client/requirements.txt``). These tests run in fresh interpreters, because
-the test process itself has imported the farm long before.
+model libraries (its own distribution, ``trainfarm_client/pyproject.toml``; ``test_distribution.py``
+installs it alone). These tests run in fresh interpreters, because the test process itself has imported
+the farm long before.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 import trainfarm_client
+from tests.packs import Pack
+from tests.services import REPO_ROOT
 from trainfarm.shared.predictor import Predictor as FarmPredictor
-from tests.conftest import REPO_ROOT
-from tests.unit.conftest import Pack
 
 #: What a bot environment does not have (or must not pay for): the farm, its services and its CLI.
 FARM_ONLY = (

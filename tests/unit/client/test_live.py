@@ -3,7 +3,8 @@
 Three real versions of BTC_USDT 12h are built once for the module (the same steps as a run, on three
 training windows of the bundled sample, so they are different models); every test gets its own farm home
 and embedded Redis server, always stopped afterwards. Champions are published the way the farm does it
-(:func:`trainfarm.shared.notify.announce`: SET the key, PUBLISH the nudge, XADD the event). Every wait is bounded.
+(:func:`trainfarm.shared.notify.announce`: SET the key, PUBLISH the nudge, XADD the event). Every wait is
+bounded by a generous deadline that only a hang reaches; no test asserts how fast a reload is.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,81 +27,25 @@ import pytest
 import redis
 
 import trainfarm_client
+from tests.packs import PACK_SYMBOL, PACK_TF, Version, build_versions
+from tests.waiting import wait_until
 from trainfarm.shared.connections import EmbeddedRedis
 from trainfarm.shared.data.resample import resample
-from trainfarm.shared.dataset import build_snapshot
 from trainfarm.shared.notify import AnnounceOutcome, announce, dumps
 from trainfarm.shared.registry.models import LiveOutcome
-from trainfarm.shared.settings import get_settings
-from trainfarm.shared.timeframes import Timeframe
-from trainfarm.shared.training.meta_stage import build_version
-from tests.packs import train_base_models
-from tests.unit.conftest import SMALL_CONFIG
 from trainfarm_client.contract import OUTCOMES_STREAM, bot_key, champion_key, promoted_channel
 from trainfarm_client.errors import ChampionError
 from trainfarm_client.live import Champion, LiveModel
 from trainfarm_client.pack import MANIFEST, sha256_file
 from trainfarm_client.predictor import decide
 
-SYMBOL, TF = "BTC_USDT", Timeframe.H12
-#: Days of the sample left out at the end of each version's training window: three different models.
-WINDOWS_DROPPED_DAYS = (60, 30, 0)
-#: Version ids sort by this time (one hour apart), so v1 < v2 < v3 as the farm's ids do.
-FIRST_VERSION_AT = datetime(2026, 1, 1, tzinfo=UTC)
-WAIT_S = 10.0  # bound on every wait for a reload that a nudge should cause at once
-
-
-@dataclass(frozen=True)
-class Version:
-    """One built version of SYMBOL/TF: its id, pack folder and manifest sha256."""
-
-    version: str
-    path: Path
-    manifest_sha256: str
-
-
-def build_versions(
-    home: Path, bars_5m: pl.DataFrame, dropped_days: Sequence[int] = WINDOWS_DROPPED_DAYS
-) -> list[Version]:
-    """Build one real pack per training window (snapshot -> 8 base models -> meta stage), oldest id first.
-
-    The FARM_* variables point into ``home`` only while the packs are built (as in the unit conftest).
-    """
-    home.mkdir(parents=True, exist_ok=True)
-    config_file = home / "farm.toml"
-    config_file.write_text(SMALL_CONFIG)
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("FARM_"):
-                mp.delenv(key)
-        mp.setenv("FARM_HOME", str(home))
-        mp.setenv("FARM_CONFIG_FILE", str(config_file))
-        get_settings.cache_clear()
-        try:
-            settings = get_settings()
-            config = settings.load_config()
-            versions = []
-            for i, days in enumerate(dropped_days):
-                window = bars_5m.filter(pl.col("date") < pl.col("date").max() - pl.duration(days=days))
-                snapshot = build_snapshot(
-                    window, symbol=SYMBOL, timeframe=TF, config=config, root=settings.datasets_dir
-                )
-                work_dir = home / f"run{i}"
-                stage, results = train_base_models(snapshot, work_dir, config, symbol=SYMBOL, timeframe=TF)
-                built = build_version(
-                    stage,
-                    snapshot,
-                    results,
-                    work_dir,
-                    threads=1,
-                    run_created_at=FIRST_VERSION_AT + timedelta(hours=i),
-                )
-                versions.append(Version(built.version, built.path, built.manifest_sha256))
-        finally:
-            get_settings.cache_clear()
-    assert [v.version for v in versions] == sorted(v.version for v in versions)
-    assert len({v.manifest_sha256 for v in versions}) == len(versions)
-    return versions
+SYMBOL, TF = PACK_SYMBOL, PACK_TF
+#: Bound on every wait for something a nudge, a reconnect or a re-check should cause at once: a deadline
+#: against hangs, not a speed requirement (how fast reloads are is for ``python -m bench``, not a test).
+WAIT_S = 60.0
+#: The periodic re-check of the tests where only a nudge or a reconnect may cause a reload: it never
+#: comes within a test.
+NEVER_S = 3600.0
 
 
 def announce_version(
@@ -126,16 +70,6 @@ def announce_version(
     )
     assert outcome is AnnounceOutcome.ANNOUNCED
     return time.monotonic()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``condition`` every 20 ms; seconds it took, or an AssertionError naming ``what``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 def get_calls(client: redis.Redis) -> int:
@@ -177,7 +111,7 @@ def make_model(server: EmbeddedRedis) -> Iterator[Callable[..., LiveModel]]:
     made: list[LiveModel] = []
 
     def make(
-        *, recheck_interval: float = 30.0, heartbeat_interval: float = 0.5, heartbeat_ttl: float = 30.0
+        *, recheck_interval: float = NEVER_S, heartbeat_interval: float = 0.5, heartbeat_ttl: float = 30.0
     ) -> LiveModel:
         model = LiveModel(
             SYMBOL,
@@ -202,8 +136,9 @@ def test_promotions_a_stale_nudge_and_a_rollback_reach_a_running_model(
     make_model: Callable[..., LiveModel], rds: redis.Redis, versions: list[Version], bars: pl.DataFrame
 ) -> None:
     v1, v2, _ = versions
-    # recheck 30 s: within this test only the nudge (or a reconnect) can make the model re-read the key.
-    model = make_model(recheck_interval=30.0)
+    # No periodic re-check: within this test only the nudge (or a reconnect) can make the model re-read
+    # the key.
+    model = make_model(recheck_interval=NEVER_S)
     seen: list[tuple[str | None, str]] = []
     model.on_reload(lambda old, new: seen.append((old.version if old else None, new.version)))
     model.start()
@@ -388,7 +323,8 @@ def test_a_key_changed_without_a_nudge_is_picked_up_by_the_recheck(
     assert model.version == v1.version
     changed = record | {"version": v2.version, "sha256": v2.manifest_sha256, "uri": v2.path.as_uri()}
     rds.set(champion_key(SYMBOL, TF.value), dumps(changed))  # no PUBLISH: as if the nudge were lost
-    took = wait_until(lambda: model.version == v2.version, 1.0 + 5.0, "v2 via the periodic re-check")
+    # No nudge and no reconnect: only the 1 s re-check can find v2 (WAIT_S is a bound against a hang).
+    took = wait_until(lambda: model.version == v2.version, WAIT_S, "v2 via the periodic re-check")
     print(f"converged {took:.2f}s after the key changed (recheck 1 s)")
 
 
@@ -396,10 +332,10 @@ def test_a_killed_connection_makes_the_model_re_read_the_key(
     make_model: Callable[..., LiveModel], rds: redis.Redis, versions: list[Version]
 ) -> None:
     """The nudge was lost (the key changed, nothing published); the connections then die. The model must
-    re-read the key on reconnecting, long before its 30 s periodic re-check."""
+    re-read the key on reconnecting: its periodic re-check never comes within the test."""
     v1, v2, _ = versions
     announce_version(rds, v1)
-    model = make_model(recheck_interval=30.0).start()
+    model = make_model(recheck_interval=NEVER_S).start()
     wait_until(lambda: subscribers(rds) == 1, WAIT_S, "the model to subscribe")
     record = json.loads(rds.get(champion_key(SYMBOL, TF.value)) or "{}")
     changed = record | {"version": v2.version, "sha256": v2.manifest_sha256, "uri": v2.path.as_uri()}
@@ -407,7 +343,7 @@ def test_a_killed_connection_makes_the_model_re_read_the_key(
     killed = rds.client_kill_filter(_type="pubsub") + rds.client_kill_filter(_type="normal", skipme=True)
     assert killed >= 1
     took = wait_until(lambda: model.version == v2.version, WAIT_S, "v2 after the reconnect")
-    print(f"converged {took:.2f}s after CLIENT KILL (recheck 30 s)")
+    print(f"converged {took:.2f}s after CLIENT KILL (no periodic re-check)")
     wait_until(lambda: model.last_error is None, WAIT_S, "the connection error to clear")
     wait_until(lambda: subscribers(rds) == 1, WAIT_S, "the model to subscribe again")
 
@@ -443,6 +379,7 @@ def test_the_heartbeat_hash(
 ) -> None:
     v1, *_ = versions
     announce_version(rds, v1)
+    before_start = datetime.now(UTC)
     model = make_model(heartbeat_interval=0.2, heartbeat_ttl=5.0).start()
     key = bot_key(model.bot_id)
     assert key == f"farm:bots:{model.bot_id}"
@@ -452,7 +389,7 @@ def test_the_heartbeat_hash(
     assert (beat["symbol"], beat["timeframe"], beat["host"]) == (SYMBOL, TF.value, socket.gethostname())
     assert int(beat["pid"]) == os.getpid() and beat["last_error"] == ""
     loaded_at = datetime.fromisoformat(str(beat["loaded_at"]))
-    assert abs((datetime.now(UTC) - loaded_at).total_seconds()) < 60
+    assert before_start <= loaded_at <= datetime.now(UTC)  # the moment this model loaded v1
     assert 0 < rds.ttl(key) <= 5
     seen_at = beat["seen_at"]
     wait_until(lambda: rds.hget(key, "seen_at") != seen_at, WAIT_S, "a second heartbeat")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.packs import Pack
 from trainfarm.shared.artifacts import read_manifest as farm_read_manifest
 from trainfarm.shared.errors import ArtifactError, FarmError
 from trainfarm.shared.predictor import Predictor as FarmPredictor
-from tests.unit.conftest import Pack
 from trainfarm_client.errors import BarsError, ChampionError, ClientError, PackError
 from trainfarm_client.pack import read_manifest
 from trainfarm_client.predictor import Predictor

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import MakeBars
 
+from tests.bars import MakeBars
 from trainfarm.shared.data.readers import BAR_COLUMNS, read_bars
 from trainfarm.shared.errors import DataError
 

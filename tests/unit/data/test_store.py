@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import START, MakeBars, Snapshot, set_value
 
+from tests.bars import START, MakeBars, Snapshot, set_value
 from trainfarm.shared.data import store as store_module
 from trainfarm.shared.data.gaps import Gap
 from trainfarm.shared.data.store import DATA_FILE, META_FILE, BarStore
@@ -299,6 +299,7 @@ def test_bundled_sample_imports_with_its_two_known_gaps(sample_dir: Path, tmp_pa
     assert (check.missing_bars, check.summary.rows) == (305, 105_103)
 
 
+@pytest.mark.slow  # imports every real file whole
 @pytest.mark.shared_data
 @pytest.mark.parametrize(
     "name",
@@ -327,6 +328,7 @@ def test_every_shared_file_imports(shared_data_dir: Path, tmp_path: Path, name: 
     assert store.check(symbol).summary.rows == report.rows_total
 
 
+@pytest.mark.slow  # rewrites and imports damaged copies of a whole real file
 @pytest.mark.shared_data
 @pytest.mark.parametrize("damage", ["high below low", "truncated", "renamed column"])
 def test_broken_copies_of_real_files_are_refused(

@@ -3,14 +3,13 @@ import leaves the store byte for byte as it was (see the ``refused`` fixture).""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import MakeBars, Refused, set_value
 
+from tests.bars import MakeBars, Refused, set_value
 from trainfarm.shared.data import validation
 from trainfarm.shared.data.readers import read_bars
 from trainfarm.shared.data.validation import validate_bars
@@ -133,14 +132,12 @@ def test_module_docstring_lists_every_rule() -> None:
 
 
 @pytest.mark.shared_data
-def test_validating_all_of_btc_takes_well_under_a_second(shared_data_dir: Path) -> None:
+def test_all_of_btc_validates_and_a_broken_last_row_is_named(shared_data_dir: Path) -> None:
+    """The whole real history passes; one bad bar at its very end is found and named. (How fast: ``python
+    -m bench validation``.)"""
     bars = read_bars(shared_data_dir / "BTC_USDT-5m.parquet")
     assert bars.height > 400_000
-    started = time.perf_counter()
     validate_bars(bars, file="BTC_USDT-5m.parquet", min_rows=288)
-    assert time.perf_counter() - started < 0.5
     broken = set_value(bars, "low", bars.height, bars["high"][-1] + 1)  # last row: worst case
-    started = time.perf_counter()
     with pytest.raises(DataError, match=f"row {bars.height}:"):
         validate_bars(broken, file="BTC_USDT-5m.parquet", min_rows=288)
-    assert time.perf_counter() - started < 0.5

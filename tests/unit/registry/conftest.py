@@ -1,30 +1,21 @@
-"""Registry fixtures: one database per test, SQLite (a file) and PostgreSQL (a fresh database)."""
+"""Registry fixtures: one database per test, SQLite (a file) and PostgreSQL (a fresh database).
+
+The PostgreSQL case runs on the server at 127.0.0.1:5432 (user ``postgres``) when it accepts connections
+and psycopg is installed; otherwise it is skipped, except under CI=true, where it fails.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import secrets
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.clock import StepClock
+from tests.services import PG_HOST, PG_PORT, PG_USER, require, tcp_port_open
 from trainfarm.shared.registry import Registry, dispose_engine
-from tests.conftest import require, tcp_port_open
-
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-
-
-class StepClock:
-    """A clock that moves one second per reading, so 'newest first' never depends on timer resolution."""
-
-    def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 def _postgres_database() -> Iterator[str]:

@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Integer, MetaData, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
+
 from trainfarm.shared.registry import Registry, create_registry_engine, upgrade
 from trainfarm.shared.registry.migrations import (
     MIGRATIONS_DIR,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.concurrency import in_threads, on_own_engine
 from trainfarm.shared.errors import FarmError
 from trainfarm.shared.registry import (
     NoChampionError,
@@ -16,7 +17,6 @@ from trainfarm.shared.registry import (
     VersionRecord,
     VersionStatus,
 )
-from tests.unit.registry.test_registry import in_threads, on_own_engine
 
 SHA = "cd" * 32
 FAILED_REPORT = {

@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, StatementError
+from typer.testing import CliRunner
+
+from tests.concurrency import in_threads, on_own_engine
 from trainfarm.shared.errors import FarmError
 from trainfarm.shared.registry import (
     AmbiguousRunIdError,
@@ -23,9 +26,6 @@ from trainfarm.shared.registry import (
 )
 from trainfarm.shared.registry import models as m
 from trainfarm.shared.settings import get_settings
-from typer.testing import CliRunner
-
-from tests.concurrency import in_threads, on_own_engine
 
 SHA = "ab" * 32
 

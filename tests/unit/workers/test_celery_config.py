@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.services import REPO_ROOT
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import build_config
-
-from tests.conftest import REPO_ROOT
 
 SYSTEM_URL = "redis://127.0.0.1:6379/5"
 ML_LIBRARIES = ("lightgbm", "xgboost", "catboost", "sklearn")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.zoo import MODEL_NAMES, ZOO
 from trainfarm.workers.routing import QUEUES, queue_for_task, route_task

@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 import redis
 from kombu import Connection
+
 from trainfarm.shared.connections import EmbeddedRedis, celery_url, redis_client
 from trainfarm.shared.errors import FarmError, HeaderResultError, MissingHeaderResultError
 from trainfarm.shared.registry import Registry, dispose_engine, utc_now

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from trainfarm.shared.connections import embedded_redis, redis_client
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.errors import (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from celery import Celery
+
 from trainfarm.shared.errors import DataError, RedisUnavailableError
 from trainfarm.workers.tasks import FarmTask
 

@@ -1,0 +1,74 @@
+"""Where the tests find the repository, its data and the services outside it; skip locally, fail under CI.
+
+A plain helper module (neither a test module nor a conftest): test modules and conftest files import from
+it; fixtures stay in the conftest files.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+__all__ = [
+    "IN_CI",
+    "PG_HOST",
+    "PG_PORT",
+    "PG_USER",
+    "REPO_ROOT",
+    "SAMPLE_DIR",
+    "SHARED_DATA",
+    "SYSTEM_REDIS_HOST",
+    "SYSTEM_REDIS_PORT",
+    "require",
+    "require_system_redis",
+    "system_redis_url",
+    "tcp_port_open",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The compact real sample bundled with the repository (always present).
+SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+#: The large real Binance bars beside the repository (absent on most machines).
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+#: CI must not skip what it could not find: a missing service or data folder there is a failure.
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+#: The PostgreSQL server the registry tests use when it accepts connections (CI runs it as a service).
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+#: A Redis server outside the farm home (CI runs it as a service); the embedded one needs nothing.
+SYSTEM_REDIS_HOST, SYSTEM_REDIS_PORT = "127.0.0.1", 6379
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when ``condition`` is false, but fail under CI, where the thing must exist."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this must be available in CI)")
+    pytest.skip(reason)
+
+
+def tcp_port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def system_redis_url(db: int) -> str:
+    """URL of database ``db`` on the system Redis at SYSTEM_REDIS_HOST:SYSTEM_REDIS_PORT."""
+    return f"redis://{SYSTEM_REDIS_HOST}:{SYSTEM_REDIS_PORT}/{db}"
+
+
+def require_system_redis() -> None:
+    """Skip (fail under CI) unless the system Redis accepts connections."""
+    require(
+        tcp_port_open(SYSTEM_REDIS_HOST, SYSTEM_REDIS_PORT),
+        f"no Redis at {SYSTEM_REDIS_HOST}:{SYSTEM_REDIS_PORT}",
+    )

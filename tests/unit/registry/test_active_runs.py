@@ -1,0 +1,80 @@
+"""One active run per market, enforced by the database (migration 0003), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect, text
+from sqlalchemy.pool import NullPool
+
+from tests.concurrency import in_threads, on_own_engine
+from trainfarm.shared.registry import ActiveRunExistsError, Registry, create_registry_engine, upgrade
+from trainfarm.shared.registry.migrations import alembic_config
+
+
+def test_a_second_active_run_of_a_market_is_refused_naming_the_first(registry: Registry) -> None:
+    first = registry.create_run("BTC_USDT", "1h", "forced")
+    with pytest.raises(ActiveRunExistsError, match=first.id) as info:
+        registry.create_run("BTC/USDT", "1h", "scheduled")
+    assert info.value.run_id == first.id
+    # Other markets are independent; an ended run frees its market.
+    registry.create_run("BTC_USDT", "24h", "forced")
+    registry.fail_run(first.id, "ended")
+    assert registry.create_run("BTC_USDT", "1h", "scheduled").id != first.id
+
+
+def test_claim_returns_the_active_run_until_it_ends(registry: Registry) -> None:
+    run, created = registry.claim_run("ETH_USDT", "12h", "forced")
+    assert created and registry.active_run("ETH_USDT", "12h") == run
+    again, created_again = registry.claim_run("eth/usdt", "12h", "scheduled")
+    assert not created_again and again.id == run.id
+    registry.set_run_status(run.id, "training")
+    assert registry.claim_run("ETH_USDT", "12h", "trigger")[0].id == run.id
+    registry.fail_run(run.id, "ended")
+    assert registry.active_run("ETH_USDT", "12h") is None
+    fresh, created_fresh = registry.claim_run("ETH_USDT", "12h", "after")
+    assert created_fresh and fresh.id != run.id
+
+
+def test_concurrent_claimers_with_their_own_engines_get_one_run(db_url: str) -> None:
+    upgrade(db_url)
+    claims = in_threads(8, lambda i: on_own_engine(db_url, lambda r: r.claim_run("SOL_USDT", "1h", f"t{i}")))
+    assert len({run.id for run, _ in claims}) == 1
+    assert sorted(created for _, created in claims) == [False] * 7 + [True]
+    assert len(Registry.open(db_url).list_runs("SOL_USDT", "1h")) == 1
+
+
+def test_migration_0003_fails_all_but_the_newest_active_run_of_a_market(db_url: str) -> None:
+    """A registry from before 0003 may hold stuck duplicates: the upgrade keeps only the newest active."""
+    upgrade(db_url)
+    engine = create_registry_engine(db_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0002")
+        rows = [
+            ("old", "queued", datetime(2026, 1, 1, tzinfo=UTC)),
+            ("newer", "training", datetime(2026, 1, 2, tzinfo=UTC)),
+            ("done", "failed", datetime(2026, 1, 3, tzinfo=UTC)),
+        ]
+        with engine.begin() as conn:
+            for rid, status, created in rows:
+                naive = created.replace(tzinfo=None) if engine.dialect.name == "sqlite" else created
+                conn.execute(
+                    text(
+                        "INSERT INTO runs (id, symbol, timeframe, reason, status, created_at) "
+                        "VALUES (:id, 'BTC_USDT', '1h', 'test', :status, :created)"
+                    ),
+                    {"id": rid, "status": status, "created": naive},
+                )
+        upgrade(db_url)
+        registry = Registry.open(db_url)
+        old = registry.get_run("old")
+        assert old.status == "failed" and old.error is not None and "superseded" in old.error
+        assert registry.get_run("newer").status == "training"
+        assert registry.get_run("done").error is None  # an ended run is left as it was
+        unique = {i["name"] for i in inspect(engine).get_indexes("runs") if i["unique"]}
+        assert "uq_runs_one_active" in unique
+    finally:
+        engine.dispose()
