@@ -8,7 +8,6 @@ the market has no active run again afterwards.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.packs import farm_settings
 from trainfarm.shared.connections import embedded_redis, redis_client
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.errors import (
@@ -36,18 +36,6 @@ from trainfarm.workers.runs import Submitted, claim_meta, claim_run, run_dir
 
 SYMBOL, TF = "BTC_USDT", "12h"
 
-#: Small models (as in the integration tests): this checks the steps, not the model quality.
-SMALL_CONFIG = """
-[universe]
-symbols = ["BTC_USDT"]
-timeframes = ["12h"]
-[training]
-base_rounds = 12
-meta_rounds = 40
-early_stopping_rounds = 5
-task_time_limit = "5m"
-"""
-
 
 @dataclass(frozen=True)
 class BuiltRun:
@@ -65,25 +53,15 @@ class BuiltRun:
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[Path]:
-    """A farm home with the small config and the BTC sample imported; its Redis is stopped at the end."""
+    """A farm home with small models and the BTC sample imported; its Redis is stopped at the end."""
     home = tmp_path_factory.mktemp("pipeline") / "home"
-    home.mkdir()
-    config = home / "farm.toml"
-    config.write_text(SMALL_CONFIG)
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("FARM_"):
-                mp.delenv(key)
-        mp.setenv("FARM_HOME", str(home))
-        mp.setenv("FARM_CONFIG_FILE", str(config))
-        get_settings.cache_clear()
+    with farm_settings(home) as settings:
         try:
             open_store().import_file(sample_dir / "BTC_USDT-5m.parquet", SYMBOL)
             yield home
         finally:
             embedded_redis().stop()
-            dispose_engine(get_settings().database)
-            get_settings.cache_clear()
+            dispose_engine(settings.database)
 
 
 def _train_all(stage: StageJob) -> list[dict[str, object]]:
