@@ -159,7 +159,17 @@ def models(
         return
     print_table(
         f"versions of {sym} {tf.value} (newest first)",
-        ["", "version", "status", "gates", "created (UTC)", "run", "test log-loss", "prior log-loss"],
+        [
+            "",
+            "version",
+            "status",
+            "gates",
+            "created (UTC)",
+            "run",
+            "stacker",
+            "test log-loss",
+            "prior log-loss",
+        ],
         [_version_row(v) for v in versions],
     )
     champion = next((v for v in versions if v.status is VersionStatus.CHAMPION), None)
@@ -188,9 +198,17 @@ def _version_row(v: VersionRecord) -> list[object]:
         _short(gate_summary(v.gate_report).describe()),
         v.created_at,
         v.run_id[:8],
+        _stacker(v),
         v.meta_logloss,
         v.prior_logloss,
     ]
+
+
+def _stacker(v: VersionRecord) -> str | None:
+    """The stacker the run chose (by purged out-of-fold log-loss); packs before format 2 have none."""
+    stacker = v.metrics.get("stacker")
+    chosen = stacker.get("chosen") if isinstance(stacker, dict) else None
+    return chosen if isinstance(chosen, str) else None
 
 
 def print_run_metrics(runs: Sequence[RunRecord]) -> None:
@@ -212,6 +230,7 @@ def print_run_metrics(runs: Sequence[RunRecord]) -> None:
                 run.status.value,
                 _secs(run.seconds),
                 run.version,
+                _stacker(version) if version else None,
                 version.meta_logloss if version else None,
                 version.prior_logloss if version else None,
                 metric(version.metrics, ("best_base", "logloss")) if version else None,
@@ -229,6 +248,7 @@ def print_run_metrics(runs: Sequence[RunRecord]) -> None:
             "status",
             "seconds",
             "version",
+            "stacker",
             "meta log-loss",
             "prior log-loss",
             "best base",

@@ -5,8 +5,9 @@ Layout (DESIGN.md)::
     <artifact root>/<S>/<T>/<version>/
         manifest.json        everything needed to rebuild and check the predictor (see build_version)
         base/<model>.<ext>   each base model in its library's own format
-        meta/meta.txt        the LightGBM meta-learner (text model)
-        calibrator.json      isotonic calibration thresholds per class
+        stacker/booster.txt  the 55-feature LightGBM stacker, when the run chose it (text model);
+                             the other stackers are JSON in the manifest's ``stacker`` entry
+        calibrator.json      the calibrator (format 2: temperature and shrinkage toward the prior)
         plots/calibration.png
     <artifact root>/<S>/<T>/CHAMPION   (promotion stage) the champion's version id
 
@@ -32,7 +33,8 @@ from trainfarm_client import pack as _client_pack
 from trainfarm_client.errors import PackError
 from trainfarm_client.pack import MANIFEST as MANIFEST  # noqa: PLC0414 - explicit re-export
 
-FORMAT_VERSION = 1
+#: The pack format this farm writes (the client reads it and every older one).
+FORMAT_VERSION = _client_pack.PACK_FORMAT
 
 
 def new_version_id(now: datetime, run_id: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from trainfarm_client.probs import CLASSES, check_probs
+from trainfarm_client.probs import CLASSES, N_CLASSES, check_probs
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -116,3 +116,71 @@ class IsotonicCalibration:
                 raise ValueError(f"curve {name!r}: thresholds must be finite and x non-decreasing")
             curves.append(IsotonicCurve(x=x, y=y))
         return cls(curves=tuple(curves), min_prob=float(data.get("min_prob", DEFAULT_MIN_PROB)))
+
+
+TEMPERATURE_KIND = "temperature-shrink"
+
+
+@dataclass(frozen=True)
+class TemperatureShrinkCalibration:
+    """Temperature scaling, then shrinkage toward the class prior: the default calibrator (pack format 2).
+
+    ``p = (1 - shrink) * softmax(log(q) / temperature) + shrink * prior`` for the stacker's probabilities
+    ``q``. Both parameters are fitted on the calibration split; ``prior`` is that split's class shares (the
+    most recent data the model may use), so a model with no signal falls back to the prior. Two numbers
+    fitted on a few hundred rows cannot overfit the way per-class isotonic curves do, and the mixture keeps
+    every class at least ``shrink * prior``: no row is ever assigned a near-zero probability.
+    """
+
+    temperature: float
+    shrink: float
+    prior: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not 0.0 <= self.shrink <= 1.0:
+            raise ValueError(f"shrink must lie in [0, 1], got {self.shrink}")
+        prior = np.asarray(self.prior, dtype=np.float64)
+        if prior.shape != (N_CLASSES,) or (prior <= 0).any() or abs(prior.sum() - 1.0) > 1e-9:
+            raise ValueError(f"prior must be {N_CLASSES} positive shares summing to 1, got {self.prior}")
+
+    def transform(self, probs: npt.ArrayLike) -> FloatArray:
+        """Calibrated ``n x 3`` probabilities (rows sum to 1)."""
+        q = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+        z = np.log(q) / self.temperature
+        z -= z.max(axis=1, keepdims=True)
+        tempered = np.exp(z)
+        tempered /= tempered.sum(axis=1, keepdims=True)
+        out: FloatArray = (1.0 - self.shrink) * tempered + self.shrink * np.asarray(self.prior)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": TEMPERATURE_KIND,
+            "temperature": self.temperature,
+            "shrink": self.shrink,
+            "prior": list(self.prior),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TemperatureShrinkCalibration:
+        if data.get("kind") != TEMPERATURE_KIND:
+            raise ValueError(f"not a {TEMPERATURE_KIND} calibrator: kind {data.get('kind')!r}")
+        prior = tuple(float(v) for v in data["prior"])
+        if len(prior) != N_CLASSES:
+            raise ValueError(f"prior must have {N_CLASSES} shares, got {len(prior)}")
+        return cls(float(data["temperature"]), float(data["shrink"]), (prior[0], prior[1], prior[2]))
+
+
+Calibration = IsotonicCalibration | TemperatureShrinkCalibration
+
+
+def load_calibration(data: dict[str, Any]) -> Calibration:
+    """The calibrator a pack's ``calibrator.json`` describes, by its ``kind``."""
+    kind = data.get("kind")
+    if kind == TEMPERATURE_KIND:
+        return TemperatureShrinkCalibration.from_json(data)
+    if kind == KIND:
+        return IsotonicCalibration.from_json(data)
+    raise ValueError(f"unknown calibrator kind {kind!r}; expected {TEMPERATURE_KIND!r} or {KIND!r}")

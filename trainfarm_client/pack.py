@@ -5,8 +5,9 @@ A pack (one version of one symbol and timeframe) is a folder::
     manifest.json        everything needed to rebuild and check the predictor, plus ``files``:
                          the sha256 of every other file, by path relative to the pack
     base/<model>.<ext>   each base model in its library's own format
-    meta/meta.txt        the LightGBM meta-learner
-    calibrator.json      isotonic calibration thresholds per class
+    stacker/booster.txt  the 55-feature LightGBM stacker, when the run chose it (format 2; format 1
+                         packs have meta/meta.txt, the LightGBM meta-learner)
+    calibrator.json      the calibrator (format 2: temperature and shrinkage; format 1: isotonic)
 
 The farm writes it into a staging folder and renames it into place in one step, so a reader sees no pack
 or a complete one; the manifest's own sha256 is what the registry and the Redis champion key carry. A bot
@@ -24,6 +25,10 @@ from typing import Any
 from trainfarm_client.errors import PackError
 
 MANIFEST = "manifest.json"
+#: The newest pack format (the manifest's ``format_version``) this client reads; it reads every older one.
+#: 2: the run's chosen stacker (``stacker``) and a temperature/shrinkage calibrator. 1: a LightGBM
+#: meta-learner (``meta``) and per-class isotonic calibration.
+PACK_FORMAT = 2
 _CHUNK = 1 << 20
 
 

@@ -1,9 +1,14 @@
 """Rebuild a whole predictor from an artifact pack alone, and prove it reproduces the pack's own outputs.
 
-features (from raw bars, the same code as training) -> 8 base models -> 55 stacked features -> meta-learner
--> per-class isotonic calibration. Every file is checked against the manifest's sha256 before it is
-loaded (:func:`trainfarm_client.pack.read_manifest`); nothing is unpickled (each model loads from its
-library's own format, the sklearn ones and the calibrator from JSON arrays).
+features (from raw bars, the same code as training) -> 8 base models -> the run's stacker -> calibration.
+Pack format 2 (``format_version``) stores the stacker the run chose and a temperature/shrinkage calibrator
+(:mod:`trainfarm_client.stackers`, :mod:`trainfarm_client.calibration`); format 1 packs (no
+``format_version``: the 55-feature LightGBM meta-learner and per-class isotonic calibration) still load.
+A pack of a newer format than this client knows is refused, naming both formats.
+
+Every file is checked against the manifest's sha256 before it is loaded
+(:func:`trainfarm_client.pack.read_manifest`); nothing is unpickled (each model loads from its library's
+own format, the sklearn ones, the linear stackers and the calibrator from JSON arrays).
 
 A bot's use, in full::
 
@@ -25,13 +30,13 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from trainfarm_client.calibration import IsotonicCalibration
+from trainfarm_client.calibration import Calibration, load_calibration
 from trainfarm_client.errors import PackError
 from trainfarm_client.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
 from trainfarm_client.models import MODEL_KINDS, BaseModel, MetaBooster, load_base_model
-from trainfarm_client.pack import read_manifest
+from trainfarm_client.pack import PACK_FORMAT, read_manifest
 from trainfarm_client.probs import DOWN, N_CLASSES, UP, FloatArray
-from trainfarm_client.stacking import stack_features
+from trainfarm_client.stackers import BoosterStacker, Stacker, load_stacker
 
 Signal = Literal["up", "down"]
 
@@ -78,13 +83,13 @@ class Predictor:
         path: Path,
         manifest: dict[str, Any],
         bases: list[BaseModel],
-        meta: MetaBooster,
-        calibration: IsotonicCalibration,
+        stacker: Stacker,
+        calibration: Calibration,
     ) -> None:
         self.path = path
         self.manifest = manifest
         self._bases = bases
-        self._meta = meta
+        self._stacker = stacker
         self._calibration = calibration
 
     @classmethod
@@ -95,6 +100,12 @@ class Predictor:
         ``sha256``); without it the files are still checked against the manifest.
         """
         manifest = read_manifest(pack, expected_sha256=expected_manifest_sha256)
+        fmt = manifest.get("format_version", 1)
+        if not isinstance(fmt, int) or not 1 <= fmt <= PACK_FORMAT:
+            raise PackError(
+                f"{pack}: pack format {fmt!r} is newer than this client reads (up to {PACK_FORMAT}); "
+                "upgrade trainfarm-client"
+            )
         if manifest.get("feature_spec_version") != FEATURE_SPEC_VERSION:
             raise PackError(
                 f"{pack}: built with feature spec {manifest.get('feature_spec_version')!r}, "
@@ -110,15 +121,19 @@ class Predictor:
                 if kind not in MODEL_KINDS:  # checked before anything is imported or opened for it
                     raise PackError(f"unknown model kind {kind!r} in manifest")
                 bases.append(load_base_model(str(entry["name"]), kind, pack / entry["file"]))
-            meta = MetaBooster.from_text((pack / manifest["meta"]["file"]).read_text())
-            calibration = IsotonicCalibration.from_json(
-                json.loads((pack / manifest["calibrator"]["file"]).read_text())
-            )
+            names = [b.name for b in bases]
+            stacker: Stacker
+            if fmt == 1:
+                meta = MetaBooster.from_text((pack / manifest["meta"]["file"]).read_text())
+                stacker = BoosterStacker(meta, tuple(names))
+            else:
+                stacker = load_stacker(pack, manifest["stacker"], names)
+            calibration = load_calibration(json.loads((pack / manifest["calibrator"]["file"]).read_text()))
         except PackError:
             raise
         except Exception as exc:  # any library's load error: the pack is unusable, say which and why
             raise PackError(f"{pack}: cannot load: {type(exc).__name__}: {exc}") from exc
-        return cls(pack, manifest, bases, meta, calibration)
+        return cls(pack, manifest, bases, stacker, calibration)
 
     @property
     def version(self) -> str:
@@ -137,9 +152,8 @@ class Predictor:
             raise ValueError(f"expected rows of {len(FEATURE_NAMES)} features, got shape {rows.shape}")
         if rows.shape[0] == 0:  # e.g. fewer bars than the features' warm-up: some libraries fail on none
             return np.empty((0, N_CLASSES), dtype=np.float64)
-        probs = [b.predict_proba(rows) for b in self._bases]
-        stacked = stack_features(probs, [b.name for b in self._bases])
-        return self._calibration.transform(self._meta.predict_proba(stacked))
+        base = {b.name: b.predict_proba(rows) for b in self._bases}
+        return self._calibration.transform(self._stacker.predict(base, rows.shape[0]))
 
     def predict_bars(self, bars: pl.DataFrame) -> pl.DataFrame:
         """Probabilities for every bar of ``bars`` (this timeframe, oldest first) with complete features.
@@ -184,7 +198,10 @@ def _check_references(pack: Path, manifest: dict[str, Any]) -> None:
     listed = manifest["files"]
     try:
         named = [(str(e["name"]), str(e["file"]), e.get("sha256")) for e in manifest["base_models"]]
-        named += [("meta", str(manifest["meta"]["file"]), None)]
+        if manifest.get("format_version", 1) == 1:
+            named += [("meta", str(manifest["meta"]["file"]), None)]
+        elif manifest["stacker"]["kind"] == "lightgbm":
+            named += [("stacker", str(manifest["stacker"]["file"]), None)]
         named += [("calibrator", str(manifest["calibrator"]["file"]), None)]
     except (KeyError, TypeError, AttributeError) as exc:
         raise PackError(f"{pack}: malformed model entries in the manifest ({exc!r})") from exc

@@ -24,22 +24,27 @@ import polars as pl
 import trainfarm.shared
 from trainfarm.shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
 from trainfarm.shared.atomicio import sha256_file
+from trainfarm.shared.config import TrainingParams
 from trainfarm.shared.dataset import DatasetSnapshot
 from trainfarm.shared.errors import ArtifactError
 from trainfarm.shared.evaluation import choose_p_star, class_prior, evaluate, periods_per_year
 from trainfarm.shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
 from trainfarm.shared.gates import ChampionSource, ScoredPredictions, gate_candidate, p_star_floors
-from trainfarm.shared.labels import CLASSES, class_weights, sample_weights
-from trainfarm.shared.meta.calibration import IsotonicCalibrator
-from trainfarm.shared.meta.learner import fit_meta
+from trainfarm.shared.labels import CLASSES
+from trainfarm.shared.meta.learner import MetaModel
+from trainfarm.shared.meta.stackers import BoosterParams, StackerChoice, choose_stacker
 from trainfarm.shared.meta.stacking import meta_feature_names, stack_features
+from trainfarm.shared.meta.temperature import cross_fitted, fit_temperature_shrink
 from trainfarm.shared.plots import reliability_diagram
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.base import BaseModelResult
 from trainfarm.shared.zoo import MODEL_NAMES
+from trainfarm_client.calibration import TemperatureShrinkCalibration
 
 FloatArray = npt.NDArray[np.float64]
+#: Where a pack keeps the 55-feature LightGBM stacker, when a run chose it.
+STACKER_BOOSTER = "stacker/booster.txt"
 
 #: Rows of the test split stored in the manifest with their expected outputs (load-and-query check).
 SAMPLE_ROWS = 16
@@ -102,6 +107,62 @@ def _existing(final: Path, job: RunIdentity) -> BuiltVersion:
     return BuiltVersion(final.name, final, sha256_file(final / MANIFEST), metrics, gate_report)
 
 
+@dataclass(frozen=True)
+class _MetaStage:
+    """The chosen stacker, its calibrator, and what they make of the calibration and test splits."""
+
+    choice: StackerChoice
+    calibrator: TemperatureShrinkCalibration
+    cal_probs: FloatArray  #: cross-fitted: each row calibrated by a fit that did not see it
+    test_probs: FloatArray
+
+
+def _stack_and_calibrate(
+    preds: Mapping[str, Mapping[str, FloatArray]],
+    y: Mapping[str, npt.NDArray[np.int64]],
+    order: list[str],
+    horizon: int,
+    training: TrainingParams,
+    threads: int,
+) -> _MetaStage:
+    """Choose the stacker on the out-of-fold rows, then calibrate it on the calibration split."""
+    # The stacker learns only on rows that every base model predicted out of fold (the first chunk has
+    # none), and is chosen among candidates (the prior included) by purged out-of-fold log-loss.
+    oof = {m: preds[m]["oof"] for m in order}
+    rows = ~np.isnan(np.hstack([oof[m] for m in order])).any(axis=1)
+    choice = choose_stacker(
+        {m: oof[m][rows] for m in order},
+        y["train"][rows],
+        order,
+        purge=horizon,
+        booster=BoosterParams(
+            rounds=training.meta_rounds,
+            learning_rate=training.learning_rate,
+            early_stopping_rounds=training.early_stopping_rounds,
+            holdout_fraction=training.meta_holdout_fraction,
+            seed=training.seed,
+        ),
+        threads=threads,
+    )
+
+    def stacked(split: str) -> FloatArray:
+        base_split = {m: preds[m][split] for m in order}
+        if isinstance(choice.stacker, MetaModel):
+            return choice.stacker.predict_proba(stack_features([base_split[m] for m in order], order))
+        return choice.stacker.predict(base_split, len(y[split]))
+
+    # Calibration on its own split: temperature, then shrinkage toward that split's class shares. p* is
+    # chosen on cross-fitted calibrated probabilities (each row calibrated by a fit that did not see it).
+    cal_raw = stacked("calibration")
+    calibrator = fit_temperature_shrink(cal_raw, y["calibration"])
+    return _MetaStage(
+        choice,
+        calibrator,
+        cross_fitted(cal_raw, y["calibration"], horizon),
+        calibrator.transform(stacked("test")),
+    )
+
+
 def build_version(
     job: RunIdentity,
     snapshot: DatasetSnapshot,
@@ -139,29 +200,8 @@ def build_version(
     fwd = {name: part[name]["fwd_return"].to_numpy() for name in part}
     order = list(MODEL_NAMES)
     preds = {model: _predictions(work_dir, base[model]) for model in order}
-    names = meta_feature_names(order)
-
-    def stacked(split: str) -> FloatArray:
-        return stack_features([preds[m][split] for m in order], order)
-
-    # Meta-learner: only rows that every base model predicted out of fold (the first chunk has none).
-    oof = stacked("oof")
-    rows = ~np.isnan(oof).any(axis=1)
-    x_meta, y_meta = oof[rows], y["train"][rows]
-    meta = fit_meta(
-        x_meta,
-        y_meta,
-        sample_weights(y_meta, class_weights(y_meta)),
-        rounds=training.meta_rounds,
-        learning_rate=training.learning_rate,
-        early_stopping_rounds=training.early_stopping_rounds,
-        holdout_fraction=training.meta_holdout_fraction,
-        threads=threads,
-        seed=training.seed,
-        feature_names=names,
-    )
-    calibrator = IsotonicCalibrator().fit(meta.predict_proba(stacked("calibration")), y["calibration"])
-    cal_probs = calibrator.transform(meta.predict_proba(stacked("calibration")))
+    meta = _stack_and_calibrate(preds, y, order, params.label_horizon, training, threads)
+    choice, calibrator, cal_probs = meta.choice, meta.calibrator, meta.cal_probs
     per_year = periods_per_year(timeframe.minutes)
     profile = config.gates.profile
     # p* must leave room for the gates' signal floors, with a margin (see
@@ -175,7 +215,7 @@ def build_version(
         periods_per_year=per_year,
         min_eligible_share=floor_share,
     )
-    test_probs = calibrator.transform(meta.predict_proba(stacked("test")))
+    test_probs = meta.test_probs
     candidate = ScoredPredictions(
         probs=test_probs,
         y=y["test"],
@@ -208,11 +248,8 @@ def build_version(
         periods_per_year=per_year,
         ece_bins=scoring.ece_bins,
     )
-    metrics["meta_training"] = {
-        "rows": int(x_meta.shape[0]),
-        "best_iteration": int(meta.best_iteration),
-        "holdout_logloss": meta.holdout_logloss,
-    }
+    metrics["stacker"] = choice.to_json()
+    metrics["calibrator"] = calibrator.to_json()
     metrics["base"] = {m: base[m].metrics for m in order}
 
     now = datetime.now(UTC)
@@ -227,10 +264,20 @@ def build_version(
                 f"base/{m}.{Path(base[m].model_file).suffix.lstrip('.')}": work_dir / base[m].model_file
                 for m in order
             },
-            "meta/meta.txt": meta.to_text().encode(),
             "calibrator.json": json.dumps(calibrator.to_json()).encode(),
             "plots/calibration.png": plot,
         }
+        stacker_entry: dict[str, object]
+        if isinstance(choice.stacker, MetaModel):
+            files[STACKER_BOOSTER] = choice.stacker.to_text().encode()
+            stacker_entry = {
+                "kind": "lightgbm",
+                "file": STACKER_BOOSTER,
+                "feature_names": meta_feature_names(order),
+                "best_iteration": int(choice.stacker.best_iteration),
+            }
+        else:
+            stacker_entry = choice.stacker.to_json()
         for m in order:
             if sha256_file(work_dir / base[m].model_file) != base[m].model_sha256:
                 raise ArtifactError(f"model file of {m} differs from the sha256 its task reported")
@@ -259,13 +306,8 @@ def build_version(
                 }
                 for m in order
             ],
-            "meta": {
-                "file": "meta/meta.txt",
-                "kind": "lightgbm",
-                "feature_names": names,
-                "best_iteration": int(meta.best_iteration),
-            },
-            "calibrator": {"file": "calibrator.json", "kind": "isotonic-per-class-renormalised"},
+            "stacker": stacker_entry | {"chosen": choice.chosen, "cv_logloss": dict(choice.scores)},
+            "calibrator": {"file": "calibrator.json", "kind": calibrator.to_json()["kind"]},
             "plots": ["plots/calibration.png"],
             "p_star": p_star,
             "metrics": metrics,

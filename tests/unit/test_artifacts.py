@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from trainfarm.shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
+from trainfarm.shared.artifacts import (
+    FORMAT_VERSION,
+    MANIFEST,
+    new_version_id,
+    pack_dir,
+    read_manifest,
+    write_pack,
+)
 from trainfarm.shared.atomicio import sha256_file
 from trainfarm.shared.errors import ArtifactError
 
@@ -55,7 +62,7 @@ def test_write_then_read_verifies_every_file(
     assert manifest_sha == sha256_file(path / MANIFEST)
     manifest = read_manifest(path, expected_sha256=manifest_sha)
     assert {k: manifest[k] for k in _manifest()} == _manifest()
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == FORMAT_VERSION == 2
     files = manifest["files"]
     assert isinstance(files, dict) and sorted(files) == sorted(FILES)
     for rel, source in sources.items():

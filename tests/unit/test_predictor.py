@@ -112,9 +112,10 @@ def _pack_files(pack: Pack) -> list[str]:
     return sorted(manifest["files"])
 
 
-@pytest.mark.parametrize("which", ["base/xgb_hist.ubj", "base/lgbm_gbdt.txt", "base/sk_mlp.json", "meta"])
-def test_a_tampered_model_file_is_refused_by_name(copied: Path, pack: Pack, which: str) -> None:
-    rel = "meta/meta.txt" if which == "meta" else which
+@pytest.mark.parametrize(
+    "rel", ["base/xgb_hist.ubj", "base/lgbm_gbdt.txt", "base/sk_mlp.json", "calibrator.json"]
+)
+def test_a_tampered_model_file_is_refused_by_name(copied: Path, pack: Pack, rel: str) -> None:
     assert rel in _pack_files(pack)
     data = bytearray((copied / rel).read_bytes())
     data[len(data) // 2] ^= 0x20
@@ -192,3 +193,67 @@ def test_loading_and_predicting_never_unpickles(
     np.testing.assert_array_equal(
         out.select(PROBS).to_numpy(), predictor.predict_bars(pack.bars.tail(200)).select(PROBS).to_numpy()
     )
+
+
+def _rewrite_manifest(pack_dir: Path, **changes: Any) -> None:
+    """Change manifest keys in place (the files' hashes stay valid; the manifest's own hash does not)."""
+    path = pack_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            manifest.pop(key, None)
+        else:
+            manifest[key] = value
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_pack_of_a_newer_format_is_refused_naming_both_formats(copied: Path) -> None:
+    _rewrite_manifest(copied, format_version=3)
+    with pytest.raises(ArtifactError, match=r"pack format 3 is newer than this client reads \(up to 2\)"):
+        Predictor.load(copied)
+
+
+def test_a_format_1_pack_still_loads_and_predicts_through_its_meta_learner(copied: Path, pack: Pack) -> None:
+    """Packs written before format 2: a 55-feature LightGBM meta-learner and isotonic calibration."""
+    from trainfarm.shared.meta.calibration import IsotonicCalibrator
+    from trainfarm.shared.meta.learner import fit_meta
+    from trainfarm.shared.meta.stacking import meta_feature_names, stack_features
+    from trainfarm_client.calibration import IsotonicCalibration
+
+    rng = np.random.default_rng(11)
+    names = meta_feature_names(list(MODEL_NAMES))
+    x, y = rng.random((300, len(names))), rng.integers(0, 3, 300)
+    meta = fit_meta(
+        x, y, np.ones(300), rounds=20, learning_rate=0.1, early_stopping_rounds=5,
+        holdout_fraction=0.2, threads=1, seed=1, feature_names=names,
+    )  # fmt: skip
+    calibrator = IsotonicCalibrator().fit(rng.dirichlet([1, 1, 1], 300), y)
+    (copied / "meta").mkdir()
+    (copied / "meta" / "meta.txt").write_text(meta.to_text())
+    (copied / "calibrator.json").write_text(json.dumps(calibrator.to_json()))
+    manifest = json.loads((copied / "manifest.json").read_text())
+    files = dict(manifest["files"])
+    for rel in ("meta/meta.txt", "calibrator.json"):
+        files[rel] = _sha256(copied / rel)
+    _rewrite_manifest(
+        copied,
+        format_version=None,
+        stacker=None,
+        meta={"file": "meta/meta.txt", "kind": "lightgbm", "feature_names": names},
+        calibrator={"file": "calibrator.json", "kind": "isotonic-per-class-renormalised"},
+        files=files,
+    )
+    old = Predictor.load(copied)
+    current = Predictor.load(pack.path, expected_manifest_sha256=pack.manifest_sha256)
+    rows = np.asarray(manifest["sample_rows"]["features"], dtype=np.float64)
+    base = [b.predict_proba(rows) for b in current._bases]
+    expected = IsotonicCalibration.from_json(calibrator.to_json()).transform(
+        meta.predict_proba(stack_features(base, list(MODEL_NAMES)))
+    )
+    np.testing.assert_allclose(old.predict_features(rows), expected, atol=1e-12)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,249 @@
+"""Choosing the stacker of a run: the candidate with the lowest purged out-of-fold log-loss.
+
+The base models' out-of-fold probabilities on the train split are the only rows a stacker may learn
+from. Every candidate is scored the same way on them: a time-ordered K-fold whose validation blocks are
+contiguous and whose training rows keep ``purge`` rows away from each block on both sides (labels of
+neighbouring rows overlap by up to the label horizon). The candidates:
+
+* ``prior``: the class shares of the fold's training rows, whatever the models say. It is always a
+  candidate, so the chosen stacker is never worse than knowing nothing, as far as these rows can tell;
+* ``best_base``: the base model with the lowest out-of-fold log-loss, recalibrated by a multinomial
+  logistic regression on its three log-probabilities (matrix scaling, L2-regularised);
+* ``pool``: an equal-weight log-linear pool of all base models (the mean of their log-probabilities),
+  recalibrated the same way;
+* ``logreg``: multinomial logistic regression on all base models' log-probabilities (24 inputs);
+* ``lightgbm``: the 55-feature LightGBM stacker (:mod:`trainfarm.shared.meta.learner`), only with at least
+  :data:`MIN_BOOSTER_ROWS` rows.
+
+Regression strength comes from :data:`C_GRID`, chosen by the same purged folds. No candidate is fitted
+with class weights: each learns the true class frequencies, so nothing needs undoing before scoring. The
+chosen candidate is refitted on all rows; the result is a :mod:`trainfarm_client.stackers` stacker, so
+the farm and bots apply it with the same code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from trainfarm.shared.errors import DatasetError
+from trainfarm.shared.evaluation import log_loss
+from trainfarm.shared.labels import CLASSES
+from trainfarm.shared.meta.learner import MetaModel, fit_meta
+from trainfarm_client.stackers import LinearStacker, linear_inputs
+from trainfarm_client.stacking import meta_feature_names, stack_features
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+N_CLASSES = len(CLASSES)
+#: Regularisation strengths (inverse L2 weight) tried for every linear stacker.
+C_GRID = (0.01, 0.1, 1.0)
+#: Time-ordered folds used to score the candidates.
+N_FOLDS = 4
+#: The 55-feature LightGBM stacker needs at least this many rows to be a candidate.
+MIN_BOOSTER_ROWS = 2000
+#: Fewer rows than this cannot score candidates at all: the stacker is then the prior.
+MIN_STACK_ROWS = 60
+_PRIOR_FLOOR = 1e-4
+CANDIDATES = ("prior", "best_base", "pool", "logreg", "lightgbm")
+
+
+class _Predicts(Protocol):
+    def predict(self, base: Mapping[str, FloatArray], n_rows: int) -> FloatArray: ...
+
+
+@dataclass(frozen=True)
+class BoosterParams:
+    """How the LightGBM candidate trains (from the config's training section)."""
+
+    rounds: int
+    learning_rate: float
+    early_stopping_rounds: int
+    holdout_fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class StackerChoice:
+    """The chosen stacker, refitted on every row, and every candidate's purged out-of-fold log-loss.
+
+    ``stacker`` is a :class:`LinearStacker` or, for ``lightgbm``, a :class:`MetaModel`. ``scores`` holds
+    ``None`` for a candidate that was not eligible (too few rows). ``best_base`` names the base model the
+    ``best_base`` candidate used.
+    """
+
+    chosen: str
+    stacker: LinearStacker | MetaModel
+    scores: dict[str, float | None]
+    best_base: str
+    rows: int
+    c: float | None  #: the regularisation strength of a linear stacker
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "chosen": self.chosen,
+            "cv_logloss": dict(self.scores),
+            "best_base": self.best_base,
+            "rows": self.rows,
+            "c": self.c,
+            "folds": N_FOLDS,
+        }
+
+
+def purged_folds(n: int, k: int, purge: int) -> list[tuple[IntArray, IntArray]]:
+    """``k`` contiguous validation blocks in time order; training rows keep ``purge`` rows away from each."""
+    if n < k:
+        raise ValueError(f"{n} rows cannot make {k} folds")
+    bounds = np.linspace(0, n, k + 1).astype(int)
+    rows = np.arange(n)
+    folds = []
+    for start, stop in itertools.pairwise(bounds):
+        val = rows[start:stop]
+        train = rows[(rows < start - purge) | (rows >= stop + purge)]
+        folds.append((train, val))
+    return folds
+
+
+def class_shares(y: IntArray) -> FloatArray:
+    """Class shares of ``y``, floored (no class ever gets zero) and renormalised."""
+    shares = np.bincount(y, minlength=N_CLASSES).astype(np.float64) / max(1, y.size)
+    floored = np.maximum(shares, _PRIOR_FLOOR)
+    out: FloatArray = floored / floored.sum()
+    return out
+
+
+def prior_stacker(y: IntArray) -> LinearStacker:
+    """The class prior of ``y`` as a stacker (no inputs, log-shares as intercept)."""
+    return LinearStacker((), "models", np.zeros((0, N_CLASSES)), np.log(class_shares(y)))
+
+
+def fit_linear(
+    base: Mapping[str, FloatArray], y: IntArray, models: Sequence[str], inputs: str, c: float
+) -> LinearStacker:
+    """Multinomial logistic regression on the log-probabilities of ``models`` (unweighted)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if len(np.unique(y)) < N_CLASSES:
+        return prior_stacker(y)  # a class never seen: nothing to learn its odds from
+    x = linear_inputs(base, models, inputs, y.size)
+    model = LogisticRegression(C=c, max_iter=2000)
+    model.fit(x, y)
+    return LinearStacker(
+        tuple(models), inputs, np.asarray(model.coef_, dtype=np.float64).T.copy(), model.intercept_.copy()
+    )
+
+
+def choose_stacker(
+    base: Mapping[str, FloatArray],
+    y: IntArray,
+    order: Sequence[str],
+    *,
+    purge: int,
+    booster: BoosterParams,
+    threads: int,
+) -> StackerChoice:
+    """Score every candidate on purged time-ordered folds of ``base`` (out-of-fold rows), refit the best."""
+    n = int(y.size)
+    if n == 0:
+        raise DatasetError("no out-of-fold rows to choose a stacker on")
+    oof_loss = {m: log_loss(base[m], y) for m in order}
+    best = min(order, key=lambda m: oof_loss[m])
+    if n < MIN_STACK_ROWS or n < N_FOLDS * (2 * purge + 10):
+        scores: dict[str, float | None] = dict.fromkeys(CANDIDATES)
+        return StackerChoice("prior", prior_stacker(y), scores, best, n, None)
+    folds = purged_folds(n, N_FOLDS, purge)
+    linear = {
+        "best_base": ([best], "models"),
+        "pool": (list(order), "pool"),
+        "logreg": (list(order), "models"),
+    }
+    scores = {"prior": _cv(folds, y, lambda tr: prior_stacker(y[tr]), base)}
+    chosen_c: dict[str, float] = {}
+    for name, (models, inputs) in linear.items():
+        by_c = {c: _cv(folds, y, _linear_fitter(base, y, models, inputs, c), base) for c in C_GRID}
+        chosen_c[name] = min(by_c, key=lambda c: by_c[c])
+        scores[name] = by_c[chosen_c[name]]
+    scores["lightgbm"] = None
+    if n >= MIN_BOOSTER_ROWS:
+        scores["lightgbm"] = _cv_booster(folds, y, base, order, booster, threads)
+    eligible = {k: v for k, v in scores.items() if v is not None and math.isfinite(v)}
+    chosen = min(eligible, key=lambda k: eligible[k])
+    if chosen == "prior":
+        return StackerChoice(chosen, prior_stacker(y), scores, best, n, None)
+    if chosen == "lightgbm":
+        model = _fit_booster(base, y, order, booster, threads)
+        return StackerChoice(chosen, model, scores, best, n, None)
+    models, inputs = linear[chosen]
+    stacker = fit_linear(base, y, models, inputs, chosen_c[chosen])
+    return StackerChoice(chosen, stacker, scores, best, n, chosen_c[chosen])
+
+
+def _linear_fitter(
+    base: Mapping[str, FloatArray], y: IntArray, models: Sequence[str], inputs: str, c: float
+) -> Callable[[IntArray], _Predicts]:
+    def fit(train: IntArray) -> _Predicts:
+        return fit_linear(_rows(base, train), y[train], models, inputs, c)
+
+    return fit
+
+
+def _rows(base: Mapping[str, FloatArray], idx: IntArray) -> dict[str, FloatArray]:
+    return {m: p[idx] for m, p in base.items()}
+
+
+def _cv(
+    folds: list[tuple[IntArray, IntArray]],
+    y: IntArray,
+    fit: Callable[[IntArray], _Predicts],
+    base: Mapping[str, FloatArray],
+) -> float:
+    """Mean log-loss over all validation rows of stackers fitted on each fold's training rows."""
+    total, count = 0.0, 0
+    for train, val in folds:
+        stacker = fit(train)
+        probs = stacker.predict(_rows(base, val), val.size)
+        total += log_loss(probs, y[val]) * val.size
+        count += val.size
+    return total / count
+
+
+def _fit_booster(
+    base: Mapping[str, FloatArray], y: IntArray, order: Sequence[str], params: BoosterParams, threads: int
+) -> MetaModel:
+    stacked = stack_features([base[m] for m in order], order)
+    return fit_meta(
+        stacked,
+        y,
+        np.ones(y.size),
+        rounds=params.rounds,
+        learning_rate=params.learning_rate,
+        early_stopping_rounds=params.early_stopping_rounds,
+        holdout_fraction=params.holdout_fraction,
+        threads=threads,
+        seed=params.seed,
+        feature_names=meta_feature_names(list(order)),
+    )
+
+
+def _cv_booster(
+    folds: list[tuple[IntArray, IntArray]],
+    y: IntArray,
+    base: Mapping[str, FloatArray],
+    order: Sequence[str],
+    params: BoosterParams,
+    threads: int,
+) -> float:
+    total, count = 0.0, 0
+    for train, val in folds:
+        model = _fit_booster(_rows(base, train), y[train], order, params, threads)
+        probs = model.predict_proba(stack_features([base[m][val] for m in order], order))
+        total += log_loss(probs, y[val]) * val.size
+        count += val.size
+    return total / count
