@@ -20,7 +20,7 @@ from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm_client.errors import ClientError
 from trainfarm_client.features import MIN_HISTORY_BARS
-from trainfarm_client.live import Champion, LiveModel
+from trainfarm_client.live import Champion, LiveModel, Score
 
 
 def _emit(as_json: bool, event: dict[str, object], text: str) -> None:
@@ -52,8 +52,16 @@ def bot(
     ] = 5.0,
     recheck: Annotated[float, typer.Option("--recheck", help="seconds between champion-key re-checks")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object per line")] = False,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="score the store's newest bar as if it had just closed (historical data, demos); "
+            "without it the bar must have closed within one interval of now, or there is no signal",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the champion: print every reload (and how long after its promotion), score the newest bars."""
+    """Serve the champion: print every reload (and how long after its promotion), score the newest bar."""
     sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe)
     store = open_store()
     store.load(sym, tf)  # fail now, with the store's message, when the market's bars were never imported
@@ -91,26 +99,13 @@ def bot(
             if model.version is not None:
                 try:
                     bars = store.load(sym, tf).tail(MIN_HISTORY_BARS)  # the newest bars, read again each time
-                    scored = model.score(bars)  # probabilities and decision from one loaded version
+                    # In replay, "now" is the moment the store's newest bar closed.
+                    now = bars["date"][-1] + tf.duration if replay and bars.height else datetime.now(UTC)
+                    scored = model.score(bars, now=now)  # from one loaded version, newest closed bar only
                 except (ClientError, DataError) as exc:  # keep running: the next bars or version may do
                     problem = f"cannot score: {exc}"
                 else:
-                    probs, bar = scored.probabilities, bars["date"][-1]
-                    _emit(
-                        as_json,
-                        {
-                            "event": "score",
-                            "version": scored.version,
-                            "bar": bar.isoformat(),
-                            "p_down": float(probs[0]),
-                            "p_neutral": float(probs[1]),
-                            "p_up": float(probs[2]),
-                            "signal": scored.decision.signal,
-                            "p_star": scored.decision.p_star,
-                        },
-                        f"{bar:%Y-%m-%d %H:%M} v{scored.version}: down {probs[0]:.3f} neutral "
-                        f"{probs[1]:.3f} up {probs[2]:.3f} -> {scored.decision.signal or 'no signal'}",
-                    )
+                    _emit_score(as_json, scored)
             if problem and problem != reported_error:
                 _emit(as_json, {"event": "error", "error": problem}, f"[yellow]{problem}[/]")
             reported_error = problem
@@ -128,3 +123,31 @@ def bot(
 def register(app: typer.Typer) -> None:
     """Add `farm bot` to the main app."""
     app.command("bot")(bot)
+
+
+def _emit_score(as_json: bool, scored: Score) -> None:
+    """One score event, or a no-signal event naming why the newest closed bar was not scored."""
+    bar = scored.bar.isoformat() if scored.bar is not None else None
+    if scored.probabilities is None or scored.decision is None:
+        _emit(
+            as_json,
+            {"event": "no_signal", "version": scored.version, "bar": bar, "reason": scored.reason},
+            f"v{scored.version}: no signal: {scored.reason}",
+        )
+        return
+    probs = scored.probabilities
+    _emit(
+        as_json,
+        {
+            "event": "score",
+            "version": scored.version,
+            "bar": bar,
+            "p_down": float(probs[0]),
+            "p_neutral": float(probs[1]),
+            "p_up": float(probs[2]),
+            "signal": scored.decision.signal,
+            "p_star": scored.decision.p_star,
+        },
+        f"{bar} v{scored.version}: down {probs[0]:.3f} neutral {probs[1]:.3f} up {probs[2]:.3f} "
+        f"-> {scored.decision.signal or 'no signal'}",
+    )

@@ -133,6 +133,7 @@ def _bot_demo(env: dict[str, str]) -> bool:
             "1",
             "--interval",
             "2",
+            "--replay",  # the sample ends in the past: score its newest bar as if it had just closed
         ],
         env=env,
         stdout=subprocess.PIPE,

@@ -26,7 +26,7 @@ from trainfarm.shared.errors import DataError, DatasetError
 from trainfarm.shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
 from trainfarm.shared.labels import CLASSES, add_labels, class_weights
 from trainfarm.shared.splits import Fold, chronological_split, walk_forward_folds
-from trainfarm.shared.timeframes import Timeframe
+from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe
 from trainfarm_client.errors import BarsError
 
 SPLITS = ("train", "calibration", "test")
@@ -89,6 +89,7 @@ def build_frame(bars_5m: pl.DataFrame, timeframe: Timeframe, config: FarmConfig)
     frame = add_labels(
         frame, horizon=params.label_horizon, threshold=params.label_threshold, vol_window=params.vol_window
     )
+    frame = drop_labels_of_incomplete_bars(frame, timeframe, params.label_horizon)
     window_start = bars["date"][-1] - params.training_window_td
     frame = frame.filter(pl.col("date") > window_start).drop_nulls([*FEATURE_NAMES, "label"])
     if frame.height == 0:
@@ -109,6 +110,24 @@ def build_frame(bars_5m: pl.DataFrame, timeframe: Timeframe, config: FarmConfig)
     # Purged rows (label reaching into the next split) carry no split; they are not in the snapshot.
     frame = frame.filter(pl.col("split") != "")
     return frame.select(*_CONTEXT, *FEATURE_NAMES)
+
+
+def drop_labels_of_incomplete_bars(frame: pl.DataFrame, timeframe: Timeframe, horizon: int) -> pl.DataFrame:
+    """No label from a resampled bar that lacks 5m bars (an outage inside its bucket).
+
+    A label compares the close of bar ``t`` with the close of bar ``t + horizon``: when either bucket holds
+    fewer 5m bars than its interval, its close is not the market's close at that time, so the row gets no
+    label (and is neither trained nor tested on). Features keep such bars, so that the bars after them
+    still have their history; a bot never scores one (:meth:`Predictor.score_newest`).
+    """
+    expected = max(1, timeframe.minutes // BASE_TIMEFRAME.minutes)
+    whole = pl.col("bars") >= expected
+    ok = whole & whole.shift(-horizon).over("segment").fill_null(False)
+    return frame.with_columns(
+        pl.when(ok).then(pl.col("label")).alias("label"),
+        pl.when(ok).then(pl.col("label_end")).alias("label_end"),
+        pl.when(ok).then(pl.col("fwd_return")).alias("fwd_return"),
+    )
 
 
 def content_hash(frame: pl.DataFrame, recipe: dict[str, object]) -> str:

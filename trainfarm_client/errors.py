@@ -49,3 +49,11 @@ class ChampionError(ClientError):
 
     Handled by: the bot, which keeps serving what it has and reads the key again on its next check.
     """
+
+
+class NoSignalError(ClientError):
+    """The newest closed bar cannot be scored: it is missing, stale, incomplete, or lacks features.
+
+    Handled by: the bot, which stays out of the market for that bar; the reason is also in
+    ``LiveModel.no_signal_reason`` and the heartbeat. Never a reason to stop serving the loaded version.
+    """

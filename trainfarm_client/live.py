@@ -45,7 +45,7 @@ from trainfarm_client.contract import (
     champion_key,
     promoted_channel,
 )
-from trainfarm_client.errors import ChampionError
+from trainfarm_client.errors import ChampionError, NoSignalError
 from trainfarm_client.predictor import Decision, Predictor
 
 log = logging.getLogger("trainfarm_client")
@@ -92,11 +92,17 @@ class _Loaded:
 
 @dataclass(frozen=True)
 class Score:
-    """One scoring of the newest bar, all from the same loaded version (a reload may swap meanwhile)."""
+    """One scoring of the newest closed bar, all from the same loaded version (a reload may swap meanwhile).
+
+    When the newest closed bar cannot be scored (missing, stale, incomplete, features warming up),
+    ``probabilities`` and ``decision`` are None and ``reason`` says why: no signal for that bar.
+    """
 
     version: str
-    probabilities: npt.NDArray[np.float64]  #: (down, neutral, up)
-    decision: Decision
+    bar: datetime | None  #: open time of the newest closed bar
+    probabilities: npt.NDArray[np.float64] | None  #: (down, neutral, up)
+    decision: Decision | None
+    reason: str | None = None
 
 
 class LiveModel:
@@ -121,6 +127,8 @@ class LiveModel:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_ttl = heartbeat_ttl
         self.last_error: str | None = None
+        #: Why the last scoring gave no signal (None after a bar was scored); also in the heartbeat.
+        self.no_signal_reason: str | None = None
         self.reloads = 0
         self._redis = redis.Redis.from_url(
             redis_url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
@@ -183,21 +191,35 @@ class LiveModel:
             raise ChampionError(f"no champion loaded for {self.symbol} {self.timeframe}")
         return current.predictor
 
-    def predict_proba(self, bars: pl.DataFrame) -> npt.NDArray[np.float64]:
-        """(down, neutral, up) probabilities for the newest bar of ``bars`` (raw bars, oldest first)."""
-        return _newest_proba(self.predictor, bars)
+    def predict_proba(self, bars: pl.DataFrame, *, now: datetime | None = None) -> npt.NDArray[np.float64]:
+        """(down, neutral, up) probabilities of the newest closed bar; :class:`NoSignalError` says why not."""
+        scored = self.score(bars, now=now)
+        if scored.probabilities is None:
+            raise NoSignalError(scored.reason or "no signal")
+        return scored.probabilities
 
-    def decide(self, bars: pl.DataFrame) -> Decision:
-        """The trading decision for the newest bar, using the pack's threshold p*."""
-        return self.score(bars).decision
+    def decide(self, bars: pl.DataFrame, *, now: datetime | None = None) -> Decision:
+        """The trading decision for the newest closed bar (no signal when it cannot be scored)."""
+        scored = self.score(bars, now=now)
+        if scored.decision is None:
+            return Decision(signal=None, probability=float("nan"), p_star=self.predictor.p_star)
+        return scored.decision
 
-    def score(self, bars: pl.DataFrame) -> Score:
-        """Probabilities and decision for the newest bar, with the version that computed both."""
+    def score(self, bars: pl.DataFrame, *, now: datetime | None = None) -> Score:
+        """Probabilities and decision for the newest bar closed by ``now`` (default: the wall clock).
+
+        Only that bar is ever scored: when it is missing, stale, incomplete or lacks features the score
+        has no probabilities and says why (``reason``, :attr:`no_signal_reason`, the heartbeat).
+        """
         current = self._current
         if current is None:
             raise ChampionError(f"no champion loaded for {self.symbol} {self.timeframe}")
-        probs = _newest_proba(current.predictor, bars)
-        return Score(current.champion.version, probs, current.predictor.decide(probs))
+        newest = current.predictor.score_newest(bars, now=now or datetime.now(UTC))
+        self.no_signal_reason = newest.reason
+        if newest.probabilities is None:
+            return Score(current.champion.version, newest.bar, None, None, newest.reason)
+        decision = current.predictor.decide(newest.probabilities)
+        return Score(current.champion.version, newest.bar, newest.probabilities, decision)
 
     def on_reload(self, callback: ReloadCallback) -> None:
         """Call ``callback(old, new)`` after every successful swap (from the watching thread)."""
@@ -332,6 +354,7 @@ class LiveModel:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "last_error": self.last_error or "",
+            "no_signal_reason": self.no_signal_reason or "",
             "seen_at": datetime.now(UTC).isoformat(),
         }
         self._last_beat = time.monotonic()
@@ -373,10 +396,3 @@ class LiveModel:
     def _fail(self, message: str) -> None:
         self.last_error = message
         log.warning("%s %s: %s (still serving %s)", self.symbol, self.timeframe, message, self.version)
-
-
-def _newest_proba(predictor: Predictor, bars: pl.DataFrame) -> npt.NDArray[np.float64]:
-    scored = predictor.predict_bars(bars)
-    if scored.is_empty():
-        raise ChampionError("not enough bars to compute features (pass a longer history)")
-    return np.asarray(scored.select("p_down", "p_neutral", "p_up").row(-1), dtype=np.float64)

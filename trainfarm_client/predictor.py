@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -39,6 +39,23 @@ from trainfarm_client.probs import DOWN, N_CLASSES, UP, FloatArray
 from trainfarm_client.stackers import BoosterStacker, Stacker, load_stacker
 
 Signal = Literal["up", "down"]
+
+
+#: How late the newest closed bar may be (beyond one interval) before it counts as stale.
+DEFAULT_GRACE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class NewestScore:
+    """The score of the newest closed bar, or why there is none.
+
+    ``bar`` is the open time of the newest closed bar (None when there is none); ``probabilities`` its
+    (down, neutral, up) probabilities, or None with ``reason`` saying why it was not scored.
+    """
+
+    bar: datetime | None
+    probabilities: FloatArray | None
+    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -173,6 +190,51 @@ class Predictor:
             p_down=pl.Series(probs[:, 0]), p_neutral=pl.Series(probs[:, 1]), p_up=pl.Series(probs[:, 2])
         )
 
+    def score_newest(
+        self, bars: pl.DataFrame, *, now: datetime, grace: timedelta = DEFAULT_GRACE
+    ) -> NewestScore:
+        """Score only the newest bar of ``bars`` that has closed by ``now``, or say why it cannot be.
+
+        No score when: no bar has closed yet; the newest closed bar closed more than one interval plus
+        ``grace`` before ``now`` (stale: the feed stopped); it is a resampled bar built from fewer 5m bars
+        than its interval holds (a ``bars`` column, as the farm's store returns, says how many); or its
+        features are incomplete (after a gap they warm up again). An older bar is never scored instead.
+        """
+        interval = timedelta(minutes=int(self.manifest["feature_params"]["interval_minutes"]))
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware (UTC)")
+        closed = bars.filter(pl.col("date") + interval <= now) if not bars.is_empty() else bars
+        if closed.is_empty():
+            return NewestScore(None, None, f"no bar has closed by {now.isoformat()}")
+        newest = closed["date"][-1]
+        age = now - (newest + interval)
+        if age > interval + grace:
+            return NewestScore(
+                newest,
+                None,
+                f"newest closed bar {newest.isoformat()} is stale: it closed {_human(age)} ago "
+                f"(limit: one {_human(interval)} interval plus {_human(grace)})",
+            )
+        if "bars" in closed.columns:
+            expected = max(1, interval // timedelta(minutes=5))
+            have = int(closed["bars"][-1])
+            if have < expected:
+                return NewestScore(
+                    newest,
+                    None,
+                    f"newest bar {newest.isoformat()} is incomplete: {have} of {expected} 5m bars",
+                )
+        scored = self.predict_bars(closed)
+        if scored.is_empty() or scored["date"][-1] != newest:
+            return NewestScore(
+                newest,
+                None,
+                f"newest bar {newest.isoformat()} has incomplete features (too little history, or the "
+                "features are warming up again after a gap)",
+            )
+        probs = np.asarray(scored.select("p_down", "p_neutral", "p_up").row(-1), dtype=np.float64)
+        return NewestScore(newest, probs, None)
+
     def decide(self, probs_row: npt.ArrayLike) -> Decision:
         """The trading decision for one row of (down, neutral, up) probabilities under this pack's p*."""
         return decide(probs_row, self.p_star)
@@ -210,3 +272,13 @@ def _check_references(pack: Path, manifest: dict[str, Any]) -> None:
             raise PackError(f"{pack}: {name} file {rel} is not among the manifest's verified files")
         if sha256 is not None and sha256 != listed[rel]:
             raise PackError(f"{pack}: {name} file {rel}: its sha256 differs from the files listing")
+
+
+def _human(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds}s" if seconds < 120 else f"{seconds / 60:.1f}m"

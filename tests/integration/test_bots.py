@@ -174,6 +174,7 @@ def start_bot(bot_farm: BotFarm, tmp_path: Path) -> Iterator[Callable[[], Bot]]:
                     str(INTERVAL_S),
                     "--duration",
                     str(BOT_LIFETIME_S),
+                    "--replay",  # the sample's newest bar is in the past: score it as just closed
                 ],
                 env=bot_farm.env,
                 stdout=subprocess.PIPE,

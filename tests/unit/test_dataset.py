@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -93,3 +94,23 @@ def test_tampered_snapshot_is_refused(btc: pl.DataFrame, tmp_path: Path) -> None
 def test_too_little_data_is_a_dataset_error(btc: pl.DataFrame) -> None:
     with pytest.raises(DatasetError):
         build_frame(btc.head(288 * 20), Timeframe.D1, FarmConfig())
+
+
+def test_no_label_comes_from_a_bucket_with_missing_5m_bars(sample_dir: Path) -> None:
+    """An hour with 5m bars missing inside it is neither labelled nor the end of another row's label."""
+    from trainfarm.shared.config import FarmConfig
+    from trainfarm.shared.data.resample import resample
+    from trainfarm.shared.dataset import build_frame
+    from trainfarm.shared.timeframes import parse_timeframe
+
+    bars = pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet")
+    tf, config = parse_timeframe("1h"), FarmConfig()
+    hour = resample(bars, tf)["date"][-400]
+    hole = (pl.col("date") >= hour + timedelta(minutes=20)) & (pl.col("date") < hour + timedelta(minutes=30))
+    holed = bars.filter(~hole)
+    assert resample(holed, tf).filter(pl.col("date") == hour)["bars"].item() == 10
+    frame = build_frame(holed, tf, config)
+    assert hour not in frame["date"].to_list()  # its own label is gone
+    assert hour not in frame["label_end"].to_list()  # and no label ends on it
+    whole = build_frame(bars, tf, config)
+    assert hour in whole["date"].to_list() and hour in whole["label_end"].to_list()

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from trainfarm.shared.data.resample import resample
 from trainfarm.shared.notify import AnnounceOutcome, announce, dumps
 from trainfarm.shared.registry.models import LiveOutcome
 from trainfarm_client.contract import OUTCOMES_STREAM, bot_key, champion_key, promoted_channel
-from trainfarm_client.errors import ChampionError
+from trainfarm_client.errors import ChampionError, NoSignalError
 from trainfarm_client.live import Champion, LiveModel
 from trainfarm_client.pack import MANIFEST, sha256_file
 from trainfarm_client.predictor import decide
@@ -46,6 +46,11 @@ WAIT_S = 60.0
 #: The periodic re-check of the tests where only a nudge or a reconnect may cause a reload: it never
 #: comes within a test.
 NEVER_S = 3600.0
+
+
+def closed(frame: pl.DataFrame) -> datetime:
+    """The moment the newest bar of ``frame`` closed: score the sample's bars as if live at that time."""
+    return frame["date"][-1] + PACK_TF.duration
 
 
 def announce_version(
@@ -144,22 +149,24 @@ def test_promotions_a_stale_nudge_and_a_rollback_reach_a_running_model(
     model.start()
     assert model.version is None and model.champion is None
     with pytest.raises(ChampionError, match="no champion loaded"):
-        model.predict_proba(bars)
+        model.predict_proba(bars, now=closed(bars))
     with pytest.raises(ChampionError):
-        model.decide(bars)
+        model.decide(bars, now=closed(bars))
 
     at = announce_version(rds, v1)
     wait_until(lambda: model.version == v1.version, WAIT_S, "v1 via the nudge")
     print(f"v1 served {time.monotonic() - at:.2f}s after its announcement")
     assert seen == [(None, v1.version)]
     assert model.champion is not None and model.champion.path == v1.path
-    first = model.predict_proba(bars)
+    first = model.predict_proba(bars, now=closed(bars))
 
     at = announce_version(rds, v2, previous=v1)
     wait_until(lambda: model.version == v2.version, WAIT_S, "v2 via the nudge")
     print(f"v2 served {time.monotonic() - at:.2f}s after its announcement")
     assert seen == [(None, v1.version), (v1.version, v2.version)]
-    assert not np.allclose(model.predict_proba(bars), first)  # another model, not another label
+    assert not np.allclose(
+        model.predict_proba(bars, now=closed(bars)), first
+    )  # another model, not another label
 
     # A stale nudge (v1 "promoted" again while v2 is loaded; the key still names v2) is ignored: the
     # model does not even re-read the key (the server's own GET count does not move).
@@ -175,7 +182,7 @@ def test_promotions_a_stale_nudge_and_a_rollback_reach_a_running_model(
     wait_until(lambda: model.version == v1.version, WAIT_S, "the rollback to v1")
     print(f"rollback served {time.monotonic() - at:.2f}s after its announcement")
     assert seen[-1] == (v2.version, v1.version) and model.reloads == 3
-    np.testing.assert_allclose(model.predict_proba(bars), first)
+    np.testing.assert_allclose(model.predict_proba(bars, now=closed(bars)), first)
 
 
 def test_predictions_never_fail_while_versions_swap(
@@ -193,7 +200,7 @@ def test_predictions_never_fail_while_versions_swap(
     def predict_in_a_loop() -> None:
         while not stop.is_set():
             try:
-                scored = model.score(window)
+                scored = model.score(window, now=closed(window))
                 assert np.isclose(scored.probabilities.sum(), 1.0)
                 served.add(scored.version)
             except BaseException as exc:
@@ -229,7 +236,7 @@ def test_a_tampered_file_is_refused_and_the_old_version_keeps_serving(
     model = make_model().start()
     announce_version(rds, v2, previous=v1)
     wait_until(lambda: model.version == v2.version, WAIT_S, "v2")
-    before = model.predict_proba(bars)
+    before = model.predict_proba(bars, now=closed(bars))
 
     tampered = tmp_path / "tampered" / v3.version
     shutil.copytree(v3.path, tampered)
@@ -243,7 +250,9 @@ def test_a_tampered_file_is_refused_and_the_old_version_keeps_serving(
     assert "refused version " + v3.version in model.last_error
     assert "base/lgbm_gbdt.txt" in model.last_error and "sha256" in model.last_error
     assert model.version == v2.version and model.reloads == 2
-    np.testing.assert_allclose(model.predict_proba(bars), before)  # still serving v2, unchanged
+    np.testing.assert_allclose(
+        model.predict_proba(bars, now=closed(bars)), before
+    )  # still serving v2, unchanged
     beat = rds.hgetall(bot_key(model.bot_id))
     assert beat["version"] == v2.version and "base/lgbm_gbdt.txt" in beat["last_error"]
 
@@ -403,7 +412,7 @@ def test_outcomes_are_reported_to_the_stream_with_the_registry_fields(
     v1, *_ = versions
     announce_version(rds, v1)
     model = make_model().start()
-    decision = model.decide(bars)
+    decision = model.decide(bars, now=closed(bars))
     at = datetime(2026, 2, 1, 12, tzinfo=UTC)
     entry = model.report_outcome(signal=decision.signal or "none", probability=decision.probability, at=at)
     later = model.report_outcome(signal="up", probability=0.61, realised_return=-0.0123, at=at)
@@ -431,24 +440,62 @@ def test_predict_proba_on_raw_bars_and_the_decision_with_p_star(
     v1, *_ = versions
     announce_version(rds, v1)
     model = make_model().start()
-    probs = model.predict_proba(bars)
+    probs = model.predict_proba(bars, now=closed(bars))
     assert probs.shape == (3,) and np.all(probs >= 0) and np.isclose(probs.sum(), 1.0)
     # The newest bar's probabilities are the predictor's last row for the same bars.
     full = model.predictor.predict_bars(bars).select("p_down", "p_neutral", "p_up").to_numpy()
     np.testing.assert_allclose(probs, full[-1])
     p_star = float(json.loads((v1.path / MANIFEST).read_text())["p_star"])
-    decision = model.decide(bars)
+    decision = model.decide(bars, now=closed(bars))
     assert decision == decide(probs, p_star) and decision.p_star == p_star
-    scored = model.score(bars)
+    scored = model.score(bars, now=closed(bars))
     assert scored.version == v1.version and scored.decision == decision
+    assert scored.bar == bars["date"][-1] and scored.reason is None
     # The threshold is the pack's: moved below the confidence there is a signal, above it none.
     confidence = float(max(probs[0], probs[2]))
     model.predictor.manifest["p_star"] = confidence - 1e-9
-    assert model.decide(bars).signal == ("up" if probs[2] >= probs[0] else "down")
+    assert model.decide(bars, now=closed(bars)).signal == ("up" if probs[2] >= probs[0] else "down")
     model.predictor.manifest["p_star"] = confidence + 1e-9
-    assert model.decide(bars).signal is None
-    with pytest.raises(ChampionError, match="not enough bars"):
-        model.predict_proba(bars.head(5))
+    assert model.decide(bars, now=closed(bars)).signal is None
+    with pytest.raises(NoSignalError, match="incomplete features"):
+        model.predict_proba(bars.head(5), now=closed(bars.head(5)))
+
+
+def test_only_the_newest_closed_bar_is_scored_or_the_reason_is_given(
+    make_model: Callable[..., LiveModel], rds: redis.Redis, versions: list[Version], bars: pl.DataFrame
+) -> None:
+    v1, *_ = versions
+    announce_version(rds, v1)
+    model = make_model().start()
+    interval = PACK_TF.duration
+    newest, previous = bars["date"][-1], bars["date"][-2]
+    # A bar that has not closed yet is never scored: the bar before it is the newest closed one.
+    half_way = newest + interval / 2
+    assert model.score(bars, now=half_way).bar == previous
+    assert model.score(bars, now=half_way).probabilities is not None
+    # The feed stopped: the newest closed bar is older than one interval plus the grace.
+    late = closed(bars) + interval + timedelta(minutes=3)
+    stale = model.score(bars, now=late)
+    assert stale.probabilities is None and stale.decision is None and stale.bar == newest
+    assert stale.reason is not None and "stale" in stale.reason
+    assert model.no_signal_reason == stale.reason
+    assert model.decide(bars, now=late).signal is None
+    model._beat()
+    assert "stale" in rds.hgetall(bot_key(model.bot_id))["no_signal_reason"]
+    # A resampled bar built from fewer 5m bars than its interval holds is not scored.
+    short = bars.with_columns(bars=pl.lit(144, dtype=pl.UInt32))
+    short = short.with_columns(
+        pl.when(pl.col("date") == newest).then(pl.lit(143)).otherwise(pl.col("bars")).alias("bars")
+    )
+    incomplete = model.score(short, now=closed(bars))
+    assert incomplete.probabilities is None and "incomplete: 143 of 144" in (incomplete.reason or "")
+    # After a gap the features warm up again: the newest bar is not scored, and no older bar instead.
+    gap = pl.concat([bars.head(bars.height - 3), bars.tail(1)])
+    warm = model.score(gap, now=closed(bars))
+    assert warm.bar == newest
+    assert warm.probabilities is not None or "incomplete features" in (warm.reason or "")
+    # Scored again once the bars are whole and current.
+    assert model.score(bars, now=closed(bars)).reason is None and model.no_signal_reason is None
 
 
 # -- nothing is unpickled -----------------------------------------------------------------------
@@ -472,7 +519,7 @@ def test_nothing_is_unpickled(
     assert model.version == v1.version
     announce_version(rds, v2, previous=v1)
     wait_until(lambda: model.version == v2.version, WAIT_S, "v2 with pickle refused")
-    assert model.last_error is None and np.isclose(model.predict_proba(bars).sum(), 1.0)
+    assert model.last_error is None and np.isclose(model.predict_proba(bars, now=closed(bars)).sum(), 1.0)
     # And no pickle-like loader appears anywhere in the client's source.
     forbidden = {"pickle", "cPickle", "_pickle", "joblib", "cloudpickle", "dill", "shelve"}
     for source in Path(trainfarm_client.__file__).parent.glob("*.py"):
