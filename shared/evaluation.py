@@ -355,20 +355,23 @@ def evaluate(
     meta_probs_test: npt.ArrayLike,
     y_test: npt.ArrayLike,
     fwd_return_test: npt.ArrayLike,
-    y_train: npt.ArrayLike,
+    y_prior: npt.ArrayLike,
     base_probs_test: Mapping[str, npt.ArrayLike],
     p_star: float,
     fee: float,
     periods_per_year: float,
     ece_bins: int,
+    best_base: str | None = None,
 ) -> dict[str, object]:
     """Score the calibrated meta-learner on the test split; returns a JSON-safe nested dict.
 
     Keys: ``meta`` (logloss, brier, ece, mean_confidence, predicted_share, pr_auc_lift), ``prior`` (the
-    train class shares as a constant prediction: logloss, brier), ``best_base`` (the base model with the
-    lowest test log-loss: model, logloss, brier), ``logloss_vs_prior`` (``(prior - meta) / prior``,
-    positive = better than the baseline), ``trading`` (:class:`TradingResult` fields at ``p_star``),
-    ``p_star``, ``rows`` and ``label_share`` (true class shares of the test rows).
+    class shares of ``y_prior`` as a constant prediction: logloss, brier; the farm passes the train
+    split's labels, the same baseline its gates use), ``best_base`` (``best_base`` when given, the base
+    model chosen out of fold, never on test; else the one with the lowest test log-loss: model, logloss,
+    brier), ``logloss_vs_prior`` (``(prior - meta) / prior``, positive = better than the baseline),
+    ``trading`` (:class:`TradingResult` fields at ``p_star``), ``p_star``, ``rows`` and ``label_share``
+    (true class shares of the test rows).
     """
     meta = check_probs(meta_probs_test, "meta_probs_test")
     n = meta.shape[0]
@@ -377,14 +380,16 @@ def evaluate(
         raise ValueError("evaluate needs at least one test row")
     if not base_probs_test:
         raise ValueError("evaluate needs the base models' test probabilities to find the best one")
-    prior = prior_probs(class_prior(y_train), n)
+    prior = prior_probs(class_prior(y_prior), n)
     meta_ll = log_loss(meta, y)
     prior_ll = log_loss(prior, y)
     base_scores = {
         name: (log_loss(check_probs(bp, f"base_probs_test[{name!r}]"), y), brier(bp, y))
         for name, bp in base_probs_test.items()
     }
-    best_name = min(base_scores, key=lambda name: (base_scores[name][0], name))
+    if best_base is not None and best_base not in base_scores:
+        raise ValueError(f"best_base {best_base!r} is not among the base models")
+    best_name = best_base or min(base_scores, key=lambda name: (base_scores[name][0], name))
     trading = simulate(meta, fwd_return_test, p_star=p_star, fee=fee, periods_per_year=periods_per_year)
     return {
         "meta": {

@@ -15,10 +15,12 @@ neighbouring rows overlap by up to the label horizon). The candidates:
 * ``lightgbm``: the 55-feature LightGBM stacker (:mod:`trainfarm.shared.meta.learner`), only with at least
   :data:`MIN_BOOSTER_ROWS` rows.
 
-Regression strength comes from :data:`C_GRID`, chosen by the same purged folds. No candidate is fitted
-with class weights: each learns the true class frequencies, so nothing needs undoing before scoring. The
-chosen candidate is refitted on all rows; the result is a :mod:`trainfarm_client.stackers` stacker, so
-the farm and bots apply it with the same code.
+The chosen candidate has the lowest out-of-fold log-loss among those that beat the prior by more than
+one standard error of the paired per-row difference (see :func:`_choose`); when none does, the prior is
+the stacker. Regression strength comes from :data:`C_GRID`, chosen by the same purged folds. No
+candidate is fitted with class weights: each learns the true class frequencies, so nothing needs undoing
+before scoring. The chosen candidate is refitted on all rows; the result is a
+:mod:`trainfarm_client.stackers` stacker, so the farm and bots apply it with the same code.
 """
 
 from __future__ import annotations
@@ -164,17 +166,16 @@ def choose_stacker(
         "pool": (list(order), "pool"),
         "logreg": (list(order), "models"),
     }
-    scores = {"prior": _cv(folds, y, lambda tr: prior_stacker(y[tr]), base)}
+    rows = {"prior": _cv(folds, y, lambda tr: prior_stacker(y[tr]), base)}
     chosen_c: dict[str, float] = {}
     for name, (models, inputs) in linear.items():
         by_c = {c: _cv(folds, y, _linear_fitter(base, y, models, inputs, c), base) for c in C_GRID}
-        chosen_c[name] = min(by_c, key=lambda c: by_c[c])
-        scores[name] = by_c[chosen_c[name]]
-    scores["lightgbm"] = None
+        chosen_c[name] = min(by_c, key=lambda c: float(by_c[c].mean()))
+        rows[name] = by_c[chosen_c[name]]
     if n >= MIN_BOOSTER_ROWS:
-        scores["lightgbm"] = _cv_booster(folds, y, base, order, booster, threads)
-    eligible = {k: v for k, v in scores.items() if v is not None and math.isfinite(v)}
-    chosen = min(eligible, key=lambda k: eligible[k])
+        rows["lightgbm"] = _cv_booster(folds, y, base, order, booster, threads)
+    scores = {k: (float(rows[k].mean()) if k in rows else None) for k in CANDIDATES}
+    chosen = _choose(rows, purge)
     if chosen == "prior":
         return StackerChoice(chosen, prior_stacker(y), scores, best, n, None)
     if chosen == "lightgbm":
@@ -183,6 +184,26 @@ def choose_stacker(
     models, inputs = linear[chosen]
     stacker = fit_linear(base, y, models, inputs, chosen_c[chosen])
     return StackerChoice(chosen, stacker, scores, best, n, chosen_c[chosen])
+
+
+def _choose(rows: Mapping[str, FloatArray], purge: int) -> str:
+    """The candidate with the lowest out-of-fold log-loss among those that beat the prior clearly.
+
+    A candidate must beat the prior by more than one standard error of the paired per-row difference
+    (rows of overlapping labels are dependent, so the effective row count is divided by the label
+    horizon): on a few hundred noisy rows, a candidate's lead of a fraction of a percent is as likely luck
+    as skill, and the prior is what a run without signal should ship.
+    """
+    prior = rows["prior"]
+    effective = max(2.0, prior.size / max(1, purge))
+    clear = []
+    for name, losses in rows.items():
+        if name == "prior" or not np.isfinite(losses).all():
+            continue
+        gain = prior - losses
+        if gain.mean() - float(gain.std(ddof=1)) / math.sqrt(effective) > 0:
+            clear.append(name)
+    return min(clear, key=lambda k: float(rows[k].mean())) if clear else "prior"
 
 
 def _linear_fitter(
@@ -203,15 +224,18 @@ def _cv(
     y: IntArray,
     fit: Callable[[IntArray], _Predicts],
     base: Mapping[str, FloatArray],
-) -> float:
-    """Mean log-loss over all validation rows of stackers fitted on each fold's training rows."""
-    total, count = 0.0, 0
+) -> FloatArray:
+    """Per-row log-loss on every validation row, of stackers fitted on each fold's training rows."""
+    losses = []
     for train, val in folds:
         stacker = fit(train)
-        probs = stacker.predict(_rows(base, val), val.size)
-        total += log_loss(probs, y[val]) * val.size
-        count += val.size
-    return total / count
+        losses.append(_row_losses(stacker.predict(_rows(base, val), val.size), y[val]))
+    return np.concatenate(losses)
+
+
+def _row_losses(probs: FloatArray, y: IntArray) -> FloatArray:
+    out: FloatArray = -np.log(np.clip(probs[np.arange(y.size), y], 1e-15, 1.0))
+    return out
 
 
 def _fit_booster(
@@ -239,11 +263,10 @@ def _cv_booster(
     order: Sequence[str],
     params: BoosterParams,
     threads: int,
-) -> float:
-    total, count = 0.0, 0
+) -> FloatArray:
+    losses = []
     for train, val in folds:
         model = _fit_booster(_rows(base, train), y[train], order, params, threads)
         probs = model.predict_proba(stack_features([base[m][val] for m in order], order))
-        total += log_loss(probs, y[val]) * val.size
-        count += val.size
-    return total / count
+        losses.append(_row_losses(probs, y[val]))
+    return np.concatenate(losses)

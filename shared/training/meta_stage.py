@@ -241,12 +241,13 @@ def build_version(
         meta_probs_test=test_probs,
         y_test=y["test"],
         fwd_return_test=fwd["test"],
-        y_train=y["train"],
+        y_prior=y["train"],
         base_probs_test={m: preds[m]["test"] for m in order},
         p_star=p_star,
         fee=scoring.fee,
         periods_per_year=per_year,
         ece_bins=scoring.ece_bins,
+        best_base=choice.best_base,
     )
     metrics["stacker"] = choice.to_json()
     metrics["calibrator"] = calibrator.to_json()

@@ -167,7 +167,7 @@ def test_planted_signal_meta_stage_end_to_end() -> None:
         meta_probs_test=test_probs,
         y_test=data.y[te],
         fwd_return_test=data.fwd[te],
-        y_train=data.y[tr],
+        y_prior=data.y[tr],
         base_probs_test=base_test,
         p_star=p_star,
         fee=0.002,
