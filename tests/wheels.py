@@ -16,6 +16,20 @@ from pathlib import Path
 
 from tests.services import REPO_ROOT, require, tcp_port_open
 
+#: Import names of what a bot environment must neither need nor bring along: the farm, its services, its CLI.
+FARM_ONLY = (
+    "trainfarm",
+    "celery",
+    "kombu",
+    "sqlalchemy",
+    "alembic",
+    "pydantic",
+    "pydantic_settings",
+    "typer",
+    "rich",
+    "sklearn",
+)
+
 CLIENT_DIR = REPO_ROOT / "trainfarm_client"
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
 #: Build leftovers and caches: never part of a source tree that is built.

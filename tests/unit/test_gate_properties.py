@@ -12,7 +12,6 @@ more planted seed is built against a champion pack that cannot be loaded.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,14 +22,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests.packs import train_base_models
+from tests.packs import farm_settings, train_base_models
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot
 from trainfarm.shared.evaluation import class_prior, periods_per_year
 from trainfarm.shared.features import FEATURE_NAMES
 from trainfarm.shared.gates import ChampionSource, GateReport, ScoredPredictions, evaluate_gates
 from trainfarm.shared.predictor import Predictor
-from trainfarm.shared.settings import FarmSettings, get_settings
+from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.synthetic import planted_signal_bars, random_walk_bars
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.meta_stage import BuiltVersion, build_version
@@ -85,21 +84,8 @@ class Farm:
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
     home = tmp_path_factory.mktemp("gate_properties") / "home"
-    home.mkdir()
-    config_file = home / "farm.toml"
-    config_file.write_text(CONFIG)
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("FARM_"):
-                mp.delenv(key)
-        mp.setenv("FARM_HOME", str(home))
-        mp.setenv("FARM_CONFIG_FILE", str(config_file))
-        get_settings.cache_clear()
-        try:
-            settings = get_settings()
-            yield Farm(settings, settings.load_config(), home)
-        finally:
-            get_settings.cache_clear()
+    with farm_settings(home, CONFIG) as settings:
+        yield Farm(settings, settings.load_config(), home)
 
 
 @pytest.fixture(scope="module")

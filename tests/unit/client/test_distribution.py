@@ -21,6 +21,7 @@ import pytest
 from tests.packs import Pack
 from tests.wheels import (
     CONSTRAINTS,
+    FARM_ONLY,
     build_wheel,
     make_venv,
     pip_install,
@@ -32,19 +33,6 @@ from trainfarm.shared.predictor import Predictor as FarmPredictor
 
 pytestmark = [pytest.mark.slow]
 
-#: Import names of what the client must neither need nor bring along.
-FARM_ONLY = (
-    "trainfarm",
-    "celery",
-    "kombu",
-    "sqlalchemy",
-    "alembic",
-    "pydantic",
-    "pydantic_settings",
-    "typer",
-    "rich",
-    "sklearn",
-)
 PROBS = ["p_down", "p_neutral", "p_up"]
 
 

@@ -20,21 +20,9 @@ import numpy as np
 import trainfarm_client
 from tests.packs import Pack
 from tests.services import REPO_ROOT
+from tests.wheels import FARM_ONLY
 from trainfarm.shared.predictor import Predictor as FarmPredictor
 
-#: What a bot environment does not have (or must not pay for): the farm, its services and its CLI.
-FARM_ONLY = (
-    "trainfarm",
-    "celery",
-    "kombu",
-    "sqlalchemy",
-    "alembic",
-    "pydantic",
-    "pydantic_settings",
-    "typer",
-    "rich",
-    "sklearn",
-)
 #: Imported only by the loader of a model that needs them.
 MODEL_LIBRARIES = ("lightgbm", "xgboost", "catboost")
 PROBS = ["p_down", "p_neutral", "p_up"]
