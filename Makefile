@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lint typecheck check lock clean
+.PHONY: bench-quality demo test test-fast bench lint typecheck check lock clean
 
 # The bot client is its own distribution; the farm depends on it, so both install from this checkout.
 $(STAMP): pyproject.toml trainfarm_client/pyproject.toml constraints.txt
@@ -26,6 +26,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Model quality on the real data in ../shared/data (12 retrains, minutes): writes docs/QUALITY.md.
+bench-quality: $(STAMP)
+	$(BIN)/python -m bench quality
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

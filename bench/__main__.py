@@ -1,8 +1,10 @@
-"""`python -m bench [validation] [features] [farm]`: the named benchmarks, all of them without a name.
+"""`python -m bench [validation] [features] [farm] [quality]`: the named benchmarks (by default all but
+quality).
 
 * ``validation``: :func:`validate_bars` on 400k real 5m bars (:mod:`bench.validation`);
 * ``features``: the feature pipeline on real bars (:mod:`bench.features`);
-* ``farm``: the farm against a sequential baseline, on the bundled real sample (below).
+* ``farm``: the farm against a sequential baseline, on the bundled real sample (below);
+* ``quality`` (only when named; `make bench-quality`): model quality on the real data (:mod:`bench.quality`).
 
 The tests never assert how fast something is; these figures are where speed is measured.
 
@@ -122,23 +124,30 @@ def _features() -> None:
     features.main()
 
 
+def _quality() -> None:
+    from bench import quality
+
+    quality.main()
+
+
 #: Every benchmark by name, in the order ``python -m bench`` runs them (the quick ones first).
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "validation": _validation,
     "features": _features,
     "farm": farm_bench,
 }
+#: Named only: ``python -m bench quality`` (`make bench-quality`) retrains 12 real markets (minutes).
+ON_DEMAND: dict[str, Callable[[], None]] = {"quality": _quality}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     names = list(sys.argv[1:] if argv is None else argv) or list(BENCHMARKS)
-    unknown = [n for n in names if n not in BENCHMARKS]
+    known = BENCHMARKS | ON_DEMAND
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(
-            f"usage: python -m bench [{' | '.join(BENCHMARKS)}]...; unknown: {', '.join(unknown)}"
-        )
+        raise SystemExit(f"usage: python -m bench [{' | '.join(known)}]...; unknown: {', '.join(unknown)}")
     for name in names:
-        BENCHMARKS[name]()
+        known[name]()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,280 @@
+"""`python -m bench quality` (`make bench-quality`): model quality on the real data, in docs/QUALITY.md.
+
+Retrains BTC, ETH and SOL from ``../shared/data`` on all four timeframes with the default config, through
+the farm's own stages (in this process, no broker), and reports per (symbol, timeframe), all on the run's
+test split: the class prior, every base model, the chosen stacker, the final calibrated model, its ECE
+next to the range a perfectly calibrated model would show on that many rows (simulated: labels drawn
+from the model's own probabilities), the bootstrap lower bound of the improvement over the prior, the
+gate verdict, and a plain single LightGBM on the same snapshot (train split in, no calibration) as the
+reference the issue names. Targets are checked and printed; nothing here is asserted by a test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from trainfarm.cli.output import console, print_table
+from trainfarm.shared.connections import embedded_redis
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.dataset import load_snapshot
+from trainfarm.shared.evaluation import expected_calibration_error, log_loss
+from trainfarm.shared.features import FEATURE_NAMES
+from trainfarm.shared.predictor import Predictor
+from trainfarm.shared.registry import Registry, dispose_engine
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.zoo import MODEL_NAMES
+from trainfarm.shared.zoo.threads import available_cores
+from trainfarm.workers import stages
+from trainfarm.workers.jobs import RunJob
+from trainfarm.workers.runs import claim_run
+
+#: The real bars beside the repository (read only).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT")
+TIMEFRAMES = ("5m", "1h", "12h", "24h")
+REPORT = Path(__file__).resolve().parents[1] / "docs" / "QUALITY.md"
+ECE_SIMULATIONS = 200
+#: Why targets are missed, as far as known: the parts of the stacking issue still open.
+KNOWN_CAUSES = """## Where a target is missed: known causes, and what would reach it
+
+- **The prior baseline and the calibrator's prior differ.** The gates and this table score against the
+  train split's class shares; the calibrator shrinks toward the calibration split's shares (the most recent
+  data the model may use). Where the class mix drifts between train, calibration and test, a run that fell
+  back to the prior can still score worse than the train-share baseline (SOL 12h in the first run of this
+  bench). Scoring the baseline on the same recent shares is part of the gates work still open; tried here,
+  it let one random-walk seed's bootstrap bound rise above zero (the gates still rejected it), so it waits
+  for the gate rework and its property tests.
+- **Stacker rows and final fits differ.** The stacker learns on out-of-fold probabilities from walk-forward
+  fits on 1-4 chunks of the train split, then is applied to models fitted on all of it. Sliding folds of the
+  final training size with early-stopped rounds would make the two comparable (open).
+- **Calibration on few rows.** 12h/24h calibration splits hold about 100-200 rows: two parameters
+  (temperature, shrinkage) fitted there still leave ECE above the range a perfectly calibrated model shows
+  on the test rows; 1h ECE is above 0.03 where the calibration and test periods differ in volatility.
+  Cross-fitting the calibrator over train+calibration (more rows) is the next step.
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (symbol, timeframe): test log-losses and the checks around them."""
+
+    symbol: str
+    timeframe: str
+    test_rows: int
+    prior: float
+    base: dict[str, float]
+    best_base: str  #: chosen out of fold
+    best_base_logloss: float
+    stacker: str
+    stacker_cv: dict[str, float | None]
+    final: float
+    ece: float
+    ece_perfect_95: float
+    bootstrap_bound: float | None
+    gates: str
+    failed_checks: list[str]
+    reference_lgbm: float
+    seconds: float
+
+    @property
+    def market(self) -> str:
+        return f"{self.symbol} {self.timeframe}"
+
+
+def _reference(frame: pl.DataFrame, threads: int) -> float:
+    """Test log-loss of one plain LightGBM fitted on the snapshot's train split (unweighted, uncalibrated)."""
+    import lightgbm as lgb
+
+    train, test = frame.filter(pl.col("split") == "train"), frame.filter(pl.col("split") == "test")
+    params = {
+        "objective": "multiclass",
+        "num_class": 3,
+        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "min_data_in_leaf": 40,
+        "feature_fraction": 0.8,
+        "lambda_l2": 1.0,
+        "num_threads": threads,
+        "verbosity": -1,
+        "seed": 7,
+    }
+    data = lgb.Dataset(train.select(FEATURE_NAMES).to_numpy(), train["label"].to_numpy())
+    booster = lgb.train(params, data, num_boost_round=150)
+    probs = booster.predict(test.select(FEATURE_NAMES).to_numpy())
+    return log_loss(np.asarray(probs, dtype=np.float64), test["label"].to_numpy().astype(np.int64))
+
+
+def _ece_range(probs: np.ndarray, rng: np.random.Generator) -> float:
+    """95th percentile of the ECE of a perfectly calibrated model with these probabilities on these rows."""
+    cumulative = probs.cumsum(axis=1)
+    sims = []
+    for _ in range(ECE_SIMULATIONS):
+        u = rng.random((probs.shape[0], 1))
+        y = (u > cumulative).sum(axis=1).clip(0, 2)
+        sims.append(expected_calibration_error(probs, y, 10))
+    return float(np.quantile(sims, 0.95))
+
+
+def _one(symbol: str, timeframe: str, threads: int, rng: np.random.Generator) -> Row:
+    started = time.perf_counter()
+    claimed = claim_run(symbol, timeframe, "bench-quality")
+    stage = stages.prepare(RunJob(run_id=claimed.run_id, symbol=symbol, timeframe=timeframe))
+    assert stage is not None and stages.launched(stage)
+    results = [
+        stages.train_base(stage.model_copy(update={"model": m}), threads=threads, device="cpu")
+        for m in MODEL_NAMES
+    ]
+    version_id = stages.train_meta(stage, results, task_id="bench-quality", threads=threads)
+    assert version_id is not None
+    registry = Registry.open()
+    version = registry.get_version(version_id)
+    metrics = version.metrics
+    snapshot = load_snapshot(stage.snapshot.resolve(get_settings().artifacts_dir))
+    frame = snapshot.frame()
+    test = frame.filter(pl.col("split") == "test")
+    probs = Predictor.load(Path(version.path)).predict_features(test.select(FEATURE_NAMES).to_numpy())
+    report = version.gate_report or {}
+    raw_checks = report.get("checks", [])
+    checks = (
+        {str(c["name"]): c for c in raw_checks if isinstance(c, dict)} if isinstance(raw_checks, list) else {}
+    )
+    bound = checks.get("logloss_vs_prior_bootstrap", {}).get("value")
+    return Row(
+        symbol=symbol,
+        timeframe=timeframe,
+        test_rows=int(test.height),
+        prior=_num(metrics, "prior", "logloss"),
+        base={m: _num(metrics, "base", m, "test_logloss") for m in MODEL_NAMES},
+        best_base=str(_get(metrics, "best_base", "model")),
+        best_base_logloss=_num(metrics, "best_base", "logloss"),
+        stacker=str(_get(metrics, "stacker", "chosen")),
+        stacker_cv=dict(_get(metrics, "stacker", "cv_logloss")),  # type: ignore[call-overload]
+        final=_num(metrics, "meta", "logloss"),
+        ece=_num(metrics, "meta", "ece"),
+        ece_perfect_95=_ece_range(probs, rng),
+        bootstrap_bound=float(bound) if isinstance(bound, int | float) else None,
+        gates="passed" if report.get("passed") else "failed",
+        failed_checks=[n for n, c in checks.items() if not c.get("passed")],
+        reference_lgbm=_reference(frame, threads),
+        seconds=round(time.perf_counter() - started, 1),
+    )
+
+
+def _get(metrics: Mapping[str, object], *path: str) -> object:
+    node: object = metrics
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def _num(metrics: Mapping[str, object], *path: str) -> float:
+    value = _get(metrics, *path)
+    return float(value) if isinstance(value, int | float) else float("nan")
+
+
+def _targets(rows: list[Row]) -> list[str]:
+    worse = [r.market for r in rows if r.final > 1.005 * r.prior]
+    missed = f" (missed: {', '.join(worse)})" if worse else ""
+    ece_ok = sum(r.ece <= (0.03 if r.timeframe in ("5m", "1h") else r.ece_perfect_95) for r in rows)
+    hourly = [r for r in rows if r.timeframe == "1h"]
+    vs_ref = sum(r.final <= r.reference_lgbm for r in hourly)
+    vs_best = sum(r.final < r.best_base_logloss for r in hourly)
+    return [
+        f"- final model never more than 0.5% worse than the prior: {len(rows) - len(worse)} of {len(rows)}"
+        + missed,
+        "- ECE <= 0.03 on 5m/1h and within a perfectly calibrated model's 95% range on 12h/24h: "
+        f"{ece_ok} of {len(rows)}",
+        f"- 1h, at least as good as the plain LightGBM reference: {vs_ref} of {len(hourly)} (target 2)",
+        f"- 1h, better than the best single base model: {vs_best} of {len(hourly)} (target 2)",
+    ]
+
+
+def _bound(value: float | None) -> str:
+    return "" if value is None else f"{value:+.4f}"
+
+
+def _write(rows: list[Row], targets: list[str]) -> None:
+    header = (
+        "| market | test rows | prior | best base (out of fold) | stacker | final | plain LightGBM | ECE | "
+        "ECE 95% if perfect | bootstrap bound | gates |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    body = "".join(
+        f"| {r.market} | {r.test_rows} | {r.prior:.4f} | {r.best_base} {r.best_base_logloss:.4f} | "
+        f"{r.stacker} | {r.final:.4f} | {r.reference_lgbm:.4f} | {r.ece:.4f} | {r.ece_perfect_95:.4f} | "
+        f"{_bound(r.bootstrap_bound)} | {r.gates} |\n"
+        for r in rows
+    )
+    bases = "".join(
+        f"| {r.market} | " + " | ".join(f"{v:.4f}" for v in r.base.values()) + " |\n" for r in rows
+    )
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(
+        "# Model quality on the real data (`make bench-quality`)\n\n"
+        f"Written by `python -m bench quality` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: BTC, ETH and SOL "
+        "from `../shared/data`, the default config, every (symbol, timeframe) retrained through the farm's "
+        "own stages. Every number is a log-loss on the run's test split (lower is better) unless named "
+        "otherwise; the prior is the train split's class shares; the best base model is chosen out of fold "
+        "(never on test); the plain LightGBM is one model fitted on the same snapshot's train split "
+        "(150 rounds, no weights, no calibration), the reference the issue names.\n\n"
+        + header
+        + body
+        + "\n## Targets\n\n"
+        + "\n".join(targets)
+        + "\n\n"
+        + KNOWN_CAUSES
+        + "\n## Every base model (test log-loss)\n\n| market | "
+        + " | ".join(MODEL_NAMES)
+        + " |\n|---|"
+        + "---|" * len(MODEL_NAMES)
+        + "\n"
+        + bases
+    )
+
+
+def main() -> None:
+    if not SHARED_DATA.is_dir():
+        raise SystemExit(f"bench quality needs the real data in {SHARED_DATA}")
+    threads = max(1, available_cores())
+    rng = np.random.default_rng(7)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        for symbol in SYMBOLS:
+            os.environ["FARM_HOME"] = str(Path(tmp) / symbol)
+            os.environ.pop("FARM_CONFIG_FILE", None)
+            get_settings.cache_clear()
+            try:
+                open_store().import_file(SHARED_DATA / f"{symbol}-5m.parquet", symbol)
+                for timeframe in TIMEFRAMES:
+                    row = _one(symbol, timeframe, threads, rng)
+                    console.print(
+                        f"{row.market}: final {row.final:.4f} prior {row.prior:.4f} "
+                        f"stacker {row.stacker} ({row.seconds} s)"
+                    )
+                    rows.append(row)
+            finally:
+                embedded_redis().stop()
+                dispose_engine(get_settings().database)
+    targets = _targets(rows)
+    print_table(
+        "model quality (test log-loss)",
+        ["market", "prior", "best base", "stacker", "final", "plain LGBM", "ECE", "gates"],
+        [
+            [r.market, r.prior, r.best_base_logloss, r.stacker, r.final, r.reference_lgbm, r.ece, r.gates]
+            for r in rows
+        ],
+    )
+    for line in targets:
+        console.print(line)
+    _write(rows, targets)
+    (REPORT.parent / "quality.json").write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    console.print(f"written: {REPORT}")
