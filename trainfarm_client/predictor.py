@@ -203,7 +203,7 @@ class Predictor:
         interval = timedelta(minutes=int(self.manifest["feature_params"]["interval_minutes"]))
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC)")
-        closed = bars.filter(pl.col("date") + interval <= now) if not bars.is_empty() else bars
+        closed = bars.filter(pl.col("date") + interval <= now)
         if closed.is_empty():
             return NewestScore(None, None, f"no bar has closed by {now.isoformat()}")
         newest = closed["date"][-1]

@@ -128,15 +128,11 @@ def reap(run: RunRecord, why: str, *, registry: Registry | None = None) -> bool:
 def reap_abandoned_runs(*, registry: Registry | None = None) -> list[str]:
     """Fail every active run whose work is provably gone; returns their ids (for a periodic check)."""
     registry = registry or Registry.open()
-    reaped = []
-    for run in registry.list_runs(limit=1000):
-        if (
-            not run.status.terminal
-            and run_is_abandoned(run)
-            and reap(run, "found by the reaper", registry=registry)
-        ):
-            reaped.append(run.id)
-    return reaped
+    return [
+        run.id
+        for run in registry.active_runs()
+        if run_is_abandoned(run) and reap(run, "found by the reaper", registry=registry)
+    ]
 
 
 def record_run_failure(
@@ -168,7 +164,7 @@ def claim_meta(client: redis.Redis, run_id: str, task_id: str, ttl_s: int) -> bo
 
 def count_delivery(client: redis.Redis, task_id: str, ttl_s: int) -> int:
     """Count one more start of ``task_id`` and return the total."""
-    key = f"farm:deliveries:{task_id}"
+    key = _delivery_key(task_id)
     pipe = client.pipeline()
     pipe.incr(key)
     pipe.expire(key, ttl_s)
@@ -178,8 +174,12 @@ def count_delivery(client: redis.Redis, task_id: str, ttl_s: int) -> int:
 
 def deliveries(client: redis.Redis, task_id: str) -> int:
     """How often ``task_id`` has started so far (0 when never, or when its counter expired)."""
-    value = client.get(f"farm:deliveries:{task_id}")
+    value = client.get(_delivery_key(task_id))
     return int(value) if value is not None else 0
+
+
+def _delivery_key(task_id: str) -> str:
+    return f"farm:deliveries:{task_id}"
 
 
 def one_result_per_model(

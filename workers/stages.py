@@ -152,10 +152,7 @@ def train_base(
             worker=worker,
         )
     except time_limit_errors:
-        limit = config.training.task_time_limit
-        registry.base_failed(
-            job.run_id, spec.name, f"timed out: the task time limit is {limit} (training.task_time_limit)"
-        )
+        registry.base_failed(job.run_id, spec.name, timed_out(config.training.task_time_limit))
         raise
     except Exception as exc:
         registry.base_failed(job.run_id, spec.name, f"{type(exc).__name__}: {exc}")
@@ -167,6 +164,11 @@ def train_base(
         # The run failed while this model trained: its failure freed the staging folder; do it again.
         _remove_staging(job.run_id)
     return result.to_json()
+
+
+def timed_out(limit: str) -> str:
+    """How a task that ran out of time is described, naming the configured limit."""
+    return f"timed out: the task time limit is {limit} (training.task_time_limit)"
 
 
 def stored_result(job: StageJob, model: str) -> dict[str, object] | None:

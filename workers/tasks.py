@@ -134,9 +134,7 @@ def train_base(self: FarmTask, payload: dict[str, Any]) -> dict[str, object]:
         )
     except SoftTimeLimitExceeded:
         limit = get_settings().load_config().training.task_time_limit
-        raise StageTimeoutError(
-            f"base model {job.model} timed out: the task time limit is {limit} (training.task_time_limit)"
-        ) from None
+        raise StageTimeoutError(f"base model {job.model} {stages.timed_out(limit)}") from None
 
 
 @app.task(bind=True, base=FarmTask, name="farm.train_meta", max_retries=40)

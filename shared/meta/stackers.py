@@ -73,16 +73,27 @@ class BoosterParams:
 
 
 @dataclass(frozen=True)
+class FittedBooster:
+    """The 55-feature LightGBM stacker with the model order it stacks, applied like a linear stacker."""
+
+    model: MetaModel
+    models: tuple[str, ...]
+
+    def predict(self, base: Mapping[str, FloatArray], n_rows: int) -> FloatArray:
+        return self.model.predict_proba(stack_features([base[m] for m in self.models], self.models))
+
+
+@dataclass(frozen=True)
 class StackerChoice:
     """The chosen stacker, refitted on every row, and every candidate's purged out-of-fold log-loss.
 
-    ``stacker`` is a :class:`LinearStacker` or, for ``lightgbm``, a :class:`MetaModel`. ``scores`` holds
+    ``stacker`` is a :class:`LinearStacker` or, for ``lightgbm``, a :class:`FittedBooster`. ``scores`` holds
     ``None`` for a candidate that was not eligible (too few rows). ``best_base`` names the base model the
     ``best_base`` candidate used.
     """
 
     chosen: str
-    stacker: LinearStacker | MetaModel
+    stacker: LinearStacker | FittedBooster
     scores: dict[str, float | None]
     best_base: str
     rows: int
@@ -173,13 +184,13 @@ def choose_stacker(
         chosen_c[name] = min(by_c, key=lambda c: float(by_c[c].mean()))
         rows[name] = by_c[chosen_c[name]]
     if n >= MIN_BOOSTER_ROWS:
-        rows["lightgbm"] = _cv_booster(folds, y, base, order, booster, threads)
+        rows["lightgbm"] = _cv(folds, y, _booster_fitter(base, y, order, booster, threads), base)
     scores = {k: (float(rows[k].mean()) if k in rows else None) for k in CANDIDATES}
     chosen = _choose(rows, purge)
     if chosen == "prior":
         return StackerChoice(chosen, prior_stacker(y), scores, best, n, None)
     if chosen == "lightgbm":
-        model = _fit_booster(base, y, order, booster, threads)
+        model = _booster_fitter(base, y, order, booster, threads)(np.arange(n))
         return StackerChoice(chosen, model, scores, best, n, None)
     models, inputs = linear[chosen]
     stacker = fit_linear(base, y, models, inputs, chosen_c[chosen])
@@ -238,35 +249,23 @@ def _row_losses(probs: FloatArray, y: IntArray) -> FloatArray:
     return out
 
 
-def _fit_booster(
+def _booster_fitter(
     base: Mapping[str, FloatArray], y: IntArray, order: Sequence[str], params: BoosterParams, threads: int
-) -> MetaModel:
-    stacked = stack_features([base[m] for m in order], order)
-    return fit_meta(
-        stacked,
-        y,
-        np.ones(y.size),
-        rounds=params.rounds,
-        learning_rate=params.learning_rate,
-        early_stopping_rounds=params.early_stopping_rounds,
-        holdout_fraction=params.holdout_fraction,
-        threads=threads,
-        seed=params.seed,
-        feature_names=meta_feature_names(list(order)),
-    )
+) -> Callable[[IntArray], FittedBooster]:
+    def fit(train: IntArray) -> FittedBooster:
+        models = tuple(order)
+        model = fit_meta(
+            stack_features([base[m][train] for m in models], models),
+            y[train],
+            np.ones(train.size),
+            rounds=params.rounds,
+            learning_rate=params.learning_rate,
+            early_stopping_rounds=params.early_stopping_rounds,
+            holdout_fraction=params.holdout_fraction,
+            threads=threads,
+            seed=params.seed,
+            feature_names=meta_feature_names(list(models)),
+        )
+        return FittedBooster(model, models)
 
-
-def _cv_booster(
-    folds: list[tuple[IntArray, IntArray]],
-    y: IntArray,
-    base: Mapping[str, FloatArray],
-    order: Sequence[str],
-    params: BoosterParams,
-    threads: int,
-) -> FloatArray:
-    losses = []
-    for train, val in folds:
-        model = _fit_booster(_rows(base, train), y[train], order, params, threads)
-        probs = model.predict_proba(stack_features([base[m][val] for m in order], order))
-        losses.append(_row_losses(probs, y[val]))
-    return np.concatenate(losses)
+    return fit

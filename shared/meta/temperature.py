@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from trainfarm.shared.evaluation import log_loss
 from trainfarm.shared.meta.stackers import class_shares
 from trainfarm_client.calibration import TemperatureShrinkCalibration
 
@@ -64,8 +63,3 @@ def cross_fitted(probs: FloatArray, y: IntArray, purge: int) -> FloatArray:
     result = on_first.transform(probs)  # the second half and the purge gap: fitted on the first
     result[first] = on_second.transform(probs[first])
     return result
-
-
-def calibration_logloss(calibrator: TemperatureShrinkCalibration, probs: FloatArray, y: IntArray) -> float:
-    """The calibrator's log-loss on ``probs`` (a convenience for reports and tests)."""
-    return log_loss(calibrator.transform(probs), y)

@@ -191,11 +191,20 @@ class Registry(PromotionsMixin):
 
     def active_run(self, symbol: str, timeframe: Timeframe | str) -> RunRecord | None:
         """The market's run that has not ended yet, if any (the database allows at most one)."""
-        sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe).value
-        stmt = select(Run).where(Run.symbol == sym, Run.timeframe == tf, text(ACTIVE_RUN_WHERE))
+        found = self.active_runs(symbol, timeframe)
+        return found[0] if found else None
+
+    def active_runs(
+        self, symbol: str | None = None, timeframe: Timeframe | str | None = None
+    ) -> list[RunRecord]:
+        """Every run that has not ended yet, oldest first, optionally of one symbol and/or timeframe."""
+        stmt = select(Run).where(text(ACTIVE_RUN_WHERE)).order_by(Run.created_at, Run.id)
+        if symbol is not None:
+            stmt = stmt.where(Run.symbol == canonical_symbol(symbol))
+        if timeframe is not None:
+            stmt = stmt.where(Run.timeframe == parse_timeframe(timeframe).value)
         with self._session(write=False) as s:
-            row = s.scalars(stmt).first()
-            return RunRecord.from_row(row) if row is not None else None
+            return [RunRecord.from_row(row) for row in s.scalars(stmt)]
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with exactly this id; raises :class:`RunNotFoundError`."""

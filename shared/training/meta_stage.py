@@ -31,9 +31,8 @@ from trainfarm.shared.evaluation import choose_p_star, class_prior, evaluate, pe
 from trainfarm.shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
 from trainfarm.shared.gates import ChampionSource, ScoredPredictions, gate_candidate, p_star_floors
 from trainfarm.shared.labels import CLASSES
-from trainfarm.shared.meta.learner import MetaModel
-from trainfarm.shared.meta.stackers import BoosterParams, StackerChoice, choose_stacker
-from trainfarm.shared.meta.stacking import meta_feature_names, stack_features
+from trainfarm.shared.meta.stackers import BoosterParams, FittedBooster, StackerChoice, choose_stacker
+from trainfarm.shared.meta.stacking import meta_feature_names
 from trainfarm.shared.meta.temperature import cross_fitted, fit_temperature_shrink
 from trainfarm.shared.plots import reliability_diagram
 from trainfarm.shared.settings import get_settings
@@ -146,10 +145,7 @@ def _stack_and_calibrate(
     )
 
     def stacked(split: str) -> FloatArray:
-        base_split = {m: preds[m][split] for m in order}
-        if isinstance(choice.stacker, MetaModel):
-            return choice.stacker.predict_proba(stack_features([base_split[m] for m in order], order))
-        return choice.stacker.predict(base_split, len(y[split]))
+        return choice.stacker.predict({m: preds[m][split] for m in order}, len(y[split]))
 
     # Calibration on its own split: temperature, then shrinkage toward that split's class shares. p* is
     # chosen on cross-fitted calibrated probabilities (each row calibrated by a fit that did not see it).
@@ -269,13 +265,13 @@ def build_version(
             "plots/calibration.png": plot,
         }
         stacker_entry: dict[str, object]
-        if isinstance(choice.stacker, MetaModel):
-            files[STACKER_BOOSTER] = choice.stacker.to_text().encode()
+        if isinstance(choice.stacker, FittedBooster):
+            files[STACKER_BOOSTER] = choice.stacker.model.to_text().encode()
             stacker_entry = {
                 "kind": "lightgbm",
                 "file": STACKER_BOOSTER,
                 "feature_names": meta_feature_names(order),
-                "best_iteration": int(choice.stacker.best_iteration),
+                "best_iteration": int(choice.stacker.model.best_iteration),
             }
         else:
             stacker_entry = choice.stacker.to_json()

@@ -21,6 +21,7 @@ import pytest
 from tests.packs import PACK_TF, Pack
 from trainfarm.shared.errors import ArtifactError
 from trainfarm.shared.features import FEATURE_NAMES, add_features
+from trainfarm.shared.meta.learner import MetaModel
 from trainfarm.shared.predictor import Predictor
 from trainfarm.shared.training.meta_stage import SAMPLE_ROWS
 from trainfarm.shared.zoo import MODEL_NAMES
@@ -216,18 +217,13 @@ def test_a_pack_of_a_newer_format_is_refused_naming_both_formats(copied: Path) -
 def test_a_format_1_pack_still_loads_and_predicts_through_its_meta_learner(copied: Path, pack: Pack) -> None:
     """Packs written before format 2: a 55-feature LightGBM meta-learner and isotonic calibration."""
     from trainfarm.shared.meta.calibration import IsotonicCalibrator
-    from trainfarm.shared.meta.learner import fit_meta
     from trainfarm.shared.meta.stacking import meta_feature_names, stack_features
     from trainfarm_client.calibration import IsotonicCalibration
 
     rng = np.random.default_rng(11)
     names = meta_feature_names(list(MODEL_NAMES))
-    x, y = rng.random((300, len(names))), rng.integers(0, 3, 300)
-    meta = fit_meta(
-        x, y, np.ones(300), rounds=20, learning_rate=0.1, early_stopping_rounds=5,
-        holdout_fraction=0.2, threads=1, seed=1, feature_names=names,
-    )  # fmt: skip
-    calibrator = IsotonicCalibrator().fit(rng.dirichlet([1, 1, 1], 300), y)
+    meta = _booster(rng, names)
+    calibrator = IsotonicCalibrator().fit(rng.dirichlet([1, 1, 1], 300), rng.integers(0, 3, 300))
     (copied / "meta").mkdir()
     (copied / "meta" / "meta.txt").write_text(meta.to_text())
     (copied / "calibrator.json").write_text(json.dumps(calibrator.to_json()))
@@ -251,6 +247,51 @@ def test_a_format_1_pack_still_loads_and_predicts_through_its_meta_learner(copie
         meta.predict_proba(stack_features(base, list(MODEL_NAMES)))
     )
     np.testing.assert_allclose(old.predict_features(rows), expected, atol=1e-12)
+
+
+def test_a_chosen_lightgbm_stacker_loads_checks_its_feature_names_and_predicts(
+    copied: Path, pack: Pack
+) -> None:
+    """The stacker a run writes when LightGBM wins: stacker/booster.txt, its 55 feature names checked."""
+    from trainfarm.shared.meta.stackers import FittedBooster
+    from trainfarm.shared.meta.stacking import meta_feature_names
+    from trainfarm.shared.training.meta_stage import STACKER_BOOSTER
+    from trainfarm_client.calibration import load_calibration
+
+    names = meta_feature_names(list(MODEL_NAMES))
+
+    def install(booster_text: str) -> None:
+        (copied / "stacker").mkdir(exist_ok=True)
+        (copied / STACKER_BOOSTER).write_text(booster_text)
+        files = json.loads((copied / "manifest.json").read_text())["files"]
+        files[STACKER_BOOSTER] = _sha256(copied / STACKER_BOOSTER)
+        entry = {"kind": "lightgbm", "file": STACKER_BOOSTER, "feature_names": names}
+        _rewrite_manifest(copied, stacker=entry, files=files)
+
+    booster = _booster(np.random.default_rng(12), names)
+    install(booster.to_text())
+    loaded = Predictor.load(copied)
+    current = Predictor.load(pack.path, expected_manifest_sha256=pack.manifest_sha256)
+    rows = np.asarray(current.manifest["sample_rows"]["features"], dtype=np.float64)
+    base = {b.name: b.predict_proba(rows) for b in current._bases}
+    calibration = load_calibration(json.loads((copied / "calibrator.json").read_text()))
+    expected = calibration.transform(FittedBooster(booster, MODEL_NAMES).predict(base, rows.shape[0]))
+    np.testing.assert_allclose(loaded.predict_features(rows), expected, atol=1e-12)
+    # A booster trained on other columns is refused at load, naming the layout.
+    install(_booster(np.random.default_rng(13), [f"f{i}" for i in range(len(names))]).to_text())
+    with pytest.raises(ArtifactError, match="feature names differ from the 55-feature layout"):
+        Predictor.load(copied)
+
+
+def _booster(rng: np.random.Generator, names: list[str]) -> MetaModel:
+    """A small 55-feature, 3-class LightGBM stacker on random rows (what matters here is its file)."""
+    from trainfarm.shared.meta.learner import fit_meta
+
+    x, y = rng.random((300, len(names))), rng.integers(0, 3, 300)
+    return fit_meta(
+        x, y, np.ones(300), rounds=20, learning_rate=0.1, early_stopping_rounds=5,
+        holdout_fraction=0.2, threads=1, seed=1, feature_names=names,
+    )  # fmt: skip
 
 
 def _sha256(path: Path) -> str:

@@ -57,9 +57,9 @@ def test_on_noise_the_chosen_stacker_is_no_worse_than_the_prior_out_of_sample() 
     choice = choose_stacker(_noise(rng, y.size), y, MODELS, purge=3, booster=BOOSTER, threads=1)
     assert choice.scores["prior"] is not None
     assert choice.scores[choice.chosen] <= choice.scores["prior"]  # chosen by the same yardstick
-    cal_raw = choice.stacker.predict(_noise(rng, y_cal.size), y_cal.size)  # type: ignore[union-attr]
+    cal_raw = choice.stacker.predict(_noise(rng, y_cal.size), y_cal.size)
     calibrator = fit_temperature_shrink(cal_raw, y_cal)
-    test_probs = calibrator.transform(choice.stacker.predict(_noise(rng, y_test.size), y_test.size))  # type: ignore[union-attr]
+    test_probs = calibrator.transform(choice.stacker.predict(_noise(rng, y_test.size), y_test.size))
     prior_loss = log_loss(np.repeat(class_shares(y_cal)[None, :], y_test.size, axis=0), y_test)
     assert log_loss(test_probs, y_test) <= prior_loss * 1.005
 
@@ -79,7 +79,7 @@ def test_too_few_rows_give_the_prior() -> None:
     y = _labels(rng, MIN_STACK_ROWS - 1)
     choice = choose_stacker(_informed(rng, y), y, MODELS, purge=3, booster=BOOSTER, threads=1)
     assert choice.chosen == "prior" and all(v is None for v in choice.scores.values())
-    probs = choice.stacker.predict(_noise(rng, 5), 5)  # type: ignore[union-attr]
+    probs = choice.stacker.predict(_noise(rng, 5), 5)
     assert np.allclose(probs, class_shares(y))
 
 

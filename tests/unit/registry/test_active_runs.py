@@ -20,8 +20,11 @@ def test_a_second_active_run_of_a_market_is_refused_naming_the_first(registry: R
         registry.create_run("BTC/USDT", "1h", "scheduled")
     assert info.value.run_id == first.id
     # Other markets are independent; an ended run frees its market.
-    registry.create_run("BTC_USDT", "24h", "forced")
+    other = registry.create_run("BTC_USDT", "24h", "forced")
+    assert [r.id for r in registry.active_runs()] == [first.id, other.id]  # oldest first
+    assert [r.id for r in registry.active_runs(timeframe="1d")] == [other.id]
     registry.fail_run(first.id, "ended")
+    assert [r.id for r in registry.active_runs("BTC/USDT")] == [other.id]
     assert registry.create_run("BTC_USDT", "1h", "scheduled").id != first.id
 
 
