@@ -47,3 +47,9 @@ def timed(work: Callable[[], object], repeats: int = REPEATS) -> tuple[float, fl
         seconds.append(time.perf_counter() - started)
     seconds.sort()
     return seconds[0], seconds[len(seconds) // 2]
+
+
+def rate_row(label: str, rows: int, work: Callable[[], object]) -> list[object]:
+    """One table row for ``work`` over ``rows`` rows: label, rows, best and median ms, rows/s (best)."""
+    best, median = timed(work)
+    return [label, rows, round(best * 1000, 1), round(median * 1000, 1), round(rows / best)]

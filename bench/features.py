@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from bench.bars import real_bars, timed
+from bench.bars import rate_row, real_bars
 from trainfarm.cli.demo_data import SAMPLE_DIR
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.data.readers import read_bars
@@ -35,10 +35,7 @@ def main() -> None:
         def work(frame: pl.DataFrame = frame, tf: Timeframe = tf) -> None:
             add_features(frame, interval=tf.duration, max_gap_bars=MAX_GAP_BARS)
 
-        best, median = timed(work)
-        rows.append(
-            [name, frame.height, round(best * 1000, 1), round(median * 1000, 1), round(frame.height / best)]
-        )
+        rows.append(rate_row(name, frame.height, work))
     print_table("add_features on real bars", ["bars", "rows", "best ms", "median ms", "rows/s"], rows)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from bench.bars import real_bars, timed
+from bench.bars import rate_row, real_bars
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.data.validation import validate_bars
 from trainfarm.shared.errors import DataError
@@ -39,10 +39,7 @@ def main() -> None:
         ("valid", lambda: validate_bars(bars, file="bench", min_rows=288)),
         ("last row broken", refuse),
     ):
-        best, median = timed(work)
-        rows.append(
-            [case, bars.height, round(best * 1000, 1), round(median * 1000, 1), round(bars.height / best)]
-        )
+        rows.append(rate_row(case, bars.height, work))
     print_table("validate_bars on real 5m bars", ["case", "rows", "best ms", "median ms", "rows/s"], rows)
 
 

@@ -6,9 +6,13 @@ it; fixtures stay in the conftest files.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +26,7 @@ __all__ = [
     "SHARED_DATA",
     "SYSTEM_REDIS_HOST",
     "SYSTEM_REDIS_PORT",
+    "python_json",
     "require",
     "require_system_redis",
     "system_redis_url",
@@ -72,3 +77,23 @@ def require_system_redis() -> None:
         tcp_port_open(SYSTEM_REDIS_HOST, SYSTEM_REDIS_PORT),
         f"no Redis at {SYSTEM_REDIS_HOST}:{SYSTEM_REDIS_PORT}",
     )
+
+
+def python_json(code: str, *, env: dict[str, str] | None = None, timeout: float = 120) -> Any:
+    """Run ``code`` in a fresh interpreter at the repository root; return the JSON on its last output line.
+
+    A fresh interpreter is the only honest place to check what an import loads (this process has loaded
+    everything already). ``env`` replaces the environment when given. The script's failure fails the test
+    with the end of its stderr.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

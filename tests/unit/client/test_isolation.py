@@ -8,10 +8,7 @@ the farm long before.
 
 from __future__ import annotations
 
-import json
 import pkgutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import numpy as np
 
 import trainfarm_client
 from tests.packs import Pack
-from tests.services import REPO_ROOT
+from tests.services import python_json
 from tests.wheels import FARM_ONLY
 from trainfarm.shared.predictor import Predictor as FarmPredictor
 
@@ -37,16 +34,7 @@ def loaded(names):
 
 def _run(script: str, tmp_path: Path) -> dict[str, object]:
     """Run ``script`` in a fresh interpreter at the repository root; it prints one JSON object last."""
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_LOADED) + textwrap.dedent(script)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, object] = python_json(textwrap.dedent(_LOADED) + textwrap.dedent(script), timeout=300)
     return result
 
 

@@ -6,16 +6,13 @@ is delivered again; the chord errback) are proven by the integration tests with 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.services import REPO_ROOT
+from tests.services import python_json
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import build_config
@@ -99,17 +96,7 @@ def test_without_a_url_celery_uses_the_embedded_socket(farm_home: Path) -> None:
 
 def _python(code: str, home: Path, **env: str) -> Any:
     base = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=base | {"FARM_HOME": str(home), **env},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return python_json(code, env=base | {"FARM_HOME": str(home), **env})
 
 
 _WORKER_IMPORT = f"""
