@@ -25,7 +25,7 @@ from trainfarm.shared.data.resample import resample
 from trainfarm.shared.errors import DataError, DatasetError
 from trainfarm.shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
 from trainfarm.shared.labels import CLASSES, add_labels, class_weights
-from trainfarm.shared.splits import Fold, chronological_split, walk_forward_folds
+from trainfarm.shared.splits import Fold, chronological_split, inner_holdout, walk_forward_folds
 from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe
 from trainfarm_client.errors import BarsError
 
@@ -66,11 +66,25 @@ class DatasetSnapshot:
             )
         return pl.read_parquet(path)
 
-    def folds(self, frame: pl.DataFrame, *, n_folds: int, min_train_rows: int) -> list[Fold]:
-        """Purged walk-forward folds over the snapshot's train rows (positions within the train split)."""
+    def folds(
+        self, frame: pl.DataFrame, *, n_folds: int, min_train_rows: int, min_train_share: float
+    ) -> list[Fold]:
+        """Purged walk-forward folds over the snapshot's train rows (positions within the train split),
+        each training on at least ``min_train_share`` of them (see :func:`walk_forward_folds`)."""
         train = frame.filter(pl.col("split") == "train")
         return walk_forward_folds(
-            train["date"], train["label_end"], n_folds=n_folds, min_train_rows=min_train_rows
+            train["date"],
+            train["label_end"],
+            n_folds=n_folds,
+            min_train_rows=min_train_rows,
+            min_train_share=min_train_share,
+        )
+
+    def inner_holdout(self, frame: pl.DataFrame, *, fraction: float, min_train_rows: int) -> Fold:
+        """The purged inner holdout of the snapshot's train rows (see :func:`inner_holdout`)."""
+        train = frame.filter(pl.col("split") == "train")
+        return inner_holdout(
+            train["date"], train["label_end"], fraction=fraction, min_train_rows=min_train_rows
         )
 
 

@@ -6,8 +6,9 @@ LOG return over the label horizon (the ``fwd_return`` column of :func:`trainfarm
 
 What "honest" means here (DESIGN.md, "Data and ML rules"):
 
-* the meta-learner's test log-loss and Brier score are compared with the class-prior baseline (the train
-  split's class shares, predicted for every row) and with the best single base model on the same rows;
+* the meta-learner's test log-loss and Brier score are compared with the class-prior baseline (the
+  calibration split's class shares, the most recent the model may use, predicted for every row) and
+  with the best single base model on the same rows;
 * per-class PR-AUC is reported as *lift* over the class's prevalence, so 1.0 means "no better than chance";
 * the decision threshold ``p*`` of the trading simulation is chosen on the calibration split only
   (:func:`choose_p_star` takes calibration arrays and nothing else) and then applied once to test.
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
+from trainfarm.shared.book import annualised_sharpe, book_pnl
 from trainfarm.shared.labels import CLASSES
 
 # One implementation, in the bot client (its stacking and calibration check with it); farm code imports
@@ -203,10 +205,10 @@ class TradingResult:
     signals: int  #: bars where max(p_up, p_down) >= p*
     eligible_share: float  #: signals / bars
     win_rate: float  #: share of signals with a positive realised return
-    mean_return: float  #: mean realised return per signal
-    sharpe: float  #: annualised, see :func:`simulate`
-    max_drawdown: float  #: largest peak-to-trough fall of the cumulative realised return, >= 0
-    total_return: float  #: sum of the realised returns (additive, not compounded)
+    mean_return: float  #: mean realised return per signal (its whole horizon, one round-trip fee)
+    sharpe: float  #: annualised Sharpe of the overlapping book's per-bar P&L, see :func:`simulate`
+    max_drawdown: float  #: largest peak-to-trough fall of the book's cumulative P&L, >= 0
+    total_return: float  #: sum of the book's per-bar P&L (additive, not compounded)
 
     def to_json(self) -> dict[str, float | int]:
         """The fields as a JSON-safe dict."""
@@ -234,6 +236,14 @@ def max_drawdown(returns: npt.ArrayLike) -> float:
     return float(np.max(np.maximum.accumulate(equity) - equity))
 
 
+def signal_series(probs: npt.ArrayLike, p_star: float) -> FloatArray:
+    """Per row: +1 (long) / -1 (short) where ``max(p_up, p_down) >= p_star``, else 0."""
+    p = check_probs(probs)
+    max_dir, direction = _directions(p)
+    out: FloatArray = np.where(max_dir >= p_star, direction, 0.0)
+    return out
+
+
 def simulate(
     probs: npt.ArrayLike,
     fwd_return: npt.ArrayLike,
@@ -241,21 +251,21 @@ def simulate(
     p_star: float,
     fee: float,
     periods_per_year: float,
+    bar_return: npt.ArrayLike | None = None,
+    horizon: int = 1,
 ) -> TradingResult:
-    """Per-signal trading simulation with fees.
+    """Fee-aware trading simulation: per-signal statistics and the overlapping book's Sharpe.
 
     A bar is a signal when ``max(p_up, p_down) >= p_star``; the direction is long when ``p_up >= p_down``,
-    short otherwise. Its realised return is ``direction * (exp(fwd_return) - 1) - fee`` (``fee`` is the
-    round-trip cost). Win rate is the share of signals with a realised return > 0.
+    short otherwise. Per signal, the realised return is ``direction * (exp(fwd_return) - 1) - fee``
+    (``fee`` is the round-trip cost) and the win rate the share of signals with a realised return > 0.
 
-    Sharpe annualisation: ``mean / std * sqrt(signals_per_year)`` with ``std`` the sample std (ddof=1) of
-    the realised returns and ``signals_per_year = signals / bars * periods_per_year`` (the signal rate
-    seen in this sample, extrapolated to a year). Fewer than two signals or a zero std give Sharpe 0.0,
+    The Sharpe, drawdown and total return are the overlapping book's (:mod:`trainfarm.shared.book`): each
+    signal opens a position of ``1/horizon`` of the capital for ``horizon`` bars, fees are paid on every
+    entry and exit, and the Sharpe of the per-bar P&L is annualised by ``sqrt(periods_per_year)``.
+    ``bar_return`` is each row's one-bar simple return; with ``horizon == 1`` it may be omitted (it is
+    then ``exp(fwd_return) - 1``, the same thing). Fewer than two bars or a zero std give Sharpe 0.0,
     never NaN or infinity, so the gate stays a plain comparison.
-
-    This is a per-signal evaluation, not a portfolio backtest: with a label horizon above one bar,
-    signals on consecutive bars hold overlapping positions, and returns are summed, not compounded (the
-    drawdown and total return are on that additive curve, in units of one position's notional).
     """
     p = check_probs(probs)
     n = p.shape[0]
@@ -266,26 +276,27 @@ def simulate(
         raise ValueError(f"periods_per_year must be positive, got {periods_per_year}")
     if not math.isfinite(p_star):
         raise ValueError(f"p_star must be a finite number, got {p_star}")
-    max_dir, direction = _directions(p)
-    mask = max_dir >= p_star
+    if bar_return is None:
+        if horizon != 1:
+            raise ValueError(f"a horizon of {horizon} bars needs each row's one-bar return (bar_return)")
+        bars = np.expm1(r)
+    else:
+        bars = _check_returns(bar_return, n, "bar_return")
+    signal = signal_series(p, p_star)
+    mask = signal != 0.0
     signals = int(mask.sum())
     if signals == 0:
         return TradingResult(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    realised = _realised(direction[mask], r[mask], fee)
-    mean = float(realised.mean())
-    sharpe = 0.0
-    if signals >= 2:
-        std = float(realised.std(ddof=1))
-        if std > 0.0:
-            sharpe = mean / std * math.sqrt(signals / n * periods_per_year)
+    realised = _realised(signal[mask], r[mask], fee)
+    pnl = book_pnl(signal, bars, horizon=horizon, fee=fee)
     return TradingResult(
         signals=signals,
         eligible_share=signals / n,
         win_rate=float((realised > 0.0).mean()),
-        mean_return=mean,
-        sharpe=sharpe,
-        max_drawdown=max_drawdown(realised),
-        total_return=float(realised.sum()),
+        mean_return=float(realised.mean()),
+        sharpe=annualised_sharpe(pnl, periods_per_year),
+        max_drawdown=max_drawdown(pnl),
+        total_return=float(pnl.sum()),
     )
 
 
@@ -297,23 +308,26 @@ def choose_p_star(
     min_signals: int,
     periods_per_year: float | None = None,
     min_eligible_share: float = 0.0,
+    bar_return_cal: npt.ArrayLike | None = None,
+    horizon: int = 1,
 ) -> float:
     """The decision threshold p*, chosen on the CALIBRATION split only (it takes no other data).
 
     Candidates are the 0%, 1%, ..., 100% quantiles of ``max(p_up, p_down)`` on the calibration rows, the
     coarse grid 0.34, 0.35, ..., 0.90, and the value that keeps exactly the ``floor`` most confident bars
     (``floor`` is ``min_signals``, or more, see below). Among candidates leaving at least ``floor``
-    signals, the one with the highest mean realised return per signal (fee included) wins; ties go to the
-    higher threshold (fewer, surer trades).
+    signals, the one whose overlapping book (:func:`simulate`; ``bar_return_cal`` and ``horizon`` as
+    there) has the highest Sharpe wins: the quantity the gates check. Ties go to the higher threshold.
 
-    Maximising the mean per signal pulls p* towards the fewest signals allowed, so the floor matters:
-    ``min_eligible_share`` raises it to ``ceil(min_eligible_share * rows)`` when that is larger (pass the
-    gate's eligible-share floor so a p* chosen here can pass it on test).
+    (The mean return per signal, the earlier objective, pulls p* to the fewest signals allowed: a very
+    confident model then traded a few dozen bars on calibration and fell below the signal floor on test.
+    The book's Sharpe rewards a steady P&L, which many moderately sure signals give as much as a few very
+    sure ones.) ``min_eligible_share`` raises the floor to ``ceil(min_eligible_share * rows)`` when that
+    is larger (pass the gate's floors so a p* chosen here can pass them on test).
 
     When the calibration split has fewer rows than the floor no candidate qualifies; p* is then the
     lowest directional confidence seen, so every bar is a signal, and the gates judge the result.
-    ``periods_per_year`` is accepted for symmetry with :func:`simulate` and only validated: the objective
-    is a per-signal mean, which, unlike Sharpe, needs no annualisation.
+    ``periods_per_year`` is only validated: the annualisation does not change which candidate wins.
     """
     p = check_probs(probs_cal, "probs_cal")
     n = p.shape[0]
@@ -326,25 +340,28 @@ def choose_p_star(
         raise ValueError("choose_p_star needs at least one calibration row")
     if periods_per_year is not None and periods_per_year <= 0:
         raise ValueError(f"periods_per_year must be positive, got {periods_per_year}")
+    if bar_return_cal is None:
+        if horizon != 1:
+            raise ValueError(f"a horizon of {horizon} bars needs each row's one-bar return (bar_return_cal)")
+        bars = np.expm1(r)
+    else:
+        bars = _check_returns(bar_return_cal, n, "bar_return_cal")
     max_dir, direction = _directions(p)
-    realised = _realised(direction, r, fee)
-    order = np.argsort(-max_dir, kind="stable")
-    sorted_conf = max_dir[order]
+    sorted_conf = np.sort(max_dir)[::-1]
     floor = max(min_signals, math.ceil(min_eligible_share * n))
     if n < floor:
         return float(sorted_conf[-1])
     candidates = np.unique(
         np.concatenate([np.quantile(max_dir, _P_STAR_QUANTILES), _P_STAR_GRID, [sorted_conf[floor - 1]]])
     )
-    # Bars with max_dir >= t are a prefix of the descending order; its length comes from a binary search
-    # on the ascending copy, and its mean from a running sum (one pass for all candidates).
-    ascending = sorted_conf[::-1]
-    counts = n - np.searchsorted(ascending, candidates, side="left")
-    running = np.concatenate([[0.0], np.cumsum(realised[order])])
-    ok = counts >= floor
-    means = np.where(ok, running[counts] / np.maximum(counts, 1), -np.inf)
-    best = np.flatnonzero(means == means[ok].max())
-    return float(candidates[best[-1]])  # candidates ascend, so the last tie is the highest threshold
+    counts = n - np.searchsorted(sorted_conf[::-1], candidates, side="left")
+    best_t, best_sharpe = float(sorted_conf[-1]), -math.inf
+    for threshold in candidates[counts >= floor]:  # ascending: ">=" hands ties to the higher threshold
+        signal = np.where(max_dir >= threshold, direction, 0.0)
+        sharpe = annualised_sharpe(book_pnl(signal, bars, horizon=horizon, fee=fee), 1.0)
+        if sharpe >= best_sharpe:
+            best_t, best_sharpe = float(threshold), sharpe
+    return best_t
 
 
 # ------------------------------------------------------------------------------------ the report
@@ -362,15 +379,19 @@ def evaluate(
     periods_per_year: float,
     ece_bins: int,
     best_base: str | None = None,
+    bar_return_test: npt.ArrayLike | None = None,
+    horizon: int = 1,
 ) -> dict[str, object]:
     """Score the calibrated meta-learner on the test split; returns a JSON-safe nested dict.
 
     Keys: ``meta`` (logloss, brier, ece, mean_confidence, predicted_share, pr_auc_lift), ``prior`` (the
-    class shares of ``y_prior`` as a constant prediction: logloss, brier; the farm passes the train
-    split's labels, the same baseline its gates use), ``best_base`` (``best_base`` when given, the base
+    class shares of ``y_prior`` as a constant prediction: logloss, brier; the farm passes the calibration
+    split's labels, the most recent the model may use and the same baseline its gates use),
+    ``best_base`` (``best_base`` when given, the base
     model chosen out of fold, never on test; else the one with the lowest test log-loss: model, logloss,
     brier), ``logloss_vs_prior`` (``(prior - meta) / prior``, positive = better than the baseline),
-    ``trading`` (:class:`TradingResult` fields at ``p_star``), ``p_star``, ``rows`` and ``label_share``
+    ``trading`` (:class:`TradingResult` fields at ``p_star``; ``bar_return_test`` and ``horizon`` as in
+    :func:`simulate`), ``p_star``, ``rows`` and ``label_share``
     (true class shares of the test rows).
     """
     meta = check_probs(meta_probs_test, "meta_probs_test")
@@ -390,7 +411,15 @@ def evaluate(
     if best_base is not None and best_base not in base_scores:
         raise ValueError(f"best_base {best_base!r} is not among the base models")
     best_name = best_base or min(base_scores, key=lambda name: (base_scores[name][0], name))
-    trading = simulate(meta, fwd_return_test, p_star=p_star, fee=fee, periods_per_year=periods_per_year)
+    trading = simulate(
+        meta,
+        fwd_return_test,
+        p_star=p_star,
+        fee=fee,
+        periods_per_year=periods_per_year,
+        bar_return=bar_return_test,
+        horizon=horizon,
+    )
     return {
         "meta": {
             "logloss": meta_ll,

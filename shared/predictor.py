@@ -9,6 +9,7 @@ works). Nothing else differs.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Self
 
@@ -32,6 +33,25 @@ class Predictor(_client.Predictor):
             raise
         except PackError as exc:
             raise ArtifactError(str(exc)) from exc
+
+    @property
+    def fitted_until(self) -> datetime | None:
+        """The latest label end any fitted part of this pack saw (the gates compare a champion only after it).
+
+        A pack records it as ``data.deployed.label_end``. Older packs do not: their snapshot's last bar
+        plus one label horizon bounds every label they were fitted on. None when the manifest has neither.
+        """
+        data = self.manifest.get("data")
+        if not isinstance(data, dict):
+            return None
+        deployed = data.get("deployed")
+        if isinstance(deployed, dict) and isinstance(deployed.get("label_end"), str):
+            return datetime.fromisoformat(deployed["label_end"])
+        last = data.get("last_bar")
+        if not isinstance(last, str):
+            return None
+        interval = timedelta(minutes=int(self.manifest["feature_params"]["interval_minutes"]))
+        return datetime.fromisoformat(last) + int(self.manifest["label"]["horizon"]) * interval
 
     def self_check(self, *, atol: float = 1e-6) -> None:
         """Reproduce the manifest's sample rows; :class:`ArtifactError` when they differ."""

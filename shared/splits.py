@@ -1,9 +1,10 @@
-"""Chronological splits with purge gaps, and purged walk-forward folds inside train.
+"""Chronological splits with purge gaps, purged walk-forward folds and a purged inner holdout inside train.
 
 A label at bar ``t`` looks ahead to ``label_end[t]`` (the date of bar ``t + horizon``). A training row whose
 label ends at or after the first calibration bar would have learned from prices the calibration split is
-scored on, so it is *purged* (dropped). The same rule separates calibration from test, and each walk-forward
-fold's training rows from its validation chunk. What remains satisfies, strictly:
+scored on, so it is *purged* (dropped). The same rule separates calibration from test, each walk-forward
+fold's training rows from its validation chunk, and the inner holdout the boosted base models early-stop on
+(:func:`inner_holdout`) from the rows fitted before it. What remains satisfies, strictly:
 
     max(label_end[train]) < min(date[calibration]),   max(label_end[calibration]) < min(date[test]).
 
@@ -58,11 +59,11 @@ class Splits:
 
 @dataclass(frozen=True, eq=False)
 class Fold:
-    """One walk-forward fold; positions are relative to the train split's rows."""
+    """One walk-forward fold (or the inner holdout); positions are relative to the train split's rows."""
 
     index: int  #: 0-based fold number
-    train_idx: IndexArray  #: chunks 0..index, purged against the validation chunk
-    valid_idx: IndexArray  #: chunk index + 1
+    train_idx: IndexArray  #: every row before the validation chunk, purged against it
+    valid_idx: IndexArray  #: the validation chunk: consecutive rows
 
 
 def _to_datetime64(values: Times, name: str) -> npt.NDArray[np.datetime64]:
@@ -155,43 +156,105 @@ def chronological_split(
     )
 
 
+def _purged_before(d: npt.NDArray[np.datetime64], e: npt.NDArray[np.datetime64], start: int) -> IndexArray:
+    """Rows before ``start`` whose label ends before row ``start``'s date (the purge rule)."""
+    candidates = np.arange(start, dtype=np.int64)
+    kept: IndexArray = candidates[e[candidates] < d[start]]
+    return kept
+
+
+def _first_valid_row(d: npt.NDArray[np.datetime64], e: npt.NDArray[np.datetime64], need: int) -> int | None:
+    """The first row ``v`` that has at least ``need`` purged training rows before it (None: no such row).
+
+    The count of purged rows before ``v`` never decreases as ``v`` grows (a row kept before ``v`` has its
+    label end before ``d[v] <= d[v + 1]``), so a binary search finds it.
+    """
+    lo, hi = 1, d.size - 1
+    if hi < lo or _purged_before(d, e, hi).size < need:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _purged_before(d, e, mid).size >= need:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def walk_forward_folds(
     dates: Times,
     label_end: Times,
     *,
     n_folds: int,
     min_train_rows: int,
+    min_train_share: float,
 ) -> list[Fold]:
-    """Expanding-window, purged walk-forward folds over the train split's rows.
+    """Expanding-window, purged walk-forward folds over the train split's rows, each fold comparable in size
+    to a fit on all of them.
 
-    The rows are cut into ``n_folds + 1`` consecutive chunks of (nearly) equal size. Fold ``i`` trains on
-    chunks ``0..i`` minus every row whose label ends at or after the validation chunk's first date, and
-    validates on chunk ``i + 1``. Out-of-fold predictions thus exist exactly once for every row outside
-    chunk 0. Raises :class:`DatasetError` when a chunk would be empty or a fold would train on fewer
-    than ``min_train_rows`` rows.
+    Every fold trains on at least ``min_train_share`` of the rows (after the purge), so the out-of-fold
+    probabilities come from models not much smaller than the one fitted on the whole train split. The
+    rows from the first row ``v`` that has that many purged rows before it to the end are cut into
+    ``n_folds`` consecutive validation chunks of (nearly) equal size; fold ``i`` trains on every row before
+    chunk ``i`` minus every row whose label ends at or after the chunk's first date, and validates on the
+    chunk. Out-of-fold predictions thus exist exactly once for every row from ``v`` on: about
+    ``1 - min_train_share`` of the rows. With ``min_train_share=0.5`` and 4 folds this is the train split
+    cut into 8 chunks with the last 4 folds kept: folds train on about 4/8, 5/8, 6/8 and 7/8 of it.
+
+    ``min_train_rows`` is a floor on every fold: where ``min_train_share`` of the rows is fewer (a small
+    snapshot, or a share of 0), the first validation chunk starts later, after ``min_train_rows`` purged
+    rows, and fewer rows get an out-of-fold prediction. Raises :class:`DatasetError` when what is left after
+    that floor is fewer rows than folds.
     """
     if n_folds < 1:
         raise ValueError(f"n_folds must be at least 1, got {n_folds}")
+    if not 0.0 <= min_train_share < 1.0:
+        raise ValueError(f"min_train_share must lie in [0, 1), got {min_train_share}")
     d, e = _check_times(dates, label_end)
     n = d.size
     if n < n_folds + 1:
         raise DatasetError(
             f"{n} training rows are too few for {n_folds} walk-forward folds ({n_folds + 1} chunks needed)"
         )
-    chunks = np.array_split(np.arange(n, dtype=np.int64), n_folds + 1)
-    folds: list[Fold] = []
-    for i in range(n_folds):
-        valid = chunks[i + 1]
-        candidates = np.arange(valid[0], dtype=np.int64)
-        train = candidates[e[candidates] < d[valid[0]]]
-        if train.size < min_train_rows:
-            raise DatasetError(
-                f"walk-forward fold {i + 1} of {n_folds} would train on {train.size} rows after the purge "
-                f"({candidates.size} before), fewer than min_train_rows={min_train_rows}; "
-                f"{n} training rows are too few for {n_folds} folds"
-            )
-        folds.append(Fold(index=i, train_idx=train, valid_idx=valid))
-    return folds
+    need = max(1, min_train_rows, int(np.ceil(min_train_share * n)))
+    first = _first_valid_row(d, e, need)
+    if first is None or n - first < n_folds:
+        raise DatasetError(
+            f"{n} training rows are too few for {n_folds} walk-forward folds that each train on at least "
+            f"{need} rows after the purge (min_train_share={min_train_share}, "
+            f"min_train_rows={min_train_rows}): {0 if first is None else n - first} rows are left for "
+            f"{n_folds} validation chunks"
+        )
+    chunks = np.array_split(np.arange(first, n, dtype=np.int64), n_folds)
+    return [
+        Fold(index=i, train_idx=_purged_before(d, e, int(valid[0])), valid_idx=valid)
+        for i, valid in enumerate(chunks)
+    ]
+
+
+def inner_holdout(dates: Times, label_end: Times, *, fraction: float, min_train_rows: int) -> Fold:
+    """The last ``fraction`` of the rows as a holdout, and the rows before it purged against it.
+
+    The boosted base models choose their number of rounds by early stopping on this holdout (see
+    :mod:`trainfarm.shared.training.base`). Training rows are every row before the holdout whose label
+    ends before the holdout's first date: the rule :func:`chronological_split` and the folds use. Returns a
+    :class:`Fold` with index 0. Raises :class:`DatasetError` when the holdout would be empty or fewer than
+    ``min_train_rows`` rows would remain to fit on.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
+    d, e = _check_times(dates, label_end)
+    n = d.size
+    start = n - round(n * fraction)
+    if not 0 < start < n:
+        raise DatasetError(f"{n} training rows are too few for an inner holdout of {fraction:.0%}")
+    train = _purged_before(d, e, start)
+    if train.size < min_train_rows:
+        raise DatasetError(
+            f"the inner holdout ({n - start} rows) leaves {train.size} rows to fit on after the purge "
+            f"({start} before), fewer than min_train_rows={min_train_rows}; use more data"
+        )
+    return Fold(index=0, train_idx=train, valid_idx=np.arange(start, n, dtype=np.int64))
 
 
 def oof_index(folds: list[Fold]) -> IndexArray:

@@ -1,4 +1,4 @@
-"""Synthetic 5-minute bars for tests and demos: a pure random walk, and one with a planted, learnable signal.
+"""Synthetic 5-minute bars for tests and demos: a pure random walk, and walks with planted, learnable signals.
 
 Both generators return what the bar store holds (``date`` as UTC milliseconds on the 5-minute grid,
 ``open``, ``high``, ``low``, ``close``, ``volume`` as float64) and pass
@@ -28,6 +28,10 @@ directional information.
   is what the farm needs to beat the class prior clearly, by its bootstrap bound, on 120 days of 1h bars
   with small models (at ``s = 0.2`` about one seed in eight falls short; the meta-learner and the
   calibrator, fitted on a few hundred rows, give back much of what the base models learn).
+* :func:`trending_bars` and :func:`mean_reverting_bars`: the walk plus a drift proportional to the log
+  price's distance from its own exponential moving average (pushed on, or pulled back): an edge that the
+  price features see and the clock features do not. ``period_days=7`` gives :func:`planted_signal_bars`
+  a weekly cycle instead, the planted signal of daily bars.
 """
 
 from __future__ import annotations
@@ -121,10 +125,20 @@ def random_walk_bars(
     return _bars(n, rng, start=start, sigma=sigma, price=price, drift=np.zeros(n))
 
 
-def daily_drift(dates: pl.Series, strength: float, sigma: float = DEFAULT_SIGMA) -> FloatArray:
-    """Per-step log drift of the planted signal for bars opening at ``dates`` (see the module docstring)."""
+def daily_drift(
+    dates: pl.Series, strength: float, sigma: float = DEFAULT_SIGMA, *, period_days: int = 1
+) -> FloatArray:
+    """Per-step log drift of the planted signal for bars opening at ``dates`` (see the module docstring).
+
+    ``period_days`` = 1 is the daily cycle (time of day); 7 a weekly one (time of week from Monday
+    00:00 UTC, which the ``dow_*`` features see), the planted signal of daily bars.
+    """
+    if period_days < 1:
+        raise ValueError(f"period_days must be at least 1, got {period_days}")
     hours = (dates.dt.hour().cast(pl.Float64) + dates.dt.minute().cast(pl.Float64) / 60.0).to_numpy()
-    phase = np.sin(hours * (2.0 * math.pi / 24.0))
+    if period_days > 1:
+        hours = hours + 24.0 * ((dates.dt.weekday().cast(pl.Float64).to_numpy() - 1.0) % period_days)
+    phase = np.sin(hours * (2.0 * math.pi / (24.0 * period_days)))
     scaled: FloatArray = strength * sigma / SUBSTEPS * phase
     return scaled
 
@@ -137,8 +151,11 @@ def planted_signal_bars(
     start: datetime = DEFAULT_START,
     sigma: float = DEFAULT_SIGMA,
     price: float = 100.0,
+    period_days: int = 1,
 ) -> pl.DataFrame:
-    """``n`` 5-minute bars of the random walk plus a daily drift cycle of ``strength`` (see the module docs).
+    """``n`` 5-minute bars of the random walk plus a drift cycle of ``strength`` (see the module docs).
+
+    The cycle is daily by default; ``period_days=7`` makes it weekly (see :func:`daily_drift`).
 
     ``strength`` is the peak drift per bar in units of a bar's noise std ``sigma``; 0 gives the random walk
     of the same seed exactly. The edge is learnable from the bar's time of day alone, a causal feature.
@@ -147,5 +164,120 @@ def planted_signal_bars(
     if not math.isfinite(strength):
         raise ValueError(f"strength must be a finite number, got {strength}")
     rng = np.random.default_rng(seed)
-    drift = daily_drift(_dates(n, start), strength, sigma)
+    drift = daily_drift(_dates(n, start), strength, sigma, period_days=period_days)
     return _bars(n, rng, start=start, sigma=sigma, price=price, drift=drift)
+
+
+def mean_reverting_bars(
+    n: int,
+    seed: int,
+    *,
+    strength: float = 0.01,
+    mean_span: int = 288,
+    start: datetime = DEFAULT_START,
+    sigma: float = DEFAULT_SIGMA,
+    price: float = 100.0,
+) -> pl.DataFrame:
+    """``n`` 5-minute bars whose log price is pulled back toward its own moving average.
+
+    Each bar drifts by ``-strength * (x - m)``, where ``x`` is the previous log close and ``m`` an
+    exponential moving average of the log closes with span ``mean_span`` bars (one day by default), so
+    the mean itself wanders with the price. The farm's ``ema_dist_*`` and ``close_pos`` features measure
+    that distance. Reversion shrinks moves over several bars below ``sqrt(h)`` times a bar's, so most
+    labels (scaled by the one-bar volatility) are neutral. ``strength = 0`` gives the random walk of the
+    same seed exactly.
+    """
+    if not (0.0 <= strength < 1.0):
+        raise ValueError(f"strength must lie in [0, 1), got {strength}")
+    return _feedback_bars(n, seed, -strength, mean_span, start=start, sigma=sigma, price=price)
+
+
+def trending_bars(
+    n: int,
+    seed: int,
+    *,
+    strength: float = 0.006,
+    mean_span: int = 288,
+    start: datetime = DEFAULT_START,
+    sigma: float = DEFAULT_SIGMA,
+    price: float = 100.0,
+) -> pl.DataFrame:
+    """``n`` 5-minute bars whose log price keeps moving away from its moving average (momentum).
+
+    A different kind of edge from :func:`planted_signal_bars`' clock: nothing about the time of day
+    helps; what predicts the next hours is how far, and which way, the price has run from its recent
+    mean. Each bar drifts by ``+strength * (x - m)`` (see :func:`mean_reverting_bars` for ``x`` and ``m``);
+    ``strength`` must stay below the mean's own pace ``2 / (mean_span + 1)`` or the distance would grow
+    without bound. With the defaults a run from the mean persists for hundreds of bars.
+    """
+    pace = 2.0 / (mean_span + 1.0)
+    if not (0.0 <= strength < pace):
+        raise ValueError(
+            f"strength must lie in [0, {pace:.5f}) for a mean span of {mean_span}, got {strength}"
+        )
+    return _feedback_bars(n, seed, strength, mean_span, start=start, sigma=sigma, price=price)
+
+
+def volume_signal_bars(
+    n: int,
+    seed: int,
+    *,
+    strength: float = 0.5,
+    spike_z: float = 1.28,
+    hold: int = 12,
+    start: datetime = DEFAULT_START,
+    sigma: float = DEFAULT_SIGMA,
+    price: float = 100.0,
+) -> pl.DataFrame:
+    """``n`` 5-minute bars where a volume spike announces a move: the next ``hold`` bars follow its bar.
+
+    A bar whose volume noise lies above ``spike_z`` standard deviations (the top 10% by default) is a
+    spike; each of the ``hold`` bars after it drifts by ``strength * sigma`` in the direction of the
+    spike bar's own move. Neither the clock nor a trend tells it: only volume together with the last
+    return does (the ``volume_z_*`` and ``ret_*`` features), it is symmetric in up and down, and its
+    memory is one hour, so every test window holds both directions. ``strength = 0`` gives the random
+    walk of the same seed exactly.
+    """
+    _check(n, start, sigma, price)
+    if not (strength >= 0.0 and math.isfinite(strength)):
+        raise ValueError(f"strength must be a non-negative number, got {strength}")
+    if hold < 1:
+        raise ValueError(f"hold must be at least 1 bar, got {hold}")
+    # The normals _bars draws from this seed, in its order: the steps, then the volume noise.
+    rng = np.random.default_rng(seed)
+    moves = rng.standard_normal((n, SUBSTEPS)).sum(axis=1)
+    volume_noise = rng.standard_normal(n)
+    push = np.where(volume_noise > spike_z, np.sign(moves), 0.0) * strength * sigma
+    # Bar i drifts by the pushes of the `hold` bars before it (a moving sum, shifted by one bar).
+    drift = np.convolve(push, np.ones(hold))[:n]
+    drift = np.concatenate([[0.0], drift[:-1]]) / SUBSTEPS
+    return _bars(n, np.random.default_rng(seed), start=start, sigma=sigma, price=price, drift=drift)
+
+
+def _feedback_bars(
+    n: int,
+    seed: int,
+    gain: float,
+    mean_span: int,
+    *,
+    start: datetime,
+    sigma: float,
+    price: float,
+) -> pl.DataFrame:
+    """Bars whose drift is ``gain`` times the distance of the log price from its moving average."""
+    _check(n, start, sigma, price)
+    if mean_span < 1:
+        raise ValueError(f"mean_span must be at least 1 bar, got {mean_span}")
+    # The same normals _bars will draw from this seed: the drift is computed on the path they make.
+    noise = np.random.default_rng(seed).standard_normal((n, SUBSTEPS)).sum(axis=1) * (
+        sigma / math.sqrt(SUBSTEPS)
+    )
+    alpha = 2.0 / (mean_span + 1.0)
+    drift = np.zeros(n)
+    x = mean = math.log(price)
+    for i in range(n):
+        bar_drift = gain * (x - mean)
+        drift[i] = bar_drift / SUBSTEPS
+        x += bar_drift + noise[i]
+        mean += alpha * (x - mean)
+    return _bars(n, np.random.default_rng(seed), start=start, sigma=sigma, price=price, drift=drift)

@@ -33,6 +33,7 @@ EXPENSIVE_FIXTURES = {
     "tests/unit/test_gate_properties.py::noise": "trains a pack per random walk",
     "tests/unit/test_gate_properties.py::signal": "trains a pack per planted signal",
     "tests/unit/test_gate_properties.py::unscored": "trains a pack",
+    "tests/unit/test_gate_properties_sizes.py::built": "trains packs per random walk and planted signal",
     "tests/unit/training/test_base.py::trained": "trains the whole zoo",
     "tests/unit/workers/test_stages.py::run": "runs a whole retrain: 8 models and the meta stage",
 }

@@ -138,7 +138,7 @@ def fit_meta(
     if n < MIN_META_ROWS:
         raise DatasetError(
             f"the meta-learner needs at least {MIN_META_ROWS} out-of-fold rows, got {n}; "
-            "use a longer training window or fewer walk-forward folds"
+            "use a longer training window or a lower splits.oof_min_train_share"
         )
 
     n_hold = max(1, math.ceil(n * holdout_fraction))

@@ -1,5 +1,28 @@
 """Train one base model of one retrain run: out-of-fold, calibration and test probabilities plus the model.
 
+The stacker learns on the out-of-fold probabilities and is then applied to the final model's, so both come
+from comparable fits:
+
+* **Rounds, once per (run, model).** A boosted model (LightGBM, XGBoost, CatBoost) first fits on the train
+  split minus its last ``training.inner_holdout_fraction`` (the inner holdout; rows whose label reaches into
+  it are purged, :func:`trainfarm.shared.splits.inner_holdout`), with ``training.base_rounds`` as the
+  maximum, early-stopping on the holdout's multiclass log-loss (class-weighted like the fit, patience
+  ``training.early_stopping_rounds``). Its best round (at least 1) is the run's rounds for that model:
+  every fold model and the final model are fitted with exactly those rounds and no eval set. The
+  scikit-learn models have no rounds to choose: they fit with ``base_rounds`` as before (the MLP's epochs;
+  logistic regression ignores it).
+* **Folds of comparable size.** Purged walk-forward folds over the train split in which every fold trains
+  on at least ``splits.oof_min_train_share`` of it (:func:`trainfarm.shared.splits.walk_forward_folds`):
+  with the defaults, 4 folds training on about 4/8 .. 7/8 of the rows the final model sees; the last half
+  of the train split gets out-of-fold probabilities.
+
+``metrics["rounds"]`` is the rounds the saved model holds (``base_rounds`` for the scikit-learn models):
+refitting with ``rounds=int(metrics["rounds"])`` and the same parameters repeats the recipe. A model
+parameter override that sets the library's rounds itself (``num_iterations``, ``num_boost_round``,
+``iterations``) wins over the chosen rounds, in the folds and the final fit alike, and is what ``rounds``
+then reports. Boosted models also report ``inner_holdout_logloss`` (unweighted, like the other log-losses,
+of the early-stopped fit on the inner holdout).
+
 :func:`train_base_model` is what the Celery ``train_base`` task calls (with JSON-parsed arguments); it
 returns a :class:`BaseModelResult` whose :meth:`~BaseModelResult.to_json` travels through the broker.
 Frames and models never do: they go to files under ``<work_dir>/base/``:
@@ -38,13 +61,16 @@ from trainfarm.shared.dataset import DatasetSnapshot
 from trainfarm.shared.errors import ConfigError, DatasetError
 from trainfarm.shared.features import FEATURE_NAMES
 from trainfarm.shared.labels import class_weights, sample_weights
-from trainfarm.shared.zoo import MODEL_NAMES, ModelSpec, family, get_spec
-from trainfarm.shared.zoo.spec import N_CLASSES, FloatArray, IntArray
+from trainfarm.shared.splits import Fold
+from trainfarm.shared.zoo import MODEL_NAMES, Family, ModelSpec, family, get_spec
+from trainfarm.shared.zoo.spec import N_CLASSES, Device, EvalSet, FloatArray, IntArray
 
 log = logging.getLogger(__name__)
 
 BASE_DIR = "base"
-METRIC_KEYS: tuple[str, ...] = ("oof_logloss", "calibration_logloss", "test_logloss", "oof_rows")
+METRIC_KEYS: tuple[str, ...] = ("oof_logloss", "calibration_logloss", "test_logloss", "oof_rows", "rounds")
+#: Metrics only the boosted models report.
+BOOSTED_METRIC_KEYS: tuple[str, ...] = ("inner_holdout_logloss",)
 _STR_FIELDS = (
     "run_id",
     "model",
@@ -189,11 +215,15 @@ def _splits(frame: pl.DataFrame) -> dict[str, _Split]:
     return out
 
 
-def _weights(y: IntArray, model: str, where: str) -> FloatArray:
+def _class_weights(y: IntArray, model: str, where: str) -> dict[int, float]:
     try:
-        return sample_weights(y, class_weights(y))
+        return class_weights(y)
     except DatasetError as exc:
         raise DatasetError(f"base model {model}, {where}: {exc}") from exc
+
+
+def _weights(y: IntArray, model: str, where: str) -> FloatArray:
+    return sample_weights(y, _class_weights(y, model, where))
 
 
 def _logloss(y: IntArray, proba: FloatArray) -> float:
@@ -231,6 +261,56 @@ def _write_hashed(target: Path, write: Callable[[Path], None]) -> str:
     return digest[0]
 
 
+@dataclass(frozen=True, eq=False)
+class _Fitter:
+    """The fits of one model in one run: everything but the rows and the rounds is fixed."""
+
+    spec: ModelSpec
+    fam: Family
+    training: TrainingParams
+    threads: int
+    device: Device
+
+    def fit(
+        self, x: FloatArray, y: IntArray, where: str, *, rounds: int, eval_set: EvalSet | None = None
+    ) -> Any:
+        """Fit on ``x``, ``y`` with class weights from ``y``; early-stop on ``eval_set`` when given."""
+        early: dict[str, Any] = {}
+        if eval_set is not None:
+            early = {"eval_set": eval_set, "early_stopping_rounds": self.training.early_stopping_rounds}
+        return self.fam.fit(
+            self.spec,
+            x,
+            y,
+            _weights(y, self.spec.name, where),
+            rounds=rounds,
+            learning_rate=self.training.learning_rate,
+            seed=self.training.seed,
+            threads=self.threads,
+            device=self.device,
+            overrides=self.training.model_params.get(self.spec.name, {}),
+            **early,
+        )
+
+    def choose_rounds(self, x: FloatArray, y: IntArray, holdout: Fold) -> tuple[int, float]:
+        """Early-stop on the inner holdout: (the best round, at least 1; the holdout's log-loss there)."""
+        fit_y, held_y = y[holdout.train_idx], y[holdout.valid_idx]
+        where = "fit before the inner holdout"
+        # The holdout is weighted like the fit's rows: the log-loss early stopping watches is the one the
+        # weighted fit minimises.
+        held_w = sample_weights(held_y, _class_weights(fit_y, self.spec.name, where))
+        held_x = x[holdout.valid_idx]
+        probe = self.fit(
+            x[holdout.train_idx],
+            fit_y,
+            where,
+            rounds=self.training.base_rounds,
+            eval_set=(held_x, held_y, held_w),
+        )
+        rounds = max(1, self.fam.best_rounds(probe))
+        return rounds, _logloss(held_y, self.fam.predict_proba(probe, held_x, threads=self.threads))
+
+
 def train_base_model(
     snapshot: DatasetSnapshot,
     model: str,
@@ -245,9 +325,11 @@ def train_base_model(
 ) -> BaseModelResult:
     """Train ``model`` on ``snapshot`` for run ``run_id``, write its files, return its result.
 
-    Out-of-fold probabilities come from purged walk-forward folds over the train split (each fold's
-    class weights from its own training rows); the final model is fitted on the whole train split and,
-    read back from its file, predicts the calibration and test splits. ``device`` is what the worker
+    A boosted model's rounds are chosen first, by early stopping on the purged inner holdout (see the
+    module docstring). Out-of-fold probabilities come from purged walk-forward folds over the train split
+    (each fold's class weights from its own training rows); the final model is fitted on the whole train
+    split and, read back from its file, predicts the calibration and test splits; folds and final fit use
+    the same rounds. ``device`` is what the worker
     offers ("cpu" or "cuda"); a model without GPU support uses the CPU and the result says so.
     Raises :class:`ConfigError` for an unknown model (also in ``training.model_params``),
     :class:`DatasetError` when a class is absent from a fold's training rows, and the library's own
@@ -277,31 +359,38 @@ def train_base_model(
         )
     data = _splits(frame)
     train = data["train"]
-    folds = snapshot.folds(frame, n_folds=splits.oof_folds, min_train_rows=splits.min_fold_train_rows)
+    folds = snapshot.folds(
+        frame,
+        n_folds=splits.oof_folds,
+        min_train_rows=splits.min_fold_train_rows,
+        min_train_share=splits.oof_min_train_share,
+    )
     fam = family(spec)
-    overrides = training.model_params.get(model, {})
-
-    def fit(x: FloatArray, y: IntArray, where: str) -> Any:
-        return fam.fit(
-            spec,
-            x,
-            y,
-            _weights(y, model, where),
-            rounds=training.base_rounds,
-            learning_rate=training.learning_rate,
-            seed=training.seed,
-            threads=threads,
-            device=used_device,
-            overrides=overrides,
+    fitter = _Fitter(spec=spec, fam=fam, training=training, threads=threads, device=used_device)
+    rounds = training.base_rounds
+    holdout_metrics: dict[str, float] = {}
+    if spec.boosted:
+        holdout = snapshot.inner_holdout(
+            frame, fraction=training.inner_holdout_fraction, min_train_rows=splits.min_fold_train_rows
+        )
+        rounds, holdout_metrics["inner_holdout_logloss"] = fitter.choose_rounds(train.x, train.y, holdout)
+        log.info(
+            "run %s: %s early-stopped at %d of %d rounds on %d inner-holdout rows",
+            run_id,
+            model,
+            rounds,
+            training.base_rounds,
+            holdout.valid_idx.size,
         )
 
     oof = np.full((train.y.size, N_CLASSES), np.nan)
     for fold in folds:
-        fitted = fit(
-            train.x[fold.train_idx], train.y[fold.train_idx], f"fold {fold.index + 1} of {len(folds)}"
-        )
+        where = f"fold {fold.index + 1} of {len(folds)}"
+        fitted = fitter.fit(train.x[fold.train_idx], train.y[fold.train_idx], where, rounds=rounds)
         oof[fold.valid_idx] = fam.predict_proba(fitted, train.x[fold.valid_idx], threads=threads)
-    final = fit(train.x, train.y, "final fit on the train split")
+    final = fitter.fit(train.x, train.y, "final fit on the train split", rounds=rounds)
+    # What the saved model holds (an override of the library's rounds parameter wins over ``rounds``).
+    final_rounds = fam.best_rounds(final) if spec.boosted else training.base_rounds
 
     paths = _Paths.of(work_dir, spec)
     reloaded: list[Any] = []
@@ -336,6 +425,8 @@ def train_base_model(
             "calibration_logloss": _logloss(data["calibration"].y, predictions["calibration"]),
             "test_logloss": _logloss(data["test"].y, predictions["test"]),
             "oof_rows": float(scored.sum()),
+            "rounds": float(final_rounds),
+            **holdout_metrics,
         },
     )
     # Written last: a result file on disk always names complete files.

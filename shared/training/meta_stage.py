@@ -3,12 +3,15 @@
 Inputs are the base models' saved predictions (out-of-fold on train, full-train fits on calibration and
 test), each verified against the sha256 its task reported. The meta-learner learns only from out-of-fold
 rows; the calibrator and the decision threshold p* only from the calibration split; the test split is
-touched once, for the metrics.
+touched once, for the metrics and the gates (against the calibration split's class prior). When the gates
+pass, the shipped pack is refit on the whole snapshot (:mod:`trainfarm.shared.training.deploy`); either
+way the written pack is loaded back and must reproduce its sample rows.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ import polars as pl
 import trainfarm.shared
 from trainfarm.shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
 from trainfarm.shared.atomicio import sha256_file
+from trainfarm.shared.book import bar_returns
 from trainfarm.shared.config import TrainingParams
 from trainfarm.shared.dataset import DatasetSnapshot
 from trainfarm.shared.errors import ArtifactError
@@ -35,9 +39,11 @@ from trainfarm.shared.meta.stackers import BoosterParams, FittedBooster, Stacker
 from trainfarm.shared.meta.stacking import meta_feature_names
 from trainfarm.shared.meta.temperature import cross_fitted, fit_temperature_shrink
 from trainfarm.shared.plots import reliability_diagram
+from trainfarm.shared.predictor import Predictor
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.base import BaseModelResult
+from trainfarm.shared.training.deploy import Evaluated, deployment, label_end_of
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm_client.calibration import TemperatureShrinkCalibration
 
@@ -114,6 +120,7 @@ class _MetaStage:
     calibrator: TemperatureShrinkCalibration
     cal_probs: FloatArray  #: cross-fitted: each row calibrated by a fit that did not see it
     test_probs: FloatArray
+    raw: dict[str, FloatArray]  #: the stacker's uncalibrated calibration and test probabilities
 
 
 def _stack_and_calibrate(
@@ -125,8 +132,8 @@ def _stack_and_calibrate(
     threads: int,
 ) -> _MetaStage:
     """Choose the stacker on the out-of-fold rows, then calibrate it on the calibration split."""
-    # The stacker learns only on rows that every base model predicted out of fold (the first chunk has
-    # none), and is chosen among candidates (the prior included) by purged out-of-fold log-loss.
+    # The stacker learns only on rows that every base model predicted out of fold (rows before the first
+    # validation chunk have none), chosen among candidates (the prior too) by purged out-of-fold log-loss.
     oof = {m: preds[m]["oof"] for m in order}
     rows = ~np.isnan(np.hstack([oof[m] for m in order])).any(axis=1)
     choice = choose_stacker(
@@ -149,13 +156,14 @@ def _stack_and_calibrate(
 
     # Calibration on its own split: temperature, then shrinkage toward that split's class shares. p* is
     # chosen on cross-fitted calibrated probabilities (each row calibrated by a fit that did not see it).
-    cal_raw = stacked("calibration")
-    calibrator = fit_temperature_shrink(cal_raw, y["calibration"])
+    raw = {split: stacked(split) for split in ("calibration", "test")}
+    calibrator = fit_temperature_shrink(raw["calibration"], y["calibration"])
     return _MetaStage(
         choice,
         calibrator,
-        cross_fitted(cal_raw, y["calibration"], horizon),
-        calibrator.transform(stacked("test")),
+        cross_fitted(raw["calibration"], y["calibration"], horizon),
+        calibrator.transform(raw["test"]),
+        raw,
     )
 
 
@@ -210,17 +218,23 @@ def build_version(
         min_signals=floor_signals,
         periods_per_year=per_year,
         min_eligible_share=floor_share,
+        bar_return_cal=_bar_returns(part["calibration"]),
+        horizon=params.label_horizon,
     )
     test_probs = meta.test_probs
+    test_bars = _bar_returns(part["test"])
     candidate = ScoredPredictions(
         probs=test_probs,
         y=y["test"],
         fwd_return=fwd["test"],
-        prior=class_prior(y["train"]),
+        # The baseline takes the most recent class shares the model may use (see trainfarm.shared.gates).
+        prior=class_prior(y["calibration"]),
         p_star=p_star,
         fee=scoring.fee,
         periods_per_year=per_year,
         label_horizon=params.label_horizon,
+        bar_return=test_bars,
+        dates=part["test"]["date"].dt.replace_time_zone(None).to_numpy(),
     )
     # The champion is scored on exactly these feature rows, so both are judged on the same window.
     x_test = part["test"].select(FEATURE_NAMES).to_numpy().astype(np.float64)
@@ -237,13 +251,15 @@ def build_version(
         meta_probs_test=test_probs,
         y_test=y["test"],
         fwd_return_test=fwd["test"],
-        y_prior=y["train"],
+        y_prior=y["calibration"],
         base_probs_test={m: preds[m]["test"] for m in order},
         p_star=p_star,
         fee=scoring.fee,
         periods_per_year=per_year,
         ece_bins=scoring.ece_bins,
         best_base=choice.best_base,
+        bar_return_test=test_bars,
+        horizon=params.label_horizon,
     )
     metrics["stacker"] = choice.to_json()
     metrics["calibrator"] = calibrator.to_json()
@@ -251,17 +267,24 @@ def build_version(
 
     now = datetime.now(UTC)
     sample_x = part["test"].select(FEATURE_NAMES).tail(SAMPLE_ROWS).to_numpy().astype(np.float64)
+    deployed = deployment(
+        bool(gate_report["passed"]),
+        frame,
+        base,
+        work_dir,
+        Evaluated(meta.choice.stacker, meta.calibrator, meta.raw, y, meta.test_probs[-SAMPLE_ROWS:]),
+        sample_x=sample_x,
+        training=training,
+        threads=threads,
+    )
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         plot = Path(tmp) / "calibration.png"
         reliability_diagram(
             test_probs, y["test"], plot, title=f"{job.symbol} {timeframe} {version_id} (test)"
         )
         files: dict[str, Path | bytes] = {
-            **{
-                f"base/{m}.{Path(base[m].model_file).suffix.lstrip('.')}": work_dir / base[m].model_file
-                for m in order
-            },
-            "calibrator.json": json.dumps(calibrator.to_json()).encode(),
+            **{_pack_file(m, deployed.model_files[m][0]): deployed.model_files[m][0] for m in order},
+            "calibrator.json": json.dumps(deployed.calibrator.to_json()).encode(),
             "plots/calibration.png": plot,
         }
         stacker_entry: dict[str, object]
@@ -276,8 +299,11 @@ def build_version(
         else:
             stacker_entry = choice.stacker.to_json()
         for m in order:
-            if sha256_file(work_dir / base[m].model_file) != base[m].model_sha256:
-                raise ArtifactError(f"model file of {m} differs from the sha256 its task reported")
+            file, digest, _ = deployed.model_files[m]
+            if sha256_file(file) != digest:
+                raise ArtifactError(
+                    f"model file of {m} at {file} differs from the sha256 it was written with"
+                )
         manifest = {
             "version": version_id,
             "symbol": job.symbol,
@@ -297,9 +323,9 @@ def build_version(
                 {
                     "name": m,
                     "kind": base[m].family,
-                    "file": f"base/{m}.{Path(base[m].model_file).suffix.lstrip('.')}",
-                    "sha256": base[m].model_sha256,
-                    "device": base[m].device,
+                    "file": _pack_file(m, deployed.model_files[m][0]),
+                    "sha256": deployed.model_files[m][1],
+                    "device": deployed.model_files[m][2],
                 }
                 for m in order
             ],
@@ -316,11 +342,44 @@ def build_version(
                 "last_bar": snapshot.last_bar,
                 "rows": snapshot.rows,
                 "split_rows": snapshot.split_rows,
+                # What the gate report judged (base models fitted on train, calibrator on calibration,
+                # scored on test), and what the pack ships (refit on everything when the gates passed).
+                "evaluated": {
+                    "split_first_bar": snapshot.split_first_bar,
+                    "train_label_end": label_end_of(frame, ("train",)),
+                    "calibration_label_end": label_end_of(frame, ("calibration",)),
+                    "test_label_end": label_end_of(frame, ("test",)),
+                },
+                "deployed": deployed.data,
             },
             "config_hash": config.config_hash(),
             "code_version": trainfarm.shared.__version__,
             "library_versions": _library_versions(),
-            "sample_rows": {"features": sample_x.tolist(), "expected": test_probs[-SAMPLE_ROWS:].tolist()},
+            "sample_rows": {"features": sample_x.tolist(), "expected": deployed.sample_expected.tolist()},
         }
         written = write_pack(final, files, manifest)
+    _verify_or_remove(written.path)
     return BuiltVersion(version_id, written.path, written.manifest_sha256, metrics, gate_report)
+
+
+def _bar_returns(rows: pl.DataFrame) -> FloatArray:
+    return bar_returns(rows["close"].to_numpy(), rows["segment"].to_numpy())
+
+
+def _pack_file(model: str, file: Path) -> str:
+    return f"base/{model}{file.suffix}"
+
+
+def _verify_or_remove(pack: Path) -> None:
+    """Load the written pack as a bot would and reproduce its sample rows; remove it when that fails.
+
+    The sample outputs were computed from the models as read back from their files, through the stacker
+    and calibrator objects in memory; loading them from the pack re-verifies the whole chain.
+    """
+    try:
+        Predictor.load(pack).self_check()
+    except ArtifactError as exc:
+        shutil.rmtree(pack, ignore_errors=True)
+        raise ArtifactError(
+            f"the written pack {pack.name} does not reproduce its sample rows: {exc}"
+        ) from exc

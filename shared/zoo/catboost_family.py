@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from catboost import CatBoostClassifier
+from catboost import CatBoostClassifier, Pool
 
 from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     Device,
+    EvalSet,
     FloatArray,
     IntArray,
     ModelSpec,
     Params,
+    check_eval_set,
     check_fit_inputs,
     merge_params,
 )
@@ -63,9 +65,16 @@ def fit(
     threads: int,
     device: Device,
     overrides: Mapping[str, ParamValue],
+    eval_set: EvalSet | None = None,
+    early_stopping_rounds: int | None = None,
 ) -> CatBoostClassifier:
-    """Train a multiclass model; an invalid parameter raises ``catboost.CatBoostError``."""
+    """Train a multiclass model; an invalid parameter raises ``catboost.CatBoostError``.
+
+    With ``eval_set``: early-stops on its weighted ``MultiClass`` loss and returns a model holding only the
+    rounds up to the best one (``use_best_model``).
+    """
     check_fit_inputs(x, y, sample_weight)
+    early = check_eval_set(x, eval_set, early_stopping_rounds)
     params = build_params(
         spec,
         rounds=rounds,
@@ -75,9 +84,27 @@ def fit(
         device=device,
         overrides=overrides,
     )
+    if early is not None:
+        params["eval_metric"] = "MultiClass"  # what the rounds are chosen on, whatever an override set
     model = CatBoostClassifier(**params)
-    model.fit(x, y, sample_weight=sample_weight)
+    if early is None:
+        model.fit(x, y, sample_weight=sample_weight)
+        return model
+    (x_eval, y_eval, w_eval), patience = early
+    model.fit(
+        x,
+        y,
+        sample_weight=sample_weight,
+        eval_set=Pool(x_eval, label=y_eval, weight=w_eval),
+        early_stopping_rounds=patience,
+        use_best_model=True,
+    )
     return model
+
+
+def best_rounds(model: CatBoostClassifier) -> int:
+    """The rounds the model holds (after an early-stopped fit: the best round)."""
+    return int(model.tree_count_)
 
 
 def predict_proba(model: CatBoostClassifier, x: FloatArray, *, threads: int | None = None) -> FloatArray:

@@ -16,10 +16,12 @@ from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     N_CLASSES,
     Device,
+    EvalSet,
     FloatArray,
     IntArray,
     ModelSpec,
     Params,
+    check_eval_set,
     check_fit_inputs,
     merge_params,
 )
@@ -66,9 +68,16 @@ def fit(
     threads: int,
     device: Device,
     overrides: Mapping[str, ParamValue],
+    eval_set: EvalSet | None = None,
+    early_stopping_rounds: int | None = None,
 ) -> lgb.Booster:
-    """Train a multiclass booster; an invalid parameter raises ``lightgbm.basic.LightGBMError``."""
+    """Train a multiclass booster; an invalid parameter raises ``lightgbm.basic.LightGBMError``.
+
+    With ``eval_set``: early-stops on its weighted ``multi_logloss`` and returns a booster holding only
+    the rounds up to the best one (the same trees a plain fit with that many rounds grows).
+    """
     check_fit_inputs(x, y, sample_weight)
+    early = check_eval_set(x, eval_set, early_stopping_rounds)
     params = build_params(
         spec,
         rounds=rounds,
@@ -79,7 +88,21 @@ def fit(
         overrides=overrides,
     )
     data = lgb.Dataset(x, label=y, weight=sample_weight, params={"verbosity": -1}, free_raw_data=True)
-    return lgb.train(params, data)
+    if early is None:
+        return lgb.train(params, data)
+    (x_eval, y_eval, w_eval), patience = early
+    params["metric"] = "multi_logloss"  # what the rounds are chosen on, whatever an override set
+    valid = lgb.Dataset(x_eval, label=y_eval, weight=w_eval, reference=data, params={"verbosity": -1})
+    stopper = lgb.early_stopping(patience, first_metric_only=True, verbose=False)
+    booster = lgb.train(params, data, valid_sets=[valid], valid_names=["holdout"], callbacks=[stopper])
+    best = booster.best_iteration or booster.current_iteration()
+    # A text round trip keeps exactly rounds 1..best: best_rounds and predictions then need no flag.
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def best_rounds(model: lgb.Booster) -> int:
+    """The rounds the booster holds (after an early-stopped fit: the best round)."""
+    return int(model.current_iteration())
 
 
 def predict_proba(model: lgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:

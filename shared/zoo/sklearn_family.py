@@ -9,7 +9,8 @@ this module adds the fit and the conversion from sklearn's fitted estimators.
 
 ``spec.params["estimator"]`` picks the estimator (``"logistic_regression"`` or ``"mlp"``); the other
 params are its keyword arguments. ``hidden_layer_sizes`` is a string like ``"32,16"`` because config
-overrides hold scalars only. Rounds are the MLP's epochs (``max_iter``); logistic regression is solved
+overrides hold scalars only. Rounds are the MLP's epochs (``max_iter``), a fixed budget that is not chosen
+by early stopping (``fit`` refuses an eval set, :func:`best_rounds` is 0); logistic regression is solved
 to convergence; the boosters' learning rate is not used here.
 """
 
@@ -35,6 +36,7 @@ from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     N_CLASSES,
     Device,
+    EvalSet,
     FloatArray,
     IntArray,
     ModelSpec,
@@ -132,9 +134,16 @@ def fit(
     threads: int,
     device: Device,
     overrides: Mapping[str, ParamValue],
+    eval_set: EvalSet | None = None,
+    early_stopping_rounds: int | None = None,
 ) -> FittedSklearn:
-    """Scale, then fit the estimator with the per-row weights (the scaler itself is unweighted)."""
+    """Scale, then fit the estimator with the per-row weights (the scaler itself is unweighted).
+
+    ``ValueError`` for an ``eval_set`` or ``early_stopping_rounds``: these models have no rounds to choose.
+    """
     check_fit_inputs(x, y, sample_weight)
+    if eval_set is not None or early_stopping_rounds is not None:
+        raise ValueError(f"model {spec.name!r}: scikit-learn base models do not early-stop")
     params = build_params(
         spec,
         rounds=rounds,
@@ -155,6 +164,11 @@ def fit(
         scaler = StandardScaler().fit(x)
         estimator.fit(scaler.transform(x), y, sample_weight=sample_weight)
     return FittedSklearn(scaler=scaler, estimator=estimator)
+
+
+def best_rounds(model: FittedSklearn | NumpyClassifier) -> int:
+    """0: no boosting rounds (the MLP's epochs are ``base_rounds``, a fixed budget)."""
+    return 0
 
 
 def predict_proba(

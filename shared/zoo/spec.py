@@ -1,9 +1,15 @@
 """What a base model is: a declaration (:class:`ModelSpec`) and the interface every family implements.
 
-A family module (``trainfarm.shared.zoo.<family>_family``) wraps one library behind five functions, so the
+A family module (``trainfarm.shared.zoo.<family>_family``) wraps one library behind six functions, so the
 training code never branches on the library: :func:`build_params` (the exact library parameters a fit would
-use, testable without training or a GPU), ``fit``, ``predict_proba``, ``save`` and ``load``. The modules are
-plain modules, typed against :class:`Family`.
+use, testable without training or a GPU), ``fit``, ``best_rounds``, ``predict_proba``, ``save`` and ``load``.
+The modules are plain modules, typed against :class:`Family`.
+
+The boosting families (:data:`BOOSTING_FAMILIES`) can early-stop: ``fit`` with an ``eval_set`` and
+``early_stopping_rounds`` trains at most ``rounds`` rounds, stops when the weighted multiclass log-loss on
+the eval set has not improved for ``early_stopping_rounds`` rounds, and returns a model that holds only the
+rounds up to the best one; ``best_rounds`` reads that count back. The sklearn family has no rounds to choose
+and refuses an eval set.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ FamilyName = Literal["lightgbm", "xgboost", "catboost", "sklearn"]
 Device = Literal["cpu", "cuda"]
 
 FAMILIES: tuple[FamilyName, ...] = ("lightgbm", "xgboost", "catboost", "sklearn")
+#: Families whose number of rounds is chosen by early stopping (see the module docstring).
+BOOSTING_FAMILIES: tuple[FamilyName, ...] = ("lightgbm", "xgboost", "catboost")
 DEVICES: tuple[Device, ...] = ("cpu", "cuda")
 N_CLASSES = 3
 
@@ -40,6 +48,8 @@ _FILE_EXT: dict[FamilyName, str] = {
 Params = dict[str, ParamValue]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+#: An early-stopping evaluation set: features, labels and per-row weights, like a fit's.
+EvalSet = tuple[FloatArray, IntArray, FloatArray]
 
 
 def _frozen(mapping: Mapping[str, ParamValue]) -> Mapping[str, ParamValue]:
@@ -71,6 +81,11 @@ class ModelSpec:
         # Read-only views: a spec is shared by every run in the process, so nobody may edit it in place.
         object.__setattr__(self, "params", _frozen(self.params))
         object.__setattr__(self, "gpu_params", _frozen(self.gpu_params))
+
+    @property
+    def boosted(self) -> bool:
+        """Whether this model's rounds are chosen by early stopping (a boosting family)."""
+        return self.family in BOOSTING_FAMILIES
 
     @property
     def file_ext(self) -> str:
@@ -118,8 +133,18 @@ class Family(Protocol):
         threads: int,
         device: Device,
         overrides: Mapping[str, ParamValue],
+        eval_set: EvalSet | None = None,
+        early_stopping_rounds: int | None = None,
     ) -> Any:
-        """Train on ``x`` (float64, n x features), ``y`` (0/1/2) with per-row weights; return the model."""
+        """Train on ``x`` (float64, n x features), ``y`` (0/1/2) with per-row weights; return the model.
+
+        With ``eval_set`` and ``early_stopping_rounds`` (both or neither), early-stop on the eval set's
+        weighted log-loss and keep only the rounds up to the best one (boosting families only).
+        """
+        ...
+
+    def best_rounds(self, model: Any) -> int:
+        """The rounds ``model`` holds: after an early-stopped fit, the best round (1-based); 0 for sklearn."""
         ...
 
     def predict_proba(self, model: Any, x: FloatArray, *, threads: int | None = None) -> FloatArray:
@@ -141,6 +166,29 @@ def check_fit_inputs(x: FloatArray, y: IntArray, sample_weight: FloatArray) -> N
         raise ValueError(f"need 2-d X and 1-d y/weights, got {x.shape}, {y.shape}, {sample_weight.shape}")
     if not x.shape[0] == y.shape[0] == sample_weight.shape[0]:
         raise ValueError(f"x, y and weights differ in rows: {x.shape[0]}, {y.shape[0]}, {sample_weight.size}")
+
+
+def check_eval_set(
+    x: FloatArray, eval_set: EvalSet | None, early_stopping_rounds: int | None
+) -> tuple[EvalSet, int] | None:
+    """The eval set and patience when early stopping is asked for, checked like a fit's inputs; else None.
+
+    ``ValueError`` when only one of ``eval_set`` and ``early_stopping_rounds`` is given, when the patience
+    is below 1, or when the eval set's shapes are wrong or its columns are not ``x``'s.
+    """
+    if eval_set is None and early_stopping_rounds is None:
+        return None
+    if eval_set is None or early_stopping_rounds is None:
+        raise ValueError("early stopping needs both eval_set and early_stopping_rounds")
+    if early_stopping_rounds < 1:
+        raise ValueError(f"early_stopping_rounds must be at least 1, got {early_stopping_rounds}")
+    x_eval, y_eval, w_eval = eval_set
+    check_fit_inputs(x_eval, y_eval, w_eval)
+    if x_eval.shape[1] != x.shape[1]:
+        raise ValueError(f"eval_set has {x_eval.shape[1]} columns, the training rows {x.shape[1]}")
+    if x_eval.shape[0] == 0:
+        raise ValueError("eval_set is empty")
+    return eval_set, early_stopping_rounds
 
 
 def merge_params(*layers: Mapping[str, ParamValue]) -> Params:

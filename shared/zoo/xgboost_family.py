@@ -16,10 +16,12 @@ from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     N_CLASSES,
     Device,
+    EvalSet,
     FloatArray,
     IntArray,
     ModelSpec,
     Params,
+    check_eval_set,
     check_fit_inputs,
     merge_params,
 )
@@ -68,9 +70,16 @@ def fit(
     threads: int,
     device: Device,
     overrides: Mapping[str, ParamValue],
+    eval_set: EvalSet | None = None,
+    early_stopping_rounds: int | None = None,
 ) -> xgb.Booster:
-    """Train a multiclass booster; an invalid parameter raises ``xgboost.core.XGBoostError``."""
+    """Train a multiclass booster; an invalid parameter raises ``xgboost.core.XGBoostError``.
+
+    With ``eval_set``: early-stops on its weighted ``mlogloss`` and returns a booster holding only the
+    rounds up to the best one.
+    """
     check_fit_inputs(x, y, sample_weight)
+    early = check_eval_set(x, eval_set, early_stopping_rounds)
     params = build_params(
         spec,
         rounds=rounds,
@@ -82,7 +91,26 @@ def fit(
     )
     num_boost_round = int(params.pop(_ROUNDS))
     data = xgb.DMatrix(x, label=y, weight=sample_weight, nthread=threads)
-    return xgb.train(params, data, num_boost_round=num_boost_round)
+    if early is None:
+        return xgb.train(params, data, num_boost_round=num_boost_round)
+    (x_eval, y_eval, w_eval), patience = early
+    params["eval_metric"] = "mlogloss"  # what the rounds are chosen on, whatever an override set
+    valid = xgb.DMatrix(x_eval, label=y_eval, weight=w_eval, nthread=threads)
+    booster = xgb.train(
+        params,
+        data,
+        num_boost_round=num_boost_round,
+        evals=[(valid, "holdout")],
+        early_stopping_rounds=patience,
+        verbose_eval=False,
+    )
+    # xgb.train returns every round it grew (best + patience); keep rounds 1..best only.
+    return booster[: int(booster.best_iteration) + 1]
+
+
+def best_rounds(model: xgb.Booster) -> int:
+    """The rounds the booster holds (after an early-stopped fit: the best round)."""
+    return int(model.num_boosted_rounds())
 
 
 def predict_proba(model: xgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:

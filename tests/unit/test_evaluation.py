@@ -142,11 +142,17 @@ def test_simulate_five_rows_by_hand() -> None:
     assert res.eligible_share == 0.8
     assert res.win_rate == 0.75
     assert res.mean_return == pytest.approx(0.041 / 4, rel=1e-12)
+    # The book (horizon 1): each signal is the whole capital for one bar, half the round-trip fee on
+    # entry and half on exit (the last position is closed at the last row):
+    #   row 0: +0.02 - entry 0.0005                       =  0.0195
+    #   row 1: +0.03 - exit 0.0005 - entry 0.0005         =  0.029
+    #   row 2: flat  - exit 0.0005                        = -0.0005
+    #   row 3: -0.01 - entry 0.0005                       = -0.0105
+    #   row 4: +0.005 - exit 0.0005 - entry and exit 0.001 =  0.0035
+    book = np.array([0.0195, 0.029, -0.0005, -0.0105, 0.0035])
     assert res.total_return == pytest.approx(0.041, rel=1e-12)
-    # Deviations from 0.01025: 0.00875, 0.01875, -0.02125, -0.00625 -> sum of squares 9.1875e-4,
-    # sample std sqrt(9.1875e-4 / 3) = 0.0175; 4 signals in 5 bars at 100 bars a year -> 80 a year.
-    assert res.sharpe == pytest.approx(0.01025 / 0.0175 * math.sqrt(80.0), rel=1e-10)
-    # Cumulative: 0.019, 0.048, 0.037, 0.041 -> the worst fall from a peak is 0.048 - 0.037.
+    assert res.sharpe == pytest.approx(book.mean() / book.std(ddof=1) * math.sqrt(100.0), rel=1e-10)
+    # Cumulative: 0.0195, 0.0485, 0.048, 0.0375, 0.041 -> the worst fall from a peak is 0.0485 - 0.0375.
     assert res.max_drawdown == pytest.approx(0.011, rel=1e-10)
 
 
@@ -155,8 +161,8 @@ def test_simulate_degenerate_cases() -> None:
     none = simulate(probs, np.array([0.1, -0.1]), p_star=0.5, fee=0.001, periods_per_year=365.0)
     assert none == TradingResult(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     one = simulate(probs, np.array([0.1, -0.1]), p_star=0.3, fee=0.0, periods_per_year=365.0)
-    # Only row 1 is a signal; p_up == p_down goes long, into a log return of -0.1. One signal: Sharpe 0.
-    assert one.signals == 1 and one.sharpe == 0.0 and one.win_rate == 0.0
+    # Only row 1 is a signal; p_up == p_down goes long, into a log return of -0.1: a losing book.
+    assert one.signals == 1 and one.sharpe < 0.0 and one.win_rate == 0.0
     assert one.mean_return == pytest.approx(math.expm1(-0.1)) == -one.max_drawdown
     with pytest.raises(ValueError, match="non-finite"):
         simulate(probs, np.array([np.nan, 0.0]), p_star=0.5, fee=0.0, periods_per_year=1.0)
@@ -178,7 +184,9 @@ HAND_FWD = np.log([1.01, 1.02, 1.03, 0.99, 0.95])
 
 
 def test_choose_p_star_by_hand() -> None:
-    # Prefix means by confidence: 0.01, -0.005, 0.00667, 0.0075, -0.004.
+    # Book P&L per threshold (fee 0, horizon 1, over all five bars) and its Sharpe (mean / std, ddof 1):
+    #   0.8: .01 0 0 0 0 -> 0.447;  0.7: mean < 0;  0.6: .01 -.02 .03 0 0 -> 0.220;
+    #   0.5: .01 -.02 .03 .01 0 -> 0.330;  0.4: mean < 0.
     assert choose_p_star(HAND_PROBS, HAND_FWD, fee=0.0, min_signals=1) == 0.8
     assert choose_p_star(HAND_PROBS, HAND_FWD, fee=0.0, min_signals=2) == 0.5
     assert choose_p_star(HAND_PROBS, HAND_FWD, fee=0.001, min_signals=2) == 0.5  # a fee shifts all alike
@@ -195,6 +203,8 @@ def test_choose_p_star_takes_calibration_data_only() -> None:
         "min_signals",
         "periods_per_year",
         "min_eligible_share",
+        "bar_return_cal",
+        "horizon",
     ]
     rng = np.random.default_rng(3)
     cal_p, cal_r = rng.dirichlet([1, 1, 1], size=400), rng.normal(scale=0.01, size=400)
@@ -230,8 +240,8 @@ def naive_p_star(
     best_t, best_mean = -1.0, -math.inf
     for t in sorted(set(candidates)):
         res = simulate(probs, fwd, p_star=t, fee=fee, periods_per_year=1.0)
-        if res.signals >= floor and res.mean_return >= best_mean:  # ">=": ties go to the higher t
-            best_t, best_mean = t, res.mean_return
+        if res.signals >= floor and res.sharpe >= best_mean:  # ">=": ties go to the higher t
+            best_t, best_mean = t, res.sharpe
     return float(best_t)
 
 

@@ -1,7 +1,9 @@
-"""Chronological splits and walk-forward folds: order, purge gaps, OOF coverage, errors."""
+"""Chronological splits, walk-forward folds and the inner holdout: order, purge gaps, OOF coverage, fold
+sizes, errors."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -17,7 +19,14 @@ from trainfarm.shared.data.resample import resample
 from trainfarm.shared.errors import DatasetError
 from trainfarm.shared.features import FEATURE_NAMES, add_features
 from trainfarm.shared.labels import add_labels
-from trainfarm.shared.splits import Fold, Splits, chronological_split, oof_index, walk_forward_folds
+from trainfarm.shared.splits import (
+    Fold,
+    Splits,
+    chronological_split,
+    inner_holdout,
+    oof_index,
+    walk_forward_folds,
+)
 from trainfarm.shared.timeframes import Timeframe
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
@@ -52,21 +61,39 @@ def assert_splits_are_purged(
 
 
 def assert_folds_are_purged(
-    folds: list[Fold], dates: npt.NDArray[np.datetime64], end: npt.NDArray[np.datetime64], n_folds: int
+    folds: list[Fold],
+    dates: npt.NDArray[np.datetime64],
+    end: npt.NDArray[np.datetime64],
+    n_folds: int,
+    *,
+    share: float = 0.0,
+    min_rows: int = 1,
 ) -> None:
+    n = dates.size
+    need = max(1, min_rows, math.ceil(share * n))
     assert len(folds) == n_folds
     for i, fold in enumerate(folds):
         assert fold.index == i
         assert fold.train_idx.size > 0 and fold.valid_idx.size > 0
         assert fold.train_idx.max() < fold.valid_idx.min()
         assert end[fold.train_idx].max() < dates[fold.valid_idx].min()
+        # Exactly the purge rule: every earlier row whose label ends before the chunk starts, no other.
+        before = np.arange(fold.valid_idx[0])
+        assert np.array_equal(fold.train_idx, before[end[before] < dates[fold.valid_idx[0]]])
+        # Comparable to the final fit: every fold trains on at least the share (and the floor), purged.
+        assert fold.train_idx.size >= need
         if i:  # expanding window
             assert np.isin(folds[i - 1].train_idx, fold.train_idx).all()
-    # Every row after chunk 0 gets exactly one out-of-fold prediction; chunk 0 gets none.
+    # The first validation chunk starts at the first row that has enough purged rows before it.
+    first_valid = int(folds[0].valid_idx[0])
+    earlier = np.arange(first_valid - 1)
+    assert (end[earlier] < dates[first_valid - 1]).sum() < need
+    # Every row from there on gets exactly one out-of-fold prediction; the rows before it none.
     oof = oof_index(folds)
-    first_valid = folds[0].valid_idx[0]
-    assert np.array_equal(np.sort(oof), np.arange(first_valid, dates.size))
+    assert np.array_equal(np.sort(oof), np.arange(first_valid, n))
     assert np.unique(oof).size == oof.size
+    sizes = [f.valid_idx.size for f in folds]
+    assert max(sizes) - min(sizes) <= 1  # equal chunks
 
 
 @settings(deadline=None, max_examples=50)
@@ -76,16 +103,21 @@ def assert_folds_are_purged(
     cal=st.floats(0.05, 0.3),
     test=st.floats(0.05, 0.3),
     n_folds=st.integers(2, 8),
+    share=st.floats(0.0, 0.9),
 )
-def test_purge_on_regular_synthetic_rows(n: int, horizon: int, cal: float, test: float, n_folds: int) -> None:
+def test_purge_on_regular_synthetic_rows(
+    n: int, horizon: int, cal: float, test: float, n_folds: int, share: float
+) -> None:
     dates, end = hourly(n, horizon)
     s = split(dates, end, calibration_fraction=cal, test_fraction=test)
     assert_splits_are_purged(s, dates, end)
     # On regular bars exactly the last `horizon` rows before each cut are purged.
     assert s.purged_train == horizon and s.purged_calibration == horizon
     assert s.train.size + s.calibration.size + s.test.size == n - 2 * horizon
-    folds = walk_forward_folds(dates[s.train], end[s.train], n_folds=n_folds, min_train_rows=1)
-    assert_folds_are_purged(folds, dates[s.train], end[s.train], n_folds)
+    folds = walk_forward_folds(
+        dates[s.train], end[s.train], n_folds=n_folds, min_train_rows=1, min_train_share=share
+    )
+    assert_folds_are_purged(folds, dates[s.train], end[s.train], n_folds, share=share)
     for fold in folds:
         assert fold.valid_idx[0] - fold.train_idx[-1] == horizon + 1
 
@@ -94,15 +126,83 @@ def test_purge_on_regular_synthetic_rows(n: int, horizon: int, cal: float, test:
 @given(
     steps=st.lists(st.integers(1, 40), min_size=400, max_size=1500),
     horizon=st.integers(1, 12),
+    share=st.floats(0.0, 0.9),
+    min_rows=st.integers(1, 150),
 )
-def test_purge_on_irregular_synthetic_rows(steps: list[int], horizon: int) -> None:
+def test_purge_on_irregular_synthetic_rows(
+    steps: list[int], horizon: int, share: float, min_rows: int
+) -> None:
     """Rows after a gap, and labels whose horizon spans one, still respect the purge."""
     dates = START + np.cumsum(steps) * HOUR
     end = np.concatenate([dates[horizon:], dates[-1] + np.arange(1, horizon + 1) * HOUR])
     s = split(dates, end)
     assert_splits_are_purged(s, dates, end)
-    folds = walk_forward_folds(dates[s.train], end[s.train], n_folds=4, min_train_rows=1)
-    assert_folds_are_purged(folds, dates[s.train], end[s.train], 4)
+    train_dates, train_end = dates[s.train], end[s.train]
+    folds = walk_forward_folds(
+        train_dates, train_end, n_folds=4, min_train_rows=min_rows, min_train_share=share
+    )
+    assert_folds_are_purged(folds, train_dates, train_end, 4, share=share, min_rows=min_rows)
+    held = inner_holdout(train_dates, train_end, fraction=0.2, min_train_rows=1)
+    assert_holdout_is_purged(held, train_dates, train_end, fraction=0.2)
+
+
+def assert_holdout_is_purged(
+    held: Fold, dates: npt.NDArray[np.datetime64], end: npt.NDArray[np.datetime64], *, fraction: float
+) -> None:
+    n = dates.size
+    start = int(held.valid_idx[0])
+    assert np.array_equal(held.valid_idx, np.arange(start, n))  # the time-ordered tail
+    assert held.valid_idx.size == round(n * fraction)
+    # No fitted row's label reaches the holdout, and only those rows are dropped.
+    assert end[held.train_idx].max() < dates[start]
+    before = np.arange(start)
+    assert np.array_equal(held.train_idx, before[end[before] < dates[start]])
+
+
+@settings(deadline=None, max_examples=30)
+@given(n=st.integers(300, 3000), horizon=st.integers(1, 24), fraction=st.floats(0.05, 0.5))
+def test_inner_holdout_is_the_purged_tail(n: int, horizon: int, fraction: float) -> None:
+    dates, end = hourly(n, horizon)
+    held = inner_holdout(dates, end, fraction=fraction, min_train_rows=10)
+    assert_holdout_is_purged(held, dates, end, fraction=fraction)
+    # On regular bars exactly the last `horizon` rows before the holdout are purged.
+    assert held.valid_idx[0] - held.train_idx.size == horizon
+    assert held.index == 0
+
+
+def test_inner_holdout_errors() -> None:
+    dates, end = hourly(300, 6)
+    with pytest.raises(DatasetError, match=r"leaves 234 rows to fit on .* min_train_rows=250"):
+        inner_holdout(dates, end, fraction=0.2, min_train_rows=250)
+    with pytest.raises(DatasetError, match="too few for an inner holdout"):
+        inner_holdout(dates[:2], end[:2], fraction=0.2, min_train_rows=1)
+    with pytest.raises(ValueError, match="strictly between"):
+        inner_holdout(dates, end, fraction=1.0, min_train_rows=1)
+    with pytest.raises(ValueError, match="swapped"):
+        inner_holdout(end, dates, fraction=0.2, min_train_rows=1)
+
+
+def test_half_share_is_eight_chunks_keeping_the_last_four_folds() -> None:
+    """With share 0.5 and 4 folds, folds train on about 4/8 .. 7/8 of the rows, validate on 8ths."""
+    n, horizon = 8000, 6
+    dates, end = hourly(n, horizon)
+    folds = walk_forward_folds(dates, end, n_folds=4, min_train_rows=40, min_train_share=0.5)
+    # The purge makes the first fold start `horizon` rows after n/2, so the chunks are a little short of n/8.
+    assert [f.train_idx.size for f in folds] == [4000, 4999, 5998, 6996]
+    assert [f.valid_idx.size for f in folds] == [999, 999, 998, 998]
+    assert folds[0].valid_idx[0] == n // 2 + horizon
+    # Share 0 keeps the first validation chunk as early as min_train_rows allows.
+    early = walk_forward_folds(dates, end, n_folds=4, min_train_rows=40, min_train_share=0.0)
+    assert early[0].train_idx.size == 40 and early[0].valid_idx[0] == 40 + horizon
+
+
+def test_min_fold_train_rows_is_a_floor_on_small_train_splits() -> None:
+    """Where the share is fewer rows than min_train_rows, the first fold starts later instead."""
+    dates, end = hourly(300, 6)
+    folds = walk_forward_folds(dates, end, n_folds=4, min_train_rows=200, min_train_share=0.5)
+    assert folds[0].train_idx.size == 200 and folds[0].valid_idx[0] == 206
+    assert_folds_are_purged(folds, dates, end, 4, share=0.5, min_rows=200)
+    assert oof_index(folds).size == 300 - 206
 
 
 @cache
@@ -129,9 +229,15 @@ def test_purge_on_real_btc_1h_with_horizon_6() -> None:
     # The split covers the 2023-12-31 outage somewhere; the purge property must hold regardless.
     assert_splits_are_purged(s, dates.to_numpy(), end.to_numpy())
     train = frame[s.train]
-    folds = walk_forward_folds(train["date"], train["label_end"], n_folds=4, min_train_rows=200)
-    assert_folds_are_purged(folds, train["date"].to_numpy(), train["label_end"].to_numpy(), 4)
-    assert oof_index(folds).size > 0.75 * train.height
+    folds = walk_forward_folds(
+        train["date"], train["label_end"], n_folds=4, min_train_rows=200, min_train_share=0.5
+    )
+    train_dates, train_end = train["date"].to_numpy(), train["label_end"].to_numpy()
+    assert_folds_are_purged(folds, train_dates, train_end, 4, share=0.5, min_rows=200)
+    # The last half of train, less one label horizon, gets out-of-fold predictions.
+    assert oof_index(folds).size == train.height // 2 - 6
+    held = inner_holdout(train["date"], train["label_end"], fraction=0.2, min_train_rows=200)
+    assert_holdout_is_purged(held, train_dates, train_end, fraction=0.2)
     assert s.to_json()["train_rows"] == s.train.size
 
 
@@ -172,10 +278,20 @@ def test_horizon_longer_than_calibration_empties_it() -> None:
 def test_too_few_rows_for_the_folds() -> None:
     dates, end = hourly(4, 1)
     with pytest.raises(DatasetError, match="too few for 4 walk-forward folds"):
-        walk_forward_folds(dates, end, n_folds=4, min_train_rows=1)
+        walk_forward_folds(dates, end, n_folds=4, min_train_rows=1, min_train_share=0.5)
+    dates, end = hourly(209, 6)  # 200 purged rows need row 206: three rows left for four chunks
+    with pytest.raises(
+        DatasetError, match=r"each train on at least 200 rows .*: 3 rows are left for 4 validation"
+    ):
+        walk_forward_folds(dates, end, n_folds=4, min_train_rows=200, min_train_share=0.5)
     dates, end = hourly(500, 6)
-    with pytest.raises(DatasetError, match=r"fold 1 of 4 would train on 94 rows .* min_train_rows=200"):
-        walk_forward_folds(dates, end, n_folds=4, min_train_rows=200)
+    with pytest.raises(
+        DatasetError,
+        match=r"each train on at least 450 rows .*min_train_share=0.9.*: 44 rows are left for 50",
+    ):
+        walk_forward_folds(dates, end, n_folds=50, min_train_rows=1, min_train_share=0.9)
+    with pytest.raises(ValueError, match="min_train_share"):
+        walk_forward_folds(dates, end, n_folds=4, min_train_rows=1, min_train_share=1.0)
 
 
 def test_swapped_or_unsorted_or_unlabelled_inputs_are_refused() -> None:
@@ -183,7 +299,7 @@ def test_swapped_or_unsorted_or_unlabelled_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="swapped"):
         chronological_split(dates, end, calibration_fraction=0.15, test_fraction=0.15, min_train_rows=1)
     with pytest.raises(ValueError, match="swapped"):
-        walk_forward_folds(end, dates, n_folds=3, min_train_rows=1)
+        walk_forward_folds(end, dates, n_folds=3, min_train_rows=1, min_train_share=0.5)
     with pytest.raises(ValueError, match="strictly increasing"):
         split(dates[::-1], end[::-1])
     holed = pl.Series("label_end", end).cast(pl.Datetime("ms", "UTC")).scatter(10, None)

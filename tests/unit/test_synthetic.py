@@ -11,13 +11,21 @@ import pytest
 
 from trainfarm.shared.data.resample import resample
 from trainfarm.shared.data.validation import validate_bars
-from trainfarm.shared.synthetic import DEFAULT_SIGMA, daily_drift, planted_signal_bars, random_walk_bars
+from trainfarm.shared.synthetic import (
+    DEFAULT_SIGMA,
+    daily_drift,
+    mean_reverting_bars,
+    planted_signal_bars,
+    random_walk_bars,
+    trending_bars,
+    volume_signal_bars,
+)
 from trainfarm.shared.timeframes import Timeframe
 
 N = 288 * 30  # 30 days of 5m bars
 
 
-@pytest.mark.parametrize("make", [random_walk_bars, planted_signal_bars])
+@pytest.mark.parametrize("make", [random_walk_bars, planted_signal_bars, mean_reverting_bars, trending_bars])
 def test_bars_are_valid_store_input_on_the_utc_5m_grid(make: Callable[[int, int], pl.DataFrame]) -> None:
     bars = make(N, 3)
     validate_bars(bars, file="synthetic", min_rows=288)
@@ -69,3 +77,45 @@ def test_bad_arguments_are_refused() -> None:
         random_walk_bars(10, 1, start=datetime(2024, 1, 1))
     with pytest.raises(ValueError, match="strength"):
         planted_signal_bars(10, 1, strength=float("nan"))
+
+
+def test_the_weekly_cycle_follows_the_time_of_week() -> None:
+    dates = pl.Series([datetime(2024, 1, 1, 0, tzinfo=UTC) + timedelta(hours=h) for h in (0, 42, 84, 126)])
+    drift = daily_drift(dates, 1.0, period_days=7)  # 2024-01-01 is a Monday: quarter weeks apart
+    np.testing.assert_allclose(drift / drift[1], [0.0, 1.0, 0.0, -1.0], atol=1e-12)
+    with pytest.raises(ValueError, match="period_days"):
+        daily_drift(dates, 1.0, period_days=0)
+
+
+def test_a_mean_reverting_price_is_pulled_back_toward_its_mean() -> None:
+    """With strength 0 it is the random walk of the same seed; with strength the distance predicts."""
+    assert mean_reverting_bars(N, 4, strength=0.0).equals(random_walk_bars(N, 4))
+    bars = mean_reverting_bars(N, 4, strength=0.03)
+    x = np.log(bars["close"].to_numpy())
+    mean = pl.Series(x).ewm_mean(span=288, adjust=False).to_numpy()
+    distance, ahead = (x - mean)[:-12], x[12:] - x[:-12]
+    assert np.corrcoef(distance, ahead)[0, 1] < -0.3  # far above the mean: expect a fall
+    with pytest.raises(ValueError, match="strength"):
+        mean_reverting_bars(10, 1, strength=1.5)
+
+
+def test_a_trending_price_keeps_running_from_its_mean() -> None:
+    bars = trending_bars(N, 4)
+    x = np.log(bars["close"].to_numpy())
+    mean = pl.Series(x).ewm_mean(span=288, adjust=False).to_numpy()
+    distance, ahead = (x - mean)[:-72], x[72:] - x[:-72]
+    assert np.corrcoef(distance, ahead)[0, 1] > 0.1  # above the mean: expect a further rise
+    with pytest.raises(ValueError, match="strength"):
+        trending_bars(10, 1, strength=0.01)  # faster than the mean's own pace: unbounded
+
+
+def test_a_volume_spike_announces_the_next_hours_move() -> None:
+    assert volume_signal_bars(N, 6, strength=0.0).equals(random_walk_bars(N, 6))
+    bars = volume_signal_bars(N, 6)
+    volume = bars["volume"].to_numpy()
+    x = np.log(bars["close"].to_numpy())
+    move = np.diff(np.concatenate([[np.log(100.0)], x]))  # each bar's own log move
+    ahead = np.concatenate([x[12:] - x[:-12], np.zeros(12)])  # the next hour's move
+    spike = volume > np.quantile(volume, 0.9)
+    agree = np.sign(move[spike]) == np.sign(ahead[spike])
+    assert agree.mean() > 0.7  # after a spike the next hour follows it; a random walk gives 0.5

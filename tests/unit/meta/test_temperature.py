@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trainfarm.shared.evaluation import log_loss
-from trainfarm.shared.meta.temperature import cross_fitted, fit_temperature_shrink
+from trainfarm.shared.meta.temperature import cross_fitted, fit_temperature_shrink, min_shrink
 from trainfarm_client.calibration import TemperatureShrinkCalibration, load_calibration
 
 
@@ -57,3 +57,18 @@ def test_json_round_trip_and_refusals() -> None:
         TemperatureShrinkCalibration(1.0, 1.5, (0.3, 0.4, 0.3))
     with pytest.raises(ValueError, match="temperature"):
         TemperatureShrinkCalibration(0.0, 0.5, (0.3, 0.4, 0.3))
+
+
+def test_the_probability_floor_is_tied_to_the_calibration_size() -> None:
+    """Even a near-perfect model keeps prior / rows on every class: one surprise costs a bounded loss."""
+    rng = np.random.default_rng(9)
+    for n in (200, 2000):
+        y = rng.choice(3, size=n).astype(np.int64)
+        sure = np.full((n, 3), 1e-9)
+        sure[np.arange(n), y] = 1.0
+        sure /= sure.sum(axis=1, keepdims=True)
+        calibrator = fit_temperature_shrink(sure, y)
+        assert calibrator.shrink >= min_shrink(n) == 1.0 / n
+        wrong = np.roll(sure, 1, axis=1)  # every row now sure of a wrong class
+        floor = np.asarray(calibrator.prior).min() / n
+        assert calibrator.transform(wrong).min() >= floor * (1 - 1e-9)

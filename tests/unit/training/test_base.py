@@ -1,4 +1,5 @@
-"""train_base_model on a real BTC 1h snapshot: all 8 models, OOF layout, reproducibility, idempotency."""
+"""train_base_model on a real BTC 1h snapshot: all 8 models, OOF layout, rounds chosen on the purged inner
+holdout and shared by folds and final fit, reproducibility, idempotency."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import catboost
 import lightgbm
 import numpy as np
 import polars as pl
 import pytest
+import xgboost
 
 from trainfarm.shared.atomicio import sha256_file
 from trainfarm.shared.config import FarmConfig
@@ -24,7 +27,7 @@ from trainfarm.shared.splits import oof_index
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training import BaseModelResult, result_path, train_base_model
 from trainfarm.shared.training import base as base_module
-from trainfarm.shared.training.base import METRIC_KEYS, write_npz
+from trainfarm.shared.training.base import BOOSTED_METRIC_KEYS, METRIC_KEYS, write_npz
 from trainfarm.shared.zoo import MODEL_NAMES, ModelSpec, get_spec
 from trainfarm.shared.zoo import family as real_family
 
@@ -62,19 +65,52 @@ def _split_x(snapshot: DatasetSnapshot, split: str) -> np.ndarray[Any, Any]:
     return part.select(FEATURE_NAMES).to_numpy().astype(np.float64)
 
 
+def _folds(snapshot: DatasetSnapshot, frame: pl.DataFrame, **kwargs: Any) -> Any:
+    options: dict[str, Any] = {
+        "n_folds": CONFIG.splits.oof_folds,
+        "min_train_rows": CONFIG.splits.min_fold_train_rows,
+        "min_train_share": CONFIG.splits.oof_min_train_share,
+        **kwargs,
+    }
+    return snapshot.folds(frame, **options)
+
+
+def _rounds_in(model: Any) -> int:
+    """The boosting rounds a fitted or loaded model holds, read with its library's own API."""
+    if isinstance(model, lightgbm.Booster):
+        return int(model.current_iteration())
+    if isinstance(model, xgboost.Booster):
+        return int(model.num_boosted_rounds())
+    assert isinstance(model, catboost.CatBoostClassifier), type(model)
+    return int(model.tree_count_)
+
+
+def _rounds_in_file(name: str, path: Path) -> int:
+    spec = get_spec(name)
+    if spec.family == "lightgbm":
+        return _rounds_in(lightgbm.Booster(model_file=str(path)))
+    if spec.family == "xgboost":
+        booster = xgboost.Booster()
+        booster.load_model(bytearray(path.read_bytes()))
+        return _rounds_in(booster)
+    model = catboost.CatBoostClassifier()
+    model.load_model(str(path), format="cbm")
+    return _rounds_in(model)
+
+
 def test_every_model_trains_with_valid_probabilities(
     snapshot: DatasetSnapshot, trained: tuple[Path, dict[str, BaseModelResult]]
 ) -> None:
     work_dir, results = trained
     frame = snapshot.frame()
-    folds = snapshot.folds(
-        frame, n_folds=CONFIG.splits.oof_folds, min_train_rows=CONFIG.splits.min_fold_train_rows
-    )
+    folds = _folds(snapshot, frame)
     rows = snapshot.split_rows
     scored = np.zeros(rows["train"], dtype=bool)
     scored[oof_index(folds)] = True
     first_chunk = folds[0].valid_idx[0]
     assert not scored[:first_chunk].any() and scored[first_chunk:].all()
+    # Every fold trains on at least half the train split: comparable to the final fit on all of it.
+    assert min(f.train_idx.size for f in folds) >= CONFIG.splits.oof_min_train_share * rows["train"]
     for name, result in results.items():
         spec = get_spec(name)
         assert (result.run_id, result.model, result.family, result.device) == (RUN, name, spec.family, "cpu")
@@ -97,8 +133,16 @@ def test_every_model_trains_with_valid_probabilities(
             assert arrays[key].shape == (n, 3) and arrays[key].dtype == np.float64
             assert np.isfinite(proba).all() and (proba >= 0).all()
             np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
-        assert set(result.metrics) == set(METRIC_KEYS)
+        assert set(result.metrics) == set(METRIC_KEYS) | set(BOOSTED_METRIC_KEYS if spec.boosted else ())
         assert result.metrics["oof_rows"] == float(scored.sum())
+        rounds = result.metrics["rounds"]
+        if spec.boosted:
+            # Chosen by early stopping, at most the configured maximum; the saved model holds exactly that.
+            assert 1 <= rounds <= CONFIG.training.base_rounds and rounds == int(rounds), (name, rounds)
+            assert _rounds_in_file(name, work_dir / result.model_file) == rounds, name
+            assert 0.5 < result.metrics["inner_holdout_logloss"] < 1.5, name
+        else:
+            assert rounds == CONFIG.training.base_rounds, name  # no rounds to choose: the configured budget
         for key in ("oof_logloss", "calibration_logloss", "test_logloss"):
             # Finite and in the range of real models on noisy returns (log 3 = 1.0986 is a uniform guess).
             assert 0.5 < result.metrics[key] < 1.5, (name, key, result.metrics[key])
@@ -198,7 +242,7 @@ def test_invalid_override_raises_the_library_error(snapshot: DatasetSnapshot, tm
 
 def test_class_absent_from_a_fold_names_model_and_fold(snapshot: DatasetSnapshot, tmp_path: Path) -> None:
     frame = snapshot.frame()
-    folds = snapshot.folds(frame, n_folds=CONFIG.splits.oof_folds, min_train_rows=10)
+    folds = _folds(snapshot, frame, min_train_rows=10)
     first_chunk = int(folds[0].valid_idx[0])  # train rows come first in the snapshot's row order
     no_up = frame.with_row_index("i").with_columns(
         label=pl.when((pl.col("i") < first_chunk) & (pl.col("label") == 2))
@@ -210,6 +254,85 @@ def test_class_absent_from_a_fold_names_model_and_fold(snapshot: DatasetSnapshot
     edited = dataclasses.replace(snapshot, path=str(path), file_sha256=sha256_file(path))
     with pytest.raises(DatasetError, match=r"base model lgbm_gbdt, fold 1 of 4: class 'up'"):
         _train(edited, "lgbm_gbdt", tmp_path / "run")
+
+
+class _RecordingFamily:
+    """The real family of a model, recording each fit's rows, rounds, eval set and the model it returned."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.real = real_family(spec)
+        self.fits: list[dict[str, Any]] = []
+
+    def fit(self, spec: ModelSpec, x: Any, y: Any, w: Any, **kwargs: Any) -> Any:
+        model = self.real.fit(spec, x, y, w, **kwargs)
+        self.fits.append({"x": x, "model": model, **kwargs})
+        return model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("name", ["lgbm_gbdt", "xgb_hist", "cat_depthwise"])
+def test_rounds_are_chosen_on_the_purged_inner_holdout_and_shared_by_every_fit(
+    name: str, snapshot: DatasetSnapshot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder: list[_RecordingFamily] = []
+
+    def recording(spec: ModelSpec) -> Any:
+        recorder.append(_RecordingFamily(spec))
+        return recorder[-1]
+
+    monkeypatch.setattr(base_module, "family", recording)
+    training = CONFIG.training.model_copy(update={"base_rounds": 60})
+    result = _train(snapshot, name, tmp_path, training=training)
+    fits = recorder[0].fits
+    frame = snapshot.frame()
+    train = frame.filter(pl.col("split") == "train")
+    train_x = train.select(FEATURE_NAMES).to_numpy().astype(np.float64)
+    folds = _folds(snapshot, frame)
+    assert len(fits) == 1 + len(folds) + 1  # inner-holdout fit, folds, final
+
+    # 1. The early-stopping fit: base_rounds at most, on the rows before the holdout minus the purged ones.
+    probe, rest = fits[0], fits[1:]
+    assert probe["rounds"] == 60 and probe["early_stopping_rounds"] == CONFIG.training.early_stopping_rounds
+    holdout = snapshot.inner_holdout(frame, fraction=0.2, min_train_rows=CONFIG.splits.min_fold_train_rows)
+    first_held = int(holdout.valid_idx[0])
+    assert first_held == train.height - round(0.2 * train.height)
+    np.testing.assert_array_equal(probe["eval_set"][0], train_x[first_held:])
+    np.testing.assert_array_equal(probe["x"], train_x[holdout.train_idx])
+    fitted_ends = train["label_end"].gather(holdout.train_idx)
+    assert fitted_ends.max() < train["date"][first_held]  # type: ignore[operator]
+    horizon = CONFIG.params(Timeframe.H1).label_horizon
+    assert holdout.train_idx.size == first_held - horizon  # the last horizon rows before it are purged
+    assert np.array_equal(holdout.train_idx, np.arange(first_held - horizon))
+
+    # 2. Folds and final fit: the rounds it chose, no eval set; every model holds exactly those rounds.
+    chosen = _rounds_in(probe["model"])
+    assert 1 <= chosen <= 60
+    assert result.metrics["rounds"] == chosen
+    for fit in rest:
+        assert fit["rounds"] == chosen and "eval_set" not in fit
+        assert _rounds_in(fit["model"]) == chosen
+    assert [f["x"].shape[0] for f in rest] == [*(f.train_idx.size for f in folds), train.height]
+    assert _rounds_in_file(name, tmp_path / result.model_file) == chosen
+
+
+def test_early_stopping_stops_early_on_noise_labels(snapshot: DatasetSnapshot, tmp_path: Path) -> None:
+    """Train labels shuffled: nothing to learn, so the holdout loss rises from the first rounds on."""
+    frame = snapshot.frame()
+    n_train = snapshot.split_rows["train"]  # train rows come first in the snapshot's row order
+    rng = np.random.default_rng(3)
+    labels = frame["label"].to_numpy().copy()
+    labels[:n_train] = rng.permutation(labels[:n_train])
+    path = tmp_path / "noise.parquet"
+    frame.with_columns(label=pl.Series(labels, dtype=frame["label"].dtype)).write_parquet(path)
+    noise = dataclasses.replace(snapshot, path=str(path), file_sha256=sha256_file(path))
+    training = CONFIG.training.model_copy(update={"base_rounds": 150})
+    for name in ("lgbm_gbdt", "xgb_hist"):
+        result = _train(noise, name, tmp_path / "run", training=training)
+        # Early stopping fired: the best round lies at least `patience` rounds before the maximum.
+        assert result.metrics["rounds"] <= 150 - training.early_stopping_rounds, (name, result.metrics)
+        assert _rounds_in_file(name, tmp_path / "run" / result.model_file) == result.metrics["rounds"]
 
 
 def test_unknown_model_and_bad_arguments(snapshot: DatasetSnapshot, tmp_path: Path) -> None:
@@ -237,6 +360,10 @@ def test_result_json_round_trip_and_validation(trained: tuple[Path, dict[str, Ba
         "relative to the work dir": {**data, "model_file": "/etc/passwd"},
         "finite number": {**data, "seconds": True},
         "metrics lack": {**data, "metrics": {"oof_logloss": 1.0}},
+        r"metrics lack \['rounds'\]": {
+            **data,
+            "metrics": {k: v for k, v in data["metrics"].items() if k != "rounds"},
+        },
         "metrics must be an object": {**data, "metrics": [1.0]},
     }
     for message, payload in bad.items():

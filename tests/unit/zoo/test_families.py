@@ -1,4 +1,5 @@
-"""The four family modules on real BTC features: fit, probabilities, save/load round trips, no pickle."""
+"""The four family modules on real BTC features: fit, early stopping, probabilities, save/load round trips,
+no pickle."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from trainfarm.shared.features import FEATURE_NAMES
 from trainfarm.shared.labels import class_weights, sample_weights
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.zoo import MODEL_NAMES, catboost_family, family, get_spec, sklearn_family
-from trainfarm.shared.zoo.spec import Device, check_fit_inputs
+from trainfarm.shared.zoo.spec import BOOSTING_FAMILIES, Device, check_fit_inputs
 
 ROUNDS = 10
 
@@ -30,6 +31,7 @@ class Data:
     y: npt.NDArray[np.int64]
     w: npt.NDArray[np.float64]
     x_new: npt.NDArray[np.float64]
+    y_new: npt.NDArray[np.int64]
 
 
 @pytest.fixture(scope="module")
@@ -51,23 +53,30 @@ def data(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Data:
         y=y,
         w=sample_weights(y, class_weights(y)),
         x_new=new.select(FEATURE_NAMES).to_numpy().astype(np.float64),
+        y_new=new["label"].to_numpy().astype(np.int64),
     )
 
 
-def _fit(name: str, data: Data, *, seed: int = 7, device: Device = "cpu") -> Any:
+def _fit(
+    name: str, data: Data, *, seed: int = 7, device: Device = "cpu", rounds: int = ROUNDS, **early: Any
+) -> Any:
     spec = get_spec(name)
     return family(spec).fit(
         spec,
         data.x,
         data.y,
         data.w,
-        rounds=ROUNDS,
+        rounds=rounds,
         learning_rate=0.1,
         seed=seed,
         threads=1,
         device=device,
         overrides={},
+        **early,
     )
+
+
+BOOSTED = [name for name in MODEL_NAMES if get_spec(name).boosted]
 
 
 def _assert_probabilities(proba: npt.NDArray[np.float64], rows: int) -> None:
@@ -200,3 +209,65 @@ def test_fit_refuses_mismatched_shapes(data: Data) -> None:
         check_fit_inputs(data.x, data.y[:-1], data.w)
     with pytest.raises(ValueError, match="2-d"):
         check_fit_inputs(data.x[:, 0], data.y, data.w)
+
+
+def _eval_set(data: Data) -> tuple[Any, Any, Any]:
+    # Weighted like the fit's rows (as the base-model training does).
+    return data.x_new, data.y_new, sample_weights(data.y_new, class_weights(data.y))
+
+
+def test_boosting_families_are_the_three_booster_libraries() -> None:
+    assert BOOSTING_FAMILIES == ("lightgbm", "xgboost", "catboost")
+    assert len(BOOSTED) == 6 and not get_spec("sk_mlp").boosted
+
+
+@pytest.mark.parametrize("name", BOOSTED)
+def test_early_stopped_fit_holds_its_best_rounds_and_equals_a_plain_fit_of_that_many(
+    name: str, data: Data, tmp_path: Path
+) -> None:
+    fam = family(get_spec(name))
+    early = _fit(name, data, rounds=80, eval_set=_eval_set(data), early_stopping_rounds=10)
+    best = fam.best_rounds(early)
+    assert 1 <= best <= 80
+    plain = _fit(name, data, rounds=best)
+    assert fam.best_rounds(plain) == best
+    # Fitting with an eval set changes nothing but where the fit stops: the same model, the same outputs.
+    np.testing.assert_array_equal(
+        fam.predict_proba(early, data.x_new, threads=1), fam.predict_proba(plain, data.x_new, threads=1)
+    )
+    fam.save(early, tmp_path / "early")
+    assert fam.best_rounds(fam.load(tmp_path / "early")) == best  # the file holds only those rounds
+
+
+@pytest.mark.parametrize("name", BOOSTED)
+def test_early_stopping_stops_before_the_maximum_on_noise(name: str) -> None:
+    rng = np.random.default_rng(5)
+    x, x_eval = rng.normal(size=(2000, 22)), rng.normal(size=(500, 22))
+    y, y_eval = rng.integers(0, 3, 2000), rng.integers(0, 3, 500)
+    weights = class_weights(y)
+    data = Data(x=x, y=y, w=sample_weights(y, weights), x_new=x_eval, y_new=y_eval)
+    model = _fit(name, data, rounds=150, eval_set=_eval_set(data), early_stopping_rounds=20)
+    # Stopped: its best round lies at least the patience before the maximum (nothing to learn from noise).
+    assert family(get_spec(name)).best_rounds(model) <= 150 - 20
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_best_rounds_of_a_plain_fit(name: str, data: Data) -> None:
+    expected = ROUNDS if get_spec(name).boosted else 0  # the sklearn models have no rounds
+    assert family(get_spec(name)).best_rounds(_fit(name, data)) == expected
+
+
+def test_early_stopping_arguments_are_checked(data: Data) -> None:
+    held = _eval_set(data)
+    with pytest.raises(ValueError, match="both eval_set and early_stopping_rounds"):
+        _fit("lgbm_gbdt", data, eval_set=held)
+    with pytest.raises(ValueError, match="both eval_set and early_stopping_rounds"):
+        _fit("xgb_hist", data, early_stopping_rounds=5)
+    with pytest.raises(ValueError, match="at least 1"):
+        _fit("cat_symmetric", data, eval_set=held, early_stopping_rounds=0)
+    with pytest.raises(ValueError, match="columns"):
+        _fit("lgbm_gbdt", data, eval_set=(held[0][:, :-1], held[1], held[2]), early_stopping_rounds=5)
+    with pytest.raises(ValueError, match="differ in rows"):
+        _fit("xgb_hist", data, eval_set=(held[0], held[1][:-1], held[2]), early_stopping_rounds=5)
+    with pytest.raises(ValueError, match="do not early-stop"):
+        _fit("sk_mlp", data, eval_set=held, early_stopping_rounds=5)
