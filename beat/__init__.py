@@ -1,5 +1,6 @@
-"""Beat side of trainfarm: the schedule built from the universe config and the retrain trigger policies.
+"""Beat side of trainfarm: the schedule built from the universe config (:mod:`trainfarm.beat.schedule`) and
+the app `celery beat` runs (:mod:`trainfarm.beat.app`, ``celery -A trainfarm.beat.app beat``).
 
-Filled in with the scheduling stage; the universe and per-timeframe cadences it will read already live in
-``trainfarm.shared.config``.
+The trigger policies will live here too. ``beat`` imports ``shared`` and ``workers``; nothing but the CLI
+imports ``beat``.
 """

@@ -149,7 +149,20 @@ def worker(
     os.execv(sys.executable, argv)
 
 
+def beat(loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO") -> None:
+    """Start Celery beat with the farm's schedule (a thin wrapper over `celery -A trainfarm.beat.app beat`).
+
+    The schedule comes from the universe config (a full-retrain fan-out per timeframe at its cadence) and
+    lives in the farm's Redis (celery-redbeat): a second beat waits for the first's lock instead of firing
+    too, and a restarted beat runs a missed slot once.
+    """
+    argv = [sys.executable, "-m", "celery", "-A", "trainfarm.beat.app", "beat", "-l", loglevel]
+    console.print(f"starting: {' '.join(argv[2:])}")
+    os.execv(sys.executable, argv)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `retrain` and `worker` to the main `farm` app."""
+    """Add `retrain`, `worker` and `beat` to the main `farm` app."""
     app.command("retrain")(retrain)
     app.command("worker")(worker)
+    app.command("beat")(beat)

@@ -1,6 +1,6 @@
-"""Worker processes started by the farm itself (`farm demo`, the integration tests).
+"""Celery processes started by the farm itself (`farm demo`, the integration tests): workers and beat.
 
-Each worker is a real `celery -A trainfarm.workers worker` subprocess in its own session (so a stop reaches
+Each is a real `celery -A trainfarm.workers worker|beat` subprocess in its own session (so a stop reaches
 its pool children too), logging to a file, and always stopped by whoever started it: SIGTERM for a warm
 shutdown, SIGKILL when that does not finish in time.
 """
@@ -19,44 +19,40 @@ READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
 
-class WorkerProcess:
-    """One `celery worker` subprocess and its log file."""
+class CeleryProcess:
+    """One `celery -A <app> <command>` subprocess and its log file (a worker or beat, below)."""
+
+    #: What the process logs once it is up.
+    ready_marker = "ready."
+    kind = "celery"
 
     def __init__(
-        self,
-        name: str,
-        env: Mapping[str, str],
-        log_dir: Path,
-        *,
-        queues: str = "cpu,meta,control",
-        concurrency: int = 1,
-        app: str = "trainfarm.workers",
+        self, name: str, env: Mapping[str, str], log_dir: Path, *, app: str = "trainfarm.workers"
     ) -> None:
         self.name = name
         self.app = app
         self.env = dict(env)
-        self.log_path = log_dir / f"worker-{name}.log"
-        self.queues = queues
-        self.concurrency = concurrency
+        self.log_path = log_dir / f"{self.kind}-{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
-        """Start the worker and wait until it consumes (raises with the log tail if it does not)."""
-        argv = [
-            sys.executable, "-m", "celery", "-A", self.app, "worker",
-            "-Q", self.queues, "-c", str(self.concurrency), "-n", f"{self.name}@%h",
-            "-l", "INFO", "--without-mingle", "--without-gossip", "-E",
-        ]  # fmt: skip
+    def argv(self) -> list[str]:
+        """The command line (after ``python -m celery -A <app>``)."""
+        raise NotImplementedError
+
+    def start(self) -> CeleryProcess:
+        """Start the process and wait until it is up (raises with the log tail if it is not)."""
+        argv = [sys.executable, "-m", "celery", "-A", self.app, *self.argv()]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        wait_for(lambda: "ready." in self.log(), READY_TIMEOUT_S, f"worker {self.name} ready", self)
+        up = f"{self.kind} {self.name} up"
+        wait_for(lambda: self.ready_marker in self.log(), READY_TIMEOUT_S, up, self)
         return self
 
     def log(self) -> str:
-        """Everything the worker logged so far."""
+        """Everything the process logged so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def alive(self) -> bool:
@@ -69,7 +65,7 @@ class WorkerProcess:
             self.proc.wait(timeout=STOP_TIMEOUT_S)
 
     def stop(self) -> None:
-        """Warm shutdown (finish the current task), then force."""
+        """Warm shutdown (a worker finishes its current task), then force."""
         if self.proc is None or not self.alive():
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -79,8 +75,49 @@ class WorkerProcess:
             self.kill()
 
 
+class WorkerProcess(CeleryProcess):
+    """One `celery worker` subprocess."""
+
+    kind = "worker"
+
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        log_dir: Path,
+        *,
+        queues: str = "cpu,meta,control",
+        concurrency: int = 1,
+        app: str = "trainfarm.workers",
+    ) -> None:
+        super().__init__(name, env, log_dir, app=app)
+        self.queues = queues
+        self.concurrency = concurrency
+
+    def argv(self) -> list[str]:
+        return [
+            "worker", "-Q", self.queues, "-c", str(self.concurrency), "-n", f"{self.name}@%h",
+            "-l", "INFO", "--without-mingle", "--without-gossip", "-E",
+        ]  # fmt: skip
+
+
+class BeatProcess(CeleryProcess):
+    """One `celery beat` subprocess (redbeat: it fires only while it holds the schedule's lock)."""
+
+    kind = "beat"
+    ready_marker = "beat: Starting..."
+
+    def __init__(
+        self, name: str, env: Mapping[str, str], log_dir: Path, *, app: str = "trainfarm.beat.app"
+    ) -> None:
+        super().__init__(name, env, log_dir, app=app)
+
+    def argv(self) -> list[str]:
+        return ["beat", "-l", "DEBUG"]
+
+
 def wait_for(
-    check: Callable[[], bool], timeout: float, what: str, worker: WorkerProcess | None = None
+    check: Callable[[], bool], timeout: float, what: str, worker: CeleryProcess | None = None
 ) -> None:
     """Poll ``check`` until it is true; raise with the worker's log tail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

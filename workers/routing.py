@@ -27,6 +27,8 @@ DEFAULT_QUEUE = "control"
 
 TRAIN_BASE = "farm.train_base"
 TRAIN_META = "farm.train_meta"
+#: Beat's full-retrain entries send this task (:mod:`trainfarm.beat.schedule`); queue ``control``.
+FAN_OUT_RETRAIN = "farm.fan_out_retrain"
 
 
 def queue_for_model(spec: ModelSpec, *, gpu_workers: bool) -> str:

@@ -9,15 +9,18 @@ only. No call site names a queue: :mod:`trainfarm.workers.routing` decides.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
 from celery import Task, chord, group, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError as BrokerOperationalError
+from pydantic import BaseModel, ConfigDict
 
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.errors import (
     BrokerUnavailableError,
+    ConfigError,
     MissingHeaderResultError,
     PoisonMessageError,
     RunEndedError,
@@ -25,11 +28,13 @@ from trainfarm.shared.errors import (
     TransientError,
 )
 from trainfarm.shared.settings import get_settings
+from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
 from trainfarm.workers import stages
 from trainfarm.workers.celery_app import app
 from trainfarm.workers.jobs import RunJob, StageJob
+from trainfarm.workers.routing import FAN_OUT_RETRAIN
 from trainfarm.workers.runs import Submitted, claim_run, count_delivery
 
 log = logging.getLogger(__name__)
@@ -181,4 +186,36 @@ def submit_retrain(symbol: str, timeframe: str, reason: str) -> Submitted:
     except BrokerOperationalError as exc:  # broker down: the run must not stay 'queued' forever
         stages.abandon_run(job, f"could not enqueue: {exc}")
         raise BrokerUnavailableError(f"could not enqueue the run of {symbol} {timeframe}: {exc}") from exc
+    return submitted
+
+
+class FanOut(BaseModel):
+    """Payload of ``farm.fan_out_retrain``: which timeframe, and why (recorded on every run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeframe: str
+    reason: str = "schedule"
+
+
+@app.task(base=FarmTask, name=FAN_OUT_RETRAIN)
+def fan_out_retrain(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Beat's full-retrain entry: one run per symbol of the universe at ``payload["timeframe"]``."""
+    job = FanOut.model_validate(payload)
+    return [asdict(s) for s in fan_out(job.timeframe, job.reason)]
+
+
+def fan_out(timeframe: str, reason: str) -> list[Submitted]:
+    """Submit a retrain of every universe symbol at ``timeframe``; a market with a run under way merges."""
+    tf = parse_timeframe(timeframe)
+    config = get_settings().load_config()
+    if tf not in config.universe.timeframes:
+        raise ConfigError(f"timeframe {tf} is not in the universe ({', '.join(config.universe.timeframes)})")
+    submitted = [submit_retrain(symbol, tf.value, reason) for symbol in config.universe.symbols]
+    log.info(
+        "fan-out %s (%s): %s",
+        tf,
+        reason,
+        ", ".join(f"{s.symbol} {'merged into' if s.merged else 'run'} {s.run_id[:8]}" for s in submitted),
+    )
     return submitted

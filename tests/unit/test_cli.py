@@ -108,3 +108,12 @@ def test_retrain_with_the_broker_down_says_so_in_one_line_and_strands_no_run(
     [run] = Registry.open().list_runs()
     assert run.status == "failed" and run.error is not None and "could not enqueue" in run.error
     assert Registry.open().active_run("BTC_USDT", "1h") is None  # the market is free for the next try
+
+
+def test_beat_runs_the_beat_app_with_the_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`farm beat` execs `celery -A trainfarm.beat.app beat` (the app that carries the schedule)."""
+    seen: list[list[str]] = []
+    monkeypatch.setattr("os.execv", lambda path, argv: seen.append(list(argv)))
+    code, _, _ = farm("beat", "--loglevel", "DEBUG")
+    assert code == 0
+    assert seen[0][1:] == ["-m", "celery", "-A", "trainfarm.beat.app", "beat", "-l", "DEBUG"]

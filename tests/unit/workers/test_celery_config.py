@@ -158,6 +158,20 @@ def test_the_run_orchestration_is_celery_free(tmp_path: Path) -> None:
     assert _python(_ORCHESTRATION_IMPORT, tmp_path / "home") == []
 
 
+_WORKERS_IMPORT = """
+import json, pkgutil, sys
+import trainfarm.workers
+for info in pkgutil.walk_packages(trainfarm.workers.__path__, "trainfarm.workers."):
+    __import__(info.name)
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(("trainfarm.beat", "trainfarm.cli")))))
+"""
+
+
+def test_the_workers_import_neither_beat_nor_the_cli(tmp_path: Path) -> None:
+    """Layering: beat sits on top of the workers (its app is theirs plus the schedule), never below."""
+    assert _python(_WORKERS_IMPORT, tmp_path / "home") == []
+
+
 # --- routing -------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,76 @@
+"""The beat schedule, built from the universe config: one full-retrain entry per timeframe.
+
+Each entry fires ``farm.fan_out_retrain`` at its timeframe's ``cadence``; the task enqueues one run per
+symbol of the universe (a market whose run is still under way merges into it, see
+:func:`trainfarm.workers.runs.claim_run`). The schedule is handed to celery-redbeat
+(:func:`beat_settings`), which keeps every entry and its last run time in the farm's Redis:
+
+* two beat processes never both fire: the one that holds the lock (``<prefix>:lock``) ticks, the other
+  waits for it;
+* after beat downtime an entry whose slots were missed fires once, not once per missed slot (Celery's
+  interval schedule compares "now" with the stored last run);
+* entries are re-read from the config at every beat start, and an entry that left the config is deleted
+  from Redis (redbeat remembers the config's entries under ``<prefix>:statics``).
+
+Celery-free: plain data that :mod:`trainfarm.beat.app` installs on the farm's Celery app.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from trainfarm.shared.config import FarmConfig
+from trainfarm.workers.routing import FAN_OUT_RETRAIN
+
+#: Name of the task every full-retrain entry sends (defined in :mod:`trainfarm.workers.tasks`).
+FAN_OUT_TASK = FAN_OUT_RETRAIN
+#: Redis key prefix of the schedule, its lock and its bookkeeping.
+KEY_PREFIX = "farm:beat:"
+#: Longest beat sleeps between ticks; with redbeat it also sets the lock's lifetime (5 x this).
+MAX_LOOP_INTERVAL_S = 30
+
+
+def full_retrain_entry(timeframe: str) -> str:
+    """The schedule entry's name for the full retrain of ``timeframe``."""
+    return f"retrain-{timeframe}"
+
+
+def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
+    """Celery's ``beat_schedule``: a full-retrain fan-out per timeframe of the universe at its cadence.
+
+    A message that waited longer than one cadence is dropped (``expires``): the next slot's message
+    supersedes it, so a backlog never turns into a burst of identical fan-outs.
+    """
+    schedule: dict[str, dict[str, Any]] = {}
+    for tf in config.universe.timeframes:
+        cadence: timedelta = config.params(tf).cadence_td
+        schedule[full_retrain_entry(tf.value)] = {
+            "task": FAN_OUT_TASK,
+            "schedule": cadence,
+            "kwargs": {"payload": {"timeframe": tf.value, "reason": "schedule"}},
+            "options": {"expires": max(1.0, cadence.total_seconds())},
+        }
+    return schedule
+
+
+def beat_settings(config: FarmConfig, redis_url: str) -> dict[str, Any]:
+    """The Celery settings that make ``celery beat`` use redbeat with this schedule in ``redis_url``."""
+    return {
+        "beat_schedule": beat_schedule(config),
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_max_loop_interval": MAX_LOOP_INTERVAL_S,
+        "redbeat_redis_url": redis_url,
+        "redbeat_key_prefix": KEY_PREFIX,
+        "redbeat_lock_timeout": 5 * MAX_LOOP_INTERVAL_S,
+    }
+
+
+__all__ = [
+    "FAN_OUT_TASK",
+    "KEY_PREFIX",
+    "MAX_LOOP_INTERVAL_S",
+    "beat_schedule",
+    "beat_settings",
+    "full_retrain_entry",
+]

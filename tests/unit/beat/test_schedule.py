@@ -1,0 +1,51 @@
+"""The beat schedule built from the universe config (no Celery, no Redis)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from trainfarm.beat.schedule import FAN_OUT_TASK, beat_schedule, beat_settings, full_retrain_entry
+from trainfarm.shared.config import FarmConfig, load_config
+from trainfarm.shared.timeframes import Timeframe
+
+
+def test_one_full_retrain_entry_per_timeframe_at_its_cadence() -> None:
+    config = FarmConfig()
+    schedule = beat_schedule(config)
+    assert set(schedule) == {full_retrain_entry(tf.value) for tf in Timeframe}
+    for tf in Timeframe:
+        entry = schedule[f"retrain-{tf.value}"]
+        cadence = config.params(tf).cadence_td
+        assert entry["task"] == FAN_OUT_TASK
+        assert entry["schedule"] == cadence
+        assert entry["kwargs"] == {"payload": {"timeframe": tf.value, "reason": "schedule"}}
+        # A message that waited a whole cadence is superseded by the next slot's.
+        assert entry["options"]["expires"] == cadence.total_seconds()
+    assert schedule["retrain-5m"]["schedule"] == timedelta(hours=6)
+
+
+def test_the_schedule_follows_the_universe_and_the_cadences(tmp_path: Path) -> None:
+    path = tmp_path / "farm.toml"
+    path.write_text(
+        """
+[universe]
+symbols = ["BTC_USDT"]
+timeframes = ["1h", "24h"]
+[timeframes.1h]
+cadence = "45s"
+"""
+    )
+    config = load_config(path)
+    schedule = beat_schedule(config)
+    assert set(schedule) == {"retrain-1h", "retrain-24h"}
+    assert schedule["retrain-1h"]["schedule"] == timedelta(seconds=45)
+
+
+def test_beat_uses_redbeat_in_the_farms_redis() -> None:
+    settings = beat_settings(FarmConfig(), "redis://127.0.0.1:6379/3")
+    assert settings["beat_scheduler"] == "redbeat.RedBeatScheduler"
+    assert settings["redbeat_redis_url"] == "redis://127.0.0.1:6379/3"
+    assert settings["redbeat_key_prefix"].startswith("farm:")
+    # The lock outlives several sleeps of the beat holding it, or a second beat would take over.
+    assert settings["redbeat_lock_timeout"] >= 2 * settings["beat_max_loop_interval"]
