@@ -19,6 +19,7 @@ from trainfarm.cli import (
     redis_cmds,
     registry_cmds,
     run_cmds,
+    up,
 )
 from trainfarm.cli.output import fail, print_json
 from trainfarm.shared.connections import redact_url, redis_url
@@ -60,6 +61,7 @@ def build_app() -> typer.Typer:
     bot_cmds.register(app)
     run_cmds.register(app)
     demo.register(app)
+    up.register(app)
     app.command("config")(config)
     return app
 
