@@ -335,9 +335,23 @@ def _to_json(record: DataclassInstance) -> dict[str, object]:
     return {f.name: _plain(getattr(record, f.name)) for f in fields(record)}
 
 
+#: How a run's reasons are joined in its ``reason`` column (a merge appends; see ``Registry.claim_run``).
+REASON_SEPARATOR = " | "
+
+
+def split_reasons(text: str) -> list[str]:
+    """The reasons stored in one ``reason`` column, in the order they came."""
+    return [r for r in (part.strip() for part in text.split(REASON_SEPARATOR)) if r]
+
+
+def join_reasons(reasons: list[str]) -> str:
+    """The ``reason`` column for ``reasons``."""
+    return REASON_SEPARATOR.join(reasons)
+
+
 @dataclass(frozen=True)
 class RunRecord:
-    """One retrain run as stored."""
+    """One retrain run as stored (``reason``: every reason that asked for it, see :attr:`reasons`)."""
 
     id: str
     symbol: str
@@ -358,6 +372,11 @@ class RunRecord:
     @classmethod
     def from_row(cls, row: Run) -> RunRecord:
         return cls(**_fields_of(cls, row))
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the run exists: the first caller's reason, then each merged caller's (schedule, cli...)."""
+        return split_reasons(self.reason)
 
     @property
     def seconds(self) -> float | None:

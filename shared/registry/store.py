@@ -45,7 +45,9 @@ from trainfarm.shared.registry.models import (
     Version,
     VersionRecord,
     VersionStatus,
+    join_reasons,
     json_safe,
+    split_reasons,
 )
 from trainfarm.shared.registry.promotions import PromotionRecord, PromotionsMixin
 from trainfarm.shared.settings import get_settings
@@ -186,8 +188,17 @@ class Registry(PromotionsMixin):
                 except RunNotFoundError:
                     continue
                 if not run.status.terminal:
-                    return run, False
+                    return self._add_reason(run.id, reason), False
         raise RegistryConflictError(f"could not claim a run of {sym} {tf}: runs keep starting and ending")
+
+    def _add_reason(self, run_id: str, reason: str) -> RunRecord:
+        """Append ``reason`` to the run's reasons (once; row-locked, so concurrent mergers lose none)."""
+        with self._session(write=True) as s:
+            row = s.scalars(select(Run).where(Run.id == run_id).with_for_update()).one()
+            if reason and reason not in split_reasons(row.reason):
+                row.reason = join_reasons([*split_reasons(row.reason), reason])
+            s.flush()
+            return RunRecord.from_row(row)
 
     def active_run(self, symbol: str, timeframe: Timeframe | str) -> RunRecord | None:
         """The market's run that has not ended yet, if any (the database allows at most one)."""

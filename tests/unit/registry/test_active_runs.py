@@ -34,7 +34,12 @@ def test_claim_returns_the_active_run_until_it_ends(registry: Registry) -> None:
     again, created_again = registry.claim_run("eth/usdt", "12h", "scheduled")
     assert not created_again and again.id == run.id
     registry.set_run_status(run.id, "training")
-    assert registry.claim_run("ETH_USDT", "12h", "trigger")[0].id == run.id
+    merged = registry.claim_run("ETH_USDT", "12h", "trigger")[0]
+    assert merged.id == run.id
+    # Every caller's reason is kept, in order, once each.
+    assert merged.reasons == ["forced", "scheduled", "trigger"]
+    assert registry.claim_run("ETH_USDT", "12h", "scheduled")[0].reasons == ["forced", "scheduled", "trigger"]
+    assert registry.get_run(run.id).reasons == ["forced", "scheduled", "trigger"]
     registry.fail_run(run.id, "ended")
     assert registry.active_run("ETH_USDT", "12h") is None
     fresh, created_fresh = registry.claim_run("ETH_USDT", "12h", "after")
@@ -46,7 +51,9 @@ def test_concurrent_claimers_with_their_own_engines_get_one_run(db_url: str) -> 
     claims = in_threads(8, lambda i: on_own_engine(db_url, lambda r: r.claim_run("SOL_USDT", "1h", f"t{i}")))
     assert len({run.id for run, _ in claims}) == 1
     assert sorted(created for _, created in claims) == [False] * 7 + [True]
-    assert len(Registry.open(db_url).list_runs("SOL_USDT", "1h")) == 1
+    runs = Registry.open(db_url).list_runs("SOL_USDT", "1h")
+    assert len(runs) == 1
+    assert sorted(runs[0].reasons) == sorted(f"t{i}" for i in range(8))  # no merger's reason lost
 
 
 def test_migration_0003_fails_all_but_the_newest_active_run_of_a_market(db_url: str) -> None:
