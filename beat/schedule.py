@@ -1,4 +1,4 @@
-"""The beat schedule, built from the universe config: one full-retrain entry per timeframe.
+"""The beat schedule, built from the universe config: a full-retrain entry per timeframe, a trigger check.
 
 Each entry fires ``farm.fan_out_retrain`` at its timeframe's ``cadence``; the task enqueues one run per
 symbol of the universe (a market whose run is still under way merges into it, see
@@ -21,10 +21,12 @@ from datetime import timedelta
 from typing import Any
 
 from trainfarm.shared.config import FarmConfig
-from trainfarm.workers.routing import FAN_OUT_RETRAIN
+from trainfarm.workers.routing import CHECK_TRIGGERS, FAN_OUT_RETRAIN
 
 #: Name of the task every full-retrain entry sends (defined in :mod:`trainfarm.workers.tasks`).
 FAN_OUT_TASK = FAN_OUT_RETRAIN
+#: The entry that evaluates the trigger policies every ``[beat] trigger_check``.
+TRIGGER_CHECK_ENTRY = "check-triggers"
 #: Redis key prefix of the schedule, its lock and its bookkeeping.
 KEY_PREFIX = "farm:beat:"
 #: Longest beat sleeps between ticks; with redbeat it also sets the lock's lifetime (5 x this).
@@ -37,12 +39,20 @@ def full_retrain_entry(timeframe: str) -> str:
 
 
 def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
-    """Celery's ``beat_schedule``: a full-retrain fan-out per timeframe of the universe at its cadence.
+    """Celery's ``beat_schedule``: a full-retrain fan-out per timeframe of the universe at its cadence, and
+    the trigger check (:mod:`trainfarm.workers.triggers`) every ``[beat] trigger_check``.
 
     A message that waited longer than one cadence is dropped (``expires``): the next slot's message
     supersedes it, so a backlog never turns into a burst of identical fan-outs.
     """
-    schedule: dict[str, dict[str, Any]] = {}
+    every = config.beat.trigger_check_td
+    schedule: dict[str, dict[str, Any]] = {
+        TRIGGER_CHECK_ENTRY: {
+            "task": CHECK_TRIGGERS,
+            "schedule": every,
+            "options": {"expires": max(1.0, every.total_seconds())},
+        }
+    }
     for tf in config.universe.timeframes:
         cadence: timedelta = config.params(tf).cadence_td
         schedule[full_retrain_entry(tf.value)] = {
@@ -70,6 +80,7 @@ __all__ = [
     "FAN_OUT_TASK",
     "KEY_PREFIX",
     "MAX_LOOP_INTERVAL_S",
+    "TRIGGER_CHECK_ENTRY",
     "beat_schedule",
     "beat_settings",
     "full_retrain_entry",

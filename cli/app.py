@@ -19,6 +19,7 @@ from trainfarm.cli import (
     redis_cmds,
     registry_cmds,
     run_cmds,
+    trigger_cmds,
     up,
 )
 from trainfarm.cli.output import fail, print_json
@@ -62,6 +63,7 @@ def build_app() -> typer.Typer:
     run_cmds.register(app)
     demo.register(app)
     up.register(app)
+    trigger_cmds.register(app)
     app.command("config")(config)
     return app
 

@@ -123,6 +123,43 @@ class GatesConfig(_Strict):
     profile: GateProfile = Field("default", description='"default" or "strict" (see StrictGates)')
 
 
+class TriggerParams(_Strict):
+    """Which retrain trigger policies are on for a timeframe, and how often one may fire again."""
+
+    no_champion: bool = Field(True, description="retrain a market that has no champion yet")
+    stale: bool = Field(True, description="retrain when the champion is older than freshness_limit")
+    cooldown: str = Field(
+        "1h",
+        description="a market retrained for a policy is not retriggered by the same policy within this",
+    )
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def cooldown_td(self) -> timedelta:
+        return parse_duration(self.cooldown)
+
+
+class BeatParams(_Strict):
+    """What beat runs besides the per-timeframe full retrains."""
+
+    trigger_check: str = Field("5m", description="how often beat evaluates the trigger policies")
+
+    @field_validator("trigger_check")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def trigger_check_td(self) -> timedelta:
+        return parse_duration(self.trigger_check)
+
+
 class TimeframeParams(_Strict):
     """Everything that differs between timeframes. Durations are strings like "90d", "12h"."""
 
@@ -141,6 +178,7 @@ class TimeframeParams(_Strict):
         "window or label reaches across it)",
     )
     gates: GateThresholds = GateThresholds()
+    triggers: TriggerParams = TriggerParams()
 
     @field_validator("training_window", "cadence", "freshness_limit")
     @classmethod
@@ -353,6 +391,7 @@ class FarmConfig(_Strict):
     evaluation: EvaluationParams = EvaluationParams()
     retention: RetentionParams = RetentionParams()
     gates: GatesConfig = GatesConfig()
+    beat: BeatParams = BeatParams()
     timeframes: dict[Timeframe, TimeframeParams] = Field(default_factory=_default_timeframes)
 
     @field_validator("timeframes", mode="before")

@@ -29,6 +29,8 @@ TRAIN_BASE = "farm.train_base"
 TRAIN_META = "farm.train_meta"
 #: Beat's full-retrain entries send this task (:mod:`trainfarm.beat.schedule`); queue ``control``.
 FAN_OUT_RETRAIN = "farm.fan_out_retrain"
+#: Beat's trigger-check entry sends this task; queue ``control``.
+CHECK_TRIGGERS = "farm.check_triggers"
 
 
 def queue_for_model(spec: ModelSpec, *, gpu_workers: bool) -> str:

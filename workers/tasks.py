@@ -27,14 +27,15 @@ from trainfarm.shared.errors import (
     StageTimeoutError,
     TransientError,
 )
+from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
-from trainfarm.workers import stages
+from trainfarm.workers import stages, triggers
 from trainfarm.workers.celery_app import app
 from trainfarm.workers.jobs import RunJob, StageJob
-from trainfarm.workers.routing import FAN_OUT_RETRAIN
+from trainfarm.workers.routing import CHECK_TRIGGERS, FAN_OUT_RETRAIN
 from trainfarm.workers.runs import Submitted, claim_run, count_delivery
 
 log = logging.getLogger(__name__)
@@ -219,3 +220,17 @@ def fan_out(timeframe: str, reason: str) -> list[Submitted]:
         ", ".join(f"{s.symbol} {'merged into' if s.merged else 'run'} {s.run_id[:8]}" for s in submitted),
     )
     return submitted
+
+
+@app.task(base=FarmTask, name=CHECK_TRIGGERS)
+def check_triggers() -> list[dict[str, Any]]:
+    """Beat's trigger check: fire every due policy once per cooldown (:mod:`trainfarm.workers.triggers`)."""
+    settings = get_settings()
+    client = redis_client(settings)
+    try:
+        fired = triggers.check(Registry.open(), settings.load_config(), client, submit_retrain)
+    finally:
+        client.close()
+    for f in fired:
+        log.info("trigger %s fired for %s %s: run %s", f.policy, f.symbol, f.timeframe, f.run_id[:8])
+    return [asdict(f) for f in fired]

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trainfarm.cli.app import app
+from trainfarm.shared.connections import EmbeddedRedis
 from trainfarm.shared.settings import get_settings
 
 runner = CliRunner()
@@ -117,3 +118,16 @@ def test_beat_runs_the_beat_app_with_the_schedule(monkeypatch: pytest.MonkeyPatc
     code, _, _ = farm("beat", "--loglevel", "DEBUG")
     assert code == 0
     assert seen[0][1:] == ["-m", "celery", "-A", "trainfarm.beat.app", "beat", "-l", "DEBUG"]
+
+
+def test_triggers_lists_every_market_and_policy(server: EmbeddedRedis) -> None:
+    code, out, err = farm("triggers", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    config = get_settings().load_config()
+    assert len(rows) == len(config.universe.symbols) * len(config.universe.timeframes)
+    first = rows[0]
+    assert [p["policy"] for p in first["policies"]] == ["no_champion", "stale"]
+    assert first["policies"][0]["retrain"] is True and first["policies"][0]["cooldown_s"] == 0
+    code, out, _ = farm("triggers")
+    assert code == 0 and "no_champion" in out and "RETRAIN" in out

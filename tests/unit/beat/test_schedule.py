@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from trainfarm.beat.schedule import FAN_OUT_TASK, beat_schedule, beat_settings, full_retrain_entry
+from trainfarm.beat.schedule import (
+    FAN_OUT_TASK,
+    TRIGGER_CHECK_ENTRY,
+    beat_schedule,
+    beat_settings,
+    full_retrain_entry,
+)
 from trainfarm.shared.config import FarmConfig, load_config
 from trainfarm.shared.timeframes import Timeframe
 
@@ -13,7 +19,7 @@ from trainfarm.shared.timeframes import Timeframe
 def test_one_full_retrain_entry_per_timeframe_at_its_cadence() -> None:
     config = FarmConfig()
     schedule = beat_schedule(config)
-    assert set(schedule) == {full_retrain_entry(tf.value) for tf in Timeframe}
+    assert set(schedule) == {full_retrain_entry(tf.value) for tf in Timeframe} | {TRIGGER_CHECK_ENTRY}
     for tf in Timeframe:
         entry = schedule[f"retrain-{tf.value}"]
         cadence = config.params(tf).cadence_td
@@ -38,8 +44,14 @@ cadence = "45s"
     )
     config = load_config(path)
     schedule = beat_schedule(config)
-    assert set(schedule) == {"retrain-1h", "retrain-24h"}
+    assert set(schedule) == {"retrain-1h", "retrain-24h", "check-triggers"}
     assert schedule["retrain-1h"]["schedule"] == timedelta(seconds=45)
+
+
+def test_the_trigger_check_runs_at_its_own_interval() -> None:
+    entry = beat_schedule(FarmConfig())[TRIGGER_CHECK_ENTRY]
+    assert entry["task"] == "farm.check_triggers"
+    assert entry["schedule"] == timedelta(minutes=5)
 
 
 def test_beat_uses_redbeat_in_the_farms_redis() -> None:

@@ -1,0 +1,47 @@
+"""`farm triggers`: every market's trigger policies, each with its value, threshold and decision."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from trainfarm.cli.output import print_json, print_table
+from trainfarm.shared.connections import redis_client
+from trainfarm.shared.registry import Registry
+from trainfarm.shared.settings import get_settings
+from trainfarm.workers.triggers import report
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def triggers(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Show every (symbol, timeframe) with each trigger policy's value, threshold and decision."""
+    settings = get_settings()
+    client = redis_client(settings)
+    try:
+        reports = report(Registry.open(), settings.load_config(), client)
+    finally:
+        client.close()
+    if json_out:
+        print_json([r.to_json() for r in reports])
+        return
+    rows: list[list[object]] = []
+    for r in reports:
+        for d in r.decisions:
+            wait = r.cooldown_s.get(d.policy, 0)
+            verdict = ("RETRAIN" if d.retrain else "-") + (f" (cooling {wait}s)" if wait else "")
+            value, threshold = _number(d.value), _number(d.threshold)
+            rows.append([r.symbol, r.timeframe, d.policy, value, threshold, verdict, d.detail])
+    print_table(
+        "trigger policies (beat's check-triggers fires each RETRAIN once per cooldown)",
+        ["symbol", "tf", "policy", "value", "threshold", "decision", "detail"],
+        rows,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `triggers` to the main `farm` app."""
+    app.command("triggers")(triggers)

@@ -1,0 +1,94 @@
+"""The trigger check on a real registry and a real (embedded) Redis: fire once per cooldown, merge, retry.
+
+The submit function is the real claim (:func:`trainfarm.workers.runs.claim_run`): runs are recorded in
+the registry as a retrain would; no broker is needed to see what fired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.packs import farm_settings
+from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.connections import embedded_redis, redis_client
+from trainfarm.shared.registry import Registry
+from trainfarm.workers.runs import Submitted, claim_run
+from trainfarm.workers.triggers import COOLDOWN_KEY, check, report
+
+CONFIG = """
+[universe]
+symbols = ["BTC_USDT", "ETH_USDT"]
+timeframes = ["1h"]
+"""
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def farm(tmp_path: Path) -> Iterator[tuple[Registry, FarmConfig, redis.Redis]]:
+    with farm_settings(tmp_path / "home", CONFIG) as settings:
+        client = redis_client(settings)
+        try:
+            yield Registry.open(), settings.load_config(), client
+        finally:
+            client.close()
+            embedded_redis(settings).stop()
+
+
+def _claim(symbol: str, timeframe: str, reason: str) -> Submitted:
+    return claim_run(symbol, timeframe, reason)
+
+
+def test_a_market_without_a_champion_is_retrained_once_per_cooldown(
+    farm: tuple[Registry, FarmConfig, redis.Redis],
+) -> None:
+    registry, config, client = farm
+    fired = check(registry, config, client, _claim, NOW)
+    assert sorted((f.symbol, f.policy, f.merged) for f in fired) == [
+        ("BTC_USDT", "no_champion", False),
+        ("ETH_USDT", "no_champion", False),
+    ]
+    assert registry.active_run("BTC_USDT", "1h").reasons == ["trigger:no_champion"]  # type: ignore[union-attr]
+    # Within the cooldown the same policy stays quiet, and `farm triggers` says how long it waits.
+    assert check(registry, config, client, _claim, NOW) == []
+    waits = {r.symbol: r.cooldown_s["no_champion"] for r in report(registry, config, client, NOW)}
+    assert 0 < waits["BTC_USDT"] <= 3600
+    # After it (the key expired), the policy fires again and merges into the run still under way.
+    client.delete(COOLDOWN_KEY.format(symbol="BTC_USDT", timeframe="1h", policy="no_champion"))
+    again = check(registry, config, client, _claim, NOW)
+    assert [(f.symbol, f.merged) for f in again] == [("BTC_USDT", True)]
+    assert len(registry.list_runs("BTC_USDT", "1h")) == 1
+
+
+def test_a_failed_submit_clears_the_cooldown_so_the_next_check_retries(
+    farm: tuple[Registry, FarmConfig, redis.Redis],
+) -> None:
+    registry, config, client = farm
+
+    def broker_down(symbol: str, timeframe: str, reason: str) -> Submitted:
+        raise ConnectionError("broker unreachable")
+
+    with pytest.raises(ConnectionError):
+        check(registry, config, client, broker_down, NOW)
+    assert client.keys("farm:triggers:cooldown:*") == []
+    assert len(check(registry, config, client, _claim, NOW)) == 2
+
+
+def test_a_stale_champion_is_retrained(farm: tuple[Registry, FarmConfig, redis.Redis]) -> None:
+    registry, config, client = farm
+    for symbol in ("BTC_USDT", "ETH_USDT"):
+        run = registry.create_run(symbol, "1h", "cli")
+        registry.add_version(
+            f"v-{symbol}", symbol, "1h", run.id, metrics={}, path=f"/p/{symbol}", manifest_sha256="0" * 64
+        )
+        registry.promote(f"v-{symbol}", reason="gate")
+        registry.fail_run(run.id, "done here")  # frees the market for the trigger's run
+    built = registry.get_champion("BTC_USDT", "1h").created_at  # type: ignore[union-attr]
+    limit = config.params(config.universe.timeframes[0]).freshness_limit_td
+    assert check(registry, config, client, _claim, built + limit - timedelta(minutes=1)) == []
+    fired = check(registry, config, client, _claim, built + limit + timedelta(minutes=1))
+    assert sorted((f.symbol, f.policy) for f in fired) == [("BTC_USDT", "stale"), ("ETH_USDT", "stale")]
