@@ -19,6 +19,7 @@ from trainfarm.cli import (
     redis_cmds,
     registry_cmds,
     run_cmds,
+    schedule_cmds,
     trigger_cmds,
     up,
 )
@@ -64,6 +65,7 @@ def build_app() -> typer.Typer:
     demo.register(app)
     up.register(app)
     trigger_cmds.register(app)
+    schedule_cmds.register(app)
     app.command("config")(config)
     return app
 

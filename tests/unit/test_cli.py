@@ -131,3 +131,18 @@ def test_triggers_lists_every_market_and_policy(server: EmbeddedRedis) -> None:
     assert first["policies"][0]["retrain"] is True and first["policies"][0]["cooldown_s"] == 0
     code, out, _ = farm("triggers")
     assert code == 0 and "no_champion" in out and "RETRAIN" in out
+
+
+def test_schedule_lists_the_coming_fires(server: EmbeddedRedis) -> None:
+    code, out, err = farm("schedule", "--days", "1", "--workers", "2", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["capacity"] == 2 and plan["capacity_source"] == "--workers"
+    entries = {f["entry"] for f in plan["fires"]}
+    config = get_settings().load_config()
+    assert entries == {f"retrain-{tf.value}" for tf in config.universe.timeframes}
+    # 5m retrains every 6 h: never ran, so now, then three more within the day.
+    assert sum(f["entry"] == "retrain-5m" for f in plan["fires"]) == 5
+    assert all(f["work_s"] is None for f in plan["fires"])  # no finished run yet: unknown
+    code, out, _ = farm("schedule", "--days", "1")  # no worker answers: one is assumed
+    assert code == 0 and "retrain-24h" in out and "on 1 worker" in out
