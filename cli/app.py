@@ -20,6 +20,7 @@ from trainfarm.cli import (
     registry_cmds,
     run_cmds,
     schedule_cmds,
+    status_cmds,
     trigger_cmds,
     up,
 )
@@ -66,6 +67,7 @@ def build_app() -> typer.Typer:
     up.register(app)
     trigger_cmds.register(app)
     schedule_cmds.register(app)
+    status_cmds.register(app)
     app.command("config")(config)
     return app
 

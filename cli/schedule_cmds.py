@@ -15,6 +15,7 @@ from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
+from trainfarm.workers.celery_app import inspect_workers
 
 #: Finished runs per timeframe read to estimate a run's duration.
 HISTORY = 20
@@ -31,9 +32,7 @@ def _last_run(raw: bytes | str | None) -> datetime | None:
 
 def _workers() -> int | None:
     """Pool processes of the workers that answer a ping within a second (None: none answered)."""
-    from trainfarm.workers.celery_app import app
-
-    stats = app.control.inspect(timeout=1.0).stats() or {}
+    _, stats = inspect_workers(1.0)
     total = sum(int(s.get("pool", {}).get("max-concurrency", 1)) for s in stats.values())
     return total or None
 

@@ -109,3 +109,14 @@ def rebind(celery: Celery | None = None) -> None:
     celery._backend_cache = None
     if hasattr(celery._local, "backend"):
         del celery._local.backend
+
+
+def inspect_workers(timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the running workers answer within ``timeout`` seconds: ``(active_queues, stats)`` by worker.
+
+    The app is first pointed at the current settings' Redis (:func:`rebind`): a process that has switched
+    farm homes (tests, an embedding tool) must not ask another farm's workers.
+    """
+    rebind()
+    inspector = app.control.inspect(timeout=timeout)
+    return inspector.active_queues() or {}, inspector.stats() or {}

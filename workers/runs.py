@@ -116,6 +116,15 @@ def broker_holds_run(client: redis.Redis, run_id: str, queues: Sequence[str] = Q
     return any(needle in _bytes(m) for m in client.hvals(_UNACKED))
 
 
+def queue_depths(client: redis.Redis, queues: Sequence[str] = QUEUES) -> dict[str, int]:
+    """Messages waiting in each queue (every priority step of it), not counting delivered ones."""
+
+    def key(queue: str, step: int) -> str:
+        return queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}"
+
+    return {q: sum(int(client.llen(key(q, step))) for step in _PRIORITY_STEPS) for q in queues}
+
+
 def reap(run: RunRecord, why: str, *, registry: Registry | None = None) -> bool:
     """Fail an abandoned run; True when this call failed it (it had not ended meanwhile)."""
     error = (

@@ -146,3 +146,13 @@ def test_schedule_lists_the_coming_fires(server: EmbeddedRedis) -> None:
     assert all(f["work_s"] is None for f in plan["fires"])  # no finished run yet: unknown
     code, out, _ = farm("schedule", "--days", "1")  # no worker answers: one is assumed
     assert code == 0 and "retrain-24h" in out and "on 1 worker" in out
+
+
+def test_status_prints_every_section(server: EmbeddedRedis) -> None:
+    code, out, err = farm("status", "--json", "--timeout", "0.2")
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report) == {"workers", "queues", "runs", "markets", "bots"}
+    assert report["workers"] == []  # none running here
+    code, out, _ = farm("status", "--timeout", "0.2")
+    assert code == 0 and "markets" in out and "queues: cpu 0" in out

@@ -1,0 +1,184 @@
+"""What `farm status` shows: workers, queues, runs under way, every market's champion, and the bots.
+
+:func:`farm_status` gathers it from the registry, Redis (queue depths, the bots' heartbeat hashes, see
+:mod:`trainfarm_client.contract`) and what the workers answered to a Celery inspect (passed in, so this
+module stays Celery-free). Flags, each with its reason: a champion older than its timeframe's freshness
+limit is ``stale``; a bot whose heartbeat is older than ``STALE_BOT_S`` is ``stale``; a bot serving
+another version than its market's champion is ``lagging``; a bot with a ``last_error`` says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import redis
+
+from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.registry import Registry
+from trainfarm.workers.runs import queue_depths
+from trainfarm_client.contract import BOT_KEY_PATTERN
+
+#: A heartbeat older than this (seconds) marks a bot stale (bots beat every 10 s by default).
+STALE_BOT_S = 60.0
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    queues: list[str]
+    concurrency: int | None
+
+
+@dataclass(frozen=True)
+class MarketInfo:
+    symbol: str
+    timeframe: str
+    champion: str | None
+    age_h: float | None
+    freshness_limit_h: float
+    stale: bool
+    last_version: str | None
+    last_verdict: str | None  #: "passed", "failed", or None (no gate report)
+
+
+@dataclass(frozen=True)
+class BotInfo:
+    bot_id: str
+    symbol: str
+    timeframe: str
+    version: str | None
+    seen_s_ago: float | None
+    last_error: str | None
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FarmStatus:
+    workers: list[WorkerInfo]
+    queues: dict[str, int]
+    runs: list[dict[str, object]]
+    markets: list[MarketInfo]
+    bots: list[BotInfo]
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-safe dict (what `farm status --json` prints)."""
+        return asdict(self)
+
+
+def _age_s(text: str | None, now: datetime) -> float | None:
+    if not text:
+        return None
+    try:
+        return (now - datetime.fromisoformat(text)).total_seconds()
+    except ValueError:
+        return None
+
+
+def _workers(
+    queues: Mapping[str, Sequence[Mapping[str, object]]], stats: Mapping[str, Mapping[str, object]]
+) -> list[WorkerInfo]:
+    out = []
+    for name in sorted(set(queues) | set(stats)):
+        pool = stats.get(name, {}).get("pool")
+        concurrency = pool.get("max-concurrency") if isinstance(pool, Mapping) else None
+        names = [str(q.get("name")) for q in queues.get(name, [])]
+        out.append(WorkerInfo(name, names, int(concurrency) if isinstance(concurrency, int) else None))
+    return out
+
+
+def _markets(registry: Registry, config: FarmConfig, now: datetime) -> list[MarketInfo]:
+    out = []
+    for tf in config.universe.timeframes:
+        limit_h = config.params(tf).freshness_limit_td.total_seconds() / 3600.0
+        for symbol in config.universe.symbols:
+            champion = registry.get_champion(symbol, tf)
+            age_h = (now - champion.created_at).total_seconds() / 3600.0 if champion else None
+            versions = registry.list_versions(symbol, tf)
+            last = versions[0] if versions else None
+            verdict = None
+            if last is not None and last.gate_report is not None:
+                verdict = "passed" if last.gate_report.get("passed") else "failed"
+            out.append(
+                MarketInfo(
+                    symbol,
+                    tf.value,
+                    champion.version if champion else None,
+                    age_h,
+                    limit_h,
+                    age_h is not None and age_h > limit_h,
+                    last.version if last else None,
+                    verdict,
+                )
+            )
+    return out
+
+
+def _bots(
+    client: redis.Redis, champions: Mapping[tuple[str, str], str | None], now: datetime
+) -> list[BotInfo]:
+    out = []
+    for key in sorted(client.scan_iter(match=BOT_KEY_PATTERN, count=500)):
+        fields = {str(k): str(v) for k, v in client.hgetall(key).items()}
+        if not fields:
+            continue  # expired between the scan and the read
+        bot_id = str(key).split(":", 2)[-1]
+        seen = _age_s(fields.get("seen_at"), now)
+        version = fields.get("version") or None
+        flags = []
+        if seen is None or seen > STALE_BOT_S:
+            flags.append("stale")
+        champion = champions.get((fields.get("symbol", ""), fields.get("timeframe", "")))
+        if champion is not None and version != champion:
+            flags.append("lagging")
+        if fields.get("last_error"):
+            flags.append("error")
+        out.append(
+            BotInfo(
+                bot_id,
+                fields.get("symbol", ""),
+                fields.get("timeframe", ""),
+                version,
+                seen,
+                fields.get("last_error") or None,
+                flags,
+            )
+        )
+    return out
+
+
+def farm_status(
+    registry: Registry,
+    config: FarmConfig,
+    client: redis.Redis,
+    *,
+    active_queues: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
+    stats: Mapping[str, Mapping[str, object]] | None = None,
+    now: datetime | None = None,
+) -> FarmStatus:
+    """Everything `farm status` shows; ``active_queues``/``stats`` are Celery inspect's answers."""
+    now = now or datetime.now(UTC)
+    markets = _markets(registry, config, now)
+    champions = {(m.symbol, m.timeframe): m.champion for m in markets}
+    runs: list[dict[str, object]] = [
+        {
+            "id": r.id,
+            "symbol": r.symbol,
+            "timeframe": r.timeframe,
+            "stage": r.status.value,
+            "reasons": r.reasons,
+            "age_s": (now - r.created_at).total_seconds(),
+        }
+        for r in registry.active_runs()
+    ]
+    return FarmStatus(
+        _workers(active_queues or {}, stats or {}),
+        queue_depths(client),
+        runs,
+        markets,
+        _bots(client, champions, now),
+    )
+
+
+__all__ = ["STALE_BOT_S", "BotInfo", "FarmStatus", "MarketInfo", "WorkerInfo", "farm_status"]
