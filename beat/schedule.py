@@ -21,12 +21,14 @@ from datetime import timedelta
 from typing import Any
 
 from trainfarm.shared.config import FarmConfig
-from trainfarm.workers.routing import CHECK_TRIGGERS, FAN_OUT_RETRAIN
+from trainfarm.workers.routing import CHECK_TRIGGERS, FAN_OUT_RETRAIN, INGEST_OUTCOMES
 
 #: Name of the task every full-retrain entry sends (defined in :mod:`trainfarm.workers.tasks`).
 FAN_OUT_TASK = FAN_OUT_RETRAIN
 #: The entry that evaluates the trigger policies every ``[beat] trigger_check``.
 TRIGGER_CHECK_ENTRY = "check-triggers"
+#: The entry that ingests the bots' outcome stream every ``[beat] outcome_ingest``.
+OUTCOME_INGEST_ENTRY = "ingest-outcomes"
 #: Redis key prefix of the schedule, its lock and its bookkeeping.
 KEY_PREFIX = "farm:beat:"
 #: Longest beat sleeps between ticks; with redbeat it also sets the lock's lifetime (5 x this).
@@ -40,18 +42,15 @@ def full_retrain_entry(timeframe: str) -> str:
 
 def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
     """Celery's ``beat_schedule``: a full-retrain fan-out per timeframe of the universe at its cadence, and
-    the trigger check (:mod:`trainfarm.workers.triggers`) every ``[beat] trigger_check``.
+    the trigger check (:mod:`trainfarm.workers.triggers`) every ``[beat] trigger_check`` and the outcome
+    ingestion (:mod:`trainfarm.workers.outcomes`) every ``[beat] outcome_ingest``.
 
     A message that waited longer than one cadence is dropped (``expires``): the next slot's message
     supersedes it, so a backlog never turns into a burst of identical fan-outs.
     """
-    every = config.beat.trigger_check_td
     schedule: dict[str, dict[str, Any]] = {
-        TRIGGER_CHECK_ENTRY: {
-            "task": CHECK_TRIGGERS,
-            "schedule": every,
-            "options": {"expires": max(1.0, every.total_seconds())},
-        }
+        TRIGGER_CHECK_ENTRY: _every(CHECK_TRIGGERS, config.beat.trigger_check_td),
+        OUTCOME_INGEST_ENTRY: _every(INGEST_OUTCOMES, config.beat.outcome_ingest_td),
     }
     for tf in config.universe.timeframes:
         cadence: timedelta = config.params(tf).cadence_td
@@ -62,6 +61,10 @@ def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
             "options": {"expires": max(1.0, cadence.total_seconds())},
         }
     return schedule
+
+
+def _every(task: str, every: timedelta) -> dict[str, Any]:
+    return {"task": task, "schedule": every, "options": {"expires": max(1.0, every.total_seconds())}}
 
 
 def beat_settings(config: FarmConfig, redis_url: str) -> dict[str, Any]:
@@ -80,6 +83,7 @@ __all__ = [
     "FAN_OUT_TASK",
     "KEY_PREFIX",
     "MAX_LOOP_INTERVAL_S",
+    "OUTCOME_INGEST_ENTRY",
     "TRIGGER_CHECK_ENTRY",
     "beat_schedule",
     "beat_settings",

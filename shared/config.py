@@ -128,6 +128,13 @@ class TriggerParams(_Strict):
 
     no_champion: bool = Field(True, description="retrain a market that has no champion yet")
     stale: bool = Field(True, description="retrain when the champion is older than freshness_limit")
+    live_win_rate: bool = Field(True, description="retrain when the champion's live win rate is too low")
+    min_win_rate: Fraction = Field(0.45, description="live win rate below this triggers a retrain")
+    live_sharpe: bool = Field(True, description="retrain when the champion's live Sharpe is too low")
+    min_live_sharpe: float = Field(0.3, description="annualised live Sharpe below this triggers a retrain")
+    min_outcomes: int = Field(
+        20, ge=2, description="live outcomes (with a realised return) the live policies need to decide"
+    )
     cooldown: str = Field(
         "1h",
         description="a market retrained for a policy is not retriggered by the same policy within this",
@@ -148,8 +155,9 @@ class BeatParams(_Strict):
     """What beat runs besides the per-timeframe full retrains."""
 
     trigger_check: str = Field("5m", description="how often beat evaluates the trigger policies")
+    outcome_ingest: str = Field("1m", description="how often beat ingests the bots' outcome stream")
 
-    @field_validator("trigger_check")
+    @field_validator("trigger_check", "outcome_ingest")
     @classmethod
     def _every(cls, value: str) -> str:
         parse_duration(value)
@@ -158,6 +166,10 @@ class BeatParams(_Strict):
     @property
     def trigger_check_td(self) -> timedelta:
         return parse_duration(self.trigger_check)
+
+    @property
+    def outcome_ingest_td(self) -> timedelta:
+        return parse_duration(self.outcome_ingest)
 
 
 class TimeframeParams(_Strict):

@@ -9,13 +9,20 @@ periodic check (:mod:`trainfarm.workers.triggers`) acts on. The policies so far:
 ``stale``
     the champion is older (by the time its version was built) than the timeframe's ``freshness_limit``.
 
-A disabled policy (``[timeframes.<tf>.triggers]``) still reports, with ``retrain`` false and "off". Live
-win rate, live Sharpe, feature drift and calibration drift need the bots' outcomes, which the farm does
-not ingest yet; they will be policies of the same shape.
+``live_win_rate`` / ``live_sharpe``
+    after at least ``min_outcomes`` live signals of the champion whose realised return is known (ingested
+    from the bots, :mod:`trainfarm.workers.outcomes`): the share that made money below ``min_win_rate``
+    (45%), or the annualised per-signal Sharpe below ``min_live_sharpe`` (0.3).
+
+A disabled policy (``[timeframes.<tf>.triggers]``) still reports, with ``retrain`` false and "off".
+Feature drift and calibration drift need the training distribution in the pack; they will be policies of
+the same shape.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -33,6 +40,8 @@ class Market:
     now: datetime
     champion: str | None = None  #: the champion's version id
     champion_built_at: datetime | None = None  #: when that version was built (its data ends about then)
+    #: (bar, realised return) of the champion's live signals whose horizon has passed, oldest first
+    live: tuple[tuple[datetime, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,45 @@ def stale(market: Market, params: TimeframeParams) -> Decision:
     return Decision("stale", age_h > limit_h, age_h, limit_h, detail)
 
 
+def live_win_rate(market: Market, params: TimeframeParams) -> Decision:
+    """Retrain when the share of the champion's live signals that made money is below ``min_win_rate``."""
+    tp = params.triggers
+    if not tp.live_win_rate:
+        return Decision("live_win_rate", False, None, tp.min_win_rate, "off")
+    n = len(market.live)
+    if n < tp.min_outcomes:
+        return Decision("live_win_rate", False, None, tp.min_win_rate, f"{n} of {tp.min_outcomes} outcomes")
+    rate = sum(r > 0 for _, r in market.live) / n
+    verdict = "below" if rate < tp.min_win_rate else "at or above"
+    detail = f"{rate:.1%} of {n} live signals won, {verdict} {tp.min_win_rate:.0%}"
+    return Decision("live_win_rate", rate < tp.min_win_rate, rate, tp.min_win_rate, detail)
+
+
+def live_sharpe(market: Market, params: TimeframeParams) -> Decision:
+    """Retrain when the champion's live Sharpe (per signal, annualised by the signals' rate) is too low.
+
+    ``mean / std * sqrt(signals per year)``, the rate taken from the span of the signals' bars (at least
+    one timeframe bar). Zero std gives 0 (no evidence of an edge either way).
+    """
+    tp = params.triggers
+    if not tp.live_sharpe:
+        return Decision("live_sharpe", False, None, tp.min_live_sharpe, "off")
+    n = len(market.live)
+    if n < tp.min_outcomes:
+        return Decision("live_sharpe", False, None, tp.min_live_sharpe, f"{n} of {tp.min_outcomes} outcomes")
+    returns = [r for _, r in market.live]
+    mean = statistics.fmean(returns)
+    std = statistics.stdev(returns)
+    span = max(market.live[-1][0] - market.live[0][0], market.timeframe.duration)
+    per_year = n / (span.total_seconds() / (365.0 * 86400.0))
+    sharpe = mean / std * math.sqrt(per_year) if std > 0 else 0.0
+    verdict = "below" if sharpe < tp.min_live_sharpe else "at or above"
+    detail = f"live Sharpe {sharpe:.2f} over {n} signals, {verdict} {tp.min_live_sharpe:g}"
+    return Decision("live_sharpe", sharpe < tp.min_live_sharpe, sharpe, tp.min_live_sharpe, detail)
+
+
 #: Every policy, in the order `farm triggers` shows them.
-POLICIES: tuple[Policy, ...] = (no_champion, stale)
+POLICIES: tuple[Policy, ...] = (no_champion, stale, live_win_rate, live_sharpe)
 
 
 def evaluate(market: Market, params: TimeframeParams) -> list[Decision]:
@@ -84,4 +130,14 @@ def evaluate(market: Market, params: TimeframeParams) -> list[Decision]:
     return [policy(market, params) for policy in POLICIES]
 
 
-__all__ = ["POLICIES", "Decision", "Market", "Policy", "evaluate", "no_champion", "stale"]
+__all__ = [
+    "POLICIES",
+    "Decision",
+    "Market",
+    "Policy",
+    "evaluate",
+    "live_sharpe",
+    "live_win_rate",
+    "no_champion",
+    "stale",
+]

@@ -379,7 +379,12 @@ class LiveModel:
         realised_return: float | None = None,
         at: datetime | None = None,
     ) -> str:
-        """Report a signal (and, once known, its realised return) to the farm; returns the stream id."""
+        """Report a signal (and, once known, its realised return) to the farm; returns the stream id.
+
+        ``at`` is the bar the signal was scored on (``Score.bar``): the farm counts one outcome per (bot,
+        version, bar), so report the signal when acting on it and again with ``realised_return`` once its
+        horizon has passed; a repeated report is never counted twice.
+        """
         fields: dict[FieldT, EncodableT] = {
             "bot_id": self.bot_id,
             "symbol": self.symbol,

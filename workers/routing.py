@@ -31,6 +31,8 @@ TRAIN_META = "farm.train_meta"
 FAN_OUT_RETRAIN = "farm.fan_out_retrain"
 #: Beat's trigger-check entry sends this task; queue ``control``.
 CHECK_TRIGGERS = "farm.check_triggers"
+#: Beat's outcome-ingestion entry sends this task; queue ``control``.
+INGEST_OUTCOMES = "farm.ingest_outcomes"
 
 
 def queue_for_model(spec: ModelSpec, *, gpu_workers: bool) -> str:

@@ -32,10 +32,10 @@ from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
-from trainfarm.workers import stages, triggers
+from trainfarm.workers import outcomes, stages, triggers
 from trainfarm.workers.celery_app import app
 from trainfarm.workers.jobs import RunJob, StageJob
-from trainfarm.workers.routing import CHECK_TRIGGERS, FAN_OUT_RETRAIN
+from trainfarm.workers.routing import CHECK_TRIGGERS, FAN_OUT_RETRAIN, INGEST_OUTCOMES
 from trainfarm.workers.runs import Submitted, claim_run, count_delivery
 
 log = logging.getLogger(__name__)
@@ -234,3 +234,14 @@ def check_triggers() -> list[dict[str, Any]]:
     for f in fired:
         log.info("trigger %s fired for %s %s: run %s", f.policy, f.symbol, f.timeframe, f.run_id[:8])
     return [asdict(f) for f in fired]
+
+
+@app.task(base=FarmTask, name=INGEST_OUTCOMES)
+def ingest_outcomes() -> dict[str, Any]:
+    """Beat's outcome ingestion: the bots' outcome stream into the registry, once per signal."""
+    client = redis_client(get_settings())
+    try:
+        report = outcomes.ingest(client, Registry.open())
+    finally:
+        client.close()
+    return asdict(report)

@@ -64,6 +64,7 @@ def markets(registry: Registry, config: FarmConfig, now: datetime | None = None)
     for tf in config.universe.timeframes:
         for symbol in config.universe.symbols:
             champion = registry.get_champion(symbol, tf)
+            live = registry.live_results(champion.symbol, tf.value, champion.version) if champion else []
             found.append(
                 Market(
                     symbol,
@@ -71,6 +72,7 @@ def markets(registry: Registry, config: FarmConfig, now: datetime | None = None)
                     now,
                     champion=champion.version if champion else None,
                     champion_built_at=champion.created_at if champion else None,
+                    live=tuple(live),
                 )
             )
     return found

@@ -18,6 +18,7 @@ from trainfarm.shared.registry.models import (
     VersionStatus,
     metric,
 )
+from trainfarm.shared.registry.outcomes import OutcomeCounts, Signal
 from trainfarm.shared.registry.promotions import PromotionRecord
 from trainfarm.shared.registry.store import (
     AmbiguousRunIdError,
@@ -39,6 +40,7 @@ __all__ = [
     "BaseResultRecord",
     "BaseStatus",
     "NoChampionError",
+    "OutcomeCounts",
     "PromotionReason",
     "PromotionRecord",
     "PromotionRefusedError",
@@ -49,6 +51,7 @@ __all__ = [
     "RunNotFoundError",
     "RunRecord",
     "RunStatus",
+    "Signal",
     "VersionNotFoundError",
     "VersionRecord",
     "VersionStatus",

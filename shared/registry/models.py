@@ -254,7 +254,11 @@ class LiveOutcome(Base):
     """A signal a live bot acted on and, once known, its realised return (filled by a later stage)."""
 
     __tablename__ = "live_outcomes"
-    __table_args__ = (Index(None, "symbol", "timeframe", "at"),)
+    __table_args__ = (
+        Index(None, "symbol", "timeframe", "at"),
+        # One row per signal (migration 0004): a replayed report is a duplicate, never a second outcome.
+        Index("uq_live_outcomes_signal", "bot_id", "version", "at", unique=True),
+    )
 
     # BIGINT on PostgreSQL (outcomes accumulate); SQLite's rowid alias must be spelled INTEGER.
     id: Mapped[int] = mapped_column(

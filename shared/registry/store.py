@@ -49,6 +49,7 @@ from trainfarm.shared.registry.models import (
     json_safe,
     split_reasons,
 )
+from trainfarm.shared.registry.outcomes import OutcomesMixin
 from trainfarm.shared.registry.promotions import PromotionRecord, PromotionsMixin
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
@@ -87,7 +88,7 @@ def upgrade(url: str) -> None:
         engine.dispose()
 
 
-class Registry(PromotionsMixin):
+class Registry(PromotionsMixin, OutcomesMixin):
     """Runs, base-model results and versions; one short transaction per method.
 
     Champion methods (promote, reject, rollback, history, retention) come from

@@ -127,7 +127,8 @@ def test_triggers_lists_every_market_and_policy(server: EmbeddedRedis) -> None:
     config = get_settings().load_config()
     assert len(rows) == len(config.universe.symbols) * len(config.universe.timeframes)
     first = rows[0]
-    assert [p["policy"] for p in first["policies"]] == ["no_champion", "stale"]
+    policies = [p["policy"] for p in first["policies"]]
+    assert policies == ["no_champion", "stale", "live_win_rate", "live_sharpe"]
     assert first["policies"][0]["retrain"] is True and first["policies"][0]["cooldown_s"] == 0
     code, out, _ = farm("triggers")
     assert code == 0 and "no_champion" in out and "RETRAIN" in out

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.timeframes import Timeframe
-from trainfarm.shared.triggers import Market, evaluate, no_champion, stale
+from trainfarm.shared.triggers import Market, evaluate, live_sharpe, live_win_rate, no_champion, stale
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 PARAMS = FarmConfig().params(Timeframe.H1)  # freshness limit 3 days
@@ -36,6 +40,37 @@ def test_stale_compares_the_champions_age_with_the_freshness_limit() -> None:
 
 def test_every_policy_reports_on_every_market() -> None:
     decisions = evaluate(_market(None), PARAMS)
-    assert [d.policy for d in decisions] == ["no_champion", "stale"]
-    assert [d.retrain for d in decisions] == [True, False]
+    assert [d.policy for d in decisions] == ["no_champion", "stale", "live_win_rate", "live_sharpe"]
+    assert [d.retrain for d in decisions] == [True, False, False, False]
     assert set(decisions[0].to_json()) == {"policy", "retrain", "value", "threshold", "detail"}
+
+
+def _live(returns: list[float], hours: int = 1) -> Market:
+    bars = [NOW - timedelta(hours=hours * (len(returns) - i)) for i in range(len(returns))]
+    return Market(
+        "BTC_USDT",
+        Timeframe.H1,
+        NOW,
+        champion="v1",
+        champion_built_at=NOW - timedelta(days=1),
+        live=tuple(zip(bars, returns, strict=True)),
+    )
+
+
+def test_live_win_rate_needs_enough_outcomes_then_compares() -> None:
+    few = live_win_rate(_live([-0.01] * 19), PARAMS)
+    assert not few.retrain and few.detail == "19 of 20 outcomes"
+    losing = live_win_rate(_live([0.01] * 8 + [-0.01] * 12), PARAMS)  # 40% won
+    assert losing.retrain and losing.value == 0.4 and losing.threshold == 0.45
+    winning = live_win_rate(_live([0.01] * 10 + [-0.01] * 10), PARAMS)  # 50%
+    assert not winning.retrain
+
+
+def test_live_sharpe_is_annualised_by_the_signal_rate() -> None:
+    returns = [0.01, -0.005] * 10  # mean 0.0025, sample std ~0.0077
+    decision = live_sharpe(_live(returns), PARAMS)
+    per_year = 20 / (19 / (365 * 24))  # 20 signals over 19 hours
+    expected = statistics.fmean(returns) / statistics.stdev(returns) * math.sqrt(per_year)
+    assert decision.value == pytest.approx(expected) and not decision.retrain
+    assert live_sharpe(_live([-r for r in returns]), PARAMS).retrain
+    assert live_sharpe(_live([0.01] * 20), PARAMS).value == 0.0  # no spread: no evidence either way

@@ -19,7 +19,10 @@ from trainfarm.shared.timeframes import Timeframe
 def test_one_full_retrain_entry_per_timeframe_at_its_cadence() -> None:
     config = FarmConfig()
     schedule = beat_schedule(config)
-    assert set(schedule) == {full_retrain_entry(tf.value) for tf in Timeframe} | {TRIGGER_CHECK_ENTRY}
+    assert set(schedule) == {full_retrain_entry(tf.value) for tf in Timeframe} | {
+        TRIGGER_CHECK_ENTRY,
+        "ingest-outcomes",
+    }
     for tf in Timeframe:
         entry = schedule[f"retrain-{tf.value}"]
         cadence = config.params(tf).cadence_td
@@ -44,7 +47,7 @@ cadence = "45s"
     )
     config = load_config(path)
     schedule = beat_schedule(config)
-    assert set(schedule) == {"retrain-1h", "retrain-24h", "check-triggers"}
+    assert set(schedule) == {"retrain-1h", "retrain-24h", "check-triggers", "ingest-outcomes"}
     assert schedule["retrain-1h"]["schedule"] == timedelta(seconds=45)
 
 
@@ -52,6 +55,8 @@ def test_the_trigger_check_runs_at_its_own_interval() -> None:
     entry = beat_schedule(FarmConfig())[TRIGGER_CHECK_ENTRY]
     assert entry["task"] == "farm.check_triggers"
     assert entry["schedule"] == timedelta(minutes=5)
+    ingest = beat_schedule(FarmConfig())["ingest-outcomes"]
+    assert ingest["task"] == "farm.ingest_outcomes" and ingest["schedule"] == timedelta(minutes=1)
 
 
 def test_beat_uses_redbeat_in_the_farms_redis() -> None:

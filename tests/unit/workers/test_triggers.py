@@ -16,7 +16,7 @@ import redis
 from tests.packs import farm_settings
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.connections import embedded_redis, redis_client
-from trainfarm.shared.registry import Registry
+from trainfarm.shared.registry import Registry, Signal
 from trainfarm.workers.runs import Submitted, claim_run
 from trainfarm.workers.triggers import COOLDOWN_KEY, check, report
 
@@ -92,3 +92,37 @@ def test_a_stale_champion_is_retrained(farm: tuple[Registry, FarmConfig, redis.R
     assert check(registry, config, client, _claim, built + limit - timedelta(minutes=1)) == []
     fired = check(registry, config, client, _claim, built + limit + timedelta(minutes=1))
     assert sorted((f.symbol, f.policy) for f in fired) == [("BTC_USDT", "stale"), ("ETH_USDT", "stale")]
+
+
+def test_losing_live_outcomes_trigger_a_retrain(farm: tuple[Registry, FarmConfig, redis.Redis]) -> None:
+    """Outcomes ingested from the bots feed the live policies of the champion that produced them."""
+    registry, config, client = farm
+    for symbol in ("BTC_USDT", "ETH_USDT"):
+        run = registry.create_run(symbol, "1h", "cli")
+        registry.add_version(
+            f"v-{symbol}", symbol, "1h", run.id, metrics={}, path=f"/p/{symbol}", manifest_sha256="0" * 64
+        )
+        registry.promote(f"v-{symbol}", reason="gate")
+        registry.fail_run(run.id, "done here")
+    built = registry.get_champion("BTC_USDT", "1h").created_at  # type: ignore[union-attr]
+    signals = [
+        Signal(
+            "bot",
+            "BTC_USDT",
+            "1h",
+            "v-BTC_USDT",
+            built + timedelta(hours=h),
+            "up",
+            0.6,
+            0.01 if h < 8 else -0.01,
+        )
+        for h in range(20)
+    ]  # 8 of 20 won
+    assert registry.record_outcomes(signals).inserted == 20
+    fired = check(registry, config, client, _claim, built + timedelta(hours=21))
+    assert sorted((f.symbol, f.policy) for f in fired) == [
+        ("BTC_USDT", "live_sharpe"),
+        ("BTC_USDT", "live_win_rate"),
+    ]
+    run = registry.active_run("BTC_USDT", "1h")
+    assert run is not None and run.reasons == ["trigger:live_win_rate", "trigger:live_sharpe"]
