@@ -88,3 +88,33 @@ def test_migration_0003_fails_all_but_the_newest_active_run_of_a_market(db_url: 
         assert "uq_runs_one_active" in unique
     finally:
         engine.dispose()
+
+
+def test_migration_0004_folds_duplicate_outcomes_keeping_a_realised_return(db_url: str) -> None:
+    """Outcomes stored twice before 0004 become one row, with the realised return one of them had."""
+    upgrade(db_url)
+    engine = create_registry_engine(db_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0003")
+        at = datetime(2026, 1, 1, 10, tzinfo=UTC)
+        naive = at.replace(tzinfo=None) if engine.dialect.name == "sqlite" else at
+        with engine.begin() as conn:
+            for realised in (None, 0.02, None):
+                conn.execute(
+                    text(
+                        "INSERT INTO live_outcomes (bot_id, symbol, timeframe, version, at, signal,"
+                        " probability, realised_return)"
+                        " VALUES ('b', 'BTC_USDT', '1h', 'v1', :at, 'up', 0.6, :r)"
+                    ),
+                    {"at": naive, "r": realised},
+                )
+        upgrade(db_url)
+        registry = Registry.open(db_url)
+        assert registry.realised_returns("BTC_USDT", "1h", "v1") == [0.02]
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM live_outcomes")).scalar() == 1
+        unique = {i["name"] for i in inspect(engine).get_indexes("live_outcomes") if i["unique"]}
+        assert "uq_live_outcomes_signal" in unique
+    finally:
+        engine.dispose()
