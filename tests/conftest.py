@@ -37,6 +37,7 @@ EXPENSIVE_FIXTURES = {
     # Real processes that must run for several schedule slots.
     "tests/integration/test_beat.py::beat_home": "runs beat processes over second-scale cadences",
     "tests/integration/test_up.py::up": "starts a whole farm (Redis, two workers, beat)",
+    "tests/integration/test_unattended_farm.py::farm": "beat, two workers and a bot retraining for real",
     "tests/unit/training/test_base.py::trained": "trains the whole zoo",
     "tests/unit/workers/test_stages.py::run": "runs a whole retrain: 8 models and the meta stage",
 }
