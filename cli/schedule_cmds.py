@@ -10,7 +10,7 @@ import typer
 from redbeat.decoder import RedBeatJSONDecoder
 
 from trainfarm.beat.plan import Entry, plan, run_seconds
-from trainfarm.beat.schedule import KEY_PREFIX, beat_schedule, full_retrain_entry
+from trainfarm.beat.schedule import KEY_PREFIX, TRIGGER_CHECK_ENTRY, beat_schedule, full_retrain_entry
 from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.registry import Registry
@@ -72,7 +72,7 @@ def schedule(
         seconds_per_run=run_seconds(durations),
         capacity=capacity,
     )
-    check_every = beat_schedule(config)["check-triggers"]["schedule"]
+    check_every = beat_schedule(config)[TRIGGER_CHECK_ENTRY]["schedule"]
     source = "--workers" if workers else ("workers answering" if answered else "assumed")
     if json_out:
         print_json(

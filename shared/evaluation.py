@@ -244,6 +244,22 @@ def signal_series(probs: npt.ArrayLike, p_star: float) -> FloatArray:
     return out
 
 
+def one_bar_returns(
+    bar_return: npt.ArrayLike | None, fwd_return: FloatArray, horizon: int, name: str = "bar_return"
+) -> FloatArray:
+    """Each row's one-bar simple return for the overlapping book, checked against ``fwd_return``'s rows.
+
+    With ``horizon == 1`` it may be omitted: the label's forward return is then the one-bar return
+    (``exp(fwd_return) - 1``). A longer horizon needs it (``ValueError`` naming ``name`` otherwise).
+    """
+    if bar_return is None:
+        if horizon != 1:
+            raise ValueError(f"a horizon of {horizon} bars needs each row's one-bar return ({name})")
+        out: FloatArray = np.expm1(fwd_return)
+        return out
+    return _check_returns(bar_return, fwd_return.shape[0], name)
+
+
 def simulate(
     probs: npt.ArrayLike,
     fwd_return: npt.ArrayLike,
@@ -276,12 +292,7 @@ def simulate(
         raise ValueError(f"periods_per_year must be positive, got {periods_per_year}")
     if not math.isfinite(p_star):
         raise ValueError(f"p_star must be a finite number, got {p_star}")
-    if bar_return is None:
-        if horizon != 1:
-            raise ValueError(f"a horizon of {horizon} bars needs each row's one-bar return (bar_return)")
-        bars = np.expm1(r)
-    else:
-        bars = _check_returns(bar_return, n, "bar_return")
+    bars = one_bar_returns(bar_return, r, horizon, "bar_return")
     signal = signal_series(p, p_star)
     mask = signal != 0.0
     signals = int(mask.sum())
@@ -340,12 +351,7 @@ def choose_p_star(
         raise ValueError("choose_p_star needs at least one calibration row")
     if periods_per_year is not None and periods_per_year <= 0:
         raise ValueError(f"periods_per_year must be positive, got {periods_per_year}")
-    if bar_return_cal is None:
-        if horizon != 1:
-            raise ValueError(f"a horizon of {horizon} bars needs each row's one-bar return (bar_return_cal)")
-        bars = np.expm1(r)
-    else:
-        bars = _check_returns(bar_return_cal, n, "bar_return_cal")
+    bars = one_bar_returns(bar_return_cal, r, horizon, "bar_return_cal")
     max_dir, direction = _directions(p)
     sorted_conf = np.sort(max_dir)[::-1]
     floor = max(min_signals, math.ceil(min_eligible_share * n))

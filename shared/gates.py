@@ -70,6 +70,7 @@ from trainfarm.shared.evaluation import (
     check_labels,
     check_probs,
     mean_confidence,
+    one_bar_returns,
     predicted_class_share,
     signal_series,
     simulate,
@@ -192,7 +193,7 @@ class ScoredPredictions:
 
     def book(self) -> FloatArray:
         """Per-bar P&L of the overlapping book at this model's p* (:func:`trainfarm.shared.book.book_pnl`)."""
-        bars = np.expm1(self.fwd_return) if self.bar_return is None else self.bar_return
+        bars = one_bar_returns(self.bar_return, self.fwd_return, self.label_horizon)
         return book_pnl(
             signal_series(self.probs, self.p_star), bars, horizon=self.label_horizon, fee=self.fee
         )
@@ -387,8 +388,7 @@ def _row_brier(s: ScoredPredictions) -> FloatArray:
 def _champion_checks(
     cand: ScoredPredictions, champ: ScoredPredictions, th: GateThresholds, seed: int, where: str
 ) -> list[Check]:
-    if champ.rows != cand.rows or not np.array_equal(champ.y, cand.y):
-        raise ValueError("the champion must be scored on the candidate's test rows (same rows, same labels)")
+    # Same rows and labels: evaluate_gates checked it before taking both subsets.
     checks = [Check("champion_scored", float(cand.rows), None, "ok", True, f"{champ.name} on {where}")]
     pct = round(100 * th.bootstrap_confidence)
     for metric, rows in (

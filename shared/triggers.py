@@ -84,14 +84,24 @@ def stale(market: Market, params: TimeframeParams) -> Decision:
     return Decision("stale", age_h > limit_h, age_h, limit_h, detail)
 
 
+def _not_decidable(
+    policy: str, enabled: bool, threshold: float, market: Market, need: int
+) -> Decision | None:
+    """The decision of a live policy that is off or has too few outcomes yet; None when it may decide."""
+    if not enabled:
+        return Decision(policy, False, None, threshold, "off")
+    if len(market.live) < need:
+        return Decision(policy, False, None, threshold, f"{len(market.live)} of {need} outcomes")
+    return None
+
+
 def live_win_rate(market: Market, params: TimeframeParams) -> Decision:
     """Retrain when the share of the champion's live signals that made money is below ``min_win_rate``."""
     tp = params.triggers
-    if not tp.live_win_rate:
-        return Decision("live_win_rate", False, None, tp.min_win_rate, "off")
+    undecided = _not_decidable("live_win_rate", tp.live_win_rate, tp.min_win_rate, market, tp.min_outcomes)
+    if undecided is not None:
+        return undecided
     n = len(market.live)
-    if n < tp.min_outcomes:
-        return Decision("live_win_rate", False, None, tp.min_win_rate, f"{n} of {tp.min_outcomes} outcomes")
     rate = sum(r > 0 for _, r in market.live) / n
     verdict = "below" if rate < tp.min_win_rate else "at or above"
     detail = f"{rate:.1%} of {n} live signals won, {verdict} {tp.min_win_rate:.0%}"
@@ -105,11 +115,10 @@ def live_sharpe(market: Market, params: TimeframeParams) -> Decision:
     one timeframe bar). Zero std gives 0 (no evidence of an edge either way).
     """
     tp = params.triggers
-    if not tp.live_sharpe:
-        return Decision("live_sharpe", False, None, tp.min_live_sharpe, "off")
+    undecided = _not_decidable("live_sharpe", tp.live_sharpe, tp.min_live_sharpe, market, tp.min_outcomes)
+    if undecided is not None:
+        return undecided
     n = len(market.live)
-    if n < tp.min_outcomes:
-        return Decision("live_sharpe", False, None, tp.min_live_sharpe, f"{n} of {tp.min_outcomes} outcomes")
     returns = [r for _, r in market.live]
     mean = statistics.fmean(returns)
     std = statistics.stdev(returns)

@@ -261,9 +261,25 @@ def _write_hashed(target: Path, write: Callable[[Path], None]) -> str:
     return digest[0]
 
 
+def save_model(fam: Family, model: Any, target: Path) -> tuple[str, Any]:
+    """Save ``model`` atomically in its library's format; return (sha256 written, the model read back).
+
+    Predictions come from the model as read back from its file: exactly what a bot loading it computes.
+    """
+    reloaded: list[Any] = []
+
+    def save_and_reload(tmp: Path) -> None:
+        fam.save(model, tmp)
+        reloaded.append(fam.load(tmp))
+
+    digest = _write_hashed(target, save_and_reload)
+    return digest, reloaded[0]
+
+
 @dataclass(frozen=True, eq=False)
-class _Fitter:
-    """The fits of one model in one run: everything but the rows and the rounds is fixed."""
+class Fitter:
+    """The fits of one model in one run: everything but the rows and the rounds is fixed (also used to
+    refit the deployed models, :mod:`trainfarm.shared.training.deploy`)."""
 
     spec: ModelSpec
     fam: Family
@@ -366,7 +382,7 @@ def train_base_model(
         min_train_share=splits.oof_min_train_share,
     )
     fam = family(spec)
-    fitter = _Fitter(spec=spec, fam=fam, training=training, threads=threads, device=used_device)
+    fitter = Fitter(spec=spec, fam=fam, training=training, threads=threads, device=used_device)
     rounds = training.base_rounds
     holdout_metrics: dict[str, float] = {}
     if spec.boosted:
@@ -393,14 +409,7 @@ def train_base_model(
     final_rounds = fam.best_rounds(final) if spec.boosted else training.base_rounds
 
     paths = _Paths.of(work_dir, spec)
-    reloaded: list[Any] = []
-
-    def save_and_reload(tmp: Path) -> None:
-        fam.save(final, tmp)
-        reloaded.append(fam.load(tmp))
-
-    model_sha = _write_hashed(paths.model, save_and_reload)
-    saved = reloaded[0]
+    model_sha, saved = save_model(fam, final, paths.model)
     # Predict with the model as read back from its file: exactly what a bot loading the artifact computes.
     predictions = {
         "oof": oof,

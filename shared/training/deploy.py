@@ -25,18 +25,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import polars as pl
 
-from trainfarm.shared.atomicio import atomic_write, sha256_file
 from trainfarm.shared.config import TrainingParams
 from trainfarm.shared.errors import DatasetError
 from trainfarm.shared.features import FEATURE_NAMES
-from trainfarm.shared.labels import class_weights, sample_weights
 from trainfarm.shared.meta.temperature import fit_temperature_shrink
-from trainfarm.shared.training.base import BaseModelResult
+from trainfarm.shared.training.base import BaseModelResult, Fitter, save_model
 from trainfarm.shared.zoo import family, get_spec
 from trainfarm.shared.zoo.spec import FloatArray, IntArray
 from trainfarm_client.calibration import TemperatureShrinkCalibration
@@ -78,10 +76,6 @@ def refit_base_models(
     """
     x = np.ascontiguousarray(frame.select(FEATURE_NAMES).to_numpy(), dtype=np.float64)
     y = frame["label"].cast(pl.Int64).to_numpy()
-    try:
-        weights = sample_weights(y, class_weights(y))
-    except DatasetError as exc:
-        raise DatasetError(f"refit for deployment: {exc}") from exc
     out_dir = work_dir / DEPLOY_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     models: dict[str, DeployedModel] = {}
@@ -90,35 +84,13 @@ def refit_base_models(
         spec = get_spec(name)
         fam = family(spec)
         rounds = deployed_rounds(result, training)
-        fitted = fam.fit(
-            spec,
-            x,
-            y,
-            weights,
-            rounds=rounds,
-            learning_rate=training.learning_rate,
-            seed=training.seed,
-            threads=threads,
-            device="cpu",
-            overrides=training.model_params.get(name, {}),
-        )
+        fitter = Fitter(spec=spec, fam=fam, training=training, threads=threads, device="cpu")
+        fitted = fitter.fit(x, y, "refit for deployment on the whole snapshot", rounds=rounds)
         path = out_dir / f"{name}.{spec.file_ext}"
-        saved = _save_and_reload(fam, fitted, path)
-        models[name] = DeployedModel(name, path, sha256_file(path), rounds, "cpu")
+        digest, saved = save_model(fam, fitted, path)
+        models[name] = DeployedModel(name, path, digest, rounds, "cpu")
         probs[name] = fam.predict_proba(saved, predict_rows, threads=threads)
     return models, probs
-
-
-def _save_and_reload(fam: Any, fitted: Any, path: Path) -> Any:
-    """Write ``fitted`` atomically in its library's format; return the model read back from that file."""
-    reloaded: list[Any] = []
-
-    def write(tmp: Path) -> None:
-        fam.save(fitted, tmp)
-        reloaded.append(fam.load(tmp))
-
-    atomic_write(path, write)
-    return reloaded[0]
 
 
 class _Stacker(Protocol):

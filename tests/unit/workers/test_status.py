@@ -9,39 +9,24 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.packs import farm_settings
+from tests.markets import crown, two_markets
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.connections import embedded_redis, redis_client
 from trainfarm.shared.registry import Registry
 from trainfarm.workers.status import STALE_BOT_S, farm_status
 from trainfarm_client.contract import bot_key
 
-CONFIG = """
-[universe]
-symbols = ["BTC_USDT", "ETH_USDT"]
-timeframes = ["1h"]
-"""
-
 
 @pytest.fixture
 def farm(tmp_path: Path) -> Iterator[tuple[Registry, FarmConfig, redis.Redis]]:
-    with farm_settings(tmp_path / "home", CONFIG) as settings:
-        client = redis_client(settings)
-        try:
-            yield Registry.open(), settings.load_config(), client
-        finally:
-            client.close()
-            embedded_redis(settings).stop()
+    with two_markets(tmp_path / "home") as markets:
+        yield markets
 
 
 def test_status_flags_stale_champions_and_stale_or_lagging_bots(
     farm: tuple[Registry, FarmConfig, redis.Redis],
 ) -> None:
     registry, config, client = farm
-    run = registry.create_run("BTC_USDT", "1h", "cli")
-    registry.add_version("v1", "BTC_USDT", "1h", run.id, metrics={}, path="/p/v1", manifest_sha256="0" * 64)
-    registry.promote("v1", reason="gate")
-    registry.fail_run(run.id, "done")
+    champion = crown(registry, "BTC_USDT")
     running, _ = registry.claim_run("ETH_USDT", "1h", "schedule")
     registry.claim_run("ETH_USDT", "1h", "trigger:no_champion")
     client.lpush("cpu", b"{}", b"{}")
@@ -56,7 +41,7 @@ def test_status_flags_stale_champions_and_stale_or_lagging_bots(
         mapping={
             "symbol": "BTC_USDT",
             "timeframe": "1h",
-            "version": "v1",
+            "version": champion,
             "seen_at": (now - timedelta(seconds=STALE_BOT_S + 5)).isoformat(),
             "last_error": "pack download failed",
         },
@@ -74,7 +59,7 @@ def test_status_flags_stale_champions_and_stale_or_lagging_bots(
     reasons = ["schedule", "trigger:no_champion"]
     assert [(r["id"], r["reasons"]) for r in report.runs] == [(running.id, reasons)]
     markets = {m.symbol: m for m in report.markets}
-    assert markets["BTC_USDT"].champion == "v1" and markets["BTC_USDT"].stale
+    assert markets["BTC_USDT"].champion == champion and markets["BTC_USDT"].stale
     assert markets["BTC_USDT"].age_h == pytest.approx(96.0)
     assert markets["ETH_USDT"].champion is None and not markets["ETH_USDT"].stale
     bots = {b.bot_id: b.flags for b in report.bots}

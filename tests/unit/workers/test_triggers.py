@@ -13,30 +13,19 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.packs import farm_settings
+from tests.markets import crown, two_markets
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.connections import embedded_redis, redis_client
 from trainfarm.shared.registry import Registry, Signal
 from trainfarm.workers.runs import Submitted, claim_run
 from trainfarm.workers.triggers import COOLDOWN_KEY, check, report
 
-CONFIG = """
-[universe]
-symbols = ["BTC_USDT", "ETH_USDT"]
-timeframes = ["1h"]
-"""
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture
 def farm(tmp_path: Path) -> Iterator[tuple[Registry, FarmConfig, redis.Redis]]:
-    with farm_settings(tmp_path / "home", CONFIG) as settings:
-        client = redis_client(settings)
-        try:
-            yield Registry.open(), settings.load_config(), client
-        finally:
-            client.close()
-            embedded_redis(settings).stop()
+    with two_markets(tmp_path / "home") as markets:
+        yield markets
 
 
 def _claim(symbol: str, timeframe: str, reason: str) -> Submitted:
@@ -81,12 +70,7 @@ def test_a_failed_submit_clears_the_cooldown_so_the_next_check_retries(
 def test_a_stale_champion_is_retrained(farm: tuple[Registry, FarmConfig, redis.Redis]) -> None:
     registry, config, client = farm
     for symbol in ("BTC_USDT", "ETH_USDT"):
-        run = registry.create_run(symbol, "1h", "cli")
-        registry.add_version(
-            f"v-{symbol}", symbol, "1h", run.id, metrics={}, path=f"/p/{symbol}", manifest_sha256="0" * 64
-        )
-        registry.promote(f"v-{symbol}", reason="gate")
-        registry.fail_run(run.id, "done here")  # frees the market for the trigger's run
+        crown(registry, symbol)
     built = registry.get_champion("BTC_USDT", "1h").created_at  # type: ignore[union-attr]
     limit = config.params(config.universe.timeframes[0]).freshness_limit_td
     assert check(registry, config, client, _claim, built + limit - timedelta(minutes=1)) == []
@@ -98,12 +82,7 @@ def test_losing_live_outcomes_trigger_a_retrain(farm: tuple[Registry, FarmConfig
     """Outcomes ingested from the bots feed the live policies of the champion that produced them."""
     registry, config, client = farm
     for symbol in ("BTC_USDT", "ETH_USDT"):
-        run = registry.create_run(symbol, "1h", "cli")
-        registry.add_version(
-            f"v-{symbol}", symbol, "1h", run.id, metrics={}, path=f"/p/{symbol}", manifest_sha256="0" * 64
-        )
-        registry.promote(f"v-{symbol}", reason="gate")
-        registry.fail_run(run.id, "done here")
+        crown(registry, symbol)
     built = registry.get_champion("BTC_USDT", "1h").created_at  # type: ignore[union-attr]
     signals = [
         Signal(
