@@ -148,6 +148,9 @@ def test_scheduled_and_triggered_runs_promote_and_reach_the_bot(farm: Unattended
     wait_until(lambda: ended(triggered()[0]), RUN_TIMEOUT_S, "the triggered run to finish")
     run = registry.get_run(triggered()[0])
     assert run.status == "succeeded" and run.version is not None, (run.error, _logs(farm))
+    # The run ends when its version is registered; the gates' verdict (promotion or rejection) follows.
+    version = run.version
+    wait_until(lambda: registry.get_version(version).status != "candidate", 120, "the gates' verdict")
     promoted = {p.to_version for p in registry.list_promotions(SYMBOL, TF)}
     assert run.version in promoted  # the same planted signal passes the gates again
 
