@@ -65,6 +65,14 @@ class RunStatus(StrEnum):
 ACTIVE_RUN_WHERE = "status NOT IN ('succeeded', 'failed')"
 
 
+class RunKind(StrEnum):
+    """What a run trains: ``full`` (8 base models, stacker, calibration) or ``meta`` (the champion's base
+    models kept; stacker and calibration refit on the bars after the champion's data)."""
+
+    FULL = "full"
+    META = "meta"
+
+
 class BaseStatus(StrEnum):
     """State of one base model's training inside a run."""
 
@@ -168,6 +176,8 @@ class Run(Base):
     timeframe: Mapped[str] = mapped_column(String(8))
     reason: Mapped[str] = mapped_column(Text)
     status: Mapped[RunStatus] = mapped_column(_status(RunStatus, "status"))
+    # Migration 0005; a plain string (not an enum type) so that adding a kind needs no DDL.
+    kind: Mapped[str] = mapped_column(String(8), default=RunKind.FULL.value, server_default="full")
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -372,10 +382,13 @@ class RunRecord:
     config_hash: str | None
     version: str | None
     celery_task_id: str | None
+    kind: RunKind = RunKind.FULL
 
     @classmethod
     def from_row(cls, row: Run) -> RunRecord:
-        return cls(**_fields_of(cls, row))
+        values = _fields_of(cls, row)
+        values["kind"] = RunKind(values["kind"] or RunKind.FULL)
+        return cls(**values)
 
     @property
     def reasons(self) -> list[str]:

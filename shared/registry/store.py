@@ -40,6 +40,7 @@ from trainfarm.shared.registry.models import (
     BaseResultRecord,
     BaseStatus,
     Run,
+    RunKind,
     RunRecord,
     RunStatus,
     Version,
@@ -135,9 +136,15 @@ class Registry(PromotionsMixin, OutcomesMixin):
     # --- runs ---------------------------------------------------------------------------------------
 
     def create_run(
-        self, symbol: str, timeframe: Timeframe | str, reason: str, *, run_id: str | None = None
+        self,
+        symbol: str,
+        timeframe: Timeframe | str,
+        reason: str,
+        *,
+        run_id: str | None = None,
+        kind: RunKind = RunKind.FULL,
     ) -> RunRecord:
-        """Record a queued run; with an explicit ``run_id`` that exists already, return that run.
+        """Record a queued run of ``kind``; with an explicit ``run_id`` that exists already, return that run.
 
         Raises :class:`ActiveRunExistsError` (naming the active run) when the market already has an
         active run: the database holds at most one per (symbol, timeframe). :meth:`claim_run` merges.
@@ -148,7 +155,9 @@ class Registry(PromotionsMixin, OutcomesMixin):
             raise RegistryError(f"invalid run id {rid!r}: up to 32 letters, digits, '_' or '-'")
         try:
             with self._session(write=True) as s:
-                row = Run(id=rid, symbol=sym, timeframe=tf, reason=reason, status=RunStatus.QUEUED)
+                row = Run(
+                    id=rid, symbol=sym, timeframe=tf, reason=reason, status=RunStatus.QUEUED, kind=kind.value
+                )
                 row.created_at = self._clock()
                 s.add(row)
                 s.flush()
@@ -172,17 +181,23 @@ class Registry(PromotionsMixin, OutcomesMixin):
             return existing
 
     def claim_run(
-        self, symbol: str, timeframe: Timeframe | str, reason: str, *, run_id: str | None = None
+        self,
+        symbol: str,
+        timeframe: Timeframe | str,
+        reason: str,
+        *,
+        run_id: str | None = None,
+        kind: RunKind = RunKind.FULL,
     ) -> tuple[RunRecord, bool]:
         """The market's active run: a new queued one (``True``) unless one is active already (``False``).
 
         Atomic across processes: the unique index on active runs lets exactly one concurrent claimer
-        insert; the others get the winner's run.
+        insert; the others get the winner's run, whatever its kind (``reason`` joins its reasons).
         """
         sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe).value
         for _ in range(5):  # bounded: each pass inserts, or finds an active run, or saw one end meanwhile
             try:
-                return self.create_run(sym, tf, reason, run_id=run_id), True
+                return self.create_run(sym, tf, reason, run_id=run_id, kind=kind), True
             except ActiveRunExistsError as exc:
                 try:
                     run = self.get_run(exc.run_id)

@@ -10,7 +10,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.pool import NullPool
 
 from tests.concurrency import in_threads, on_own_engine
-from trainfarm.shared.registry import ActiveRunExistsError, Registry, create_registry_engine, upgrade
+from trainfarm.shared.registry import ActiveRunExistsError, Registry, RunKind, create_registry_engine, upgrade
 from trainfarm.shared.registry.migrations import alembic_config
 
 
@@ -116,5 +116,32 @@ def test_migration_0004_folds_duplicate_outcomes_keeping_a_realised_return(db_ur
             assert conn.execute(text("SELECT COUNT(*) FROM live_outcomes")).scalar() == 1
         unique = {i["name"] for i in inspect(engine).get_indexes("live_outcomes") if i["unique"]}
         assert "uq_live_outcomes_signal" in unique
+    finally:
+        engine.dispose()
+
+
+def test_migration_0005_gives_existing_runs_the_full_kind_and_keeps_the_one_active_index(db_url: str) -> None:
+    """Runs from before 0005 were full runs; the partial unique index on active runs survives the column."""
+    upgrade(db_url)
+    engine = create_registry_engine(db_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0004")
+        created = datetime(2026, 1, 1, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (id, symbol, timeframe, reason, status, created_at) "
+                    "VALUES ('before', 'BTC_USDT', '1h', 'test', 'queued', :created)"
+                ),
+                {"created": created.replace(tzinfo=None) if engine.dialect.name == "sqlite" else created},
+            )
+        upgrade(db_url)
+        registry = Registry.open(db_url)
+        assert registry.get_run("before").kind == RunKind.FULL
+        with pytest.raises(ActiveRunExistsError, match="before"):
+            registry.create_run("BTC_USDT", "1h", "meta:schedule", kind=RunKind.META)
+        meta = registry.create_run("BTC_USDT", "12h", "meta:schedule", kind=RunKind.META)
+        assert registry.get_run(meta.id).kind == RunKind.META
     finally:
         engine.dispose()
