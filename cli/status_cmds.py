@@ -72,11 +72,12 @@ def _print(report: FarmStatus) -> None:
                 fresh,
                 m.last_version or "-",
                 m.last_verdict or "-",
+                _skew_cell(m.skew),
             ]
         )
     print_table(
         "markets",
-        ["symbol", "tf", "champion", "age (h)", "limit (h)", "fresh", "last version", "last gates"],
+        ["symbol", "tf", "champion", "age (h)", "limit (h)", "fresh", "last version", "last gates", "skew"],
         markets,
     )
     bots = [
@@ -89,6 +90,19 @@ def _print(report: FarmStatus) -> None:
         ["bot", "symbol", "tf", "version", "seen (s ago)", "flags", "error"],
         bots,
     )
+
+
+def _skew_cell(skew: dict[str, object] | None) -> str:
+    """The train/serve skew flag: mismatching of checked rows (and the worst feature), or why none."""
+    if skew is None:
+        return "-"
+    if skew.get("note"):
+        return str(skew["note"])
+    counts = f"{skew.get('mismatched')}/{skew.get('checked')}"
+    unchecked = f", {skew['not_checked']} not checked" if skew.get("not_checked") else ""
+    if skew.get("flagged"):
+        return f"[red]SKEW[/] {counts} ({skew.get('worst_feature') or '?'}){unchecked}"
+    return f"ok {counts}{unchecked}"
 
 
 def register(app: typer.Typer) -> None:

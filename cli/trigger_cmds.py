@@ -32,11 +32,12 @@ def triggers(json_out: Annotated[bool, typer.Option("--json", help="print JSON")
     for r in reports:
         for d in r.decisions:
             wait = r.cooldown_s.get(d.policy, 0)
-            verdict = ("RETRAIN" if d.retrain else "-") + (f" (cooling {wait}s)" if wait else "")
+            flag = "FLAG" if d.flagged else "-"
+            verdict = ("RETRAIN" if d.retrain else flag) + (f" (cooling {wait}s)" if wait else "")
             value, threshold = _number(d.value), _number(d.threshold)
             rows.append([r.symbol, r.timeframe, d.policy, value, threshold, verdict, d.detail])
     print_table(
-        "trigger policies (beat's check-triggers fires each RETRAIN once per cooldown)",
+        "trigger policies (beat's check-triggers fires each RETRAIN once per cooldown; FLAG never retrains)",
         ["symbol", "tf", "policy", "value", "threshold", "decision", "detail"],
         rows,
     )

@@ -135,6 +135,38 @@ class TriggerParams(_Strict):
     min_outcomes: int = Field(
         20, ge=2, description="live outcomes (with a realised return) the live policies need to decide"
     )
+    feature_drift: bool = Field(
+        True, description="retrain when a live feature's PSI against the champion's training data is high"
+    )
+    max_feature_psi: float = Field(
+        0.25, gt=0.0, description="the largest per-feature PSI above this triggers a retrain (major shift)"
+    )
+    calibration_drift: bool = Field(
+        True, description="retrain when the champion's live probabilities no longer match realised classes"
+    )
+    max_calibration_gap: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="mean |predicted - realised frequency| by decile above this triggers a retrain",
+    )
+    min_live_bars: int = Field(
+        200,
+        ge=10,
+        description="live bars (after the champion's data; with a passed horizon for calibration) the "
+        "drift policies need to decide",
+    )
+    drift_window: int = Field(
+        500,
+        ge=10,
+        description="the drift policies look at the latest this many bars after the champion's data",
+    )
+    train_serve_skew: bool = Field(
+        True, description="check the features bots report against the farm's (a flag; never retrains)"
+    )
+    skew_rows: int = Field(
+        50, ge=1, description="the champion's latest reported outcomes with features the skew check compares"
+    )
     cooldown: str = Field(
         "1h",
         description="a market retrained for a policy is not retriggered by the same policy within this",
@@ -145,6 +177,14 @@ class TriggerParams(_Strict):
     def _cooldown(cls, value: str) -> str:
         parse_duration(value)
         return value
+
+    @model_validator(mode="after")
+    def _window_holds_the_minimum(self) -> TriggerParams:
+        if self.drift_window < self.min_live_bars:
+            raise ValueError(
+                f"drift_window ({self.drift_window}) must be at least min_live_bars ({self.min_live_bars})"
+            )
+        return self
 
     @property
     def cooldown_td(self) -> timedelta:

@@ -14,20 +14,49 @@ periodic check (:mod:`trainfarm.workers.triggers`) acts on. The policies so far:
     from the bots, :mod:`trainfarm.workers.outcomes`): the share that made money below ``min_win_rate``
     (45%), or the annualised per-signal Sharpe below ``min_live_sharpe`` (0.3).
 
+``feature_drift``
+    the largest per-feature population stability index (:func:`trainfarm.shared.drift.psi`) of the live
+    window against the champion pack's training distribution (the manifest's ``feature_distribution``)
+    above ``max_feature_psi`` (0.25: the conventional "major shift"; below 0.1 is stable. On the 200 bars
+    the policy needs at least, the largest of 20 features' PSI between two samples of one distribution
+    averages 0.10 and stays under 0.15 in 95% of draws: 0.25 is not reached by chance). The calendar
+    features are left out: a short window's hours and weekdays say how long it is, not how the market
+    moved. A pack without ``feature_distribution`` (built before it existed) reports and never fires.
+``calibration_drift``
+    the champion's calibrated probabilities on the live bars against the classes those bars realised (the
+    training label function, :mod:`trainfarm.shared.labels`, so only bars whose horizon has passed count):
+    the mean absolute gap between predicted and realised frequency by decile, the three classes pooled one
+    against the rest (:func:`trainfarm.shared.drift.calibration_gap`), above ``max_calibration_gap`` (0.1:
+    a perfectly calibrated model shows 0.045 by chance on 200 independent bars, under 0.075 in 99.5% of
+    draws, 0.03 on 500; overlapping label horizons make live bars less independent, so the threshold
+    keeps a margin above that floor, while a tenth of probability mass misplaced is already what moves
+    p* and the trading decisions).
+
+The live window of both is every bar after the champion's own data ends (``data.deployed.label_end``,
+:attr:`trainfarm.shared.predictor.Predictor.fitted_until`), from the farm's bar store, at most the latest
+``drift_window`` (500) bars, and each needs ``min_live_bars`` (200) before it decides: fewer leave PSI and
+the decile gaps dominated by noise. Every bar counts, not only the ones bots traded: traded bars are the
+ones the model was confident on, a biased sample of the market (the reason outcomes never feed training
+labels either). :mod:`trainfarm.workers.drift` computes these inputs; the policies stay pure.
+
+``train_serve_skew``
+    not a trigger: the share of the champion's latest reported live feature rows (``skew_rows``) that the
+    farm's recomputation from its own bars contradicts (:mod:`trainfarm.workers.skew`). It is flagged,
+    never retrains: a retrained model is served by the same skewed code or feed.
+
 A disabled policy (``[timeframes.<tf>.triggers]``) still reports, with ``retrain`` false and "off".
-Feature drift and calibration drift need the training distribution in the pack; they will be policies of
-the same shape.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from trainfarm.shared.config import TimeframeParams
+from trainfarm.shared.drift import SkewReport
 from trainfarm.shared.timeframes import Timeframe
 
 
@@ -42,6 +71,18 @@ class Market:
     champion_built_at: datetime | None = None  #: when that version was built (its data ends about then)
     #: (bar, realised return) of the champion's live signals whose horizon has passed, oldest first
     live: tuple[tuple[datetime, float], ...] = ()
+    #: bars of the live window (after the champion's data, complete bars with complete features)
+    live_bars: int = 0
+    #: per-feature PSI of the live window against the champion's training distribution
+    feature_psi: Mapping[str, float] | None = None
+    #: bars of the live window whose label horizon has passed (the calibration policy's rows)
+    labelled_bars: int = 0
+    #: :func:`trainfarm.shared.drift.calibration_gap` of the champion on those bars
+    calibration_gap: float | None = None
+    #: the features bots reported against the farm's recomputation
+    skew: SkewReport | None = None
+    #: policy -> why its input is missing (an older pack, bars missing from the store, an error)
+    unavailable: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,6 +94,8 @@ class Decision:
     value: float | None
     threshold: float | None
     detail: str
+    #: an operator should look although retraining would not help (``train_serve_skew``)
+    flagged: bool = False
 
     def to_json(self) -> dict[str, object]:
         """A plain dict (what `farm triggers --json` prints per policy)."""
@@ -130,8 +173,90 @@ def live_sharpe(market: Market, params: TimeframeParams) -> Decision:
     return Decision("live_sharpe", sharpe < tp.min_live_sharpe, sharpe, tp.min_live_sharpe, detail)
 
 
+def _no_drift_input(policy: str, enabled: bool, threshold: float, market: Market) -> Decision | None:
+    """The decision of a drift policy that is off or lacks its input; None when it may decide."""
+    if not enabled:
+        return Decision(policy, False, None, threshold, "off")
+    if market.champion is None:
+        return Decision(policy, False, None, threshold, "no champion to compare")
+    if policy in market.unavailable:
+        return Decision(policy, False, None, threshold, market.unavailable[policy])
+    return None
+
+
+def feature_drift(market: Market, params: TimeframeParams) -> Decision:
+    """Retrain when the live window's largest per-feature PSI exceeds ``max_feature_psi``."""
+    tp = params.triggers
+    undecided = _no_drift_input("feature_drift", tp.feature_drift, tp.max_feature_psi, market)
+    if undecided is not None:
+        return undecided
+    if market.live_bars < tp.min_live_bars or not market.feature_psi:
+        detail = f"{market.live_bars} of {tp.min_live_bars} live bars"
+        return Decision("feature_drift", False, None, tp.max_feature_psi, detail)
+    name, value = max(market.feature_psi.items(), key=lambda item: item[1])
+    verdict = "above" if value > tp.max_feature_psi else "at or below"
+    detail = f"{name} PSI {value:.3f} over {market.live_bars} live bars, {verdict} {tp.max_feature_psi:g}"
+    return Decision("feature_drift", value > tp.max_feature_psi, value, tp.max_feature_psi, detail)
+
+
+def calibration_drift(market: Market, params: TimeframeParams) -> Decision:
+    """Retrain when the champion's live calibration gap exceeds ``max_calibration_gap``."""
+    tp = params.triggers
+    threshold = tp.max_calibration_gap
+    undecided = _no_drift_input("calibration_drift", tp.calibration_drift, threshold, market)
+    if undecided is not None:
+        return undecided
+    n = market.labelled_bars
+    if n < tp.min_live_bars or market.calibration_gap is None:
+        return Decision(
+            "calibration_drift", False, None, threshold, f"{n} of {tp.min_live_bars} live bars with a label"
+        )
+    gap = market.calibration_gap
+    verdict = "above" if gap > threshold else "at or below"
+    detail = f"predicted vs realised frequency differ by {gap:.3f} on {n} live bars, {verdict} {threshold:g}"
+    return Decision("calibration_drift", gap > threshold, gap, threshold, detail)
+
+
+def train_serve_skew(market: Market, params: TimeframeParams) -> Decision:
+    """Flag (never retrain) when features bots reported differ from the farm's for the same bars."""
+    if not params.triggers.train_serve_skew:
+        return Decision("train_serve_skew", False, None, 0.0, "off")
+    if market.champion is None:
+        return Decision("train_serve_skew", False, None, 0.0, "no champion")
+    if "train_serve_skew" in market.unavailable:
+        return Decision("train_serve_skew", False, None, 0.0, market.unavailable["train_serve_skew"])
+    skew = market.skew
+    if skew is None or skew.checked + skew.not_checked == 0:
+        return Decision("train_serve_skew", False, None, 0.0, "no live features reported yet")
+    unchecked = f"; {skew.not_checked} not checked (bar missing from the store)" if skew.not_checked else ""
+    if skew.checked == 0:
+        return Decision("train_serve_skew", False, None, 0.0, f"none checked{unchecked}")
+    share = skew.mismatch_share
+    if not skew.mismatched:
+        return Decision("train_serve_skew", False, share, 0.0, f"{skew.checked} rows match{unchecked}")
+    worst = ""
+    if skew.worst_feature is not None and skew.worst_bar is not None:
+        at = skew.worst_bar.isoformat()
+        worst = f"; worst {skew.worst_feature} at {at} (|diff| {skew.worst_difference:.3g})"
+    elif skew.problems:
+        worst = f"; {skew.problems[0]}"
+    detail = (
+        f"SKEW: {skew.mismatched} of {skew.checked} reported rows differ from the farm's features{worst}"
+        f"{unchecked}; retraining does not fix it"
+    )
+    return Decision("train_serve_skew", False, share, 0.0, detail, flagged=True)
+
+
 #: Every policy, in the order `farm triggers` shows them.
-POLICIES: tuple[Policy, ...] = (no_champion, stale, live_win_rate, live_sharpe)
+POLICIES: tuple[Policy, ...] = (
+    no_champion,
+    stale,
+    live_win_rate,
+    live_sharpe,
+    feature_drift,
+    calibration_drift,
+    train_serve_skew,
+)
 
 
 def evaluate(market: Market, params: TimeframeParams) -> list[Decision]:
@@ -144,9 +269,12 @@ __all__ = [
     "Decision",
     "Market",
     "Policy",
+    "calibration_drift",
     "evaluate",
+    "feature_drift",
     "live_sharpe",
     "live_win_rate",
     "no_champion",
     "stale",
+    "train_serve_skew",
 ]

@@ -13,10 +13,19 @@ Keys and channels (``<S>`` is the canonical symbol id such as ``BTC_USDT``, ``<T
   a field ``event`` and a field ``data`` holding the JSON.
 * ``farm:bots:<bot id>`` (hash with a TTL): ``symbol``, ``timeframe``, ``version``, ``loaded_at``,
   ``host``, ``pid``; refreshed by the bot's heartbeat, so a missing hash means a dead bot.
-* ``farm:outcomes`` (stream, capped): signals and realised results reported by bots.
+* ``farm:outcomes`` (stream, capped): signals and realised results reported by bots, one entry per
+  report with the fields ``bot_id``, ``symbol``, ``timeframe``, ``version``, ``signal`` (``up``/``down``),
+  ``probability``, ``realised_return`` (empty until known) and ``at`` (the signal's bar, ISO-8601 with
+  offset); optionally ``features``: a JSON list of the finite feature values the bot computed for that
+  bar, in the pack's ``feature_names`` order (see :func:`encode_features`). An entry without ``features``
+  is valid; the farm uses them only to detect train/serve skew.
 """
 
 from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
 
 EVENTS_STREAM = "farm:events"
 OUTCOMES_STREAM = "farm:outcomes"
@@ -47,3 +56,30 @@ def bot_key(bot_id: str) -> str:
 
 
 BOT_KEY_PATTERN = "farm:bots:*"
+
+
+#: What a bot may pass as its feature values: name -> value, or the values (a list, a tuple, a 1-d numpy
+#: array such as ``Score.features``) in the pack's order. (No numpy import here: this module is the
+#: contract, importable with nothing installed.)
+FeatureValues = Mapping[str, float] | Iterable[float]
+
+
+def encode_features(features: FeatureValues, names: Sequence[str]) -> str:
+    """The outcome entry's ``features`` field: a JSON list of the values in ``names``' order.
+
+    ``ValueError`` when a mapping misses or adds a name, a sequence's length differs from ``names``, or a
+    value is not finite (the farm would refuse such an entry as malformed).
+    """
+    if isinstance(features, Mapping):
+        unknown = sorted(set(features) - set(names))
+        missing = [n for n in names if n not in features]
+        if unknown or missing:
+            raise ValueError(f"features: unknown names {unknown}, missing names {missing}")
+        values = [float(features[n]) for n in names]
+    else:
+        values = [float(v) for v in features]
+        if len(values) != len(names):
+            raise ValueError(f"features: {len(values)} values, the pack has {len(names)} features")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("features: every value must be a finite number")
+    return json.dumps(values, separators=(",", ":"))

@@ -41,11 +41,14 @@ from trainfarm_client.contract import (
     OUTCOMES_MAXLEN,
     OUTCOMES_STREAM,
     ROLLBACK,
+    FeatureValues,
     bot_key,
     champion_key,
+    encode_features,
     promoted_channel,
 )
 from trainfarm_client.errors import ChampionError, NoSignalError
+from trainfarm_client.features import FEATURE_NAMES
 from trainfarm_client.predictor import Decision, Predictor
 
 log = logging.getLogger("trainfarm_client")
@@ -95,7 +98,9 @@ class Score:
     """One scoring of the newest closed bar, all from the same loaded version (a reload may swap meanwhile).
 
     When the newest closed bar cannot be scored (missing, stale, incomplete, features warming up),
-    ``probabilities`` and ``decision`` are None and ``reason`` says why: no signal for that bar.
+    ``probabilities``, ``decision`` and ``features`` are None and ``reason`` says why: no signal for that
+    bar. ``features`` are the values the bar was scored on, in the pack's ``feature_names`` order: pass
+    them to :meth:`LiveModel.report_outcome` so the farm can check them against its own (train/serve skew).
     """
 
     version: str
@@ -103,6 +108,7 @@ class Score:
     probabilities: npt.NDArray[np.float64] | None  #: (down, neutral, up)
     decision: Decision | None
     reason: str | None = None
+    features: npt.NDArray[np.float64] | None = None  #: the newest bar's feature vector
 
 
 class LiveModel:
@@ -219,7 +225,9 @@ class LiveModel:
         if newest.probabilities is None:
             return Score(current.champion.version, newest.bar, None, None, newest.reason)
         decision = current.predictor.decide(newest.probabilities)
-        return Score(current.champion.version, newest.bar, newest.probabilities, decision)
+        return Score(
+            current.champion.version, newest.bar, newest.probabilities, decision, features=newest.features
+        )
 
     def on_reload(self, callback: ReloadCallback) -> None:
         """Call ``callback(old, new)`` after every successful swap (from the watching thread)."""
@@ -378,12 +386,20 @@ class LiveModel:
         probability: float,
         realised_return: float | None = None,
         at: datetime | None = None,
+        features: FeatureValues | None = None,
     ) -> str:
         """Report a signal (and, once known, its realised return) to the farm; returns the stream id.
 
         ``at`` is the bar the signal was scored on (``Score.bar``): the farm counts one outcome per (bot,
         version, bar), so report the signal when acting on it and again with ``realised_return`` once its
         horizon has passed; a repeated report is never counted twice.
+
+        ``features`` (optional) are the feature values the bot computed for that bar (``Score.features``):
+        a sequence in the pack's ``feature_names`` order, or a mapping of every feature name to its value.
+        They go into the entry's ``features`` field as a JSON list of numbers in that order; the farm
+        recomputes them from its own bars and flags a difference (train/serve skew). ``ValueError`` when a
+        name is missing or unknown, the length differs from the pack's, or a value is not finite. Entries
+        without the field stay valid (the contract is unchanged for bots that do not send it).
         """
         fields: dict[FieldT, EncodableT] = {
             "bot_id": self.bot_id,
@@ -395,6 +411,10 @@ class LiveModel:
             "realised_return": "" if realised_return is None else repr(float(realised_return)),
             "at": (at or datetime.now(UTC)).isoformat(),
         }
+        if features is not None:
+            current = self._current
+            names = current.predictor.manifest["feature_names"] if current else FEATURE_NAMES
+            fields["features"] = encode_features(features, [str(n) for n in names])
         entry = self._redis.xadd(OUTCOMES_STREAM, fields, maxlen=OUTCOMES_MAXLEN, approximate=True)
         return entry.decode() if isinstance(entry, bytes) else str(entry)
 

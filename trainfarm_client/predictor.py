@@ -50,12 +50,15 @@ class NewestScore:
     """The score of the newest closed bar, or why there is none.
 
     ``bar`` is the open time of the newest closed bar (None when there is none); ``probabilities`` its
-    (down, neutral, up) probabilities, or None with ``reason`` saying why it was not scored.
+    (down, neutral, up) probabilities, or None with ``reason`` saying why it was not scored;
+    ``features`` the feature values it was scored on, in the pack's ``feature_names`` order (None when
+    it was not scored).
     """
 
     bar: datetime | None
     probabilities: FloatArray | None
     reason: str | None
+    features: FloatArray | None = None
 
 
 @dataclass(frozen=True)
@@ -179,16 +182,20 @@ class Predictor:
         :data:`trainfarm_client.features.MIN_HISTORY_BARS` bars for training-exact values). Raises
         :class:`~trainfarm_client.errors.BarsError` for unusable bars.
         """
-        params = self.manifest["feature_params"]
-        frame = add_features(
-            bars,
-            interval=timedelta(minutes=int(params["interval_minutes"])),
-            max_gap_bars=int(params["max_gap_bars"]),
-        ).drop_nulls(list(FEATURE_NAMES))
+        frame = self.feature_rows(bars)
         probs = self.predict_features(frame.select(FEATURE_NAMES).to_numpy())
         return frame.select("date").with_columns(
             p_down=pl.Series(probs[:, 0]), p_neutral=pl.Series(probs[:, 1]), p_up=pl.Series(probs[:, 2])
         )
+
+    def feature_rows(self, bars: pl.DataFrame) -> pl.DataFrame:
+        """``bars`` with the pack's features (its ``feature_params``), rows still warming up left out."""
+        params = self.manifest["feature_params"]
+        return add_features(
+            bars,
+            interval=timedelta(minutes=int(params["interval_minutes"])),
+            max_gap_bars=int(params["max_gap_bars"]),
+        ).drop_nulls(list(FEATURE_NAMES))
 
     def score_newest(
         self, bars: pl.DataFrame, *, now: datetime, grace: timedelta = DEFAULT_GRACE
@@ -224,16 +231,18 @@ class Predictor:
                     None,
                     f"newest bar {newest.isoformat()} is incomplete: {have} of {expected} 5m bars",
                 )
-        scored = self.predict_bars(closed)
-        if scored.is_empty() or scored["date"][-1] != newest:
+        rows = self.feature_rows(closed)
+        if rows.is_empty() or rows["date"][-1] != newest:
             return NewestScore(
                 newest,
                 None,
                 f"newest bar {newest.isoformat()} has incomplete features (too little history, or the "
                 "features are warming up again after a gap)",
             )
-        probs = np.asarray(scored.select("p_down", "p_neutral", "p_up").row(-1), dtype=np.float64)
-        return NewestScore(newest, probs, None)
+        # Only the newest row is predicted: every stage maps a row to its probabilities on its own.
+        features = rows.select(FEATURE_NAMES).tail(1).to_numpy().astype(np.float64)
+        probs = self.predict_features(features)[0]
+        return NewestScore(newest, probs, None, features[0])
 
     def decide(self, probs_row: npt.ArrayLike) -> Decision:
         """The trading decision for one row of (down, neutral, up) probabilities under this pack's p*."""

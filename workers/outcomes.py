@@ -8,10 +8,16 @@ bar), so a replayed entry changes nothing) and only then moves the cursor: a cra
 entries, which are duplicates by then. A malformed entry is logged with its id and the problem, counted,
 and skipped: one bad report never blocks the stream. Outcomes feed the triggers and the operators, never
 the training labels (those come from every bar, not only the traded ones). Celery-free.
+
+An entry may carry ``features``: the JSON list of the feature values the bot computed for the bar, in the
+pack's feature order (absent or empty for bots that do not report them: still a valid entry). A field
+that is not a JSON list of finite numbers makes the entry malformed; its length is checked against the
+pack by the skew check (:mod:`trainfarm.workers.skew`), which knows the pack.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -82,6 +88,7 @@ def parse_entry(entry_id: str, fields: Mapping[str, str]) -> Signal:
         raise ValueError(f"outcome {entry_id}: realised_return {realised} is not a finite number")
     if at.tzinfo is None:
         raise ValueError(f"outcome {entry_id}: at {field('at')!r} has no time zone")
+    features = parse_features(entry_id, fields.get("features") or "")
     return Signal(
         bot_id=field("bot_id"),
         symbol=symbol,
@@ -91,7 +98,30 @@ def parse_entry(entry_id: str, fields: Mapping[str, str]) -> Signal:
         signal=signal,
         probability=probability,
         realised_return=realised,
+        features=features,
     )
+
+
+#: Most feature values an entry may carry (the pack has 24; this only bounds what one entry can store).
+MAX_FEATURES = 1000
+
+
+def parse_features(entry_id: str, raw: str) -> tuple[float, ...] | None:
+    """The ``features`` field of an entry: None when absent, else a non-empty list of finite numbers."""
+    if not raw:
+        return None
+    try:
+        values = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"outcome {entry_id}: features is not JSON ({exc})") from None
+    if not isinstance(values, list) or not values or len(values) > MAX_FEATURES:
+        raise ValueError(f"outcome {entry_id}: features is not a list of 1 to {MAX_FEATURES} numbers")
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"outcome {entry_id}: features[{i}] = {value!r} is not a finite number")
+        out.append(float(value))
+    return tuple(out)
 
 
 def _read_after(client: redis.Redis, cursor: str) -> list[tuple[str, dict[str, str]]]:
@@ -129,4 +159,4 @@ def ingest(client: redis.Redis, registry: Registry, *, max_batches: int = 100) -
     return IngestReport(read, inserted, updated, duplicates, malformed, cursor)
 
 
-__all__ = ["BATCH", "CURSOR_KEY", "IngestReport", "ingest", "parse_entry"]
+__all__ = ["BATCH", "CURSOR_KEY", "MAX_FEATURES", "IngestReport", "ingest", "parse_entry", "parse_features"]

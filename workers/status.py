@@ -4,7 +4,9 @@
 :mod:`trainfarm_client.contract`) and what the workers answered to a Celery inspect (passed in, so this
 module stays Celery-free). Flags, each with its reason: a champion older than its timeframe's freshness
 limit is ``stale``; a bot whose heartbeat is older than ``STALE_BOT_S`` is ``stale``; a bot serving
-another version than its market's champion is ``lagging``; a bot with a ``last_error`` says so.
+another version than its market's champion is ``lagging``; a bot with a ``last_error`` says so. A market
+whose bots reported live features that the farm's recomputation contradicts is flagged ``skew``
+(:mod:`trainfarm.workers.skew`: rows checked, mismatching, not checked, the worst feature and bar).
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from datetime import UTC, datetime
 import redis
 
 from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.data.store import BarStore, open_store
 from trainfarm.shared.registry import Registry
+from trainfarm.shared.registry.models import VersionRecord
+from trainfarm.shared.timeframes import Timeframe
+from trainfarm.workers.drift import PackLoader, load_champion
 from trainfarm.workers.runs import queue_depths
+from trainfarm.workers.skew import skew_report
 from trainfarm_client.contract import BOT_KEY_PATTERN
 
 #: A heartbeat older than this (seconds) marks a bot stale (bots beat every 10 s by default).
@@ -41,6 +48,9 @@ class MarketInfo:
     stale: bool
     last_version: str | None
     last_verdict: str | None  #: "passed", "failed", or None (no gate report)
+    #: train/serve skew of the champion's reported live features (:meth:`SkewReport.to_json` plus
+    #: ``flagged`` and ``note``); None without a champion or with the check off
+    skew: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,27 @@ def _workers(
     return out
 
 
-def _markets(registry: Registry, config: FarmConfig, now: datetime) -> list[MarketInfo]:
+def _skew(
+    registry: Registry,
+    store: BarStore,
+    champion: VersionRecord,
+    tf: Timeframe,
+    config: FarmConfig,
+    load: PackLoader,
+) -> dict[str, object] | None:
+    params = config.params(tf)
+    if not params.triggers.train_serve_skew:
+        return None
+    report, problem = skew_report(registry, store, champion, tf, params, load)
+    if report is None:
+        return {"flagged": False, "note": problem}
+    note = None if report.checked + report.not_checked else "no live features reported yet"
+    return report.to_json() | {"flagged": report.mismatched > 0, "note": note}
+
+
+def _markets(
+    registry: Registry, config: FarmConfig, now: datetime, store: BarStore, load: PackLoader
+) -> list[MarketInfo]:
     out = []
     for tf in config.universe.timeframes:
         limit_h = config.params(tf).freshness_limit_td.total_seconds() / 3600.0
@@ -110,6 +140,7 @@ def _markets(registry: Registry, config: FarmConfig, now: datetime) -> list[Mark
                     age_h is not None and age_h > limit_h,
                     last.version if last else None,
                     verdict,
+                    _skew(registry, store, champion, tf, config, load) if champion else None,
                 )
             )
     return out
@@ -156,10 +187,14 @@ def farm_status(
     active_queues: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
     stats: Mapping[str, Mapping[str, object]] | None = None,
     now: datetime | None = None,
+    store: BarStore | None = None,
+    load: PackLoader = load_champion,
 ) -> FarmStatus:
-    """Everything `farm status` shows; ``active_queues``/``stats`` are Celery inspect's answers."""
+    """Everything `farm status` shows; ``active_queues``/``stats`` are Celery inspect's answers, ``store``
+    the bar store the skew check recomputes features from (default: the settings'), ``load`` loads a
+    champion's pack (default: verified and cached)."""
     now = now or datetime.now(UTC)
-    markets = _markets(registry, config, now)
+    markets = _markets(registry, config, now, store or open_store(), load)
     champions = {(m.symbol, m.timeframe): m.champion for m in markets}
     runs: list[dict[str, object]] = [
         {

@@ -5,6 +5,11 @@ entry runs: for each policy that says "retrain", it sets the market's cooldown k
 Redis (``SET NX EX``: atomic, so two checkers never both fire) and submits the retrain, which merges into
 a run already under way. A submit that fails (the broker is down) clears the key again, so the next check
 retries. Celery-free: the caller passes the submit function.
+
+Besides the registry, :func:`markets` reads the farm's bar store for the drift policies' live window
+(:mod:`trainfarm.workers.drift`) and the bots' reported features for the skew flag
+(:mod:`trainfarm.workers.skew`); a market whose bars or pack cannot be read reports why in those
+policies' detail and never stops the check of the others.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from datetime import UTC, datetime
 import redis
 
 from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.data.store import BarStore, open_store
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.triggers import Decision, Market, evaluate
+from trainfarm.workers.drift import PackLoader, drift_inputs, load_champion
 from trainfarm.workers.runs import Submitted
+from trainfarm.workers.skew import skew_report
 
 #: Redis key holding one market's cooldown for one policy (its TTL is the time left).
 COOLDOWN_KEY = "farm:triggers:cooldown:{symbol}:{timeframe}:{policy}"
@@ -57,22 +65,49 @@ class Fired:
     merged: bool
 
 
-def markets(registry: Registry, config: FarmConfig, now: datetime | None = None) -> list[Market]:
-    """What the policies see of every (symbol, timeframe) of the universe."""
+def markets(
+    registry: Registry,
+    config: FarmConfig,
+    now: datetime | None = None,
+    *,
+    store: BarStore | None = None,
+    load: PackLoader = load_champion,
+) -> list[Market]:
+    """What the policies see of every (symbol, timeframe) of the universe.
+
+    ``store`` is the farm's bar store (default: the settings'); ``load`` loads a champion's pack (default:
+    verified and cached, :func:`trainfarm.workers.drift.load_champion`).
+    """
     now = now or datetime.now(UTC)
+    store = store or open_store()
     found = []
     for tf in config.universe.timeframes:
+        params = config.params(tf)
         for symbol in config.universe.symbols:
             champion = registry.get_champion(symbol, tf)
-            live = registry.live_results(champion.symbol, tf.value, champion.version) if champion else []
+            if champion is None:
+                found.append(Market(symbol, tf, now))
+                continue
+            live = registry.live_results(champion.symbol, tf.value, champion.version)
+            drift = drift_inputs(champion, tf, params, store, load)
+            skew, skew_problem = skew_report(registry, store, champion, tf, params, load)
+            unavailable = dict(drift.unavailable)
+            if skew_problem is not None:
+                unavailable["train_serve_skew"] = skew_problem
             found.append(
                 Market(
                     symbol,
                     tf,
                     now,
-                    champion=champion.version if champion else None,
-                    champion_built_at=champion.created_at if champion else None,
+                    champion=champion.version,
+                    champion_built_at=champion.created_at,
                     live=tuple(live),
+                    live_bars=drift.live_bars,
+                    feature_psi=drift.feature_psi,
+                    labelled_bars=drift.labelled_bars,
+                    calibration_gap=drift.calibration_gap,
+                    skew=skew,
+                    unavailable=unavailable,
                 )
             )
     return found
@@ -83,11 +118,17 @@ def _key(market: Market, policy: str) -> str:
 
 
 def report(
-    registry: Registry, config: FarmConfig, client: redis.Redis, now: datetime | None = None
+    registry: Registry,
+    config: FarmConfig,
+    client: redis.Redis,
+    now: datetime | None = None,
+    *,
+    store: BarStore | None = None,
+    load: PackLoader = load_champion,
 ) -> list[MarketReport]:
     """Every market's decisions and cooldowns, changing nothing."""
     out = []
-    for market in markets(registry, config, now):
+    for market in markets(registry, config, now, store=store, load=load):
         decisions = evaluate(market, config.params(market.timeframe))
         cooling = {d.policy: max(0, int(client.ttl(_key(market, d.policy)))) for d in decisions}
         out.append(MarketReport(market.symbol, market.timeframe.value, decisions, cooling))
@@ -100,10 +141,13 @@ def check(
     client: redis.Redis,
     submit: Submit,
     now: datetime | None = None,
+    *,
+    store: BarStore | None = None,
+    load: PackLoader = load_champion,
 ) -> list[Fired]:
     """Fire every policy that says "retrain" and is not cooling down; returns what fired."""
     fired = []
-    for market in markets(registry, config, now):
+    for market in markets(registry, config, now, store=store, load=load):
         params = config.params(market.timeframe)
         for decision in evaluate(market, params):
             if not decision.retrain:

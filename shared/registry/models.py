@@ -283,6 +283,9 @@ class LiveOutcome(Base):
     signal: Mapped[str] = mapped_column(String(16))
     probability: Mapped[float] = mapped_column(Float)
     realised_return: Mapped[float | None] = mapped_column(Float)
+    #: The features the bot computed for the bar: a JSON list of numbers in the pack's feature order
+    #: (migration 0006; None for bots that do not report them).
+    features: Mapped[str | None] = mapped_column(Text)
 
 
 # --- Records: what the registry hands out. Frozen copies, so no caller holds a live ORM row or session. ---

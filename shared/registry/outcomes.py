@@ -3,11 +3,13 @@
 Written by the farm's ingestion of the bots' outcome stream (:mod:`trainfarm.workers.outcomes`); read by
 the trigger policies. A signal is identified by (bot, version, bar) (unique, migration 0004): recording it
 again is a duplicate and changes nothing, except that a realised return fills a row that had none. So a
-replayed or re-read stream never double-counts.
+replayed or re-read stream never double-counts. The same goes for the features a bot computed for the
+signal's bar (migration 0006): a later report of the signal fills them in when the stored row has none.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from trainfarm.shared.drift import features_json
 from trainfarm.shared.registry.models import LiveOutcome
 
 
@@ -32,6 +35,8 @@ class Signal:
     signal: str
     probability: float
     realised_return: float | None = None
+    #: the feature values the bot computed for ``at``, in the pack's feature order (None: not reported)
+    features: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class OutcomeCounts:
     """What one :meth:`OutcomesMixin.record_outcomes` call did."""
 
     inserted: int = 0
-    updated: int = 0  #: realised returns filled in
+    updated: int = 0  #: realised returns (or reported features) filled in
     duplicates: int = 0
 
 
@@ -65,12 +70,31 @@ class OutcomesMixin:
                         continue
                     except IntegrityError:
                         row = _find(s, sig)
-                if row is not None and row.realised_return is None and sig.realised_return is not None:
-                    row.realised_return = sig.realised_return
+                if row is not None and _fill(row, sig):
                     updated += 1
                 else:
                     duplicates += 1
         return OutcomeCounts(inserted, updated, duplicates)
+
+    def live_features(
+        self, symbol: str, timeframe: str, version: str, *, limit: int
+    ) -> list[tuple[datetime, tuple[float, ...]]]:
+        """(bar, features) of ``version``'s latest ``limit`` signals in one market that carry features,
+        oldest first (one per reporting bot and bar)."""
+        stmt = (
+            select(LiveOutcome.at, LiveOutcome.features)
+            .where(
+                LiveOutcome.symbol == symbol,
+                LiveOutcome.timeframe == timeframe,
+                LiveOutcome.version == version,
+                LiveOutcome.features.is_not(None),
+            )
+            .order_by(LiveOutcome.at.desc(), LiveOutcome.id.desc())
+            .limit(max(0, limit))
+        )
+        with self._session(write=False) as s:
+            rows = [(at, text) for at, text in s.execute(stmt) if text is not None]
+        return [(at, tuple(float(v) for v in json.loads(text))) for at, text in reversed(rows)]
 
     def live_results(self, symbol: str, timeframe: str, version: str) -> list[tuple[datetime, float]]:
         """(bar, realised return) of ``version``'s signals in one market with a known return, oldest first."""
@@ -99,6 +123,18 @@ def _find(s: Session, sig: Signal) -> LiveOutcome | None:
     return s.scalars(stmt.with_for_update()).one_or_none()
 
 
+def _fill(row: LiveOutcome, sig: Signal) -> bool:
+    """Fill what ``row`` lacks (realised return, features) from a later report of it; True when it did."""
+    filled = False
+    if row.realised_return is None and sig.realised_return is not None:
+        row.realised_return = sig.realised_return
+        filled = True
+    if row.features is None and sig.features is not None:
+        row.features = features_json(sig.features)
+        filled = True
+    return filled
+
+
 def _row(sig: Signal) -> LiveOutcome:
     return LiveOutcome(
         bot_id=sig.bot_id,
@@ -109,6 +145,7 @@ def _row(sig: Signal) -> LiveOutcome:
         signal=sig.signal,
         probability=sig.probability,
         realised_return=sig.realised_return,
+        features=None if sig.features is None else features_json(sig.features),
     )
 
 

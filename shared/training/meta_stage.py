@@ -30,6 +30,7 @@ from trainfarm.shared.atomicio import sha256_file
 from trainfarm.shared.book import bar_returns
 from trainfarm.shared.config import TrainingParams
 from trainfarm.shared.dataset import DatasetSnapshot
+from trainfarm.shared.drift import FeatureDistribution
 from trainfarm.shared.errors import ArtifactError
 from trainfarm.shared.evaluation import choose_p_star, class_prior, evaluate, periods_per_year
 from trainfarm.shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
@@ -304,6 +305,8 @@ def build_version(
                 raise ArtifactError(
                     f"model file of {m} at {file} differs from the sha256 it was written with"
                 )
+        # The training distribution of the shipped models, for the feature-drift trigger (shared/drift.py).
+        distribution = FeatureDistribution.of_deployment(frame, FEATURE_NAMES, deployed.data).to_json()
         manifest = {
             "version": version_id,
             "symbol": job.symbol,
@@ -356,6 +359,7 @@ def build_version(
             "code_version": trainfarm.shared.__version__,
             "library_versions": _library_versions(),
             "sample_rows": {"features": sample_x.tolist(), "expected": deployed.sample_expected.tolist()},
+            "feature_distribution": distribution,
         }
         written = write_pack(final, files, manifest)
     _verify_or_remove(written.path)

@@ -128,8 +128,18 @@ def test_triggers_lists_every_market_and_policy(server: EmbeddedRedis) -> None:
     assert len(rows) == len(config.universe.symbols) * len(config.universe.timeframes)
     first = rows[0]
     policies = [p["policy"] for p in first["policies"]]
-    assert policies == ["no_champion", "stale", "live_win_rate", "live_sharpe"]
+    assert policies == [
+        "no_champion",
+        "stale",
+        "live_win_rate",
+        "live_sharpe",
+        "feature_drift",
+        "calibration_drift",
+        "train_serve_skew",
+    ]
     assert first["policies"][0]["retrain"] is True and first["policies"][0]["cooldown_s"] == 0
+    skew = first["policies"][-1]
+    assert (skew["retrain"], skew["flagged"], skew["detail"]) == (False, False, "no champion")
     code, out, _ = farm("triggers")
     assert code == 0 and "no_champion" in out and "RETRAIN" in out
 
@@ -155,5 +165,6 @@ def test_status_prints_every_section(server: EmbeddedRedis) -> None:
     report = json.loads(out)
     assert set(report) == {"workers", "queues", "runs", "markets", "bots"}
     assert report["workers"] == []  # none running here
+    assert all("skew" in market for market in report["markets"])  # None: no champion to check
     code, out, _ = farm("status", "--timeout", "0.2")
     assert code == 0 and "markets" in out and "queues: cpu 0" in out

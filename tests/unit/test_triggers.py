@@ -40,9 +40,17 @@ def test_stale_compares_the_champions_age_with_the_freshness_limit() -> None:
 
 def test_every_policy_reports_on_every_market() -> None:
     decisions = evaluate(_market(None), PARAMS)
-    assert [d.policy for d in decisions] == ["no_champion", "stale", "live_win_rate", "live_sharpe"]
-    assert [d.retrain for d in decisions] == [True, False, False, False]
-    assert set(decisions[0].to_json()) == {"policy", "retrain", "value", "threshold", "detail"}
+    assert [d.policy for d in decisions] == [
+        "no_champion",
+        "stale",
+        "live_win_rate",
+        "live_sharpe",
+        "feature_drift",
+        "calibration_drift",
+        "train_serve_skew",
+    ]
+    assert [d.retrain for d in decisions] == [True] + [False] * 6
+    assert set(decisions[0].to_json()) == {"policy", "retrain", "value", "threshold", "detail", "flagged"}
 
 
 def _live(returns: list[float], hours: int = 1) -> Market:

@@ -35,6 +35,7 @@ from trainfarm.shared.notify import AnnounceOutcome, announce, dumps
 from trainfarm.shared.registry.models import LiveOutcome
 from trainfarm_client.contract import OUTCOMES_STREAM, bot_key, champion_key, promoted_channel
 from trainfarm_client.errors import ChampionError, NoSignalError
+from trainfarm_client.features import FEATURE_NAMES
 from trainfarm_client.live import Champion, LiveModel
 from trainfarm_client.pack import MANIFEST, sha256_file
 from trainfarm_client.predictor import decide
@@ -420,7 +421,8 @@ def test_outcomes_are_reported_to_the_stream_with_the_registry_fields(
     assert [entry_id for entry_id, _ in stream] == [entry, later]
     columns = {c.name for c in LiveOutcome.__table__.columns} - {"id"}
     first, second = (fields for _, fields in stream)
-    assert first.keys() == columns == second.keys()  # what the registry stores, nothing else
+    # What the registry stores, nothing else; ``features`` only when the bot passes them (optional).
+    assert first.keys() == columns - {"features"} == second.keys()
     assert first == {
         "bot_id": model.bot_id,
         "symbol": SYMBOL,
@@ -432,6 +434,11 @@ def test_outcomes_are_reported_to_the_stream_with_the_registry_fields(
         "at": at.isoformat(),
     }
     assert float(second["realised_return"]) == -0.0123 and float(second["probability"]) == 0.61
+    scored = model.score(bars, now=closed(bars))
+    assert scored.features is not None and scored.features.shape == (len(FEATURE_NAMES),)
+    model.report_outcome(signal="up", probability=0.61, at=scored.bar, features=scored.features)
+    third = dict(rds.xrange(OUTCOMES_STREAM)[-1][1])
+    assert third.keys() == columns and json.loads(third["features"]) == scored.features.tolist()
 
 
 def test_predict_proba_on_raw_bars_and_the_decision_with_p_star(

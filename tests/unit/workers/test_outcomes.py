@@ -114,3 +114,60 @@ def test_every_malformed_field_is_named(change: dict[str, str], problem: str) ->
     with pytest.raises(ValueError, match="outcome 1-0") as info:
         parse_entry("1-0", fields)
     assert problem in str(info.value)
+
+
+def _fields(**change: str) -> dict[str, str]:
+    return {
+        "bot_id": "b",
+        "symbol": "BTC_USDT",
+        "timeframe": "1h",
+        "version": "v1",
+        "signal": "up",
+        "probability": "0.7",
+        "realised_return": "",
+        "at": BAR.isoformat(),
+    } | change
+
+
+def test_features_are_optional_and_parsed_as_finite_numbers() -> None:
+    assert parse_entry("1-0", _fields()).features is None  # an older bot's entry stays valid
+    assert parse_entry("1-0", _fields(features="")).features is None
+    parsed = parse_entry("1-0", _fields(features="[0.5, -1, 2e-3]"))
+    assert parsed.features == (0.5, -1.0, 0.002)
+
+
+@pytest.mark.parametrize(
+    ("features", "problem"),
+    [
+        ("[0.1, ", "features is not JSON"),
+        ('{"ret_1": 0.1}', "not a list of 1 to"),
+        ("[]", "not a list of 1 to"),
+        ('[0.1, "x"]', "features[1] = 'x' is not a finite number"),
+        ("[0.1, NaN]", "features[1] = nan is not a finite number"),
+        ("[Infinity]", "features[0] = inf"),
+        ("[true]", "features[0] = True"),
+    ],
+)
+def test_a_malformed_features_field_is_a_malformed_entry(features: str, problem: str) -> None:
+    with pytest.raises(ValueError, match="outcome 7-1") as info:
+        parse_entry("7-1", _fields(features=features))
+    assert problem in str(info.value)
+
+
+def test_features_are_stored_and_a_later_report_fills_them_in(farm: tuple[Registry, redis.Redis]) -> None:
+    registry, client = farm
+    _report(client, BAR, features="[1.5, 2.5]")
+    _report(client, BAR + timedelta(hours=1))  # reported without features first ...
+    _report(client, BAR + timedelta(hours=2), features="[oops")  # malformed: skipped, named
+    first = ingest(client, registry)
+    assert (first.inserted, first.malformed) == (2, 1)
+    _report(client, BAR + timedelta(hours=1), realised=0.01, features="[3.0, 4.0]")  # ... then with them
+    _report(client, BAR, realised=-0.01, features="[9.0, 9.0]")  # stored features are never replaced
+    second = ingest(client, registry)
+    assert (second.updated, second.duplicates) == (2, 0)
+    assert registry.live_features("BTC_USDT", "1h", "v1", limit=10) == [
+        (BAR, (1.5, 2.5)),
+        (BAR + timedelta(hours=1), (3.0, 4.0)),
+    ]
+    assert registry.live_features("BTC_USDT", "1h", "v1", limit=1) == [(BAR + timedelta(hours=1), (3.0, 4.0))]
+    assert registry.realised_returns("BTC_USDT", "1h", "v1") == [-0.01, 0.01]
