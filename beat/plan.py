@@ -1,4 +1,4 @@
-"""What beat will do in the coming days: each full-retrain fire, its estimated work, and where work piles up.
+"""What beat will do in the coming days: each retrain fire, its estimated work, and where work piles up.
 
 :func:`plan` is a pure function of the schedule's entries, each entry's last run (redbeat keeps it in
 Redis), the per-run durations seen in the registry and the worker capacity; `farm schedule` gathers those
@@ -18,12 +18,18 @@ from datetime import datetime, timedelta
 
 @dataclass(frozen=True)
 class Entry:
-    """One full-retrain entry: its name, timeframe, cadence, and how many runs a fire starts."""
+    """One retrain entry (full or meta-only): name, timeframe, cadence, and how many runs a fire starts."""
 
     name: str
     timeframe: str
     every: timedelta
     runs_per_fire: int
+    kind: str = "full"  #: "full" or "meta" (meta-only runs take seconds, full ones minutes)
+
+    @property
+    def work_key(self) -> str:
+        """This entry's key in ``seconds_per_run``: the timeframe, plus ``:meta`` for meta-only runs."""
+        return self.timeframe if self.kind == "full" else f"{self.timeframe}:meta"
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,8 @@ class Fire:
 
 
 def run_seconds(durations: Mapping[str, Sequence[float]]) -> dict[str, float]:
-    """Median seconds of a run per timeframe, from the finished runs' durations (timeframes without any
-    are left out)."""
+    """Median seconds of a run per work key (:attr:`Entry.work_key`), from the finished runs' durations
+    (keys without any are left out)."""
     return {tf: float(statistics.median(seconds)) for tf, seconds in durations.items() if seconds}
 
 
@@ -80,7 +86,7 @@ def plan(
     fires = []
     free_at = now  # when the workers will have drained everything queued so far
     for at, entry in events:
-        per_run = seconds_per_run.get(entry.timeframe)
+        per_run = seconds_per_run.get(entry.work_key)
         work = None if per_run is None else per_run * entry.runs_per_fire
         backlog = max(0.0, (free_at - at).total_seconds())
         fires.append(Fire(entry.name, entry.timeframe, at, entry.runs_per_fire, work, backlog, backlog > 0))

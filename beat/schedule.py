@@ -1,7 +1,9 @@
-"""The beat schedule, built from the universe config: a full-retrain entry per timeframe, a trigger check.
+"""The beat schedule, built from the universe config: full and meta-only retrain entries, a trigger check.
 
-Each entry fires ``farm.fan_out_retrain`` at its timeframe's ``cadence``; the task enqueues one run per
-symbol of the universe (a market whose run is still under way merges into it, see
+Each ``retrain-<tf>`` entry fires ``farm.fan_out_retrain`` at its timeframe's ``cadence``, each
+``meta-<tf>`` entry (unless its ``meta_cadence`` is "off") the same task for meta-only runs
+(:mod:`trainfarm.workers.meta_runs`: a market that is not due is skipped without a run); the task enqueues
+one run per symbol of the universe (a market whose run is still under way merges into it, see
 :func:`trainfarm.workers.runs.claim_run`). The schedule is handed to celery-redbeat
 (:func:`beat_settings`), which keeps every entry and its last run time in the farm's Redis:
 
@@ -40,6 +42,11 @@ def full_retrain_entry(timeframe: str) -> str:
     return f"retrain-{timeframe}"
 
 
+def meta_retrain_entry(timeframe: str) -> str:
+    """The schedule entry's name for the meta-only retrain of ``timeframe``."""
+    return f"meta-{timeframe}"
+
+
 def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
     """Celery's ``beat_schedule``: a full-retrain fan-out per timeframe of the universe at its cadence, and
     the trigger check (:mod:`trainfarm.workers.triggers`) every ``[beat] trigger_check`` and the outcome
@@ -60,6 +67,14 @@ def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
             "kwargs": {"payload": {"timeframe": tf.value, "reason": "schedule"}},
             "options": {"expires": max(1.0, cadence.total_seconds())},
         }
+        meta_every = config.params(tf).meta_cadence_td
+        if meta_every is not None:
+            schedule[meta_retrain_entry(tf.value)] = {
+                "task": FAN_OUT_TASK,
+                "schedule": meta_every,
+                "kwargs": {"payload": {"timeframe": tf.value, "reason": "schedule", "kind": "meta"}},
+                "options": {"expires": max(1.0, meta_every.total_seconds())},
+            }
     return schedule
 
 
@@ -88,4 +103,5 @@ __all__ = [
     "beat_schedule",
     "beat_settings",
     "full_retrain_entry",
+    "meta_retrain_entry",
 ]

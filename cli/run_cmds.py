@@ -24,7 +24,20 @@ _TERMINAL = ("succeeded", "failed")
 def retrain(
     symbol: Annotated[str, typer.Argument(help="market, e.g. BTC/USDT")],
     timeframe: Annotated[str, typer.Option("--timeframe", "-t", help="5m, 1h, 12h, 24h or all")] = "all",
-    reason: Annotated[str, typer.Option("--reason", help="recorded with the run")] = "forced",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="retrain whatever the trigger policies say (a run under way is still reused)"
+        ),
+    ] = False,
+    meta: Annotated[
+        bool,
+        typer.Option(
+            "--meta",
+            help="meta-only: keep the champion's base models, refit stacker and calibration on newer bars",
+        ),
+    ] = False,
+    reason: Annotated[str, typer.Option("--reason", help="recorded with the run")] = "cli",
     wait: Annotated[
         bool, typer.Option("--wait", help="follow the runs to the end, then show metrics")
     ] = False,
@@ -33,7 +46,14 @@ def retrain(
     ] = 3600,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON array of the runs")] = False,
 ) -> None:
-    """Enqueue a forced retrain; a retrain already running for the same symbol and timeframe is reused."""
+    """Enqueue a retrain where a trigger policy asks for one (every market with --force).
+
+    Without --force each (symbol, timeframe) is retrained only when one of its trigger policies says
+    "retrain" now (`farm triggers` shows them; cooldowns do not hold back a person); the others are
+    listed with why not. A run already under way for the market is reused either way. --meta asks for a
+    meta-only retrain, which needs a champion and enough bars after its data (`meta_min_rows`).
+    """
+    from trainfarm.shared.registry import RunKind
     from trainfarm.workers.tasks import submit_retrain
 
     sym = canonical_symbol(symbol)
@@ -42,16 +62,33 @@ def retrain(
         if timeframe.strip().lower() == "all"
         else [parse_timeframe(timeframe).value]
     )
-    submitted = [submit_retrain(sym, tf, reason) for tf in tfs]
+    asked = {tf: [f"{reason}:forced" if reason == "cli" else reason] for tf in tfs}
+    if not force:
+        asked = _policy_reasons(sym, tfs, reason)
+        for tf in tfs:
+            if tf not in asked and not as_json:
+                console.print(f"{sym} {tf}: no trigger policy asks for a retrain (--force retrains anyway)")
+    kind = RunKind.META if meta else RunKind.FULL
+    submitted = [submit_retrain(sym, tf, " + ".join(why), kind=kind) for tf, why in asked.items()]
+    skipped = [s for s in submitted if s.skipped]
+    submitted = [s for s in submitted if not s.skipped]
     if not as_json:
+        for s in skipped:
+            console.print(f"{s.symbol} {s.timeframe}: meta-only retrain skipped: {s.skipped}")
         for s in submitted:
             note = " (already running: merged)" if s.merged else ""
-            console.print(f"run [bold]{s.run_id}[/] {s.symbol} {s.timeframe}{note}")
+            console.print(f"run [bold]{s.run_id}[/] {s.symbol} {s.timeframe} {s.kind}{note}")
     if not wait:
         if as_json:
             print_json(
                 [
-                    {"id": s.run_id, "symbol": s.symbol, "timeframe": s.timeframe, "merged": s.merged}
+                    {
+                        "id": s.run_id,
+                        "symbol": s.symbol,
+                        "timeframe": s.timeframe,
+                        "kind": s.kind,
+                        "merged": s.merged,
+                    }
                     for s in submitted
                 ]
             )
@@ -64,6 +101,34 @@ def retrain(
         print_run_metrics([registry.get_run(s.run_id) for s in submitted])
     if failed:
         raise typer.Exit(1)
+
+
+def _policy_reasons(symbol: str, timeframes: list[str], reason: str) -> dict[str, list[str]]:
+    """The timeframes of ``symbol`` whose trigger policies say "retrain" now, with the policies' names."""
+    from trainfarm.shared.connections import redis_client
+    from trainfarm.shared.errors import ConfigError
+    from trainfarm.shared.settings import get_settings
+    from trainfarm.workers.triggers import report
+
+    settings = get_settings()
+    config = settings.load_config()
+    if symbol not in config.universe.symbols:
+        raise ConfigError(
+            f"{symbol} is not in the universe ([universe] symbols: {', '.join(config.universe.symbols)}): "
+            "no trigger policy watches it; --force retrains it anyway"
+        )
+    client = redis_client(settings)
+    try:
+        reports = report(Registry.open(), config, client)
+    finally:
+        client.close()
+    wanted: dict[str, list[str]] = {}
+    for r in reports:
+        if r.symbol == symbol and r.timeframe in timeframes:
+            firing = [f"{reason}:{d.policy}" for d in r.decisions if d.retrain]
+            if firing:
+                wanted[r.timeframe] = firing
+    return wanted
 
 
 def _config_timeframes() -> list[str]:

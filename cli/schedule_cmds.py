@@ -1,4 +1,4 @@
-"""`farm schedule`: beat's coming full-retrain fires, their estimated work, and where work piles up."""
+"""`farm schedule`: beat's coming retrain fires (full, meta-only), their estimated work, any pile-up."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import typer
 from redbeat.decoder import RedBeatJSONDecoder
 
 from trainfarm.beat.plan import Entry, plan, run_seconds
-from trainfarm.beat.schedule import KEY_PREFIX, TRIGGER_CHECK_ENTRY, beat_schedule, full_retrain_entry
+from trainfarm.beat.schedule import (
+    KEY_PREFIX,
+    TRIGGER_CHECK_ENTRY,
+    beat_schedule,
+    full_retrain_entry,
+    meta_retrain_entry,
+)
 from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.registry import Registry
@@ -53,6 +59,11 @@ def schedule(
         Entry(full_retrain_entry(tf.value), tf.value, config.params(tf).cadence_td, symbols)
         for tf in config.universe.timeframes
     ]
+    entries += [
+        Entry(meta_retrain_entry(tf.value), tf.value, every, symbols, kind="meta")
+        for tf in config.universe.timeframes
+        if (every := config.params(tf).meta_cadence_td) is not None
+    ]
     client = redis_client(settings)
     try:
         last = {e.name: _last_run(client.hget(f"{KEY_PREFIX}{e.name}", "meta")) for e in entries}
@@ -60,8 +71,8 @@ def schedule(
         client.close()
     durations: dict[str, list[float]] = {}
     for e in entries:
-        runs = registry.list_runs(timeframe=e.timeframe, limit=HISTORY)
-        durations[e.timeframe] = [s for s in (r.seconds for r in runs) if s is not None]
+        runs = [r for r in registry.list_runs(timeframe=e.timeframe, limit=4 * HISTORY) if r.kind == e.kind]
+        durations[e.work_key] = [s for s in (r.seconds for r in runs[:HISTORY]) if s is not None]
     answered = None if workers is not None else _workers()
     capacity = workers or answered or 1
     fires = plan(
@@ -96,7 +107,8 @@ def schedule(
         for f in fires
     ]
     print_table(
-        f"full-retrain fires in the next {days:g} day(s) on {capacity} worker process(es)",
+        f"retrain fires in the next {days:g} day(s) on {capacity} worker process(es) "
+        "(a meta-only fire skips the markets not due)",
         ["at (UTC)", "entry", "runs", "work (run-s)", "backlog (s)", "load"],
         rows,
     )

@@ -229,6 +229,17 @@ class TimeframeParams(_Strict):
         description="a gap of more missing bars than this starts a new segment (no feature "
         "window or label reaches across it)",
     )
+    meta_cadence: str = Field(
+        "off",
+        description="how often beat starts a meta-only retrain (champion's base models kept; stacker and "
+        'calibration refit on the bars after its data), or "off"',
+    )
+    meta_min_rows: int = Field(
+        400,
+        ge=40,
+        description="fewest labelled bars after the champion's data a meta-only retrain needs (half fit "
+        "the stacker, a quarter the calibration, a quarter are the gates' test)",
+    )
     gates: GateThresholds = GateThresholds()
     triggers: TriggerParams = TriggerParams()
 
@@ -237,6 +248,18 @@ class TimeframeParams(_Strict):
     def _duration(cls, value: str) -> str:
         parse_duration(value)
         return value
+
+    @field_validator("meta_cadence")
+    @classmethod
+    def _optional_duration(cls, value: str) -> str:
+        if value != "off":
+            parse_duration(value)
+        return value
+
+    @property
+    def meta_cadence_td(self) -> timedelta | None:
+        """The meta-only entry's cadence; None when it is "off"."""
+        return None if self.meta_cadence == "off" else parse_duration(self.meta_cadence)
 
     @property
     def training_window_td(self) -> timedelta:
@@ -280,6 +303,7 @@ def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
             training_window="60d",
             cadence="6h",
             freshness_limit="1d",
+            meta_cadence="1h",
             vol_window=96,
             gates=_gates(Timeframe.M5),
         ),
@@ -288,6 +312,7 @@ def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
             training_window="365d",
             cadence="1d",
             freshness_limit="3d",
+            meta_cadence="6h",
             gates=_gates(Timeframe.H1),
         ),
         Timeframe.H12: TimeframeParams(

@@ -88,8 +88,22 @@ class DatasetSnapshot:
         )
 
 
-def build_frame(bars_5m: pl.DataFrame, timeframe: Timeframe, config: FarmConfig) -> pl.DataFrame:
-    """Features, labels and the split column for ``bars_5m``; no I/O. Deterministic in its inputs."""
+#: How a meta-only run splits the bars after the champion's data: the first half fits the stacker (the
+#: "train" split: the champion's base models never saw it, so their predictions there are out of sample),
+#: then a quarter calibration and a quarter test.
+META_CALIBRATION_FRACTION = 0.25
+META_TEST_FRACTION = 0.25
+
+
+def build_frame(
+    bars_5m: pl.DataFrame, timeframe: Timeframe, config: FarmConfig, *, after: datetime | None = None
+) -> pl.DataFrame:
+    """Features, labels and the split column for ``bars_5m``; no I/O. Deterministic in its inputs.
+
+    With ``after`` (a meta-only run: the champion's data ends there), only rows after it are kept, at
+    least the timeframe's ``meta_min_rows`` of them, split by :data:`META_CALIBRATION_FRACTION` and
+    :data:`META_TEST_FRACTION`.
+    """
     params = config.params(timeframe)
     bars = resample(bars_5m, timeframe)
     if bars.is_empty():
@@ -109,12 +123,26 @@ def build_frame(bars_5m: pl.DataFrame, timeframe: Timeframe, config: FarmConfig)
     if frame.height == 0:
         raise DatasetError(f"no labelled {timeframe} rows in the training window {params.training_window}")
     splits = config.splits
+    cal_fraction, test_fraction, min_train = (
+        splits.calibration_fraction,
+        splits.test_fraction,
+        splits.min_train_rows,
+    )
+    if after is not None:
+        frame = frame.filter(pl.col("date") > after)
+        if frame.height < params.meta_min_rows:
+            raise DatasetError(
+                f"only {frame.height} labelled {timeframe} rows after {after.isoformat()} (the champion's "
+                f"data); a meta-only retrain needs {params.meta_min_rows} (meta_min_rows)"
+            )
+        cal_fraction, test_fraction = META_CALIBRATION_FRACTION, META_TEST_FRACTION
+        min_train = splits.min_fold_train_rows
     parts = chronological_split(
         frame["label_end"],
         frame["date"],
-        calibration_fraction=splits.calibration_fraction,
-        test_fraction=splits.test_fraction,
-        min_train_rows=splits.min_train_rows,
+        calibration_fraction=cal_fraction,
+        test_fraction=test_fraction,
+        min_train_rows=min_train,
     )
     split = np.full(frame.height, "", dtype=object)
     split[parts.train] = "train"
@@ -169,10 +197,14 @@ def build_snapshot(
     timeframe: Timeframe,
     config: FarmConfig,
     root: Path,
+    after: datetime | None = None,
 ) -> DatasetSnapshot:
-    """Build (or reuse, when the same hash exists) the snapshot of ``symbol`` at ``timeframe``."""
+    """Build (or reuse, when the same hash exists) the snapshot of ``symbol`` at ``timeframe``.
+
+    ``after``: a meta-only run's snapshot, of the rows after the champion's data (see :func:`build_frame`).
+    """
     params = config.params(timeframe)
-    frame = build_frame(bars_5m, timeframe, config)
+    frame = build_frame(bars_5m, timeframe, config, after=after)
     train = frame.filter(pl.col("split") == "train")
     weights = class_weights(train["label"])
     recipe: dict[str, object] = {
@@ -186,6 +218,9 @@ def build_snapshot(
         "training_window": params.training_window,
         "splits": config.splits.model_dump(mode="json"),
     }
+    if after is not None:
+        recipe["meta_only_after"] = after.isoformat()
+        recipe["meta_fractions"] = [META_CALIBRATION_FRACTION, META_TEST_FRACTION]
     digest = content_hash(frame, recipe)
     folder = root / symbol / timeframe.value
     data_path = folder / f"{digest}.parquet"

@@ -9,16 +9,17 @@ works). Nothing else differs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from trainfarm.shared.errors import ArtifactError
 from trainfarm_client import predictor as _client
 from trainfarm_client.errors import PackError
 from trainfarm_client.predictor import Decision, decide
 
-__all__ = ["Decision", "Predictor", "decide"]
+__all__ = ["Decision", "Predictor", "decide", "fitted_until"]
 
 
 class Predictor(_client.Predictor):
@@ -36,22 +37,8 @@ class Predictor(_client.Predictor):
 
     @property
     def fitted_until(self) -> datetime | None:
-        """The latest label end any fitted part of this pack saw (the gates compare a champion only after it).
-
-        A pack records it as ``data.deployed.label_end``. Older packs do not: their snapshot's last bar
-        plus one label horizon bounds every label they were fitted on. None when the manifest has neither.
-        """
-        data = self.manifest.get("data")
-        if not isinstance(data, dict):
-            return None
-        deployed = data.get("deployed")
-        if isinstance(deployed, dict) and isinstance(deployed.get("label_end"), str):
-            return datetime.fromisoformat(deployed["label_end"])
-        last = data.get("last_bar")
-        if not isinstance(last, str):
-            return None
-        interval = timedelta(minutes=int(self.manifest["feature_params"]["interval_minutes"]))
-        return datetime.fromisoformat(last) + int(self.manifest["label"]["horizon"]) * interval
+        """The latest label end any fitted part of this pack saw (see :func:`fitted_until`)."""
+        return fitted_until(self.manifest)
 
     def self_check(self, *, atol: float = 1e-6) -> None:
         """Reproduce the manifest's sample rows; :class:`ArtifactError` when they differ."""
@@ -61,3 +48,23 @@ class Predictor(_client.Predictor):
             raise
         except PackError as exc:
             raise ArtifactError(str(exc)) from exc
+
+
+def fitted_until(manifest: Mapping[str, Any]) -> datetime | None:
+    """The latest label end any fitted part of a pack saw (the gates compare a champion only after it).
+
+    A pack records it as ``data.deployed.label_end``. Older packs do not: their snapshot's last bar plus
+    one label horizon bounds every label they were fitted on. None when the manifest has neither. Reads
+    only the manifest, so callers that need no model (e.g. "is a meta-only retrain due?") stay cheap.
+    """
+    data = manifest.get("data")
+    if not isinstance(data, dict):
+        return None
+    deployed = data.get("deployed")
+    if isinstance(deployed, dict) and isinstance(deployed.get("label_end"), str):
+        return datetime.fromisoformat(deployed["label_end"])
+    last = data.get("last_bar")
+    if not isinstance(last, str):
+        return None
+    interval = timedelta(minutes=int(manifest["feature_params"]["interval_minutes"]))
+    return datetime.fromisoformat(last) + int(manifest["label"]["horizon"]) * interval

@@ -40,6 +40,7 @@ EXPENSIVE_FIXTURES = {
     "tests/integration/test_unattended_farm.py::farm": "beat, two workers and a bot retraining for real",
     "tests/unit/training/test_base.py::trained": "trains the whole zoo",
     "tests/unit/workers/test_stages.py::run": "runs a whole retrain: 8 models and the meta stage",
+    "tests/unit/workers/test_meta_runs.py::meta_farm": "a full run, then a meta-only run on newer bars",
 }
 
 

@@ -172,8 +172,18 @@ class Predictor:
             raise ValueError(f"expected rows of {len(FEATURE_NAMES)} features, got shape {rows.shape}")
         if rows.shape[0] == 0:  # e.g. fewer bars than the features' warm-up: some libraries fail on none
             return np.empty((0, N_CLASSES), dtype=np.float64)
-        base = {b.name: b.predict_proba(rows) for b in self._bases}
+        base = self.base_probabilities(rows)
         return self._calibration.transform(self._stacker.predict(base, rows.shape[0]))
+
+    def base_probabilities(self, x: npt.ArrayLike) -> dict[str, FloatArray]:
+        """Each base model's (down, neutral, up) probabilities for rows of the pack's feature columns.
+
+        What the stacker sees; the farm's meta-only retrain refits a stacker on them.
+        """
+        rows = np.asarray(x, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"expected rows of {len(FEATURE_NAMES)} features, got shape {rows.shape}")
+        return {b.name: b.predict_proba(rows) for b in self._bases}
 
     def predict_bars(self, bars: pl.DataFrame) -> pl.DataFrame:
         """Probabilities for every bar of ``bars`` (this timeframe, oldest first) with complete features.

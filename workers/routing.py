@@ -5,8 +5,8 @@ header, the chord body a worker fires, retries), so a task's queue is decided he
 
 * ``farm.train_base``: ``gpu`` for a model declared ``gpu_capable`` when the farm has GPU workers
   (``FARM_GPU_WORKERS``), else ``cpu``;
-* ``farm.train_meta``: ``meta``, a small queue of its own, so that a long backlog of base models never
-  delays a meta stage that would finish a run;
+* ``farm.train_meta`` and ``farm.meta_refit`` (a meta-only run): ``meta``, a small queue of its own, so
+  that a long backlog of base models never delays a meta stage that would finish a run;
 * everything else (``farm.prepare_run``, control tasks): ``control``.
 
 Celery-free (a router is a plain function), so it is tested without Celery.
@@ -27,6 +27,8 @@ DEFAULT_QUEUE = "control"
 
 TRAIN_BASE = "farm.train_base"
 TRAIN_META = "farm.train_meta"
+#: A meta-only run (:mod:`trainfarm.workers.meta_runs`): one task on the ``meta`` queue, like a meta stage.
+META_REFIT = "farm.meta_refit"
 #: Beat's full-retrain entries send this task (:mod:`trainfarm.beat.schedule`); queue ``control``.
 FAN_OUT_RETRAIN = "farm.fan_out_retrain"
 #: Beat's trigger-check entry sends this task; queue ``control``.
@@ -52,7 +54,7 @@ def queue_for_task(name: str, payload: Mapping[str, Any] | None, *, gpu_workers:
             # A malformed payload still needs a queue: the task itself refuses it with a clear error.
             return "cpu"
         return queue_for_model(spec, gpu_workers=gpu_workers)
-    if name == TRAIN_META:
+    if name in (TRAIN_META, META_REFIT):
         return "meta"
     return DEFAULT_QUEUE
 

@@ -9,6 +9,8 @@ Plain functions over the registry and a redis-py client (no Celery here): the ta
   seen twice) is failed, so that its market can run again. With ``acks_late`` every task of a live run
   keeps its message in a queue or in the broker's unacknowledged set until it has finished, and each
   stage publishes the next one's messages before its own is acknowledged: a live run always has one.
+* **Task ids** start with the run id: ``<run>-prepare``, ``<run>-<model>``, ``<run>-meta`` for a full run,
+  ``<run>-metaonly`` for a meta-only one (:mod:`trainfarm.workers.meta_runs`).
 * **Meta guard** ``farm:run:<id>:meta``: SET NX by the first meta task of a run; a second delivery of the
   chord body (a duplicated header can fire it twice) finds the guard and does nothing.
 * **Delivery counter** ``farm:deliveries:<task id>``: INCR on every start of a task; past the cap the task
@@ -30,7 +32,7 @@ import redis
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.errors import FarmError, HeaderResultError, MissingHeaderResultError, TransientError
 from trainfarm.shared.promotion import record_failure
-from trainfarm.shared.registry import Registry, RunRecord, utc_now
+from trainfarm.shared.registry import Registry, RunKind, RunRecord, utc_now
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.routing import QUEUES
 
@@ -51,12 +53,14 @@ _SCAN_CHUNK = 500
 
 @dataclass(frozen=True)
 class Submitted:
-    """What `farm retrain` and the triggers report for one (symbol, timeframe)."""
+    """What `farm retrain`, beat's fan-outs and the triggers report for one (symbol, timeframe)."""
 
-    run_id: str
+    run_id: str  #: empty when ``skipped``
     symbol: str
     timeframe: str
     merged: bool  #: True when an active run already covered this trigger
+    kind: RunKind = RunKind.FULL  #: the kind of the run (a merged request gets the active run's)
+    skipped: str | None = None  #: why no run was asked for (a meta-only retrain that is not due)
 
 
 def run_dir(run_id: str) -> Path:
@@ -64,19 +68,26 @@ def run_dir(run_id: str) -> Path:
     return get_settings().runs_dir / run_id
 
 
-def claim_run(symbol: str, timeframe: str, reason: str, *, registry: Registry | None = None) -> Submitted:
-    """The market's active run: a new queued run, or the one already under way (``merged``).
+def claim_run(
+    symbol: str,
+    timeframe: str,
+    reason: str,
+    *,
+    registry: Registry | None = None,
+    kind: RunKind = RunKind.FULL,
+) -> Submitted:
+    """The market's active run: a new queued run of ``kind``, or the one already under way (``merged``).
 
     An active run whose work is provably gone (see :func:`run_is_abandoned`) is failed first, so a lost
     message never blocks its market for good.
     """
     registry = registry or Registry.open()
     for _ in range(3):  # bounded: each pass creates, merges, or reaps one abandoned run
-        run, created = registry.claim_run(symbol, timeframe, reason)
+        run, created = registry.claim_run(symbol, timeframe, reason, kind=kind)
         if created:
-            return Submitted(run.id, run.symbol, run.timeframe, merged=False)
+            return Submitted(run.id, run.symbol, run.timeframe, merged=False, kind=run.kind)
         if not run_is_abandoned(run):
-            return Submitted(run.id, run.symbol, run.timeframe, merged=True)
+            return Submitted(run.id, run.symbol, run.timeframe, merged=True, kind=run.kind)
         reap(run, f"reaped when a new run was asked for ({reason})", registry=registry)
     raise FarmError(f"could not claim a run of {symbol} {timeframe}; try again")
 

@@ -27,15 +27,16 @@ from trainfarm.shared.errors import (
     StageTimeoutError,
     TransientError,
 )
-from trainfarm.shared.registry import Registry
+from trainfarm.shared.registry import Registry, RunKind
 from trainfarm.shared.settings import get_settings
+from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
-from trainfarm.workers import outcomes, stages, triggers
+from trainfarm.workers import meta_runs, outcomes, stages, triggers
 from trainfarm.workers.celery_app import app
 from trainfarm.workers.jobs import RunJob, StageJob
-from trainfarm.workers.routing import CHECK_TRIGGERS, FAN_OUT_RETRAIN, INGEST_OUTCOMES
+from trainfarm.workers.routing import CHECK_TRIGGERS, FAN_OUT_RETRAIN, INGEST_OUTCOMES, META_REFIT
 from trainfarm.workers.runs import Submitted, claim_run, count_delivery
 
 log = logging.getLogger(__name__)
@@ -172,17 +173,29 @@ def run_failed(request: Any, exc: BaseException, traceback: Any, payload: dict[s
         log.warning("run %s failed (model %s): %s", job.run_id, model, exc)
 
 
-def submit_retrain(symbol: str, timeframe: str, reason: str) -> Submitted:
-    """Claim the market's active run and enqueue it; a trigger that finds one under way gets that one."""
-    submitted = claim_run(symbol, timeframe, reason)
+def submit_retrain(symbol: str, timeframe: str, reason: str, *, kind: RunKind = RunKind.FULL) -> Submitted:
+    """Claim the market's active run and enqueue it; a trigger that finds one under way gets that one.
+
+    A meta-only request (``kind=RunKind.META``) that is not due (no champion, too few new bars) asks for
+    no run: the answer is ``skipped`` with the reason.
+    """
+    if kind is RunKind.META:
+        config = get_settings().load_config()
+        skip = meta_runs.skip_reason(Registry.open(), config, symbol, timeframe)
+        if skip is not None:
+            tf = parse_timeframe(timeframe).value
+            return Submitted("", canonical_symbol(symbol), tf, merged=False, kind=kind, skipped=skip)
+        reason = meta_runs.meta_reason(reason)
+    submitted = claim_run(symbol, timeframe, reason, kind=kind)
     if submitted.merged:
         return submitted
     job = RunJob(run_id=submitted.run_id, symbol=submitted.symbol, timeframe=submitted.timeframe)
+    task, suffix = (meta_refit, "metaonly") if kind is RunKind.META else (prepare_run, "prepare")
     try:
         # ignore_result: the registry tracks the run; without it, a long-lived submitter (beat, a bot's
         # trigger) would keep a result subscription open per run it ever enqueued.
-        prepare_run.apply_async(
-            args=(job.model_dump(mode="json"),), task_id=f"{submitted.run_id}-prepare", ignore_result=True
+        task.apply_async(
+            args=(job.model_dump(mode="json"),), task_id=f"{submitted.run_id}-{suffix}", ignore_result=True
         )
     except BrokerOperationalError as exc:  # broker down: the run must not stay 'queued' forever
         stages.abandon_run(job, f"could not enqueue: {exc}")
@@ -190,34 +203,68 @@ def submit_retrain(symbol: str, timeframe: str, reason: str) -> Submitted:
     return submitted
 
 
+@app.task(bind=True, base=FarmTask, name=META_REFIT)
+def meta_refit(self: FarmTask, payload: dict[str, Any]) -> dict[str, Any]:
+    """A meta-only run: the champion's base models kept, stacker and calibration refit on newer bars."""
+    job = RunJob.model_validate(payload)
+    try:
+        self.guard_delivery()
+        version = meta_runs.run_meta(job, task_id=self.request.id, threads=_threads())
+    except TransientError:
+        raise
+    except Exception as exc:
+        stages.fail(job, f"{type(exc).__name__}: {exc}", model=None)
+        _full_retrain_after(job)
+        raise
+    _full_retrain_after(job)
+    return {"run_id": job.run_id, "version": version}
+
+
+def _full_retrain_after(job: RunJob) -> None:
+    """Submit the full retrains that merged into an ended meta-only run (see :mod:`.meta_runs`)."""
+    run = Registry.open().get_run(job.run_id)
+    wanted = meta_runs.full_reasons(run) if run.status.terminal else []
+    if wanted:
+        reason = f"after meta-only run {run.id[:8]}: {', '.join(wanted)}"
+        follow = submit_retrain(run.symbol, run.timeframe, reason)
+        log.info("meta-only run %s ended; full retrain %s asked by %s", run.id[:8], follow.run_id[:8], wanted)
+
+
 class FanOut(BaseModel):
-    """Payload of ``farm.fan_out_retrain``: which timeframe, and why (recorded on every run)."""
+    """Payload of ``farm.fan_out_retrain``: which timeframe, why (recorded on every run), and which kind."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeframe: str
     reason: str = "schedule"
+    kind: RunKind = RunKind.FULL
 
 
 @app.task(base=FarmTask, name=FAN_OUT_RETRAIN)
 def fan_out_retrain(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """Beat's full-retrain entry: one run per symbol of the universe at ``payload["timeframe"]``."""
+    """Beat's retrain entries: one run per symbol of the universe at ``payload["timeframe"]``."""
     job = FanOut.model_validate(payload)
-    return [asdict(s) for s in fan_out(job.timeframe, job.reason)]
+    return [asdict(s) for s in fan_out(job.timeframe, job.reason, kind=job.kind)]
 
 
-def fan_out(timeframe: str, reason: str) -> list[Submitted]:
+def fan_out(timeframe: str, reason: str, *, kind: RunKind = RunKind.FULL) -> list[Submitted]:
     """Submit a retrain of every universe symbol at ``timeframe``; a market with a run under way merges."""
     tf = parse_timeframe(timeframe)
     config = get_settings().load_config()
     if tf not in config.universe.timeframes:
         raise ConfigError(f"timeframe {tf} is not in the universe ({', '.join(config.universe.timeframes)})")
-    submitted = [submit_retrain(symbol, tf.value, reason) for symbol in config.universe.symbols]
+    submitted = [submit_retrain(symbol, tf.value, reason, kind=kind) for symbol in config.universe.symbols]
     log.info(
-        "fan-out %s (%s): %s",
+        "fan-out %s %s (%s): %s",
+        kind,
         tf,
         reason,
-        ", ".join(f"{s.symbol} {'merged into' if s.merged else 'run'} {s.run_id[:8]}" for s in submitted),
+        ", ".join(
+            f"{s.symbol} skipped ({s.skipped})"
+            if s.skipped
+            else f"{s.symbol} {'merged into' if s.merged else 'run'} {s.run_id[:8]}"
+            for s in submitted
+        ),
     )
     return submitted
 

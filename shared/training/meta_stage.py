@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -44,7 +44,7 @@ from trainfarm.shared.predictor import Predictor
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.base import BaseModelResult
-from trainfarm.shared.training.deploy import Evaluated, deployment, label_end_of
+from trainfarm.shared.training.deploy import Deployment, Evaluated, deployment, label_end_of
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm_client.calibration import TemperatureShrinkCalibration
 
@@ -102,7 +102,7 @@ class RunIdentity(Protocol):
     def tf(self) -> Timeframe: ...
 
 
-def _existing(final: Path, job: RunIdentity) -> BuiltVersion:
+def existing_version(final: Path, job: RunIdentity) -> BuiltVersion:
     """The run's already written pack, verified file by file."""
     manifest = read_manifest(final)
     metrics = manifest.get("metrics")
@@ -194,7 +194,56 @@ def build_version(
     version_id = new_version_id(run_created_at, job.run_id)
     final = pack_dir(settings.artifacts_dir, job.symbol, job.tf().value, version_id)
     if final.exists():
-        return _existing(final, job)
+        return existing_version(final, job)
+    training = settings.load_config().training
+    frame = snapshot.frame()
+    order = list(MODEL_NAMES)
+
+    def deploy(passed: bool, evaluated: Evaluated, sample_x: FloatArray) -> Deployment:
+        return deployment(
+            passed, frame, base, work_dir, evaluated, sample_x=sample_x, training=training, threads=threads
+        )
+
+    return finish_version(
+        job,
+        snapshot,
+        {model: _predictions(work_dir, base[model]) for model in order},
+        work_dir,
+        version_id=version_id,
+        threads=threads,
+        champion=champion,
+        deploy=deploy,
+        kinds={m: base[m].family for m in order},
+        base_metrics={m: base[m].metrics for m in order},
+    )
+
+
+def finish_version(
+    job: RunIdentity,
+    snapshot: DatasetSnapshot,
+    preds: Mapping[str, Mapping[str, FloatArray]],
+    work_dir: Path,
+    *,
+    version_id: str,
+    threads: int,
+    champion: ChampionSource | None,
+    deploy: Callable[[bool, Evaluated, FloatArray], Deployment],
+    kinds: Mapping[str, str],
+    base_metrics: Mapping[str, object],
+    feature_distribution: dict[str, object] | None = None,
+    extra_data: Mapping[str, object] | None = None,
+) -> BuiltVersion:
+    """Stack, calibrate, choose p*, gate, deploy and write the pack, from the base models' predictions.
+
+    Shared by full runs (:func:`build_version`) and meta-only runs
+    (:mod:`trainfarm.shared.training.meta_refit`). ``preds[model]`` holds ``oof`` (the stacker's training
+    rows: out of fold, or out of sample), ``calibration`` and ``test`` probabilities of the snapshot's
+    splits; ``deploy(passed, evaluated, sample_x)`` says what the pack ships; ``kinds`` are the base
+    models' families; ``feature_distribution`` replaces the one computed from the snapshot (a meta-only
+    pack keeps its base models' own); ``extra_data`` joins the manifest's ``data``.
+    """
+    settings = get_settings()
+    final = pack_dir(settings.artifacts_dir, job.symbol, job.tf().value, version_id)
     config = settings.load_config()
     timeframe = job.tf()
     params = config.params(timeframe)
@@ -203,8 +252,7 @@ def build_version(
     part = {name: frame.filter(pl.col("split") == name) for name in ("train", "calibration", "test")}
     y = {name: part[name]["label"].cast(pl.Int64).to_numpy() for name in part}
     fwd = {name: part[name]["fwd_return"].to_numpy() for name in part}
-    order = list(MODEL_NAMES)
-    preds = {model: _predictions(work_dir, base[model]) for model in order}
+    order = list(preds)
     meta = _stack_and_calibrate(preds, y, order, params.label_horizon, training, threads)
     choice, calibrator, cal_probs = meta.choice, meta.calibrator, meta.cal_probs
     per_year = periods_per_year(timeframe.minutes)
@@ -264,19 +312,14 @@ def build_version(
     )
     metrics["stacker"] = choice.to_json()
     metrics["calibrator"] = calibrator.to_json()
-    metrics["base"] = {m: base[m].metrics for m in order}
+    metrics["base"] = dict(base_metrics)
 
     now = datetime.now(UTC)
     sample_x = part["test"].select(FEATURE_NAMES).tail(SAMPLE_ROWS).to_numpy().astype(np.float64)
-    deployed = deployment(
+    deployed = deploy(
         bool(gate_report["passed"]),
-        frame,
-        base,
-        work_dir,
         Evaluated(meta.choice.stacker, meta.calibrator, meta.raw, y, meta.test_probs[-SAMPLE_ROWS:]),
-        sample_x=sample_x,
-        training=training,
-        threads=threads,
+        sample_x,
     )
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         plot = Path(tmp) / "calibration.png"
@@ -306,7 +349,9 @@ def build_version(
                     f"model file of {m} at {file} differs from the sha256 it was written with"
                 )
         # The training distribution of the shipped models, for the feature-drift trigger (shared/drift.py).
-        distribution = FeatureDistribution.of_deployment(frame, FEATURE_NAMES, deployed.data).to_json()
+        distribution = feature_distribution or (
+            FeatureDistribution.of_deployment(frame, FEATURE_NAMES, deployed.data).to_json()
+        )
         manifest = {
             "version": version_id,
             "symbol": job.symbol,
@@ -325,7 +370,7 @@ def build_version(
             "base_models": [
                 {
                     "name": m,
-                    "kind": base[m].family,
+                    "kind": kinds[m],
                     "file": _pack_file(m, deployed.model_files[m][0]),
                     "sha256": deployed.model_files[m][1],
                     "device": deployed.model_files[m][2],
@@ -354,6 +399,7 @@ def build_version(
                     "test_label_end": label_end_of(frame, ("test",)),
                 },
                 "deployed": deployed.data,
+                **(extra_data or {}),
             },
             "config_hash": config.config_hash(),
             "code_version": trainfarm.shared.__version__,

@@ -150,7 +150,7 @@ def test_cli_retrain_wait_reports_and_exits_by_outcome(embedded_farm: Farm) -> N
         len(versions) == 1 and versions[0]["status"] in ("champion", "rejected") and "metrics" in versions[0]
     )
     bad = subprocess.run(
-        [*cmd[:3], "retrain", "NOPE/USDT", "-t", TF, "--wait"],
+        [*cmd[:3], "retrain", "NOPE/USDT", "-t", TF, "--force", "--wait"],
         env=farm.env,
         capture_output=True,
         text=True,

@@ -99,7 +99,7 @@ def test_retrain_with_the_broker_down_says_so_in_one_line_and_strands_no_run(
     monkeypatch.setenv("FARM_REDIS_URL", "redis://127.0.0.1:1/0")
     get_settings.cache_clear()
     rebind()
-    monkeypatch.setattr("sys.argv", ["farm", "retrain", "BTC/USDT", "--timeframe", "1h"])
+    monkeypatch.setattr("sys.argv", ["farm", "retrain", "BTC/USDT", "--timeframe", "1h", "--force"])
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 1
@@ -151,9 +151,10 @@ def test_schedule_lists_the_coming_fires(server: EmbeddedRedis) -> None:
     assert plan["capacity"] == 2 and plan["capacity_source"] == "--workers"
     entries = {f["entry"] for f in plan["fires"]}
     config = get_settings().load_config()
-    assert entries == {f"retrain-{tf.value}" for tf in config.universe.timeframes}
-    # 5m retrains every 6 h: never ran, so now, then three more within the day.
+    assert entries == {f"retrain-{tf.value}" for tf in config.universe.timeframes} | {"meta-5m", "meta-1h"}
+    # 5m retrains every 6 h: never ran, so now, then three more within the day; its meta-only entry hourly.
     assert sum(f["entry"] == "retrain-5m" for f in plan["fires"]) == 5
+    assert sum(f["entry"] == "meta-5m" for f in plan["fires"]) == 25
     assert all(f["work_s"] is None for f in plan["fires"])  # no finished run yet: unknown
     code, out, _ = farm("schedule", "--days", "1")  # no worker answers: one is assumed
     assert code == 0 and "retrain-24h" in out and "on 1 worker" in out
@@ -168,3 +169,43 @@ def test_status_prints_every_section(server: EmbeddedRedis) -> None:
     assert all("skew" in market for market in report["markets"])  # None: no champion to check
     code, out, _ = farm("status", "--timeout", "0.2")
     assert code == 0 and "markets" in out and "queues: cpu 0" in out
+
+
+def test_retrain_follows_the_trigger_policies_unless_forced(server: EmbeddedRedis) -> None:
+    """Without --force only the markets a policy asks for are enqueued; --force enqueues, still merging."""
+    from tests.markets import crown
+    from trainfarm.shared.registry import Registry
+    from trainfarm.workers.celery_app import rebind
+
+    rebind()  # the Celery app follows this test's Redis (an earlier test may have bound it elsewhere)
+    registry = Registry.open()
+    crown(registry, "BTC_USDT", "1h")  # a fresh champion: no policy fires for BTC 1h
+    code, out, err = farm("retrain", "BTC/USDT", "--json")
+    assert code == 0, err
+    asked = json.loads(out)
+    assert sorted(r["timeframe"] for r in asked) == ["12h", "24h", "5m"]  # no champion yet there
+    assert {r["kind"] for r in asked} == {"full"}
+    assert registry.get_run(asked[0]["id"]).reasons == ["cli:no_champion"]
+    assert registry.active_run("BTC_USDT", "1h") is None
+    code, out, _ = farm("retrain", "BTC/USDT", "-t", "1h")
+    assert code == 0 and "no trigger policy asks for a retrain (--force retrains anyway)" in out
+    assert registry.active_run("BTC_USDT", "1h") is None
+    code, out, err = farm("retrain", "BTC/USDT", "-t", "1h", "--force", "--json")
+    assert code == 0, err
+    [forced] = json.loads(out)
+    assert registry.get_run(forced["id"]).reasons == ["cli:forced"] and not forced["merged"]
+    code, out, _ = farm("retrain", "BTC/USDT", "-t", "1h", "--force", "--reason", "again", "--json")
+    [again] = json.loads(out)
+    assert again["merged"] and again["id"] == forced["id"]  # never two runs of one market at once
+    assert registry.get_run(forced["id"]).reasons == ["cli:forced", "again"]
+    code, _, err = farm("retrain", "DOGE/USDT", "-t", "1h")
+    assert code == 1 and "DOGE_USDT is not in the universe" in err and "--force" in err
+
+
+def test_a_meta_only_retrain_without_a_champion_is_skipped_with_the_reason(server: EmbeddedRedis) -> None:
+    code, out, err = farm("retrain", "ETH/USDT", "-t", "12h", "--meta", "--force")
+    assert code == 0, err
+    assert "meta-only retrain skipped: no champion" in out
+    from trainfarm.shared.registry import Registry
+
+    assert Registry.open().active_run("ETH_USDT", "12h") is None

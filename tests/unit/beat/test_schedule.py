@@ -11,6 +11,7 @@ from trainfarm.beat.schedule import (
     beat_schedule,
     beat_settings,
     full_retrain_entry,
+    meta_retrain_entry,
 )
 from trainfarm.shared.config import FarmConfig, load_config
 from trainfarm.shared.timeframes import Timeframe
@@ -22,6 +23,8 @@ def test_one_full_retrain_entry_per_timeframe_at_its_cadence() -> None:
     assert set(schedule) == {full_retrain_entry(tf.value) for tf in Timeframe} | {
         TRIGGER_CHECK_ENTRY,
         "ingest-outcomes",
+        meta_retrain_entry("5m"),
+        meta_retrain_entry("1h"),
     }
     for tf in Timeframe:
         entry = schedule[f"retrain-{tf.value}"]
@@ -34,6 +37,18 @@ def test_one_full_retrain_entry_per_timeframe_at_its_cadence() -> None:
     assert schedule["retrain-5m"]["schedule"] == timedelta(hours=6)
 
 
+def test_a_meta_only_entry_per_timeframe_whose_meta_cadence_is_not_off() -> None:
+    """5m and 1h refit their stacker between full retrains; 12h and 24h would need 200+ days of new bars."""
+    config = FarmConfig()
+    schedule = beat_schedule(config)
+    for tf, every in ((Timeframe.M5, timedelta(hours=1)), (Timeframe.H1, timedelta(hours=6))):
+        entry = schedule[meta_retrain_entry(tf.value)]
+        assert entry["task"] == FAN_OUT_TASK and entry["schedule"] == every
+        assert entry["kwargs"] == {"payload": {"timeframe": tf.value, "reason": "schedule", "kind": "meta"}}
+        assert entry["options"]["expires"] == every.total_seconds()
+    assert meta_retrain_entry("12h") not in schedule and meta_retrain_entry("24h") not in schedule
+
+
 def test_the_schedule_follows_the_universe_and_the_cadences(tmp_path: Path) -> None:
     path = tmp_path / "farm.toml"
     path.write_text(
@@ -43,11 +58,15 @@ symbols = ["BTC_USDT"]
 timeframes = ["1h", "24h"]
 [timeframes.1h]
 cadence = "45s"
+meta_cadence = "off"
+[timeframes.24h]
+meta_cadence = "20s"
 """
     )
     config = load_config(path)
     schedule = beat_schedule(config)
-    assert set(schedule) == {"retrain-1h", "retrain-24h", "check-triggers", "ingest-outcomes"}
+    assert set(schedule) == {"retrain-1h", "retrain-24h", "meta-24h", "check-triggers", "ingest-outcomes"}
+    assert schedule["meta-24h"]["schedule"] == timedelta(seconds=20)
     assert schedule["retrain-1h"]["schedule"] == timedelta(seconds=45)
 
 
