@@ -15,6 +15,7 @@ from trainfarm.cli import (
     data_cmds,
     dataset_cmds,
     demo,
+    flower_cmds,
     promotion_cmds,
     redis_cmds,
     registry_cmds,
@@ -68,6 +69,7 @@ def build_app() -> typer.Typer:
     trigger_cmds.register(app)
     schedule_cmds.register(app)
     status_cmds.register(app)
+    flower_cmds.register(app)
     app.command("config")(config)
     return app
 

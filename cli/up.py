@@ -2,10 +2,11 @@
 
 It starts the embedded Redis (unless ``FARM_REDIS_URL`` names one), N CPU workers (queues cpu, meta,
 control), with ``--gpu`` one worker per visible GPU (queue gpu, ``CUDA_VISIBLE_DEVICES`` set to its GPU),
-and beat; then it prints every process's log lines as one merged log, each prefixed with its process's
-name. Ctrl-C (SIGINT) or SIGTERM stops everything it started, workers first (a warm shutdown, then
-SIGKILL of the whole process group), then beat, then the Redis it started: no process is left behind. A
-child that exits on its own stops the rest, and `farm up` exits 1.
+beat, and with ``--flower`` Flower (basic auth, :mod:`trainfarm.cli.flower_cmds`); then it prints every
+process's log lines as one merged log, each prefixed with its process's name. Ctrl-C (SIGINT) or SIGTERM
+stops everything it started, workers first (a warm shutdown, then SIGKILL of the whole process group),
+then beat and Flower, then the Redis it started: no process is left behind. A child that exits on its own
+stops the rest, and `farm up` exits 1.
 
 Every child is a :class:`~trainfarm.workers.processes.CeleryProcess` in its own session, logging to
 ``$FARM_HOME/logs/up/``; the merged log is those files, tailed.
@@ -25,10 +26,11 @@ from typing import Annotated
 
 import typer
 
+from trainfarm.cli.flower_cmds import flower_auth, flower_env
 from trainfarm.cli.output import console
 from trainfarm.shared.connections import embedded_redis, redact_url, redis_url
 from trainfarm.shared.settings import get_settings
-from trainfarm.workers.processes import BeatProcess, CeleryProcess, WorkerProcess
+from trainfarm.workers.processes import BeatProcess, CeleryProcess, FlowerProcess, WorkerProcess
 
 #: Seconds between checks that every child is alive (and between reads of their logs).
 POLL_S = 0.2
@@ -89,7 +91,9 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _SignalledError(signal.Signals(signum).name)
 
 
-def _children(workers: int, gpus: list[str], beat: bool, logs: Path) -> list[CeleryProcess]:
+def _children(
+    workers: int, gpus: list[str], beat: bool, logs: Path, *, flower: bool = False
+) -> list[CeleryProcess]:
     env = dict(os.environ)
     if gpus:
         env["FARM_GPU_WORKERS"] = "true"  # enqueuers route the GPU-capable models to the gpu queue
@@ -101,6 +105,17 @@ def _children(workers: int, gpus: list[str], beat: bool, logs: Path) -> list[Cel
     ]
     if beat:
         children.append(BeatProcess("beat", env, logs))
+    if flower:
+        settings = get_settings()
+        children.append(
+            FlowerProcess(
+                "flower",
+                env | flower_env(settings),
+                logs,
+                address=settings.flower_address,
+                port=settings.flower_port,
+            )
+        )
     return children
 
 
@@ -134,8 +149,11 @@ def up(
     workers: Annotated[int, typer.Option("--workers", "-w", min=0, help="CPU worker processes")] = 2,
     gpu: Annotated[bool, typer.Option("--gpu", help="one more worker per visible GPU (queue gpu)")] = False,
     beat: Annotated[bool, typer.Option("--beat/--no-beat", help="run beat (the schedule)")] = True,
+    flower: Annotated[
+        bool, typer.Option("--flower", help="run Flower too (basic auth; see `farm flower`)")
+    ] = False,
 ) -> None:
-    """Run Redis, workers and beat in the foreground with one merged log; Ctrl-C stops them all."""
+    """Run Redis, workers, beat (and Flower) in the foreground with one merged log; Ctrl-C stops them all."""
     settings = get_settings()
     gpus = visible_gpus() if gpu else []
     if gpu and not gpus:
@@ -143,7 +161,13 @@ def up(
     started_redis = not settings.redis_url and not embedded_redis(settings).is_running()
     url = redis_url(settings)  # starts the embedded server when none is configured
     console.print(f"farm up: Redis {redact_url(url)}{' (embedded, started here)' if started_redis else ''}")
-    children = _children(workers, gpus, beat, settings.home / "logs" / "up")
+    children = _children(workers, gpus, beat, settings.home / "logs" / "up", flower=flower)
+    if flower:
+        _, _, source = flower_auth(settings)
+        console.print(
+            f"farm up: Flower at http://{settings.flower_address}:{settings.flower_port} "
+            f"(user {settings.flower_user}; password from {source})"
+        )
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     tails: list[_Tail] = []
     try:
@@ -165,8 +189,8 @@ def up(
 
 
 def _stop_all(children: list[CeleryProcess]) -> None:
-    """Workers first (they may finish a task), then beat; each warm, then killed with its whole group."""
-    for child in sorted(children, key=lambda c: isinstance(c, BeatProcess)):
+    """Workers first (they may finish a task), then beat and Flower; each warm, then killed with its group."""
+    for child in sorted(children, key=lambda c: isinstance(c, BeatProcess | FlowerProcess)):
         child.stop()
 
 

@@ -26,11 +26,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(target: Path, write: Callable[[Path], None], *, mode: int = 0o644) -> None:
     """Call ``write(tmp_path)`` to produce the file, then atomically move it to ``target``.
 
     ``write`` receives a path in ``target``'s folder; whatever it leaves there replaces ``target`` in one
-    step. On any exception the temporary file is removed and ``target`` is untouched.
+    step. On any exception the temporary file is removed and ``target`` is untouched. The file gets
+    ``mode`` before it appears under its name (0o600 for a secret: never readable by others, not even
+    for a moment).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -39,7 +41,7 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         # mkstemp makes 0600 files; artifacts and the store are read by bots running as other users.
-        tmp.chmod(0o644)
+        tmp.chmod(mode)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)  # noqa: PTH105 - the atomic rename, spelled as the design names it
@@ -49,15 +51,15 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
     fsync_dir(target.parent)
 
 
-def atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Atomically replace ``target`` with ``data``."""
+def atomic_write_bytes(target: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Atomically replace ``target`` with ``data`` (file mode ``mode``)."""
 
     def write(tmp: Path) -> None:
         tmp.write_bytes(data)
 
-    atomic_write(target, write)
+    atomic_write(target, write, mode=mode)
 
 
-def atomic_write_text(target: Path, text: str) -> None:
-    """Atomically replace ``target`` with UTF-8 ``text``."""
-    atomic_write_bytes(target, text.encode("utf-8"))
+def atomic_write_text(target: Path, text: str, *, mode: int = 0o644) -> None:
+    """Atomically replace ``target`` with UTF-8 ``text`` (file mode ``mode``)."""
+    atomic_write_bytes(target, text.encode("utf-8"), mode=mode)

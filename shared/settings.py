@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trainfarm.shared.config import FarmConfig, load_config
@@ -49,6 +49,16 @@ class FarmSettings(BaseSettings):
     )
     max_deliveries: int = Field(
         3, ge=1, description="a task delivered more often than this (its worker keeps dying) fails for good"
+    )
+    flower_address: str = Field(
+        "127.0.0.1", description="address Flower listens on (loopback unless told otherwise)"
+    )
+    flower_port: int = Field(5555, ge=1, le=65535, description="port Flower listens on")
+    flower_user: str = Field("farm", min_length=1, description="Flower's basic-auth user")
+    flower_password: SecretStr | None = Field(
+        None,
+        description="Flower's basic-auth password; unset = one generated into <home>/flower.credentials "
+        "(mode 0600) on first use",
     )
 
     @field_validator("home", "artifact_root", "data_root", "config_file")

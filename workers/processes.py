@@ -1,4 +1,4 @@
-"""Celery processes started by the farm itself (`farm demo`, the integration tests): workers and beat.
+"""Celery processes started by the farm itself (`farm demo`, `farm up`, the tests): workers, beat, Flower.
 
 Each is a real `celery -A trainfarm.workers worker|beat` subprocess in its own session (so a stop reaches
 its pool children too), logging to a file, and always stopped by whoever started it: SIGTERM for a warm
@@ -114,6 +114,31 @@ class BeatProcess(CeleryProcess):
 
     def argv(self) -> list[str]:
         return ["beat", "-l", "DEBUG"]
+
+
+class FlowerProcess(CeleryProcess):
+    """One `celery flower` subprocess (the farm's Celery app), basic auth from its environment.
+
+    The credentials travel as ``FLOWER_BASIC_AUTH`` in ``env`` (Flower reads its options from ``FLOWER_*``
+    variables), never on the command line, where `ps` would show them to every user of the machine.
+    """
+
+    kind = "flower"
+    ready_marker = "Visit me at"
+
+    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path, *, address: str, port: int) -> None:
+        if not env.get("FLOWER_BASIC_AUTH"):
+            raise ValueError("Flower runs with basic auth only: FLOWER_BASIC_AUTH is not set")
+        super().__init__(name, env, log_dir)
+        self.address, self.port = address, port
+
+    def argv(self) -> list[str]:
+        return ["flower", f"--address={self.address}", f"--port={self.port}"]
+
+    @property
+    def url(self) -> str:
+        """Where Flower answers."""
+        return f"http://{self.address}:{self.port}"
 
 
 def wait_for(

@@ -1,11 +1,15 @@
-"""`farm up`: Redis, workers and beat in one foreground command; SIGINT leaves no process behind."""
+"""`farm up`: Redis, workers, beat and Flower in one foreground command; SIGINT leaves no process behind."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,17 +26,28 @@ timeframes = ["12h"]
 """
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, Path]]:
     home = tmp_path / "home"
     home.mkdir()
     (home / "farm.toml").write_text(CONFIG)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    env |= {"FARM_HOME": str(home), "FARM_CONFIG_FILE": str(home / "farm.toml")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FARM_", "FLOWER_"))}
+    env |= {
+        "FARM_HOME": str(home),
+        "FARM_CONFIG_FILE": str(home / "farm.toml"),
+        "FARM_FLOWER_PORT": str(_free_port()),
+    }
     out = tmp_path / "up.log"
+    argv = ["up", "--workers", "2", "--flower"]
     with out.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from trainfarm.cli.app import main; main()", "up", "--workers", "2"],
+            [sys.executable, "-c", "from trainfarm.cli.app import main; main()", *argv],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -56,6 +71,34 @@ def _descendants_of_session(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _get(url: str, auth: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _flower_refuses_strangers_and_answers_its_user(home: Path, out: Path, commands: list[str]) -> None:
+    """Basic auth: a generated password in a 0600 file, never on a command line or in the log."""
+    credentials = home / "flower.credentials"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    auth = credentials.read_text().strip()
+    user, _, password = auth.partition(":")
+    assert user == "farm" and len(password) >= 20
+    port = next(a.split("=")[1] for c in commands for a in c.split() if a.startswith("--port="))
+    assert "--address=127.0.0.1" in " ".join(commands)
+    url = f"http://127.0.0.1:{port}/api/workers"
+    assert _get(url) == 401
+    assert _get(url, f"{user}:wrong") == 401
+    assert _get(url, auth) == 200
+    assert f"Flower at http://127.0.0.1:{port}" in out.read_text(errors="replace")
+    assert password not in out.read_text(errors="replace") and not any(password in c for c in commands)
+
+
 def test_sigint_stops_every_process_farm_up_started(up: tuple[subprocess.Popen[bytes], Path, Path]) -> None:
     proc, home, out = up
     wait_for(lambda: b"farm up: ready" in out.read_bytes() or proc.poll() is not None, 120, "farm up ready")
@@ -64,11 +107,14 @@ def test_sigint_stops_every_process_farm_up_started(up: tuple[subprocess.Popen[b
     commands = [" ".join(p.cmdline()) for p in tree]
     assert sum("trainfarm.workers worker" in c for c in commands) >= 2, commands  # the workers (and pools)
     assert sum("trainfarm.beat.app beat" in c for c in commands) == 1, commands
+    assert sum("trainfarm.workers flower" in c for c in commands) == 1, commands
+    _flower_refuses_strangers_and_answers_its_user(home, out, commands)
     redis_pid = EmbeddedRedis(home).pid()
     assert redis_pid is not None and psutil.pid_exists(redis_pid)
     # One merged log, each line prefixed with its process's name.
-    wait_for(lambda: b"beat  | " in out.read_bytes() and b"cpu2  | " in out.read_bytes(), 30, "merged log")
-    assert b"cpu1  | " in out.read_bytes()
+    # (names padded to the longest, "flower")
+    wait_for(lambda: b"beat   | " in out.read_bytes() and b"cpu2   | " in out.read_bytes(), 30, "merged log")
+    assert b"cpu1   | " in out.read_bytes() and b"flower | " in out.read_bytes()
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 0, out.read_text(errors="replace")[-3000:]
