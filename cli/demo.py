@@ -2,7 +2,9 @@
 
 Data (import, validate, gaps, resample, snapshots), then the training farm: two real Celery worker
 processes on the farm's Redis, a retrain of every bundled symbol on every configured timeframe with live
-progress, and a table of runs, versions and test metrics. Everything it starts, it stops.
+progress, and a table of runs, versions and test metrics; a planted-signal market promoted to a live bot;
+then the farm unattended (:mod:`trainfarm.cli.demo_beat`): beat, triggers, a meta-only run, `farm status`.
+Everything it starts, it stops.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import typer
 
+from trainfarm.cli.demo_beat import run_beat_demo
 from trainfarm.cli.demo_data import SAMPLE_DIR, run_data_demo
 from trainfarm.cli.output import console, print_table
 from trainfarm.cli.registry_cmds import print_run_metrics
@@ -262,6 +265,10 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
         )
         _gate_table([s.run_id for s in submitted])
         ok &= _bot_demo(env)
+        # Step 10 runs its own workers (with the unattended phase's config) and beat.
+        for worker in workers:
+            worker.stop()
+        ok &= run_beat_demo(SYNTHETIC, SYNTHETIC_TF, env, logs)
     finally:
         for worker in workers:
             worker.stop()
@@ -269,8 +276,9 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
             embedded_redis(settings).stop()
     console.rule("[bold]done")
     console.print(
-        "Next: `farm runs`, `farm models BTC/USDT 1h`, `farm bot SYN_USDT 1h`, `farm rollback SYN_USDT 1h`, "
-        "`farm retrain BTC/USDT -t 1h --wait` (with `farm worker` running in another terminal)."
+        "Next: `farm up` (Redis, workers and beat in one command), `farm status`, `farm triggers`, "
+        "`farm schedule`, `farm runs`, `farm models BTC/USDT 1h`, `farm bot SYN_USDT 1h`, "
+        "`farm retrain BTC/USDT -t 1h --force --wait` (with `farm worker` running in another terminal)."
     )
     return ok
 
