@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.farms import SYMBOL, TF, Farm
+from tests.integration.farms import SYMBOL, TF, Farm, start_farm
 from trainfarm.shared.artifacts import read_manifest
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.settings import get_settings
@@ -101,3 +102,54 @@ def test_duplicated_header_task_makes_one_meta_stage(farm: Farm) -> None:
     again = train_meta.apply_async(args=([], payload), task_id=f"{stage.run_id}-meta-dup")
     assert again.get(timeout=120)["version"] == farm.registry().get_run(stage.run_id).version
     assert len(farm.registry().list_versions(SYMBOL, TF)) == 1
+
+
+@pytest.fixture
+def meta_farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_dir: Path) -> Iterator[Farm]:
+    """The BTC sample's 12h test split (about 110 bars after a rejected candidate's data) is enough here."""
+    extra = "[timeframes.12h]\nmeta_min_rows = 40\n"
+    yield from start_farm(tmp_path, monkeypatch, sample_dir, "embedded", extra)
+
+
+def test_a_meta_only_run_through_a_worker_and_the_full_retrain_merged_into_it(meta_farm: Farm) -> None:
+    """farm.meta_refit on a real worker; a full retrain asked for meanwhile runs after it, not lost."""
+    from trainfarm.shared.promotion import promote_version
+    from trainfarm.shared.registry import PromotionReason, RunKind
+    from trainfarm.workers.tasks import submit_retrain
+
+    full = submit_retrain(SYMBOL, TF, "first")
+    assert meta_farm.wait_run(full.run_id) == "succeeded", meta_farm.workers[0].log()[-4000:]
+    reg = meta_farm.registry()
+    version = reg.get_run(full.run_id).version
+    assert version is not None
+    # A rejected candidate ships as evaluated (fitted through its calibration split): its test split's
+    # bars come after its data. The meta-only run needs a champion, not a good one.
+    assert reg.get_version(version).status == "rejected"  # real 12h bars with tiny models
+    promote_version(version, PromotionReason.MANUAL)
+
+    meta = submit_retrain(SYMBOL, TF, "test", kind=RunKind.META)
+    assert meta.skipped is None and meta.kind == RunKind.META and not meta.merged
+    merged = submit_retrain(SYMBOL, TF, "cli:forced")
+    assert merged.merged and merged.run_id == meta.run_id
+    assert meta_farm.wait_run(meta.run_id) == "succeeded", meta_farm.workers[0].log()[-4000:]
+    run = reg.get_run(meta.run_id)
+    assert run.kind == RunKind.META and run.reasons == ["meta:test", "cli:forced"]
+    assert reg.base_results(run.id) == []
+    assert run.version is not None
+    refit = read_manifest(Path(reg.get_version(run.version).path))
+    champion = read_manifest(Path(reg.get_version(version).path))
+    assert [m["sha256"] for m in refit["base_models"]] == [m["sha256"] for m in champion["base_models"]]  # type: ignore[union-attr]
+
+    def follow_up() -> list[str]:
+        return [
+            r.id
+            for r in reg.list_runs(SYMBOL, TF)
+            if r.reasons == [f"after meta-only run {run.id[:8]}: cli:forced"]
+        ]
+
+    wait_for(
+        lambda: bool(follow_up()), 60, "the full retrain merged into the meta-only run", meta_farm.workers[0]
+    )
+    after = reg.get_run(follow_up()[0])
+    assert after.kind == RunKind.FULL
+    assert meta_farm.wait_run(after.id) == "succeeded", meta_farm.workers[0].log()[-4000:]

@@ -45,6 +45,7 @@ def test_with_gpu_workers_only_gpu_capable_models_go_to_gpu(
 def test_the_meta_stage_and_control_tasks_have_their_own_queues(farm_home: Path) -> None:
     # A chord body is sent with the header's results first and its own payload last.
     assert route_task("farm.train_meta", ([{"model": "x"}], _payload()), {}, {}) == {"queue": "meta"}
+    assert route_task("farm.meta_refit", (_payload(),), {}, {}) == {"queue": "meta"}  # a meta-only run
     assert route_task("farm.prepare_run", (_payload(),), {}, {}) == {"queue": "control"}
     assert route_task("farm.something_new", (), {}, {}) == {"queue": "control"}
 
