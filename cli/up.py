@@ -26,10 +26,11 @@ from typing import Annotated
 
 import typer
 
-from trainfarm.cli.flower_cmds import flower_auth, flower_env
+from trainfarm.cli.flower_cmds import flower_env
 from trainfarm.cli.output import console
 from trainfarm.shared.connections import embedded_redis, redact_url, redis_url
 from trainfarm.shared.settings import get_settings
+from trainfarm.shared.ui_auth import ui_credentials
 from trainfarm.workers.processes import BeatProcess, CeleryProcess, FlowerProcess, WorkerProcess
 
 #: Seconds between checks that every child is alive (and between reads of their logs).
@@ -163,10 +164,10 @@ def up(
     console.print(f"farm up: Redis {redact_url(url)}{' (embedded, started here)' if started_redis else ''}")
     children = _children(workers, gpus, beat, settings.home / "logs" / "up", flower=flower)
     if flower:
-        _, _, source = flower_auth(settings)
+        creds = ui_credentials(settings)
         console.print(
             f"farm up: Flower at http://{settings.flower_address}:{settings.flower_port} "
-            f"(user {settings.flower_user}; password from {source})"
+            f"(user {creds.user}; password from {creds.source})"
         )
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     tails: list[_Tail] = []

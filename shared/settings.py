@@ -54,11 +54,11 @@ class FarmSettings(BaseSettings):
         "127.0.0.1", description="address Flower listens on (loopback unless told otherwise)"
     )
     flower_port: int = Field(5555, ge=1, le=65535, description="port Flower listens on")
-    flower_user: str = Field("farm", min_length=1, description="Flower's basic-auth user")
-    flower_password: SecretStr | None = Field(
+    ui_user: str = Field("farm", min_length=1, description="basic-auth user of Flower and the dashboard")
+    ui_password: SecretStr | None = Field(
         None,
-        description="Flower's basic-auth password; unset = one generated into <home>/flower.credentials "
-        "(mode 0600) on first use",
+        description="basic-auth password of Flower and the dashboard; unset = one generated into "
+        "<home>/ui.credentials (mode 0600) on first use",
     )
 
     @field_validator("home", "artifact_root", "data_root", "config_file")

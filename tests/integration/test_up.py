@@ -84,7 +84,7 @@ def _get(url: str, auth: str | None = None) -> int:
 
 def _flower_refuses_strangers_and_answers_its_user(home: Path, out: Path, commands: list[str]) -> None:
     """Basic auth: a generated password in a 0600 file, never on a command line or in the log."""
-    credentials = home / "flower.credentials"
+    credentials = home / "ui.credentials"
     assert credentials.stat().st_mode & 0o777 == 0o600
     auth = credentials.read_text().strip()
     user, _, password = auth.partition(":")
