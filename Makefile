@@ -38,7 +38,7 @@ lint: $(STAMP)
 # mypy cannot follow the editable install's import hook: give it the installed layout as links.
 typecheck: $(STAMP)
 	@mkdir -p build/typecheck/trainfarm
-	@for d in shared workers beat cli; do ln -sfn ../../../$$d build/typecheck/trainfarm/$$d; done
+	@for d in shared workers beat cli web; do ln -sfn ../../../$$d build/typecheck/trainfarm/$$d; done
 	$(BIN)/mypy
 
 check: lint typecheck test

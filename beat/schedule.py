@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from trainfarm.shared.config import FarmConfig
-from trainfarm.workers.routing import CHECK_TRIGGERS, FAN_OUT_RETRAIN, INGEST_OUTCOMES
+from trainfarm.workers.routing import CHECK_TRIGGERS, DELIVER_ALERTS, FAN_OUT_RETRAIN, INGEST_OUTCOMES
 
 #: Name of the task every full-retrain entry sends (defined in :mod:`trainfarm.workers.tasks`).
 FAN_OUT_TASK = FAN_OUT_RETRAIN
@@ -31,6 +31,8 @@ FAN_OUT_TASK = FAN_OUT_RETRAIN
 TRIGGER_CHECK_ENTRY = "check-triggers"
 #: The entry that ingests the bots' outcome stream every ``[beat] outcome_ingest``.
 OUTCOME_INGEST_ENTRY = "ingest-outcomes"
+#: The entry that delivers alerts (webhook, e-mail) every ``[alerts] check``.
+ALERTS_ENTRY = "deliver-alerts"
 #: Redis key prefix of the schedule, its lock and its bookkeeping.
 KEY_PREFIX = "farm:beat:"
 #: Longest beat sleeps between ticks; with redbeat it also sets the lock's lifetime (5 x this).
@@ -49,8 +51,9 @@ def meta_retrain_entry(timeframe: str) -> str:
 
 def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
     """Celery's ``beat_schedule``: a full-retrain fan-out per timeframe of the universe at its cadence, and
-    the trigger check (:mod:`trainfarm.workers.triggers`) every ``[beat] trigger_check`` and the outcome
-    ingestion (:mod:`trainfarm.workers.outcomes`) every ``[beat] outcome_ingest``.
+    the trigger check (:mod:`trainfarm.workers.triggers`) every ``[beat] trigger_check``, the outcome
+    ingestion (:mod:`trainfarm.workers.outcomes`) every ``[beat] outcome_ingest`` and the alert delivery
+    (:mod:`trainfarm.workers.alerts`) every ``[alerts] check``.
 
     A message that waited longer than one cadence is dropped (``expires``): the next slot's message
     supersedes it, so a backlog never turns into a burst of identical fan-outs.
@@ -58,6 +61,7 @@ def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
     schedule: dict[str, dict[str, Any]] = {
         TRIGGER_CHECK_ENTRY: _every(CHECK_TRIGGERS, config.beat.trigger_check_td),
         OUTCOME_INGEST_ENTRY: _every(INGEST_OUTCOMES, config.beat.outcome_ingest_td),
+        ALERTS_ENTRY: _every(DELIVER_ALERTS, config.alerts.td("check")),
     }
     for tf in config.universe.timeframes:
         cadence: timedelta = config.params(tf).cadence_td
@@ -95,6 +99,7 @@ def beat_settings(config: FarmConfig, redis_url: str) -> dict[str, Any]:
 
 
 __all__ = [
+    "ALERTS_ENTRY",
     "FAN_OUT_TASK",
     "KEY_PREFIX",
     "MAX_LOOP_INTERVAL_S",

@@ -24,6 +24,7 @@ from trainfarm.cli import (
     status_cmds,
     trigger_cmds,
     up,
+    web_cmds,
 )
 from trainfarm.cli.output import fail, print_json
 from trainfarm.shared.connections import redact_url, redis_url
@@ -70,6 +71,7 @@ def build_app() -> typer.Typer:
     schedule_cmds.register(app)
     status_cmds.register(app)
     flower_cmds.register(app)
+    web_cmds.register(app)
     app.command("config")(config)
     return app
 

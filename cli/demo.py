@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -31,8 +32,9 @@ from trainfarm.shared.promotion import gate_summary, rollback
 from trainfarm.shared.registry import Registry, metric
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.synthetic import planted_signal_bars
+from trainfarm.shared.ui_auth import ui_credentials
 from trainfarm.shared.zoo.threads import available_cores
-from trainfarm.workers.processes import WorkerProcess
+from trainfarm.workers.processes import WebProcess, WorkerProcess
 from trainfarm.workers.runs import Submitted
 
 WORKERS = 2
@@ -223,6 +225,16 @@ def _bot_demo(env: dict[str, str]) -> bool:
     return ok
 
 
+def _port(preferred: int) -> int:
+    """``preferred`` when it is free on the loopback, else any free port (a dashboard may be running)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _submit(symbol: str, timeframe: str, reason: str) -> Submitted:
     # Celery loads when the demo runs, not for every `farm` command (the app imports this module).
     from trainfarm.workers.tasks import submit_retrain
@@ -238,6 +250,8 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
     logs = settings.home / "logs"
     env = _worker_env()
     workers = [WorkerProcess(f"demo{i + 1}", env, logs) for i in range(WORKERS)]
+    port = _port(settings.web_port)
+    dashboard = WebProcess("dashboard", env | {"FARM_WEB_PORT": str(port)}, logs)
     ok = True
     try:
         console.print(f"[green]6.[/] starting {WORKERS} Celery worker processes (queues cpu, meta, control)")
@@ -245,6 +259,13 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
         for worker in workers:
             worker.start()
         console.print(f"   ready in {time.perf_counter() - t0:.1f}s; logs in {logs}")
+        dashboard.start()
+        creds = ui_credentials(settings)  # generated into the home on first use, kept for the next demo
+        console.print(
+            f"   the dashboard follows the demo live at [bold]http://{settings.web_address}:{port}[/] "
+            f"(user [bold]{creds.user}[/], password [bold]{creds.password}[/], kept in {creds.source}; "
+            "metrics at /metrics)"
+        )
         # The real markets; the synthetic one (left in the store by an earlier demo) has step 9 to itself.
         symbols = [s for s in open_store().symbols() if s != SYNTHETIC]
         timeframes = [tf.value for tf in config.universe.timeframes]
@@ -272,12 +293,13 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
     finally:
         for worker in workers:
             worker.stop()
+        dashboard.stop()
         if started_redis:
             embedded_redis(settings).stop()
     console.rule("[bold]done")
     console.print(
-        "Next: `farm up` (Redis, workers and beat in one command), `farm status`, `farm triggers`, "
-        "`farm schedule`, `farm runs`, `farm models BTC/USDT 1h`, `farm bot SYN_USDT 1h`, "
+        "Next: `farm up` (Redis, workers, beat and the dashboard in one command), `farm status`, "
+        "`farm triggers`, `farm schedule`, `farm runs`, `farm models BTC/USDT 1h`, `farm bot SYN_USDT 1h`, "
         "`farm retrain BTC/USDT -t 1h --force --wait` (with `farm worker` running in another terminal)."
     )
     return ok

@@ -2,11 +2,12 @@
 
 It starts the embedded Redis (unless ``FARM_REDIS_URL`` names one), N CPU workers (queues cpu, meta,
 control), with ``--gpu`` one worker per visible GPU (queue gpu, ``CUDA_VISIBLE_DEVICES`` set to its GPU),
-beat, and with ``--flower`` Flower (basic auth, :mod:`trainfarm.cli.flower_cmds`); then it prints every
-process's log lines as one merged log, each prefixed with its process's name. Ctrl-C (SIGINT) or SIGTERM
-stops everything it started, workers first (a warm shutdown, then SIGKILL of the whole process group),
-then beat and Flower, then the Redis it started: no process is left behind. A child that exits on its own
-stops the rest, and `farm up` exits 1.
+beat, the dashboard (``--no-web`` leaves it out) and with ``--flower`` Flower (both behind basic auth,
+:mod:`trainfarm.shared.ui_auth`); then it prints every process's log lines as one merged log, each
+prefixed with its process's name. Ctrl-C (SIGINT) or SIGTERM stops everything it started, workers first
+(a warm shutdown, then SIGKILL of the whole process group), then beat, Flower and the dashboard, then the
+Redis it started: no process is left behind. A child that exits on its own stops the rest, and `farm up`
+exits 1.
 
 Every child is a :class:`~trainfarm.workers.processes.CeleryProcess` in its own session, logging to
 ``$FARM_HOME/logs/up/``; the merged log is those files, tailed.
@@ -31,7 +32,13 @@ from trainfarm.cli.output import console
 from trainfarm.shared.connections import embedded_redis, redact_url, redis_url
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.ui_auth import ui_credentials
-from trainfarm.workers.processes import BeatProcess, CeleryProcess, FlowerProcess, WorkerProcess
+from trainfarm.workers.processes import (
+    BeatProcess,
+    CeleryProcess,
+    FlowerProcess,
+    WebProcess,
+    WorkerProcess,
+)
 
 #: Seconds between checks that every child is alive (and between reads of their logs).
 POLL_S = 0.2
@@ -93,7 +100,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def _children(
-    workers: int, gpus: list[str], beat: bool, logs: Path, *, flower: bool = False
+    workers: int, gpus: list[str], beat: bool, logs: Path, *, flower: bool = False, web: bool = False
 ) -> list[CeleryProcess]:
     env = dict(os.environ)
     if gpus:
@@ -106,6 +113,8 @@ def _children(
     ]
     if beat:
         children.append(BeatProcess("beat", env, logs))
+    if web:
+        children.append(WebProcess("web", env, logs))
     if flower:
         settings = get_settings()
         children.append(
@@ -153,8 +162,9 @@ def up(
     flower: Annotated[
         bool, typer.Option("--flower", help="run Flower too (basic auth; see `farm flower`)")
     ] = False,
+    web: Annotated[bool, typer.Option("--web/--no-web", help="run the dashboard (`farm web`)")] = True,
 ) -> None:
-    """Run Redis, workers, beat (and Flower) in the foreground with one merged log; Ctrl-C stops them all."""
+    """Run Redis, workers, beat, the dashboard (and Flower) in the foreground, one log; Ctrl-C stops all."""
     settings = get_settings()
     gpus = visible_gpus() if gpu else []
     if gpu and not gpus:
@@ -162,7 +172,13 @@ def up(
     started_redis = not settings.redis_url and not embedded_redis(settings).is_running()
     url = redis_url(settings)  # starts the embedded server when none is configured
     console.print(f"farm up: Redis {redact_url(url)}{' (embedded, started here)' if started_redis else ''}")
-    children = _children(workers, gpus, beat, settings.home / "logs" / "up", flower=flower)
+    children = _children(workers, gpus, beat, settings.home / "logs" / "up", flower=flower, web=web)
+    if web:
+        creds = ui_credentials(settings)
+        console.print(
+            f"farm up: dashboard at http://{settings.web_address}:{settings.web_port} "
+            f"(user {creds.user}; password from {creds.source})"
+        )
     if flower:
         creds = ui_credentials(settings)
         console.print(
@@ -190,8 +206,8 @@ def up(
 
 
 def _stop_all(children: list[CeleryProcess]) -> None:
-    """Workers first (they may finish a task), then beat and Flower; each warm, then killed with its group."""
-    for child in sorted(children, key=lambda c: isinstance(c, BeatProcess | FlowerProcess)):
+    """Workers first (they may finish a task), then beat, Flower and the dashboard; each warm, then killed."""
+    for child in sorted(children, key=lambda c: isinstance(c, BeatProcess | FlowerProcess | WebProcess)):
         child.stop()
 
 

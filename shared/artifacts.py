@@ -8,7 +8,7 @@ Layout (DESIGN.md)::
         stacker/booster.txt  the 55-feature LightGBM stacker, when the run chose it (text model);
                              the other stackers are JSON in the manifest's ``stacker`` entry
         calibrator.json      the calibrator (format 2: temperature and shrinkage toward the prior)
-        plots/calibration.png
+        plots/calibration.png, plots/confidence.png   (per-class reliability, confidence calibration)
     <artifact root>/<S>/<T>/CHAMPION   (promotion stage) the champion's version id
 
 A pack is assembled in a hidden staging folder beside its final place, every file fsynced, then renamed

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trainfarm.shared.alerting import AlertsConfig
 from trainfarm.shared.errors import ConfigError, FarmError
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import Timeframe, parse_duration, parse_timeframe
@@ -469,6 +470,7 @@ class FarmConfig(_Strict):
     retention: RetentionParams = RetentionParams()
     gates: GatesConfig = GatesConfig()
     beat: BeatParams = BeatParams()
+    alerts: AlertsConfig = AlertsConfig()
     timeframes: dict[Timeframe, TimeframeParams] = Field(default_factory=_default_timeframes)
 
     @field_validator("timeframes", mode="before")

@@ -1,4 +1,4 @@
-"""Plots stored in the artifact pack: the reliability (calibration) diagram.
+"""Plots stored in the artifact pack: the per-class reliability diagram and the confidence calibration plot.
 
 Rendering goes through matplotlib's Agg canvas explicitly (``Figure`` + ``FigureCanvasAgg``), never through
 ``pyplot``: no display is needed, nothing depends on the process-wide backend choice, and no figure is
@@ -71,6 +71,49 @@ def reliability_diagram(
             bottom.set_yscale("log")
         bottom.set_xlabel(f"predicted p({name})")
         bottom.set_ylabel("rows")
+    fig.suptitle(title)
+
+    def write(tmp: Path) -> None:
+        fig.savefig(tmp, format="png")
+
+    atomic_write(path, write)
+
+
+def confidence_diagram(
+    probs: npt.ArrayLike, y: npt.ArrayLike, path: Path, *, title: str, bins: int = 10
+) -> None:
+    """Write a PNG calibration plot of the model's confidence to ``path`` (atomically).
+
+    For each of ``bins`` equal-width bins of the top-class probability (the confidence a decision acts
+    on): the mean confidence against how often the top class was right, with the diagonal of perfect
+    calibration; below, how many rows fall into each bin. The per-class picture is
+    :func:`reliability_diagram`.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    p = check_probs(probs)
+    labels = check_labels(y, p.shape[0])
+    confidence = p.max(axis=1)
+    right = p.argmax(axis=1) == labels
+    mean_p, freq, count = reliability_bins(confidence, right, bins)
+    drawn = count > 0
+
+    fig = Figure(figsize=(6, 5.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    top.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect")
+    top.plot(mean_p[drawn], freq[drawn], marker="o", color="tab:blue", label="model")
+    top.set_title(f"confidence (n={int(labels.size)}, accuracy {np.mean(right):.2f})")
+    top.set_xlim(0.0, 1.0)
+    top.set_ylim(0.0, 1.0)
+    top.set_ylabel("top class right, share")
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize="small")
+    bottom.bar(np.linspace(0.0, 1.0, bins + 1)[:-1], count, width=1.0 / bins, align="edge", alpha=0.6)
+    if count.any():
+        bottom.set_yscale("log")
+    bottom.set_xlabel("predicted top-class probability")
+    bottom.set_ylabel("rows")
     fig.suptitle(title)
 
     def write(tmp: Path) -> None:

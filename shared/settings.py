@@ -54,6 +54,15 @@ class FarmSettings(BaseSettings):
         "127.0.0.1", description="address Flower listens on (loopback unless told otherwise)"
     )
     flower_port: int = Field(5555, ge=1, le=65535, description="port Flower listens on")
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="URL the JSON alerts are POSTed to (often carries a token); unset = webhook off"
+    )
+    smtp_password: SecretStr | None = Field(None, description="password of [alerts.email] user")
+    web_address: str = Field(
+        "127.0.0.1",
+        description="address the dashboard (`farm web`) listens on (loopback unless told otherwise)",
+    )
+    web_port: int = Field(8765, ge=1, le=65535, description="port of the dashboard and its /metrics")
     ui_user: str = Field("farm", min_length=1, description="basic-auth user of Flower and the dashboard")
     ui_password: SecretStr | None = Field(
         None,

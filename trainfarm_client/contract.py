@@ -38,6 +38,8 @@ PROMOTED = "promoted"
 ROLLBACK = "rollback"
 REJECTED = "rejected"
 FAILED = "failed"
+#: A trigger policy fired a retrain (events stream only; the farm's alerts read it).
+TRIGGERED = "triggered"
 
 
 def champion_key(symbol: str, timeframe: str) -> str:

@@ -39,9 +39,13 @@ class CeleryProcess:
         """The command line (after ``python -m celery -A <app>``)."""
         raise NotImplementedError
 
+    def command(self) -> list[str]:
+        """The whole command line."""
+        return [sys.executable, "-m", "celery", "-A", self.app, *self.argv()]
+
     def start(self) -> CeleryProcess:
         """Start the process and wait until it is up (raises with the log tail if it is not)."""
-        argv = [sys.executable, "-m", "celery", "-A", self.app, *self.argv()]
+        argv = self.command()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -139,6 +143,19 @@ class FlowerProcess(CeleryProcess):
     def url(self) -> str:
         """Where Flower answers."""
         return f"http://{self.address}:{self.port}"
+
+
+class WebProcess(CeleryProcess):
+    """The dashboard, `farm web`, as a subprocess: not Celery, but started, logged and stopped alike."""
+
+    kind = "web"
+    ready_marker = "Uvicorn running on"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", "from trainfarm.cli.app import main; main()", "web"]
+
+    def argv(self) -> list[str]:
+        return ["web"]
 
 
 def wait_for(

@@ -35,6 +35,8 @@ FAN_OUT_RETRAIN = "farm.fan_out_retrain"
 CHECK_TRIGGERS = "farm.check_triggers"
 #: Beat's outcome-ingestion entry sends this task; queue ``control``.
 INGEST_OUTCOMES = "farm.ingest_outcomes"
+#: Beat's alert-delivery entry sends this task; queue ``control``.
+DELIVER_ALERTS = "farm.deliver_alerts"
 
 
 def queue_for_model(spec: ModelSpec, *, gpu_workers: bool) -> str:

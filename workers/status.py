@@ -21,7 +21,7 @@ from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.data.store import BarStore, open_store
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.registry.models import VersionRecord
-from trainfarm.shared.timeframes import Timeframe
+from trainfarm.shared.timeframes import Timeframe, parse_timeframe
 from trainfarm.workers.drift import PackLoader, load_champion
 from trainfarm.workers.runs import queue_depths
 from trainfarm.workers.skew import skew_report
@@ -62,6 +62,9 @@ class BotInfo:
     seen_s_ago: float | None
     last_error: str | None
     flags: list[str] = field(default_factory=list)
+    #: seconds since its market's champion was promoted while the bot still serves another version (0:
+    #: it serves the champion; None: its market has no champion)
+    lag_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,39 +119,52 @@ def _skew(
     return report.to_json() | {"flagged": report.mismatched > 0, "note": note}
 
 
-def _markets(
-    registry: Registry, config: FarmConfig, now: datetime, store: BarStore, load: PackLoader
+def market_infos(
+    registry: Registry,
+    config: FarmConfig,
+    now: datetime,
+    store: BarStore | None,
+    load: PackLoader,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> list[MarketInfo]:
+    """Every market of the universe: its champion against the freshness limit, last verdict, and (with a
+    ``store`` to recompute features from) the train/serve skew check, which loads packs: a page that
+    refreshes every few seconds passes None. ``extra`` markets (e.g. champions the universe no longer
+    lists) follow the universe's."""
     out = []
-    for tf in config.universe.timeframes:
+    markets = [(symbol, tf) for tf in config.universe.timeframes for symbol in config.universe.symbols]
+    markets += [
+        (symbol, parse_timeframe(tf)) for symbol, tf in extra if (symbol, parse_timeframe(tf)) not in markets
+    ]
+    for symbol, tf in markets:
         limit_h = config.params(tf).freshness_limit_td.total_seconds() / 3600.0
-        for symbol in config.universe.symbols:
-            champion = registry.get_champion(symbol, tf)
-            age_h = (now - champion.created_at).total_seconds() / 3600.0 if champion else None
-            versions = registry.list_versions(symbol, tf)
-            last = versions[0] if versions else None
-            verdict = None
-            if last is not None and last.gate_report is not None:
-                verdict = "passed" if last.gate_report.get("passed") else "failed"
-            out.append(
-                MarketInfo(
-                    symbol,
-                    tf.value,
-                    champion.version if champion else None,
-                    age_h,
-                    limit_h,
-                    age_h is not None and age_h > limit_h,
-                    last.version if last else None,
-                    verdict,
-                    _skew(registry, store, champion, tf, config, load) if champion else None,
-                )
+        champion = registry.get_champion(symbol, tf)
+        age_h = (now - champion.created_at).total_seconds() / 3600.0 if champion else None
+        versions = registry.list_versions(symbol, tf)
+        last = versions[0] if versions else None
+        verdict = None
+        if last is not None and last.gate_report is not None:
+            verdict = "passed" if last.gate_report.get("passed") else "failed"
+        out.append(
+            MarketInfo(
+                symbol,
+                tf.value,
+                champion.version if champion else None,
+                age_h,
+                limit_h,
+                age_h is not None and age_h > limit_h,
+                last.version if last else None,
+                verdict,
+                _skew(registry, store, champion, tf, config, load) if champion and store else None,
             )
+        )
     return out
 
 
-def _bots(
-    client: redis.Redis, champions: Mapping[tuple[str, str], str | None], now: datetime
+def bot_infos(
+    client: redis.Redis, champions: Mapping[tuple[str, str], Champion], now: datetime
 ) -> list[BotInfo]:
+    """Every bot with a live heartbeat hash, flagged stale / lagging / error, with its lag."""
     out = []
     for key in sorted(client.scan_iter(match=BOT_KEY_PATTERN, count=500)):
         fields = {str(k): str(v) for k, v in client.hgetall(key).items()}
@@ -161,8 +177,12 @@ def _bots(
         if seen is None or seen > STALE_BOT_S:
             flags.append("stale")
         champion = champions.get((fields.get("symbol", ""), fields.get("timeframe", "")))
-        if champion is not None and version != champion:
-            flags.append("lagging")
+        lag = None
+        if champion is not None and champion.version is not None:
+            lag = 0.0
+            if version != champion.version:
+                flags.append("lagging")
+                lag = (now - champion.promoted_at).total_seconds() if champion.promoted_at else None
         if fields.get("last_error"):
             flags.append("error")
         out.append(
@@ -174,8 +194,29 @@ def _bots(
                 seen,
                 fields.get("last_error") or None,
                 flags,
+                lag,
             )
         )
+    return out
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A market's champion as the bot listing needs it: the version, and since when."""
+
+    version: str | None
+    promoted_at: datetime | None
+
+
+def champions_of(registry: Registry, markets: Sequence[MarketInfo]) -> dict[tuple[str, str], Champion]:
+    """Each market's champion and when it was promoted (the latest promotion to it)."""
+    out = {}
+    for m in markets:
+        promoted = None
+        if m.champion is not None:
+            moves = [p for p in registry.list_promotions(m.symbol, m.timeframe) if p.to_version == m.champion]
+            promoted = moves[0].at if moves else None
+        out[(m.symbol, m.timeframe)] = Champion(m.champion, promoted)
     return out
 
 
@@ -194,8 +235,8 @@ def farm_status(
     the bar store the skew check recomputes features from (default: the settings'), ``load`` loads a
     champion's pack (default: verified and cached)."""
     now = now or datetime.now(UTC)
-    markets = _markets(registry, config, now, store or open_store(), load)
-    champions = {(m.symbol, m.timeframe): m.champion for m in markets}
+    markets = market_infos(registry, config, now, store or open_store(), load)
+    champions = champions_of(registry, markets)
     runs: list[dict[str, object]] = [
         {
             "id": r.id,
@@ -212,8 +253,19 @@ def farm_status(
         queue_depths(client),
         runs,
         markets,
-        _bots(client, champions, now),
+        bot_infos(client, champions, now),
     )
 
 
-__all__ = ["STALE_BOT_S", "BotInfo", "FarmStatus", "MarketInfo", "WorkerInfo", "farm_status"]
+__all__ = [
+    "STALE_BOT_S",
+    "BotInfo",
+    "Champion",
+    "FarmStatus",
+    "MarketInfo",
+    "WorkerInfo",
+    "bot_infos",
+    "champions_of",
+    "farm_status",
+    "market_infos",
+]

@@ -33,10 +33,16 @@ from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
-from trainfarm.workers import meta_runs, outcomes, stages, triggers
+from trainfarm.workers import alerts, meta_runs, outcomes, stages, triggers
 from trainfarm.workers.celery_app import app
 from trainfarm.workers.jobs import RunJob, StageJob
-from trainfarm.workers.routing import CHECK_TRIGGERS, FAN_OUT_RETRAIN, INGEST_OUTCOMES, META_REFIT
+from trainfarm.workers.routing import (
+    CHECK_TRIGGERS,
+    DELIVER_ALERTS,
+    FAN_OUT_RETRAIN,
+    INGEST_OUTCOMES,
+    META_REFIT,
+)
 from trainfarm.workers.runs import Submitted, claim_run, count_delivery
 
 log = logging.getLogger(__name__)
@@ -289,6 +295,19 @@ def ingest_outcomes() -> dict[str, Any]:
     client = redis_client(get_settings())
     try:
         report = outcomes.ingest(client, Registry.open())
+    finally:
+        client.close()
+    return asdict(report)
+
+
+@app.task(base=FarmTask, name=DELIVER_ALERTS)
+def deliver_alerts() -> dict[str, Any]:
+    """Beat's alert delivery: new events and stale bots into the outbox, due alerts out (:mod:`.alerts`)."""
+    settings = get_settings()
+    config = settings.load_config().alerts
+    client = redis_client(settings)
+    try:
+        report = alerts.run_alerts(client, config, alerts.channels(config, settings))
     finally:
         client.close()
     return asdict(report)

@@ -14,6 +14,7 @@ policies' detail and never stops the check of the others.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,11 +23,14 @@ import redis
 
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.data.store import BarStore, open_store
+from trainfarm.shared.errors import TransientError
+from trainfarm.shared.notify import record_event
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.triggers import Decision, Market, evaluate
 from trainfarm.workers.drift import PackLoader, drift_inputs, load_champion
 from trainfarm.workers.runs import Submitted
 from trainfarm.workers.skew import skew_report
+from trainfarm_client.contract import TRIGGERED
 
 #: Redis key holding one market's cooldown for one policy (its TTL is the time left).
 COOLDOWN_KEY = "farm:triggers:cooldown:{symbol}:{timeframe}:{policy}"
@@ -166,6 +170,19 @@ def check(
                     market.symbol, market.timeframe.value, decision.policy, submitted.run_id, submitted.merged
                 )
             )
+            event = {
+                "symbol": market.symbol,
+                "timeframe": market.timeframe.value,
+                "policy": decision.policy,
+                "value": decision.value,
+                "threshold": decision.threshold,
+                "detail": decision.detail,
+                "run_id": submitted.run_id,
+                "merged": submitted.merged,
+            }
+            # History (and the alerts): the run is submitted whether or not this append gets through.
+            with contextlib.suppress(TransientError):
+                record_event(client, TRIGGERED, event)
     return fired
 
 

@@ -121,6 +121,12 @@ class PromotionsMixin:
             row = _champion_of(s, sym, tf)
             return VersionRecord.from_row(row) if row is not None else None
 
+    def champion_markets(self) -> list[tuple[str, str]]:
+        """Every (symbol, timeframe) that has a champion, sorted (whether or not the universe lists it)."""
+        stmt = select(Version.symbol, Version.timeframe).where(Version.status == VersionStatus.CHAMPION)
+        with self._session(write=False) as s:
+            return sorted((str(sym), str(tf)) for sym, tf in s.execute(stmt))
+
     def previous_champion(self, symbol: str, timeframe: Timeframe | str) -> VersionRecord | None:
         """The version the current champion replaced (what a rollback returns to), or None."""
         sym, tf = _market(symbol, timeframe)

@@ -256,6 +256,14 @@ class Registry(PromotionsMixin, OutcomesMixin):
                 raise AmbiguousRunIdError(f"run id prefix {prefix!r} matches several runs; type more of it")
             return RunRecord.from_row(rows[0])
 
+    def run_counts(self) -> dict[tuple[str, str, str], int]:
+        """How many runs there are per (timeframe, status, kind): what the metrics endpoint exports."""
+        stmt = select(Run.timeframe, Run.status, Run.kind, func.count()).group_by(
+            Run.timeframe, Run.status, Run.kind
+        )
+        with self._session(write=False) as s:
+            return {(tf, RunStatus(st).value, kind): int(n) for tf, st, kind, n in s.execute(stmt)}
+
     def list_runs(
         self, symbol: str | None = None, timeframe: Timeframe | str | None = None, limit: int = 50
     ) -> list[RunRecord]:

@@ -39,7 +39,7 @@ from trainfarm.shared.labels import CLASSES
 from trainfarm.shared.meta.stackers import BoosterParams, FittedBooster, StackerChoice, choose_stacker
 from trainfarm.shared.meta.stacking import meta_feature_names
 from trainfarm.shared.meta.temperature import cross_fitted, fit_temperature_shrink
-from trainfarm.shared.plots import reliability_diagram
+from trainfarm.shared.plots import confidence_diagram, reliability_diagram
 from trainfarm.shared.predictor import Predictor
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import Timeframe
@@ -323,13 +323,15 @@ def finish_version(
     )
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         plot = Path(tmp) / "calibration.png"
-        reliability_diagram(
-            test_probs, y["test"], plot, title=f"{job.symbol} {timeframe} {version_id} (test)"
-        )
+        title = f"{job.symbol} {timeframe} {version_id} (test)"
+        reliability_diagram(test_probs, y["test"], plot, title=title)
+        confidence = Path(tmp) / "confidence.png"
+        confidence_diagram(test_probs, y["test"], confidence, title=title)
         files: dict[str, Path | bytes] = {
             **{_pack_file(m, deployed.model_files[m][0]): deployed.model_files[m][0] for m in order},
             "calibrator.json": json.dumps(deployed.calibrator.to_json()).encode(),
             "plots/calibration.png": plot,
+            "plots/confidence.png": confidence,
         }
         stacker_entry: dict[str, object]
         if isinstance(choice.stacker, FittedBooster):
@@ -379,7 +381,7 @@ def finish_version(
             ],
             "stacker": stacker_entry | {"chosen": choice.chosen, "cv_logloss": dict(choice.scores)},
             "calibrator": {"file": "calibrator.json", "kind": calibrator.to_json()["kind"]},
-            "plots": ["plots/calibration.png"],
+            "plots": ["plots/calibration.png", "plots/confidence.png"],
             "p_star": p_star,
             "metrics": metrics,
             "gate_report": gate_report,

@@ -1,4 +1,4 @@
-"""`farm up`: Redis, workers, beat and Flower in one foreground command; SIGINT leaves no process behind."""
+"""`farm up`: Redis, workers, beat, dashboard and Flower in one command; SIGINT leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, Path]]:
         "FARM_HOME": str(home),
         "FARM_CONFIG_FILE": str(home / "farm.toml"),
         "FARM_FLOWER_PORT": str(_free_port()),
+        "FARM_WEB_PORT": str(_free_port()),
     }
     out = tmp_path / "up.log"
     argv = ["up", "--workers", "2", "--flower"]
@@ -99,6 +100,15 @@ def _flower_refuses_strangers_and_answers_its_user(home: Path, out: Path, comman
     assert password not in out.read_text(errors="replace") and not any(password in c for c in commands)
 
 
+def _dashboard_answers_behind_the_same_auth(home: Path, out: Path) -> None:
+    line = next(x for x in out.read_text(errors="replace").splitlines() if "dashboard at http://" in x)
+    base = line.split("dashboard at ")[1].split()[0]
+    assert base.startswith("http://127.0.0.1:")
+    auth = (home / "ui.credentials").read_text().strip()
+    assert _get(base + "/") == 401 and _get(base + "/", auth) == 200
+    assert _get(base + "/metrics", auth) == 200
+
+
 def test_sigint_stops_every_process_farm_up_started(up: tuple[subprocess.Popen[bytes], Path, Path]) -> None:
     proc, home, out = up
     wait_for(lambda: b"farm up: ready" in out.read_bytes() or proc.poll() is not None, 120, "farm up ready")
@@ -108,7 +118,9 @@ def test_sigint_stops_every_process_farm_up_started(up: tuple[subprocess.Popen[b
     assert sum("trainfarm.workers worker" in c for c in commands) >= 2, commands  # the workers (and pools)
     assert sum("trainfarm.beat.app beat" in c for c in commands) == 1, commands
     assert sum("trainfarm.workers flower" in c for c in commands) == 1, commands
+    assert sum(c.endswith("main() web") for c in commands) == 1, commands  # the dashboard
     _flower_refuses_strangers_and_answers_its_user(home, out, commands)
+    _dashboard_answers_behind_the_same_auth(home, out)
     redis_pid = EmbeddedRedis(home).pid()
     assert redis_pid is not None and psutil.pid_exists(redis_pid)
     # One merged log, each line prefixed with its process's name.

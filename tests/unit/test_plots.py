@@ -1,4 +1,4 @@
-"""Reliability diagram: a real PNG, written atomically, headless, also for awkward inputs."""
+"""Reliability diagram and confidence plot: real PNGs, written atomically, headless, awkward inputs too."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainfarm.shared.plots import reliability_bins, reliability_diagram
+from trainfarm.shared.plots import confidence_diagram, reliability_bins, reliability_diagram
 
 
 def test_writes_a_png(tmp_path: Path) -> None:
@@ -39,3 +39,17 @@ def test_reliability_bins() -> None:
     assert count.tolist() == [1, 2, 0, 0, 0, 0, 0, 0, 0, 1]
     assert mean_p[1] == pytest.approx(0.15) and freq[1] == 0.5
     assert np.isnan(mean_p[2]) and freq[9] == 1.0
+
+
+def test_the_confidence_plot_is_a_png_and_refuses_bad_input(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    probs = rng.dirichlet([2.0, 1.0, 1.0], size=500)
+    path = tmp_path / "confidence.png"
+    confidence_diagram(probs, rng.integers(0, 3, size=500), path, title="BTC_USDT 1h candidate")
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and [p.name for p in tmp_path.iterdir()] == [
+        "confidence.png"
+    ]
+    with pytest.raises(ValueError, match="bins"):
+        confidence_diagram(probs, np.zeros(500, dtype=int), path, title="x", bins=0)
+    with pytest.raises(ValueError):
+        confidence_diagram(probs[:, :2], np.zeros(500, dtype=int), path, title="x")

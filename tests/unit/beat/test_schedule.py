@@ -23,6 +23,7 @@ def test_one_full_retrain_entry_per_timeframe_at_its_cadence() -> None:
     assert set(schedule) == {full_retrain_entry(tf.value) for tf in Timeframe} | {
         TRIGGER_CHECK_ENTRY,
         "ingest-outcomes",
+        "deliver-alerts",
         meta_retrain_entry("5m"),
         meta_retrain_entry("1h"),
     }
@@ -65,7 +66,14 @@ meta_cadence = "20s"
     )
     config = load_config(path)
     schedule = beat_schedule(config)
-    assert set(schedule) == {"retrain-1h", "retrain-24h", "meta-24h", "check-triggers", "ingest-outcomes"}
+    assert set(schedule) == {
+        "retrain-1h",
+        "retrain-24h",
+        "meta-24h",
+        "check-triggers",
+        "ingest-outcomes",
+        "deliver-alerts",
+    }
     assert schedule["meta-24h"]["schedule"] == timedelta(seconds=20)
     assert schedule["retrain-1h"]["schedule"] == timedelta(seconds=45)
 
@@ -76,6 +84,8 @@ def test_the_trigger_check_runs_at_its_own_interval() -> None:
     assert entry["schedule"] == timedelta(minutes=5)
     ingest = beat_schedule(FarmConfig())["ingest-outcomes"]
     assert ingest["task"] == "farm.ingest_outcomes" and ingest["schedule"] == timedelta(minutes=1)
+    alerts = beat_schedule(FarmConfig())["deliver-alerts"]
+    assert alerts["task"] == "farm.deliver_alerts" and alerts["schedule"] == timedelta(seconds=10)
 
 
 def test_beat_uses_redbeat_in_the_farms_redis() -> None:

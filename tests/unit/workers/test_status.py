@@ -64,6 +64,10 @@ def test_status_flags_stale_champions_and_stale_or_lagging_bots(
     assert markets["ETH_USDT"].champion is None and not markets["ETH_USDT"].stale
     bots = {b.bot_id: b.flags for b in report.bots}
     assert bots == {"fresh-but-old-version": ["lagging"], "silent": ["stale", "error"]}
+    # Lag: how long the champion has waited for the bot (since its promotion); 0 for a bot serving it.
+    promoted = registry.list_promotions("BTC_USDT", "1h")[0].at
+    lags = {b.bot_id: b.lag_s for b in report.bots}
+    assert lags == {"fresh-but-old-version": pytest.approx((now - promoted).total_seconds()), "silent": 0.0}
     assert set(report.to_json()) == {"workers", "queues", "runs", "markets", "bots"}
 
 

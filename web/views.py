@@ -1,0 +1,136 @@
+"""What the dashboard's pages show, as plain data gathered from the registry, Redis and the packs.
+
+Read-only: nothing here writes anywhere. The grid, the run history and the bot fleet are cheap enough to
+gather on every refresh (the pages refresh themselves every few seconds); the version page reads one
+pack's manifest. Celery-free (the dashboard never talks to workers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from trainfarm.shared.artifacts import read_manifest
+from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.errors import ArtifactError
+from trainfarm.shared.registry import Registry, RunRecord, VersionRecord
+from trainfarm.shared.timeframes import Timeframe
+from trainfarm.workers.drift import load_champion
+from trainfarm.workers.status import BotInfo, MarketInfo, bot_infos, champions_of, market_infos
+
+
+@dataclass(frozen=True)
+class MarketCell:
+    """One (symbol, timeframe) of the grid."""
+
+    info: MarketInfo
+    live_signals: int  #: the champion's live signals with a realised return
+    live_win_rate: float | None  #: share of them that made money (None: none yet)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The market grid: symbols down, timeframes across."""
+
+    symbols: list[str]
+    timeframes: list[str]
+    cells: dict[tuple[str, str], MarketCell]
+
+
+def grid(registry: Registry, config: FarmConfig, now: datetime | None = None) -> Grid:
+    """Every market of the universe, and every other market that has a champion (the universe may have
+    dropped it), with its champion, age against the limit, last verdict and live win rate."""
+    now = now or datetime.now(UTC)
+    cells = {}
+    extra = registry.champion_markets()
+    for info in market_infos(registry, config, now, None, load_champion, extra=extra):
+        live = registry.live_results(info.symbol, info.timeframe, info.champion) if info.champion else []
+        rate = sum(r > 0 for _, r in live) / len(live) if live else None
+        cells[(info.symbol, info.timeframe)] = MarketCell(info, len(live), rate)
+    symbols = list(dict.fromkeys([*config.universe.symbols, *(s for s, _ in extra)]))
+    shown = {tf.value for tf in config.universe.timeframes} | {tf for _, tf in extra}
+    timeframes = [tf.value for tf in Timeframe if tf.value in shown]
+    return Grid(symbols, timeframes, cells)
+
+
+def runs(registry: Registry, limit: int = 100) -> list[RunRecord]:
+    """The newest runs, newest first."""
+    return registry.list_runs(limit=limit)
+
+
+def bots(
+    registry: Registry, config: FarmConfig, client: redis.Redis, now: datetime | None = None
+) -> list[BotInfo]:
+    """The bot fleet from the heartbeats: version served, last heartbeat, lag, last error."""
+    now = now or datetime.now(UTC)
+    markets = market_infos(registry, config, now, None, load_champion, extra=registry.champion_markets())
+    return bot_infos(client, champions_of(registry, markets), now)
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    """One version: its record, gate checks, stacker choice, metrics and the pack's plots."""
+
+    record: VersionRecord
+    checks: list[dict[str, Any]]
+    stacker: dict[str, Any]
+    metrics: dict[str, Any]
+    plots: list[str]  #: pack-relative paths of the PNGs the manifest lists
+    pack_problem: str | None  #: why the pack could not be read (pruned, tampered), or None
+    p_star: float | None
+
+
+def version_page(registry: Registry, version_id: str) -> VersionPage:
+    """The version page's data; a pack that is gone or fails verification is reported, not raised."""
+    record = registry.get_version(version_id)
+    report = record.gate_report or {}
+    checks = [c for c in report.get("checks", []) if isinstance(c, dict)]
+    manifest: dict[str, Any] = {}
+    problem = None
+    try:
+        manifest = dict(read_manifest(Path(record.path), expected_sha256=record.manifest_sha256))
+    except ArtifactError as exc:
+        problem = str(exc)
+    stacker = manifest.get("stacker") if isinstance(manifest.get("stacker"), dict) else {}
+    plots = [p for p in manifest.get("plots", []) if isinstance(p, str) and p.endswith(".png")]
+    p_star = manifest.get("p_star")
+    return VersionPage(
+        record,
+        checks,
+        stacker or {},
+        record.metrics,
+        plots,
+        problem,
+        float(p_star) if isinstance(p_star, int | float) else None,
+    )
+
+
+def plot_file(registry: Registry, version_id: str, name: str) -> Path:
+    """The verified PNG ``name`` of a version's pack (listed in its manifest, inside the pack).
+
+    :class:`ArtifactError` when the manifest does not list it or the pack fails verification (every
+    file's sha256 is checked against the manifest, whose own sha256 is the registry's).
+    """
+    record = registry.get_version(version_id)
+    manifest = read_manifest(Path(record.path), expected_sha256=record.manifest_sha256)
+    plots, files = manifest.get("plots"), manifest.get("files")
+    listed = isinstance(plots, list) and name in plots and isinstance(files, dict) and name in files
+    if not listed or not name.endswith(".png"):
+        raise ArtifactError(f"{version_id} has no plot {name!r}")
+    return Path(record.path) / name
+
+
+__all__ = [
+    "Grid",
+    "MarketCell",
+    "VersionPage",
+    "bots",
+    "grid",
+    "plot_file",
+    "runs",
+    "version_page",
+]
