@@ -6,6 +6,8 @@ bots' outcomes every 2 s. A month of new bars arrives first, so the meta-only ru
 champion's data to refit its stacker and calibration on (the champion's base models are kept, byte for
 byte). A bot then reports losing outcomes; beat ingests them and the live win-rate policy fires a retrain.
 `farm status` shows the workers, the market and the bot at the end. Everything started here is stopped.
+The demo market's trigger cooldowns are cleared first (and are 30 s here), so a demo run again within
+the hour fires its trigger again.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from pathlib import Path
 
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.artifacts import MANIFEST
-from trainfarm.shared.connections import redis_url
+from trainfarm.shared.connections import redis_client, redis_url
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.promotion import gate_summary
 from trainfarm.shared.registry import Registry, RunRecord
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.synthetic import planted_signal_bars
 from trainfarm.workers.processes import BeatProcess, WorkerProcess
+from trainfarm.workers.triggers import COOLDOWN_KEY
 
 #: The unattended phase's config: one market, second-scale cadences (the rest: the defaults).
 BEAT_CONFIG = """
@@ -39,6 +42,8 @@ outcome_ingest = "2s"
 [timeframes.{timeframe}]
 cadence = "40s"
 meta_cadence = "20s"
+[timeframes.{timeframe}.triggers]
+cooldown = "30s"
 """
 #: New 5m bars that "arrive" before beat starts: a month, 720 1h bars (a meta-only run needs 400).
 NEW_DAYS = 30
@@ -66,6 +71,17 @@ def _config(path: Path) -> Iterator[None]:
             os.environ["FARM_CONFIG_FILE"] = before
         get_settings.cache_clear()
         rebind()
+
+
+def _clear_cooldowns(symbol: str, timeframe: str) -> None:
+    """Forget the demo market's trigger cooldowns: a demo run again within the hour starts afresh."""
+    client = redis_client()
+    try:
+        pattern = COOLDOWN_KEY.format(symbol=symbol, timeframe=timeframe, policy="*")
+        for key in client.scan_iter(match=pattern, count=100):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 def _new_bars(symbol: str, path: Path) -> int:
@@ -185,6 +201,7 @@ def run_beat_demo(symbol: str, timeframe: str, env: dict[str, str], logs: Path) 
         f"[green]10.[/] the farm unattended: {added} new 5m bars of {symbol} arrive; beat fires a meta-only "
         f"retrain every 20 s and a full one every 40 s ({config_path}), checks the triggers every 3 s"
     )
+    _clear_cooldowns(symbol, timeframe)
     env = env | {"FARM_CONFIG_FILE": str(config_path)}
     processes: list[WorkerProcess | BeatProcess] = [
         *(WorkerProcess(f"unattended{i + 1}", env, logs) for i in range(2)),

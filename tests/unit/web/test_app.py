@@ -207,3 +207,22 @@ def test_a_champion_outside_the_universe_still_has_its_cell(web: tuple[TestClien
     html = client.get("/").text
     assert 'data-market="SYN_USDT-1h"' in html and champion in html
     assert "not in the universe" in html  # SYN_USDT 5m, 12h, 24h
+
+
+def test_no_page_shows_a_secret(settings: FarmSettings, server: EmbeddedRedis) -> None:
+    from pydantic import SecretStr
+
+    secret = settings.model_copy(
+        update={
+            "ui_password": SecretStr("ui-Secret-7"),
+            "alert_webhook_url": SecretStr("https://hooks.example.com/T0KEN-123"),
+            "smtp_password": SecretStr("smtp-Secret-9"),
+        }
+    )
+    crown(Registry.open(settings.database), "BTC_USDT", "1h")
+    with TestClient(create_app(secret)) as client:
+        client.headers.update(_auth(secret))
+        pages = [client.get(p).text for p in ("/", "/runs", "/bots", "/metrics", "/fragments/markets")]
+    for page in pages:
+        for needle in ("ui-Secret-7", "T0KEN-123", "smtp-Secret-9"):
+            assert needle not in page
