@@ -16,6 +16,8 @@ from trainfarm.cli import (
     dataset_cmds,
     demo,
     flower_cmds,
+    health_cmds,
+    pack_cmds,
     promotion_cmds,
     redis_cmds,
     registry_cmds,
@@ -72,6 +74,8 @@ def build_app() -> typer.Typer:
     status_cmds.register(app)
     flower_cmds.register(app)
     web_cmds.register(app)
+    pack_cmds.register(app)
+    health_cmds.register(app)
     app.command("config")(config)
     return app
 

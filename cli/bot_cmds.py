@@ -16,6 +16,7 @@ from trainfarm.cli.output import console
 from trainfarm.shared.connections import redis_url
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.errors import DataError
+from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm_client.errors import ClientError
@@ -52,6 +53,9 @@ def bot(
     ] = 5.0,
     recheck: Annotated[float, typer.Option("--recheck", help="seconds between champion-key re-checks")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object per line")] = False,
+    bot_id: Annotated[
+        str | None, typer.Option("--bot-id", help="name in the heartbeat (default: host-pid-random)")
+    ] = None,
     replay: Annotated[
         bool,
         typer.Option(
@@ -65,7 +69,19 @@ def bot(
     sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe)
     store = open_store()
     store.load(sym, tf)  # fail now, with the store's message, when the market's bars were never imported
-    model = LiveModel(sym, tf.value, redis_url=redis_url(), recheck_interval=recheck)
+    settings = get_settings()
+    token = settings.pack_token.get_secret_value() if settings.pack_token else None
+    # Packs named by an http(s):// URI (a farm on another machine) are fetched into the home's cache.
+    cache = settings.home / "pack-cache"
+    model = LiveModel(
+        sym,
+        tf.value,
+        redis_url=redis_url(),
+        bot_id=bot_id,
+        recheck_interval=recheck,
+        cache_dir=cache,
+        pack_token=token,
+    )
 
     def on_reload(old: Champion | None, new: Champion) -> None:
         lag = _seconds_since(new.promoted_at)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -100,8 +101,15 @@ def iso_utc(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def pack_uri(pack_path: Path | str) -> str:
-    """``file://`` URI of a pack folder (absolute; bots on the same machine or mount open it)."""
+def pack_uri(pack_path: Path | str, *, base_url: str | None = None, root: Path | None = None) -> str:
+    """Where bots fetch a pack: ``<base_url>/<S>/<T>/<version>/`` when the farm serves its packs over
+    HTTP (`farm serve-packs`, ``FARM_PACK_BASE_URL``; the pack's place under the artifact ``root``), else
+    the folder's ``file://`` URI (absolute; bots on the same machine or mount open it)."""
+    if base_url is not None:
+        if root is None:
+            raise ValueError("a pack URL needs the artifact root the pack lies under")
+        relative = Path(pack_path).absolute().relative_to(Path(root).absolute())
+        return base_url.rstrip("/") + "/" + "/".join(quote(part) for part in relative.parts) + "/"
     # absolute(), not resolve(): a symlinked artifact root (a shared mount) keeps the name bots know it by.
     return Path(pack_path).absolute().as_uri()
 
@@ -114,14 +122,16 @@ def champion_record(
     manifest_sha256: str,
     pack_path: Path | str,
     promoted_at: datetime,
+    base_url: str | None = None,
+    root: Path | None = None,
 ) -> dict[str, str]:
-    """The value of the champion key: the contract's six fields."""
+    """The value of the champion key: the contract's six fields (``uri``: see :func:`pack_uri`)."""
     return {
         "symbol": symbol,
         "timeframe": timeframe,
         "version": version,
         "sha256": manifest_sha256,
-        "uri": pack_uri(pack_path),
+        "uri": pack_uri(pack_path, base_url=base_url, root=root),
         "promoted_at": iso_utc(promoted_at),
     }
 
@@ -137,6 +147,8 @@ def announce(
     event: str,
     previous_version: str | None,
     promoted_at: datetime,
+    base_url: str | None = None,
+    root: Path | None = None,
 ) -> AnnounceOutcome:
     """SET the champion key, then PUBLISH the nudge, then XADD the event; atomic and idempotent.
 
@@ -152,6 +164,8 @@ def announce(
         manifest_sha256=manifest_sha256,
         pack_path=pack_path,
         promoted_at=promoted_at,
+        base_url=base_url,
+        root=root,
     )
     message = dumps({**record, "event": event, "previous_version": previous_version})
     script = client.register_script(_ANNOUNCE_LUA)

@@ -350,6 +350,8 @@ def _publish(
             event=event,
             previous_version=promotion.from_version,
             promoted_at=promotion.at,
+            base_url=settings.pack_base_url,
+            root=settings.artifacts_dir,
         )
     return PromotionResult(
         symbol=sym,

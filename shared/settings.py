@@ -58,6 +58,16 @@ class FarmSettings(BaseSettings):
         None, description="URL the JSON alerts are POSTed to (often carries a token); unset = webhook off"
     )
     smtp_password: SecretStr | None = Field(None, description="password of [alerts.email] user")
+    pack_base_url: str | None = Field(
+        None,
+        description="http(s) URL of `farm serve-packs`: the champion key names each pack there, for bots "
+        "on other machines; unset = file:// URIs (bots on this machine or mount)",
+    )
+    pack_server_address: str = Field("127.0.0.1", description="address `farm serve-packs` listens on")
+    pack_server_port: int = Field(8766, ge=1, le=65535, description="port of `farm serve-packs`")
+    pack_token: SecretStr | None = Field(
+        None, description="bearer token `farm serve-packs` requires (and bots send); unset = none"
+    )
     web_address: str = Field(
         "127.0.0.1",
         description="address the dashboard (`farm web`) listens on (loopback unless told otherwise)",
@@ -69,6 +79,13 @@ class FarmSettings(BaseSettings):
         description="basic-auth password of Flower and the dashboard; unset = one generated into "
         "<home>/ui.credentials (mode 0600) on first use",
     )
+
+    @field_validator("pack_base_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("FARM_PACK_BASE_URL must be an http:// or https:// URL")
+        return value
 
     @field_validator("home", "artifact_root", "data_root", "config_file")
     @classmethod

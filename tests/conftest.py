@@ -30,6 +30,7 @@ EXPENSIVE_FIXTURES = {
     # Packs: snapshot -> 8 base models -> meta stage.
     "tests/unit/conftest.py::pack": "trains 8 models into the session's pack",
     "tests/unit/client/test_live.py::versions": "trains three packs",
+    "tests/unit/client/test_remote_packs.py::remote": "trains three packs, serves them over HTTP",
     "tests/unit/test_gate_properties.py::noise": "trains a pack per random walk",
     "tests/unit/test_gate_properties.py::signal": "trains a pack per planted signal",
     "tests/unit/test_gate_properties.py::unscored": "trains a pack",

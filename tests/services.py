@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "SHARED_DATA",
     "SYSTEM_REDIS_HOST",
     "SYSTEM_REDIS_PORT",
+    "postgres_database",
     "python_json",
     "require",
     "require_system_redis",
@@ -97,3 +99,31 @@ def python_json(code: str, *, env: dict[str, str] | None = None, timeout: float 
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on PG_HOST:PG_PORT (dropped afterwards); yields its URL.
+
+    Skipped locally (failed under CI) when the server or psycopg is missing.
+    """
+    import importlib.util
+    import secrets
+
+    require(tcp_port_open(PG_HOST, PG_PORT), f"no PostgreSQL at {PG_HOST}:{PG_PORT}")
+    require(importlib.util.find_spec("psycopg") is not None, "psycopg is not installed")
+    import psycopg
+
+    from trainfarm.shared.registry import dispose_engine
+
+    name = f"trainfarm_test_{secrets.token_hex(6)}"
+    admin = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    try:
+        yield url
+    finally:
+        dispose_engine(url)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            # FORCE: a test that failed half-way may leave a connection open; the database must still go.
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -50,11 +50,14 @@ from trainfarm_client.contract import (
 from trainfarm_client.errors import ChampionError, NoSignalError
 from trainfarm_client.features import FEATURE_NAMES
 from trainfarm_client.predictor import Decision, Predictor
+from trainfarm_client.remote import fetch_pack, is_remote, prune_cache
 
 log = logging.getLogger("trainfarm_client")
 
 ReloadCallback = Callable[["Champion | None", "Champion"], None]
 _BACKOFF_MAX_S = 5.0
+#: Longest wait between two fetches of a pack whose server failed.
+_FETCH_BACKOFF_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class Champion:
 
     @property
     def path(self) -> Path:
-        """The pack folder named by ``uri`` (``file:///...``)."""
+        """The pack folder named by a ``file:///...`` ``uri`` (``http(s)://`` packs are fetched first)."""
         parsed = urlparse(self.uri)
         if parsed.scheme not in ("file", ""):
             raise ChampionError(f"unsupported pack uri {self.uri!r} (expected file://)")
@@ -125,6 +128,8 @@ class LiveModel:
         heartbeat_interval: float = 10.0,
         heartbeat_ttl: float = 30.0,
         socket_timeout: float = 5.0,
+        cache_dir: Path | None = None,
+        pack_token: str | None = None,
     ) -> None:
         self.symbol = symbol
         self.timeframe = timeframe
@@ -144,6 +149,12 @@ class LiveModel:
         self._check_lock = threading.Lock()
         self._callbacks: list[ReloadCallback] = []
         self._refused: Champion | None = None  # the key's record whose pack failed: not retried as is
+        #: Remote packs (``http(s)://`` URIs) are fetched into this folder (see trainfarm_client.remote).
+        self.cache_dir = cache_dir or Path.home() / ".cache" / "trainfarm" / "packs"
+        self._pack_token = pack_token
+        self._fetch_failures = 0  # consecutive failed fetches of the record below
+        self._fetch_failed: Champion | None = None
+        self._fetch_retry_at = 0.0  # monotonic time before which that record is not fetched again
         self._stop = threading.Event()
         self._reconnected = threading.Event()  # set by the pub/sub connection on every (re)connect
         self._last_beat = float("-inf")
@@ -270,15 +281,34 @@ class LiveModel:
                 return False
             if self._refused == champion:
                 return False  # already refused this very record; wait for the key to change
+            if self._fetch_failed == champion and time.monotonic() < self._fetch_retry_at:
+                return False  # its pack server failed: retried after a backoff, not on every nudge
             return self._load(champion)
+
+    def _pack_folder(self, champion: Champion) -> Path:
+        """The pack's local folder: the ``file://`` path, or the verified copy of an ``http(s)://`` pack."""
+        if not is_remote(champion.uri):
+            return champion.path
+        return fetch_pack(champion.uri, champion.sha256, self.cache_dir, token=self._pack_token)
 
     def _load(self, champion: Champion) -> bool:
         try:
-            predictor = Predictor.load(champion.path, expected_manifest_sha256=champion.sha256)
+            folder = self._pack_folder(champion)
+        except Exception as exc:  # server down, or a file that is not what the key names: retry later
+            failures = self._fetch_failures + 1 if self._fetch_failed == champion else 1
+            self._fetch_failed, self._fetch_failures = champion, failures
+            wait = min(_FETCH_BACKOFF_MAX_S, self.recheck_interval * 2 ** (self._fetch_failures - 1))
+            self._fetch_retry_at = time.monotonic() + wait
+            self._fail(f"could not fetch version {champion.version}: {exc}; retrying in {wait:.0f} s")
+            self._beat()
+            return False
+        self._fetch_failed, self._fetch_failures = None, 0
+        try:
+            predictor = Predictor.load(folder, expected_manifest_sha256=champion.sha256)
             predictor.self_check()
             if predictor.version != champion.version:
                 raise ChampionError(
-                    f"pack at {champion.path} is version {predictor.version}, not {champion.version}"
+                    f"pack at {champion.uri} is version {predictor.version}, not {champion.version}"
                 )
         except Exception as exc:  # any failure: keep serving the old version and say why
             self._refused = champion
@@ -288,6 +318,9 @@ class LiveModel:
         with self._swap_lock:
             old = self._current
             self._current = _Loaded(champion, predictor, time.time())
+        if is_remote(champion.uri):  # keep the served and the previous version in the cache, no more
+            keep = {champion.version} | ({old.champion.version} if old else set())
+            prune_cache(self.cache_dir, champion.uri, keep)
         self._refused = None
         self.last_error = None
         self.reloads += 1

@@ -53,7 +53,7 @@ def grid(registry: Registry, config: FarmConfig, now: datetime | None = None) ->
         cells[(info.symbol, info.timeframe)] = MarketCell(info, len(live), rate)
     symbols = list(dict.fromkeys([*config.universe.symbols, *(s for s, _ in extra)]))
     shown = {tf.value for tf in config.universe.timeframes} | {tf for _, tf in extra}
-    timeframes = [tf.value for tf in Timeframe if tf.value in shown]
+    timeframes: list[str] = [str(tf.value) for tf in Timeframe if tf.value in shown]
     return Grid(symbols, timeframes, cells)
 
 

@@ -120,6 +120,7 @@ def train_base(
     threads: int,
     device: str,
     time_limit_errors: tuple[type[BaseException], ...] = (),
+    worker: str | None = None,
 ) -> dict[str, object]:
     """Train one base model of the run; returns its small JSON reference (the chord header result).
 
@@ -136,7 +137,8 @@ def train_base(
     if registry.get_run(job.run_id).status.terminal:
         # The run ended already (another model's error): training this one would only litter.
         raise RunEndedError(f"run {job.run_id} has ended; not training {spec.name}")
-    worker = socket.gethostname()
+    # The Celery node name (``name@host``) when a task passes it: two workers on one host stay apart.
+    worker = worker or socket.gethostname()
     registry.base_started(job.run_id, spec.name, spec.family, spec.effective_device(device), worker)
     started = time.perf_counter()
     try:

@@ -143,7 +143,11 @@ def train_base(self: FarmTask, payload: dict[str, Any]) -> dict[str, object]:
     self.guard_delivery()
     try:
         return stages.train_base(
-            job, threads=_threads(), device=_device(self), time_limit_errors=(SoftTimeLimitExceeded,)
+            job,
+            threads=_threads(),
+            device=_device(self),
+            time_limit_errors=(SoftTimeLimitExceeded,),
+            worker=self.request.hostname,
         )
     except SoftTimeLimitExceeded:
         limit = get_settings().load_config().training.task_time_limit

@@ -6,42 +6,21 @@ and psycopg is installed; otherwise it is skipped, except under CI=true, where i
 
 from __future__ import annotations
 
-import importlib.util
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.clock import StepClock
-from tests.services import PG_HOST, PG_PORT, PG_USER, require, tcp_port_open
+from tests.services import postgres_database
 from trainfarm.shared.registry import Registry, dispose_engine
-
-
-def _postgres_database() -> Iterator[str]:
-    require(tcp_port_open(PG_HOST, PG_PORT), f"no PostgreSQL at {PG_HOST}:{PG_PORT}")
-    require(importlib.util.find_spec("psycopg") is not None, "psycopg is not installed")
-    import psycopg
-
-    name = f"trainfarm_test_{secrets.token_hex(6)}"
-    admin = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    try:
-        yield url
-    finally:
-        dispose_engine(url)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            # FORCE: a test that failed half-way may leave a connection open; the database must still go.
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """URL of an empty registry database (not migrated yet), on each backend."""
     if request.param == "postgresql":
-        yield from _postgres_database()
+        yield from postgres_database()
         return
     url = f"sqlite:///{tmp_path / 'db' / 'registry.sqlite3'}"
     yield url

@@ -1,0 +1,53 @@
+"""`farm serve-packs` and `farm migrate`: what a multi-machine farm runs besides workers and beat."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from trainfarm.cli.output import console
+from trainfarm.shared.connections import redact_url
+from trainfarm.shared.settings import get_settings
+
+
+def serve_packs(
+    address: Annotated[
+        str | None, typer.Option("--address", help="listen address (default FARM_PACK_SERVER_ADDRESS)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="port (default FARM_PACK_SERVER_PORT: 8766)")
+    ] = None,
+) -> None:
+    """Serve the artifact root's packs read-only over HTTP, for bots on other machines."""
+    import uvicorn
+
+    from trainfarm.web.packs import create_pack_app
+
+    settings = get_settings()
+    token = settings.pack_token.get_secret_value() if settings.pack_token else None
+    address = address or settings.pack_server_address
+    port = port or settings.pack_server_port
+    console.print(
+        f"serving the packs under {settings.artifacts_dir} read-only at http://{address}:{port} "
+        f"({'bearer token required' if token else 'no token: anyone who reaches it may read the packs'}); "
+        f"set FARM_PACK_BASE_URL so that the champion key names them there"
+    )
+    app = create_pack_app(settings.artifacts_dir, token=token)
+    uvicorn.run(app, host=address, port=port, log_level="info", access_log=False)
+
+
+def migrate() -> None:
+    """Bring the registry database to the newest schema (the one-shot `migrate` service of a deployment)."""
+    from trainfarm.shared.registry import upgrade
+    from trainfarm.shared.registry.migrations import head_revision
+
+    settings = get_settings()
+    upgrade(settings.database)
+    console.print(f"registry {redact_url(settings.database)} is at revision {head_revision()}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve-packs` and `migrate` to the main `farm` app."""
+    app.command("serve-packs")(serve_packs)
+    app.command("migrate")(migrate)

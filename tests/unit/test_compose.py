@@ -1,0 +1,114 @@
+"""docker-compose.yml: every role a real command of this project, healthchecks, no secret in the file.
+
+Docker is not needed: the file is parsed, and every farm command it runs (service commands and healthcheck
+commands) is run here with ``--help``, which fails for a command or an option that does not exist.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.services import REPO_ROOT
+from trainfarm.cli.app import app
+
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+ENV_EXAMPLE = REPO_ROOT / "infra" / "env.example"
+FARM_IMAGE = "trainfarm:latest"
+#: The roles the deployment issue asks for, by service name.
+ROLES = {"redis", "postgres", "migrate", "worker-cpu", "worker-gpu", "beat", "flower", "web", "packs", "bot"}
+ONE_SHOT = {"migrate", "farm"}
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    loaded = yaml.safe_load(COMPOSE.read_text())  # merge keys (<<: *farm) resolved by the loader
+    services: dict[str, dict[str, Any]] = loaded["services"]
+    return services
+
+
+def _farm_services() -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in _services().items() if s.get("image") == FARM_IMAGE}
+
+
+def _help(argv: list[str]) -> None:
+    result = CliRunner().invoke(app, [*argv, "--help"])
+    assert result.exit_code == 0, f"`farm {' '.join(argv)} --help` failed: {result.output[-2000:]}"
+
+
+def test_every_role_is_there() -> None:
+    assert set(_services()) >= ROLES
+
+
+@pytest.mark.parametrize("name", sorted(ROLES - {"redis", "postgres"}))
+def test_every_farm_service_runs_a_real_farm_command(name: str) -> None:
+    service = _farm_services()[name]
+    assert service["build"]["dockerfile"] == "infra/Dockerfile"
+    _help([str(a) for a in service["command"]])
+
+
+def test_every_long_running_service_has_a_healthcheck_that_is_a_real_command() -> None:
+    for name, service in _services().items():
+        if name in ONE_SHOT:
+            continue
+        check = service.get("healthcheck", {}).get("test")
+        assert check, f"service {name} has no healthcheck"
+        argv = shlex.split(check[1].replace("$$", "$")) if check[0] == "CMD-SHELL" else list(check[1:])
+        if argv and argv[0] == "farm":
+            _help([re.sub(r"\$\w+", "host", a) for a in argv[1:]])
+
+
+def test_the_file_holds_no_secret_and_every_service_reads_them_from_env() -> None:
+    text = COMPOSE.read_text()
+    assert not re.search(r"://[^/\s:@]*:[^@\s/$]+@", text), "a URL with a password in docker-compose.yml"
+    secret = re.compile(r"PASSWORD|TOKEN|SECRET|WEBHOOK|_URL$")
+    for name, service in _services().items():
+        env = service.get("environment", {})
+        assert not [k for k in env if secret.search(k)], f"{name} sets a secret in the compose file"
+        if name in ROLES:
+            assert service.get("env_file") == [".env"], f"{name} does not read .env"
+    # Every variable the file expects from .env is in the template.
+    template = {
+        line.split("=")[0].lstrip("# ") for line in ENV_EXAMPLE.read_text().splitlines() if "=" in line
+    }
+    assert {"REDIS_PASSWORD", "POSTGRES_PASSWORD", "FARM_REDIS_URL", "FARM_DATABASE_URL"} <= template
+    assert {"FARM_UI_PASSWORD", "FARM_PACK_TOKEN", "FARM_PACK_BASE_URL"} <= template
+    assert ".env" in (REPO_ROOT / ".gitignore").read_text().split()
+
+
+def test_redis_is_durable_and_refuses_to_evict() -> None:
+    conf = (REPO_ROOT / "infra" / "redis.conf").read_text().split("\n")
+    assert "appendonly yes" in conf and "maxmemory-policy noeviction" in conf
+    redis = _services()["redis"]
+    assert redis["image"].startswith("redis:7") and "--requirepass" in " ".join(redis["command"])
+
+
+def test_workers_share_the_artifacts_and_the_gpu_worker_reserves_a_gpu() -> None:
+    services = _farm_services()
+    for name in ("worker-cpu", "worker-gpu", "beat", "web", "migrate"):
+        volumes = services[name]["volumes"]
+        assert "artifacts:/srv/artifacts" in volumes and "bars:/srv/bars" in volumes, name
+    assert services["packs"]["volumes"] == ["artifacts:/srv/artifacts:ro"]  # read-only
+    assert not any("artifacts" in v for v in services["bot"]["volumes"])  # the bot fetches over HTTP
+    gpu = services["worker-gpu"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"] and device["count"] == 1 and "--gpu" in gpu["command"]
+    assert "gpu" in gpu["profiles"]
+
+
+def test_published_ports_are_on_the_loopback_only() -> None:
+    for name, service in _services().items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond the loopback"
+
+
+def test_infra_readme_explains_several_machines() -> None:
+    text = (REPO_ROOT / "infra" / "README.md").read_text()
+    for topic in ("one Redis", "PostgreSQL", "artifact", "GPU", "queue", "FARM_PACK_BASE_URL"):
+        assert topic in text, topic
+    assert Path(REPO_ROOT / "infra" / "Dockerfile").is_file()
