@@ -7,7 +7,7 @@ is lost when one restarts, and no task has to report anything. Families (all pre
 ``runs``                          gauge, runs in the registry by ``timeframe``, ``kind``, ``status``
 ``run_duration_seconds``          histogram of finished runs (the newest ``RECENT_RUNS``) by timeframe, kind
 ``queue_wait_seconds``            histogram of the time those runs waited before their first stage
-``base_model_seconds``            histogram of their base models' training time by ``model``
+``base_model_seconds``            histogram of the newest base models' training time by ``model``
 ``queue_depth``                   gauge, messages waiting per Celery queue
 ``champion_age_seconds``          gauge per market (absent without a champion), and
 ``freshness_limit_seconds``       the limit it is held against
@@ -101,10 +101,8 @@ class FarmCollector(Collector):
             if run.started_at is not None:
                 wait = (run.started_at - run.created_at).total_seconds()
                 waits.setdefault((run.timeframe, run.kind.value), []).append(max(0.0, wait))
-            if run.status.terminal and run.kind.value == "full":
-                for base in registry.base_results(run.id):
-                    if base.seconds is not None:
-                        models.setdefault((base.model,), []).append(base.seconds)
+        for model, seconds in registry.recent_base_seconds(8 * RECENT_RUNS):
+            models.setdefault((model,), []).append(seconds)
         labels = ("timeframe", "kind")
         yield _histogram("trainfarm_run_duration_seconds", "finished runs' wall time", labels, durations)
         yield _histogram(

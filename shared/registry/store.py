@@ -376,6 +376,17 @@ class Registry(PromotionsMixin, OutcomesMixin):
             rows = s.scalars(select(BaseResult).where(BaseResult.run_id == run_id).order_by(BaseResult.model))
             return [BaseResultRecord.from_row(row) for row in rows]
 
+    def recent_base_seconds(self, limit: int = 4000) -> list[tuple[str, float]]:
+        """(model, training seconds) of the newest finished base models, newest first (for the metrics)."""
+        stmt = (
+            select(BaseResult.model, BaseResult.seconds)
+            .where(BaseResult.seconds.is_not(None), BaseResult.finished_at.is_not(None))
+            .order_by(BaseResult.finished_at.desc())
+            .limit(limit)
+        )
+        with self._session(write=False) as s:
+            return [(str(model), float(seconds)) for model, seconds in s.execute(stmt)]
+
     def _upsert(
         self,
         run_id: str,
