@@ -17,16 +17,17 @@ import fcntl
 import hashlib
 import os
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from trainfarm.shared.errors import EmbeddedRedisError, RedisUnavailableError
+from trainfarm.shared.errors import ConfigError, EmbeddedRedisError, RedisUnavailableError
 from trainfarm.shared.settings import FarmSettings, get_settings
 
 #: Unix socket paths longer than this do not fit in sockaddr_un (108 bytes with the terminator).
@@ -239,6 +240,41 @@ def ping(settings: FarmSettings | None = None) -> float:
         ) from exc
     finally:
         client.close()
+
+
+#: TLS options a ``rediss://`` URL may carry in its query (redis-py's names), and what Celery needs of them.
+_TLS_QUERY = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+
+
+def tls_options(url: str) -> dict[str, object] | None:
+    """The TLS settings of a ``rediss://`` URL for Celery's broker and result backend (None otherwise).
+
+    ``rediss://:pw@host:6380/0?ssl_ca_certs=/etc/farm/ca.pem`` verifies the server against that CA;
+    ``ssl_cert_reqs`` is ``required`` unless the URL says ``optional`` or ``none``; ``ssl_certfile`` and
+    ``ssl_keyfile`` add a client certificate. redis-py reads the same query itself (bots, the CLI).
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    query = dict(parse_qsl(parts.query))
+    reqs = query.get("ssl_cert_reqs", "required").lower().removeprefix("cert_")
+    if reqs not in _CERT_REQS:
+        raise ConfigError(
+            f"ssl_cert_reqs={query['ssl_cert_reqs']!r} in the Redis URL: use required, optional or none"
+        )
+    options: dict[str, object] = {"ssl_cert_reqs": _CERT_REQS[reqs]}
+    for key in _TLS_QUERY[1:]:
+        if key in query:
+            options[key] = query[key]
+    return options
+
+
+def without_tls_query(url: str) -> str:
+    """``url`` without the TLS query parameters (Celery gets them through :func:`tls_options`)."""
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query) if k not in _TLS_QUERY]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 def redact_url(url: str) -> str:

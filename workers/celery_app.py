@@ -24,7 +24,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue, pools  # type: ignore[attr-defined]
 
-from trainfarm.shared.connections import celery_url
+from trainfarm.shared.connections import celery_url, tls_options, without_tls_query
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.routing import DEFAULT_QUEUE, QUEUES, route_task
 
@@ -37,9 +37,13 @@ def build_config() -> dict[str, Any]:
     # Redis re-delivers an unacknowledged message after visibility_timeout: it must exceed the longest a
     # task may run, or a second worker starts the same task while the first is still at it.
     visibility = max(3600, 2 * hard_limit)
-    url = celery_url(settings)
+    full_url = celery_url(settings)
+    # rediss://: the TLS options travel as settings (kombu and the result backend each want them so).
+    tls = tls_options(full_url)
+    url = without_tls_query(full_url) if tls else full_url
     transport = {"visibility_timeout": visibility}
-    return {
+    secure: dict[str, Any] = {"broker_use_ssl": tls, "redis_backend_use_ssl": tls} if tls else {}
+    return secure | {
         "broker_url": url,
         "result_backend": url,
         "task_serializer": "json",
