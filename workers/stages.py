@@ -168,6 +168,12 @@ def train_base(
     return result.to_json()
 
 
+def poisoned(job: StageJob, error: str) -> None:
+    """Record that a base model's task was given up (it killed its worker on every delivery)."""
+    if job.model is not None:
+        Registry.open().base_failed(job.run_id, job.model, error)
+
+
 def timed_out(limit: str) -> str:
     """How a task that ran out of time is described, naming the configured limit."""
     return f"timed out: the task time limit is {limit} (training.task_time_limit)"
@@ -311,6 +317,7 @@ __all__ = [
     "collect_results",
     "fail",
     "launched",
+    "poisoned",
     "prepare",
     "settle",
     "train_base",
