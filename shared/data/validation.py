@@ -12,13 +12,20 @@ within a row:
 7. no duplicate timestamps (the message names both rows);
 8. timestamps ascend (the message names the row that goes backwards);
 9. every timestamp is on the 5-minute grid (bars open at :00, :05, ... UTC);
-10. at least ``min_rows`` rows.
+10. the bars are 5-minute bars: the median spacing of consecutive timestamps is 5 minutes;
+11. at least ``min_rows`` rows.
 
 The first problem in file order is reported (the earliest row that breaks any rule; within a row, the
 first rule above), as a :class:`~trainfarm.shared.errors.DataError` naming the file, the column and the
 1-based data row (header excluded) with the bar's timestamp, so a person can open the file and fix that line.
-Too few rows is checked last, as it is a fact about the whole file. Nothing is repaired or dropped here: a
-file that breaks a rule is refused whole.
+The bar interval and too few rows are checked last, as they are facts about the whole file. Nothing is
+repaired or dropped here: a file that breaks a rule is refused whole.
+
+Why rule 10: 1h or 1d bars open on the 5-minute grid too, so rules 1-9 accept them, and the store would
+keep them as 5m bars with eleven (or 287) missing bars after each one: a year of 1h bars imported as 5m
+reported tens of thousands of gaps instead of saying what was wrong. The median spacing is the file's
+interval whatever its outages (a real 5m file with a missing day still has a median of 5 minutes); the
+message names the interval found and the 5m the store holds.
 
 All rules are polars expressions evaluated in one pass, so a 400k-row file validates in milliseconds.
 """
@@ -133,6 +140,36 @@ def _explain_backwards(row: dict[str, object], bars: pl.DataFrame, index: int) -
 _RULES = _rules()
 
 
+def _interval_name(minutes: float) -> str:
+    """``minutes`` as a bar interval people write: 60 -> "1h", 1440 -> "1d", 15 -> "15m", 7.5 -> "7.5m"."""
+    if minutes == int(minutes):
+        whole = int(minutes)
+        for unit, size in (("d", 1440), ("h", 60)):
+            if whole % size == 0:
+                return f"{whole // size}{unit}"
+    return f"{minutes:g}m"
+
+
+def check_interval(bars: pl.DataFrame, *, file: str) -> None:
+    """Raise :class:`DataError` when ``bars`` (sorted, unique, on the 5m grid) are not 5-minute bars.
+
+    The interval is the median spacing of consecutive timestamps (rule 10 in the module docstring); a file
+    of fewer than two bars has none and passes.
+    """
+    if bars.height < 2:
+        return
+    spacing = bars["date"].diff().drop_nulls().dt.total_milliseconds().median()
+    if not isinstance(spacing, int | float) or spacing <= _GRID_MS:
+        return
+    minutes = float(spacing) / 60_000
+    raise DataError(
+        f"file has {_interval_name(minutes)} bars (median spacing {minutes:g} min), the store holds "
+        f"{BASE_TIMEFRAME.value} bars; resample or import a {BASE_TIMEFRAME.value} file",
+        file=file,
+        column="date",
+    )
+
+
 def validate_bars(bars: pl.DataFrame, *, file: str, min_rows: int) -> None:
     """Raise :class:`DataError` for the first rule (see the module docstring) that ``bars`` breaks.
 
@@ -154,6 +191,7 @@ def validate_bars(bars: pl.DataFrame, *, file: str, min_rows: int) -> None:
             if row["date"] is not None and rule.column != "date":
                 problem = f"at {_fmt(row['date'])}: {problem}"
             raise DataError(problem, file=file, column=rule.column, row=row_index + 1)
+    check_interval(bars, file=file)
     if bars.height < min_rows:
         raise DataError(
             f"too few rows: {bars.height} bars, at least {min_rows} five-minute bars are needed",
