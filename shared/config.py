@@ -247,7 +247,13 @@ class TimeframeParams(_Strict):
     @field_validator("training_window", "cadence", "freshness_limit")
     @classmethod
     def _duration(cls, value: str) -> str:
-        parse_duration(value)
+        try:
+            duration = parse_duration(value)
+        except ConfigError as exc:  # as a ValueError, so the message names the key
+            raise ValueError(str(exc)) from None
+        # Zero is as impossible as negative here: an empty window, a retrain every instant.
+        if duration <= timedelta(0):
+            raise ValueError(f"must be longer than zero, got {value!r}")
         return value
 
     @field_validator("meta_cadence")
@@ -393,6 +399,18 @@ class TrainingParams(_Strict):
         description="per-model library parameter overrides, e.g. {lgbm_gbdt = {num_leaves = 15}}",
     )
 
+    @field_validator("model_params")
+    @classmethod
+    def _known_models(cls, value: dict[str, dict[str, ParamValue]]) -> dict[str, dict[str, ParamValue]]:
+        # A misspelt model name would leave its overrides silently unapplied; refuse it when the file is
+        # read, before a run is claimed (training checks again for configs built in code).
+        from trainfarm.shared.zoo import MODEL_NAMES
+
+        unknown = sorted(set(value) - set(MODEL_NAMES))
+        if unknown:
+            raise ValueError(f"unknown models {unknown}; valid: {', '.join(MODEL_NAMES)}")
+        return value
+
     @field_validator("task_time_limit")
     @classmethod
     def _duration(cls, value: str) -> str:
@@ -435,14 +453,20 @@ class Universe(_Strict):
     @classmethod
     def _canonical(cls, value: object) -> object:
         if isinstance(value, list | tuple):
-            return tuple(canonical_symbol(str(v)) for v in value)
+            try:
+                return tuple(canonical_symbol(str(v)) for v in value)
+            except FarmError as exc:  # as a ValueError, so the message names the key
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("timeframes", mode="before")
     @classmethod
     def _timeframes(cls, value: object) -> object:
         if isinstance(value, list | tuple):
-            return tuple(parse_timeframe(str(v)) for v in value)
+            try:
+                return tuple(parse_timeframe(str(v)) for v in value)
+            except FarmError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
 
@@ -481,7 +505,10 @@ class FarmConfig(_Strict):
             return value
         merged: dict[Timeframe, object] = {tf: p.model_dump() for tf, p in _default_timeframes().items()}
         for key, params in value.items():
-            tf = parse_timeframe(str(key))
+            try:
+                tf = parse_timeframe(str(key))
+            except FarmError as exc:  # as a ValueError, so the message names the table
+                raise ValueError(str(exc)) from None
             if isinstance(params, dict):
                 base = merged[tf]
                 assert isinstance(base, dict)
@@ -489,6 +516,23 @@ class FarmConfig(_Strict):
             else:
                 merged[tf] = params
         return merged
+
+    @model_validator(mode="after")
+    def _purge_fits_the_splits(self) -> FarmConfig:
+        # The purge between two splits drops the rows whose label reaches into the next one: label_horizon
+        # bars. When that is as long as the smallest split (calibration or test, a fraction of the
+        # training window), that split is purged away and every run would fail on an empty split.
+        smallest = min(self.splits.calibration_fraction, self.splits.test_fraction)
+        for tf, params in self.timeframes.items():
+            purge = params.label_horizon * tf.duration
+            split = params.training_window_td * smallest
+            if purge >= split:
+                raise ValueError(
+                    f"timeframes.{tf.value}.label_horizon: the purge ({params.label_horizon} bars = {purge}) "
+                    f"is not shorter than the smallest split ({smallest:g} of the {params.training_window} "
+                    f"training window = {split}); shorten label_horizon or lengthen training_window"
+                )
+        return self
 
     def params(self, timeframe: Timeframe) -> TimeframeParams:
         """Parameters of one timeframe."""
@@ -515,7 +559,9 @@ def load_config(path: Path | None) -> FarmConfig:
         return FarmConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) + ': ' if err['loc'] else ''}"
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise ConfigError(f"config file {path}: {problems}") from None
     except FarmError as exc:  # a bad symbol or timeframe raised by a validator above

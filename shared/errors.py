@@ -117,6 +117,15 @@ class BrokerUnavailableError(TransientError):
     """
 
 
+class PayloadError(FarmError):
+    """A task's payload is not what its task takes: not a JSON object, above the size cap, or a field is
+    missing, unknown or invalid (the message names the task and the field).
+
+    Handled by: the task, which fails before touching anything (no run, file or key is written); never
+    retried, because the same message would be refused again.
+    """
+
+
 class RunEndedError(FarmError):
     """A stage was delivered for a run that has already succeeded or failed (a late or duplicate task).
 

@@ -35,7 +35,7 @@ from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
 from trainfarm.workers import alerts, meta_runs, outcomes, stages, triggers
 from trainfarm.workers.celery_app import app
-from trainfarm.workers.jobs import RunJob, StageJob
+from trainfarm.workers.jobs import RunJob, StageJob, parse_payload
 from trainfarm.workers.routing import (
     CHECK_TRIGGERS,
     DELIVER_ALERTS,
@@ -101,7 +101,7 @@ def _device(task: Task) -> str:
 @app.task(bind=True, base=FarmTask, name="farm.prepare_run")
 def prepare_run(self: FarmTask, payload: dict[str, Any]) -> dict[str, Any]:
     """Build the run's dataset snapshot, then fan out chord(train_base x 8, train_meta)."""
-    job = RunJob.model_validate(payload)
+    job = parse_payload(RunJob, payload, task="farm.prepare_run")
     try:
         self.guard_delivery()
         stage = stages.prepare(job)
@@ -139,8 +139,12 @@ def launch_chord(stage: StageJob) -> None:
 @app.task(bind=True, base=FarmTask, name="farm.train_base")
 def train_base(self: FarmTask, payload: dict[str, Any]) -> dict[str, object]:
     """Train one base model; returns its deterministic JSON reference."""
-    job = StageJob.model_validate(payload)
-    self.guard_delivery()
+    job = parse_payload(StageJob, payload, task="farm.train_base")
+    try:
+        self.guard_delivery()
+    except PoisonMessageError as exc:
+        stages.poisoned(job, str(exc))  # the run's failure then names the model that kept dying
+        raise
     try:
         return stages.train_base(
             job,
@@ -157,7 +161,7 @@ def train_base(self: FarmTask, payload: dict[str, Any]) -> dict[str, object]:
 @app.task(bind=True, base=FarmTask, name="farm.train_meta", max_retries=40)
 def train_meta(self: FarmTask, results: list[Any], payload: dict[str, Any]) -> dict[str, Any]:
     """The chord body: stack, train the meta-learner, calibrate, evaluate, write the pack, register."""
-    job = StageJob.model_validate(payload)
+    job = parse_payload(StageJob, payload, task="farm.train_meta")
     self.guard_delivery()
     try:
         version = stages.train_meta(job, results, task_id=self.request.id, threads=_threads())
@@ -174,7 +178,7 @@ def run_failed(request: Any, exc: BaseException, traceback: Any, payload: dict[s
     """Errback of the chord: record the failure (model and error) once; a late task's complaint is ignored."""
     if isinstance(exc, RunEndedError):
         return
-    job = StageJob.model_validate(payload)
+    job = parse_payload(StageJob, payload, task="farm.run_failed")
     model: str | None = None
     args = getattr(request, "args", None) or ()
     if args and isinstance(args[0], dict) and isinstance(args[0].get("model"), str):
@@ -186,11 +190,14 @@ def run_failed(request: Any, exc: BaseException, traceback: Any, payload: dict[s
 def submit_retrain(symbol: str, timeframe: str, reason: str, *, kind: RunKind = RunKind.FULL) -> Submitted:
     """Claim the market's active run and enqueue it; a trigger that finds one under way gets that one.
 
+    The config file is validated before anything is claimed (:class:`ConfigError` naming the key).
     A meta-only request (``kind=RunKind.META``) that is not due (no champion, too few new bars) asks for
     no run: the answer is ``skipped`` with the reason.
     """
+    # The config first: a file the workers would refuse (unknown key or model, impossible value) must not
+    # leave a claimed run and a queued message behind; the submitter hears about it now instead.
+    config = get_settings().load_config()
     if kind is RunKind.META:
-        config = get_settings().load_config()
         skip = meta_runs.skip_reason(Registry.open(), config, symbol, timeframe)
         if skip is not None:
             tf = parse_timeframe(timeframe).value
@@ -216,7 +223,7 @@ def submit_retrain(symbol: str, timeframe: str, reason: str, *, kind: RunKind = 
 @app.task(bind=True, base=FarmTask, name=META_REFIT)
 def meta_refit(self: FarmTask, payload: dict[str, Any]) -> dict[str, Any]:
     """A meta-only run: the champion's base models kept, stacker and calibration refit on newer bars."""
-    job = RunJob.model_validate(payload)
+    job = parse_payload(RunJob, payload, task=META_REFIT)
     try:
         self.guard_delivery()
         version = meta_runs.run_meta(job, task_id=self.request.id, threads=_threads())
@@ -253,7 +260,7 @@ class FanOut(BaseModel):
 @app.task(base=FarmTask, name=FAN_OUT_RETRAIN)
 def fan_out_retrain(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Beat's retrain entries: one run per symbol of the universe at ``payload["timeframe"]``."""
-    job = FanOut.model_validate(payload)
+    job = parse_payload(FanOut, payload, task=FAN_OUT_RETRAIN)
     return [asdict(s) for s in fan_out(job.timeframe, job.reason, kind=job.kind)]
 
 
