@@ -37,7 +37,8 @@ def flower(
     address = address or settings.flower_address
     port = port or settings.flower_port
     console.print(f"Flower at http://{address}:{port} (user {creds.user}; password from {creds.source})")
-    argv = [sys.executable, "-m", "celery", "-A", "trainfarm.workers", "flower"]
+    # Through the farm's entry point: Flower's /metrics gets the same auth as its pages (flower_main).
+    argv = [sys.executable, "-m", "trainfarm.cli.flower_main", "-A", "trainfarm.workers", "flower"]
     os.execve(sys.executable, [*argv, f"--address={address}", f"--port={port}"], env)
 
 

@@ -42,7 +42,9 @@ def build_config() -> dict[str, Any]:
     tls = tls_options(full_url)
     url = without_tls_query(full_url) if tls else full_url
     transport = {"visibility_timeout": visibility}
-    secure: dict[str, Any] = {"broker_use_ssl": tls, "redis_backend_use_ssl": tls} if tls else {}
+    # Always set (Celery's own defaults when not TLS): rebind() updates a used app, and a TLS setting left
+    # from an earlier farm must not reach a plain one.
+    secure: dict[str, Any] = {"broker_use_ssl": tls or False, "redis_backend_use_ssl": tls}
     return secure | {
         "broker_url": url,
         "result_backend": url,

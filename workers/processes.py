@@ -136,6 +136,10 @@ class FlowerProcess(CeleryProcess):
         super().__init__(name, env, log_dir)
         self.address, self.port = address, port
 
+    def command(self) -> list[str]:
+        # Flower through the farm's entry point, which puts its /metrics behind the auth too.
+        return [sys.executable, "-m", "trainfarm.cli.flower_main", "-A", self.app, *self.argv()]
+
     def argv(self) -> list[str]:
         return ["flower", f"--address={self.address}", f"--port={self.port}"]
 

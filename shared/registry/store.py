@@ -385,7 +385,7 @@ class Registry(PromotionsMixin, OutcomesMixin):
             .limit(limit)
         )
         with self._session(write=False) as s:
-            return [(str(model), float(seconds)) for model, seconds in s.execute(stmt)]
+            return [(str(model), float(seconds)) for model, seconds in s.execute(stmt) if seconds is not None]
 
     def _upsert(
         self,

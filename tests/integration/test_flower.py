@@ -62,5 +62,10 @@ def test_flower_shows_a_finished_retrain_only_to_its_user(farm: Farm, tmp_path: 
         version = farm.registry().get_run(run.run_id).version
         assert answer["result"] == {"run_id": run.run_id, "version": version}
         assert creds.password not in flower.log()
+        # Flower's own Prometheus endpoint is behind the same auth (its /healthcheck says only "OK").
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        assert _get(metrics, None)[0] == 401
+        assert _get(metrics, f"{creds.user}:{creds.password}")[0] == 200
+        assert _get(f"http://127.0.0.1:{port}/healthcheck", None) == (200, b"OK")
     finally:
         flower.stop()
