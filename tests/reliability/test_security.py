@@ -241,6 +241,18 @@ def test_a_wrong_password_fails_clearly_and_never_shows_it(
     assert f"not-{PASSWORD}" not in result.stdout
 
 
+def test_farm_status_never_shows_the_redis_password(
+    password_redis: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainfarm.cli.app import app
+
+    _farm_env(tmp_path / "home", f"redis://:{PASSWORD}@127.0.0.1:{password_redis}/0", monkeypatch)
+    for argv in (["status", "--json", "--timeout", "0.5"], ["status", "--timeout", "0.5"], ["config"]):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 0, result.output
+        assert PASSWORD not in result.output, argv
+
+
 # --- TLS ---------------------------------------------------------------------------------------------
 
 
