@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -57,11 +58,16 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, Path]]:
     try:
         yield proc, home, out
     finally:  # whatever the test saw, nothing it started may outlive it
+        # The children first, while farm up is alive: each sits in its own session (so a killpg of farm
+        # up's group misses them), and once farm up is dead they are no longer its descendants.
+        children = _descendants_of_session(proc.pid)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-        for child in _descendants_of_session(proc.pid):
-            child.kill()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        psutil.wait_procs(children, timeout=30)
         EmbeddedRedis(home).stop()
 
 
