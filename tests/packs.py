@@ -18,8 +18,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from trainfarm.shared.artifacts import read_manifest
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot
+from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.base import BaseModelResult, train_base_model
@@ -148,3 +150,42 @@ def build_versions(
     assert [v.version for v in versions] == sorted(v.version for v in versions)
     assert len({v.manifest_sha256 for v in versions}) == len(versions)
     return versions
+
+
+def register_pack(registry: Registry, pack: Path, manifest_sha256: str, reason: str) -> str:
+    """Record the pack at ``pack`` as a candidate version of PACK_SYMBOL/PACK_TF (through a run of its own,
+    with the manifest's metrics and gate report); returns its version id."""
+    manifest = read_manifest(pack, expected_sha256=manifest_sha256)
+    run = registry.create_run(PACK_SYMBOL, PACK_TF, reason)
+    version = str(manifest["version"])
+    registry.add_version(
+        version,
+        PACK_SYMBOL,
+        PACK_TF.value,
+        run.id,
+        metrics=manifest["metrics"],  # type: ignore[arg-type]
+        path=str(pack),
+        manifest_sha256=manifest_sha256,
+        gate_report=manifest["gate_report"],  # type: ignore[arg-type]
+    )
+    return version
+
+
+def run_in_process(symbol: str, timeframe: str, reason: str) -> str:
+    """A whole retrain of ``symbol``/``timeframe`` through the workers' stages in this process (no Celery):
+    prepare, the 8 base models one after another, the meta stage; returns the version id."""
+    from trainfarm.workers import stages
+    from trainfarm.workers.jobs import RunJob
+    from trainfarm.workers.runs import claim_run
+
+    submitted = claim_run(symbol, timeframe, reason)
+    assert not submitted.merged
+    job = RunJob(run_id=submitted.run_id, symbol=symbol, timeframe=timeframe)
+    stage = stages.prepare(job)
+    assert stage is not None and stages.launched(stage)
+    results = [
+        stages.train_base(stage.model_copy(update={"model": m}), threads=1, device="cpu") for m in MODEL_NAMES
+    ]
+    version = stages.train_meta(stage, results, task_id=f"{job.run_id}-meta", threads=1)
+    assert version is not None
+    return version

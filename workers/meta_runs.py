@@ -14,7 +14,6 @@ to a cheaper one. Celery-free.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,7 +30,7 @@ from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.workers.jobs import RunJob
 from trainfarm.workers.runs import claim_meta, run_dir
-from trainfarm.workers.stages import meta_guard_ttl_s, settle
+from trainfarm.workers.stages import meta_guard_ttl_s, register_built, remove_staging, settle
 
 #: Every reason of a meta-only request starts with this; a run's other reasons asked for a full retrain.
 META_REASON_PREFIX = "meta:"
@@ -135,22 +134,8 @@ def run_meta(job: RunJob, *, task_id: str, threads: int) -> str | None:
             job, snapshot, predictor, work_dir, threads=threads, run_created_at=run.created_at
         )
     finally:
-        with contextlib.suppress(OSError):
-            for leftover in sorted(work_dir.rglob("*"), reverse=True):
-                leftover.unlink() if leftover.is_file() else leftover.rmdir()
-            work_dir.rmdir()
-    version = registry.add_version(
-        built.version,
-        job.symbol_id(),
-        job.tf().value,
-        job.run_id,
-        metrics=built.metrics,
-        path=str(built.path),
-        manifest_sha256=built.manifest_sha256,
-        gate_report=built.gate_report,
-    )
-    settle(version)
-    return built.version
+        remove_staging(job.run_id)
+    return register_built(registry, job, built)
 
 
 __all__ = ["META_REASON_PREFIX", "full_reasons", "meta_reason", "run_meta", "skip_reason"]

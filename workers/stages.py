@@ -21,6 +21,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trainfarm.shared.connections import redis_client
 from trainfarm.shared.data.store import open_store
@@ -33,6 +34,9 @@ from trainfarm.shared.settings import get_settings
 from trainfarm.shared.training.base import BaseModelResult, result_path, train_base_model
 from trainfarm.shared.zoo import MODEL_NAMES, get_spec
 from trainfarm.workers.jobs import RunJob, SnapshotRef, StageJob
+
+if TYPE_CHECKING:  # the meta stage imports the ML libraries: loaded when a meta stage runs, not here
+    from trainfarm.shared.training.meta_stage import BuiltVersion
 from trainfarm.workers.runs import (
     claim_meta,
     one_result_per_model,
@@ -164,7 +168,7 @@ def train_base(
     )
     if registry.get_run(job.run_id).status.terminal:
         # The run failed while this model trained: its failure freed the staging folder; do it again.
-        _remove_staging(job.run_id)
+        remove_staging(job.run_id)
     return result.to_json()
 
 
@@ -245,6 +249,14 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
         run_created_at=run.created_at,
         champion=_champion_loader(champion) if champion else None,
     )
+    return register_built(registry, job, built)
+
+
+def register_built(registry: Registry, job: RunJob, built: BuiltVersion) -> str:
+    """Register a run's written pack (the run succeeds), settle it (promote or reject), free its staging.
+
+    The last step of a full run's meta stage and of a meta-only run alike; returns the version id.
+    """
     version = registry.add_version(
         built.version,
         job.symbol_id(),
@@ -256,7 +268,7 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
         gate_report=built.gate_report,
     )
     settle(version)
-    _remove_staging(job.run_id)
+    remove_staging(job.run_id)
     return built.version
 
 
@@ -286,7 +298,7 @@ def settle(version: VersionRecord) -> None:
     prune(version.symbol, version.timeframe)
 
 
-def _remove_staging(run_id: str) -> None:
+def remove_staging(run_id: str) -> None:
     """Free the run's staging folder (the pack holds copies of everything kept)."""
     shutil.rmtree(run_dir(run_id), ignore_errors=True)
 
@@ -319,6 +331,8 @@ __all__ = [
     "launched",
     "poisoned",
     "prepare",
+    "register_built",
+    "remove_staging",
     "settle",
     "train_base",
     "train_meta",

@@ -34,7 +34,7 @@ import pytest
 import redis
 
 from tests.bars import set_value
-from tests.packs import farm_settings
+from tests.packs import farm_settings, run_in_process
 from tests.reliability.state import unchanged
 from tests.services import SAMPLE_DIR
 from trainfarm.cli.app import main
@@ -48,11 +48,9 @@ from trainfarm.shared.promotion import promote_version
 from trainfarm.shared.registry import Registry, VersionRecord, dispose_engine
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.timeframes import Timeframe
-from trainfarm.shared.zoo import MODEL_NAMES
-from trainfarm.workers import stages, tasks
-from trainfarm.workers.jobs import MAX_PAYLOAD_BYTES, RunJob
+from trainfarm.workers import tasks
+from trainfarm.workers.jobs import MAX_PAYLOAD_BYTES
 from trainfarm.workers.outcomes import CURSOR_KEY, ingest
-from trainfarm.workers.runs import claim_run
 from trainfarm_client.contract import OUTCOMES_STREAM
 
 SYMBOL, TF = "BTC_USDT", "12h"
@@ -72,17 +70,7 @@ class Farm:
 
 def _one_run(reason: str) -> str:
     """A whole retrain of SYMBOL/TF through the workers' stages, in this process; its version id."""
-    submitted = claim_run(SYMBOL, TF, reason)
-    assert not submitted.merged
-    job = RunJob(run_id=submitted.run_id, symbol=SYMBOL, timeframe=TF)
-    stage = stages.prepare(job)
-    assert stage is not None and stages.launched(stage)
-    results = [
-        stages.train_base(stage.model_copy(update={"model": m}), threads=1, device="cpu") for m in MODEL_NAMES
-    ]
-    version = stages.train_meta(stage, results, task_id=f"{job.run_id}-meta", threads=1)
-    assert version is not None
-    return version
+    return run_in_process(SYMBOL, TF, reason)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.markets import crown
-from tests.packs import PACK_SYMBOL, PACK_TF, Pack
+from tests.packs import PACK_SYMBOL, PACK_TF, Pack, register_pack
 from trainfarm.shared.connections import EmbeddedRedis, redis_client
 from trainfarm.shared.registry import Registry, Signal
 from trainfarm.shared.settings import FarmSettings
@@ -145,18 +145,7 @@ def test_a_version_page_shows_gates_stacker_metrics_and_the_packs_plot(
 
     manifest = read_manifest(pack.path, expected_sha256=pack.manifest_sha256)
     registry = Registry.open(settings.database)
-    run = registry.create_run(PACK_SYMBOL, PACK_TF, "test")
-    version = str(manifest["version"])
-    registry.add_version(
-        version,
-        PACK_SYMBOL,
-        PACK_TF.value,
-        run.id,
-        metrics=manifest["metrics"],  # type: ignore[arg-type]
-        path=str(pack.path),
-        manifest_sha256=pack.manifest_sha256,
-        gate_report=manifest["gate_report"],  # type: ignore[arg-type]
-    )
+    version = register_pack(registry, pack.path, pack.manifest_sha256, "test")
     with TestClient(create_app(settings)) as client:
         client.headers.update(_auth(settings))
         html = client.get(f"/versions/{version}").text

@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.markets import crown
-from tests.packs import PACK_SYMBOL, PACK_TF, Pack
+from tests.packs import PACK_SYMBOL, PACK_TF, Pack, register_pack
 from tests.services import require
-from trainfarm.shared.artifacts import read_manifest
 from trainfarm.shared.connections import EmbeddedRedis
 from trainfarm.shared.registry import PromotionReason, Registry
 from trainfarm.shared.settings import FarmSettings
@@ -56,20 +55,8 @@ class Dashboard:
 def dashboard(
     pack: Pack, settings: FarmSettings, server: EmbeddedRedis, tmp_path: Path
 ) -> Iterator[Dashboard]:
-    manifest = read_manifest(pack.path, expected_sha256=pack.manifest_sha256)
     registry = Registry.open(settings.database)
-    run = registry.create_run(PACK_SYMBOL, PACK_TF, "browser test")
-    version = str(manifest["version"])
-    registry.add_version(
-        version,
-        PACK_SYMBOL,
-        PACK_TF.value,
-        run.id,
-        metrics=manifest["metrics"],  # type: ignore[arg-type]
-        path=str(pack.path),
-        manifest_sha256=pack.manifest_sha256,
-        gate_report=manifest["gate_report"],  # type: ignore[arg-type]
-    )
+    version = register_pack(registry, pack.path, pack.manifest_sha256, "browser test")
     registry.promote(version, reason=PromotionReason.MANUAL)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packs import farm_settings
+from tests.packs import farm_settings, run_in_process
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.errors import DatasetError, FarmError
@@ -23,7 +23,6 @@ from trainfarm.shared.promotion import promote_version
 from trainfarm.shared.registry import PromotionReason, Registry, RunKind, dispose_engine
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.synthetic import planted_signal_bars
-from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.workers import meta_runs, stages
 from trainfarm.workers.jobs import RunJob
 from trainfarm.workers.runs import claim_run
@@ -52,16 +51,7 @@ class MetaFarm:
 
 
 def _full_run() -> str:
-    submitted = claim_run(SYMBOL, TF, "first full run")
-    job = RunJob(run_id=submitted.run_id, symbol=SYMBOL, timeframe=TF)
-    stage = stages.prepare(job)
-    assert stage is not None and stages.launched(stage)
-    results = [
-        stages.train_base(stage.model_copy(update={"model": m}), threads=1, device="cpu") for m in MODEL_NAMES
-    ]
-    version = stages.train_meta(stage, results, task_id=f"{job.run_id}-meta", threads=1)
-    assert version is not None
-    return version
+    return run_in_process(SYMBOL, TF, "first full run")
 
 
 @pytest.fixture(scope="module")
