@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench-quality demo test test-fast bench lint typecheck check lock clean
+.PHONY: bench-quality demo test test-fast test-load bench lint typecheck check lock clean
 
 # The bot client is its own distribution; the farm depends on it, so both install from this checkout.
 $(STAMP): pyproject.toml trainfarm_client/pyproject.toml constraints.txt
@@ -23,6 +23,11 @@ test: $(STAMP)
 # Skips the tests marked slow (packs, processes, environments): under a minute instead of several.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+# The reliability suite's load test at full size: 1,000 queued retrains on two workers (long: see
+# docs/RELIABILITY.md, point 10); `make test` runs it with 20.
+test-load: $(STAMP)
+	TRAINFARM_LOAD_RETRAINS=1000 $(BIN)/python -m pytest -s tests/reliability/test_load.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -18,8 +18,10 @@ other file; its own sha256 identifies the version in the registry and on Redis.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Mapping
@@ -35,6 +37,11 @@ from trainfarm_client.pack import MANIFEST as MANIFEST  # noqa: PLC0414 - explic
 
 #: The pack format this farm writes (the client reads it and every older one).
 FORMAT_VERSION = _client_pack.PACK_FORMAT
+
+#: Random bytes in a staging folder's name (``.staging-<version>-<hex>``).
+_STAGING_SUFFIX_BYTES = 4
+#: The errors of a full disk (or quota): a clear ArtifactError, not a bare OSError deep in a copy.
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def new_version_id(now: datetime, run_id: str) -> str:
@@ -65,7 +72,9 @@ def write_pack(
     """Write ``files`` (relative path -> source file or bytes) and the manifest as the pack at ``final``.
 
     The manifest gets a ``files`` entry mapping every relative path to its sha256. Raises
-    :class:`ArtifactError` if ``final`` exists already (versions are immutable).
+    :class:`ArtifactError` if ``final`` exists already (versions are immutable), and when the disk is full
+    (its staging folder removed first). Staging folders of the same version that a crashed earlier
+    attempt left behind are removed before this one starts.
     """
     if final.exists():
         raise ArtifactError(f"pack {final} exists already; versions are never overwritten")
@@ -77,10 +86,11 @@ def write_pack(
         if target in seen:
             raise ArtifactError(f"pack {final}: file {rel} collides with {seen[target]}")
         seen[target] = rel
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".staging-{final.name}-{secrets.token_hex(4)}"
-    staging.mkdir()
+    staging = final.parent / f".staging-{final.name}-{secrets.token_hex(_STAGING_SUFFIX_BYTES)}"
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(final)
+        staging.mkdir()
         hashes: dict[str, str] = {}
         for rel, source in sorted(files.items()):
             target = _inside(staging, rel)
@@ -99,10 +109,35 @@ def write_pack(
             fsync_dir(folder)
         os.replace(staging, final)  # noqa: PTH105 - the atomic rename that publishes the pack
         fsync_dir(final.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and (error := _disk_full(final, exc)) is not None:
+            raise error from exc
         raise
     return WrittenPack(final, sha256_file(final / MANIFEST))
+
+
+def _remove_stale_staging(final: Path) -> None:
+    """Delete staging folders of ``final``'s version that a crashed earlier attempt left behind.
+
+    Version ids are deterministic per run, and the meta stage of a run has one live writer at a time
+    (``claim_meta`` in trainfarm.workers.runs): a staging folder of this very version is a dead attempt's
+    (killed before its ``except`` could remove it), never a concurrent writer's.
+    """
+    pattern = re.compile(re.escape(f".staging-{final.name}-") + f"[0-9a-f]{{{2 * _STAGING_SUFFIX_BYTES}}}")
+    for entry in final.parent.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+
+
+def _disk_full(final: Path, exc: OSError) -> ArtifactError | None:
+    """The error to raise for ``exc`` when it means the disk is full, else None."""
+    if exc.errno not in _DISK_FULL_ERRNOS:
+        return None
+    return ArtifactError(
+        f"pack {final} could not be written: no space left on device ({exc}); "
+        "the partial pack was removed and nothing was published"
+    )
 
 
 def read_manifest(pack: Path, *, expected_sha256: str | None = None) -> dict[str, object]:

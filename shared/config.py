@@ -393,6 +393,12 @@ class TrainingParams(_Strict):
         0.2, description="time-ordered tail of the out-of-fold rows used for meta early stopping"
     )
     task_time_limit: str = Field("30m", description="hard time limit of one training task")
+    visibility_timeout: str | None = Field(
+        None,
+        description="how long Redis waits for a worker's acknowledgement before handing a task to another "
+        "worker (a worker whose main process died loses its tasks for this long); unset = "
+        "max(1h, 2 x task_time_limit); must exceed task_time_limit",
+    )
     seed: int = Field(7, description="random seed of every model (runs are reproducible)")
     model_params: dict[str, dict[str, ParamValue]] = Field(
         default_factory=dict,
@@ -419,9 +425,34 @@ class TrainingParams(_Strict):
             raise ValueError("task_time_limit must be at least 10s")
         return value
 
+    @field_validator("visibility_timeout")
+    @classmethod
+    def _visibility(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value).total_seconds() < 10:
+            raise ValueError("visibility_timeout must be at least 10s")
+        return value
+
+    @model_validator(mode="after")
+    def _visibility_above_time_limit(self) -> TrainingParams:
+        # A task still running when its visibility timeout expires is handed to a second worker: both
+        # would train the same model at once. The timeout must outlast the longest a task may run.
+        if self.visibility_timeout is not None and self.visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError(
+                f"training.visibility_timeout ({self.visibility_timeout}) must exceed "
+                f"training.task_time_limit ({self.task_time_limit}), or a running task is delivered twice"
+            )
+        return self
+
     @property
     def task_time_limit_s(self) -> int:
         return int(parse_duration(self.task_time_limit).total_seconds())
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """The broker's visibility timeout in seconds (the configured one, else the default rule)."""
+        if self.visibility_timeout is None:
+            return max(3600, 2 * self.task_time_limit_s)
+        return int(parse_duration(self.visibility_timeout).total_seconds())
 
 
 class EvaluationParams(_Strict):

@@ -50,7 +50,10 @@ def reliability_diagram(
     p = check_probs(probs)
     labels = check_labels(y, p.shape[0])
 
-    fig = Figure(figsize=(12, 5.5), dpi=100, layout="constrained")
+    # Fixed margins for the fixed figure size: a layout engine costs more than the drawing itself (about
+    # 0.4 s per plot, every run), and the labels here never change their extent by much.
+    fig = Figure(figsize=(12, 5.5), dpi=100)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.09, top=0.87, wspace=0.25, hspace=0.08)
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, len(CLASSES), sharex=True, height_ratios=(3, 1), squeeze=False)
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -98,7 +101,8 @@ def confidence_diagram(
     mean_p, freq, count = reliability_bins(confidence, right, bins)
     drawn = count > 0
 
-    fig = Figure(figsize=(6, 5.5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(6, 5.5), dpi=100)  # fixed margins: see reliability_diagram
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.09, top=0.87, hspace=0.08)
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     top.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect")

@@ -9,10 +9,14 @@ Order of a promotion (durable state first, the nudge last):
 3. the ``<artifact root>/<S>/<T>/CHAMPION`` pointer file, replaced atomically;
 4. Redis (:func:`trainfarm.shared.notify.announce`): champion key, then channel, then events stream.
 
-A failure after step 2 leaves the durable state right and says so: :class:`NotAnnouncedError` (transient)
-when Redis is unreachable. Promoting the champion again is a no-op in the registry that rewrites the
-pointer and re-announces idempotently, so repeating the command (or the task) completes it; when the
-champion may have moved on since, :func:`reannounce` publishes whatever the registry holds now.
+A registry that dies during step 2 has rolled the transaction back, or committed it if it died while
+committing; nothing else has changed, and the error says to repeat. A failure after step 2 leaves the
+durable state right and says so: :class:`NotAnnouncedError` (transient) when Redis is unreachable, a
+:class:`~trainfarm.shared.registry.RegistryUnavailableError` naming the new champion when the registry
+went away right after its commit (the pointer reads the registry). Promoting the champion again is a
+no-op in the registry that rewrites the pointer and re-announces idempotently, so repeating the command
+(or the task) completes it; when the champion may have moved on since, :func:`reannounce` publishes
+whatever the registry holds now.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from trainfarm.shared.registry import (
     PromotionReason,
     PromotionRecord,
     Registry,
+    RegistryUnavailableError,
     RunRecord,
     VersionRecord,
 )
@@ -174,7 +179,8 @@ def promote_version(
     registry = registry or Registry.open()
     version = registry.get_version(version_id)
     verify_pack(version)
-    promotion = registry.promote(version_id, reason=reason, gate_report=gate_report)
+    with _unconfirmed(version_id, retry=f"farm promote {version_id}"):
+        promotion = registry.promote(version_id, reason=reason, gate_report=gate_report)
     return _publish(registry, settings, client, version, promotion, retry=f"farm promote {version_id}")
 
 
@@ -202,7 +208,8 @@ def rollback(
     verify_pack(previous)
     # to_version: if the champion moved while we verified, the registry refuses instead of rolling back
     # to a version nobody asked for.
-    promotion = registry.rollback(sym, tf, to_version=previous.version)
+    with _unconfirmed(previous.version, retry=f"farm promote {previous.version}"):
+        promotion = registry.rollback(sym, tf, to_version=previous.version)
     return _publish(registry, settings, client, previous, promotion, retry=f"farm promote {previous.version}")
 
 
@@ -336,7 +343,16 @@ def _publish(
     retry: str,
 ) -> PromotionResult:
     sym, tf = version.symbol, version.timeframe
-    _write_pointer(registry, settings.artifacts_dir, sym, tf)
+    try:
+        _write_pointer(registry, settings.artifacts_dir, sym, tf)
+    except RegistryUnavailableError as exc:
+        # The registry committed, then went away before the pointer could read it back (PostgreSQL died
+        # right after the commit): say what is done and what to repeat, as for Redis below. Still transient.
+        raise RegistryUnavailableError(
+            f"{version.version} is the champion of {sym} {tf} in the registry, but the registry became "
+            f"unreachable before the CHAMPION pointer and Redis were updated ({exc}); run `{retry}` again "
+            "once it answers (idempotent)"
+        ) from exc
     event = ROLLBACK if promotion.reason is PromotionReason.ROLLBACK else PROMOTED
     done = f"{version.version} is the champion of {sym} {tf} in the registry and the CHAMPION pointer"
     with _redis(settings, client, done, retry=retry) as conn:
@@ -377,6 +393,21 @@ def _write_pointer(registry: Registry, root: Path, symbol: str, timeframe: str) 
         champion = registry.get_champion(symbol, timeframe)
         if champion is not None:
             atomic_write_text(pointer, champion.version + "\n")
+
+
+@contextmanager
+def _unconfirmed(version_id: str, *, retry: str) -> Iterator[None]:
+    # The registry's connection died during its transaction: rolled back, or committed if it died while
+    # committing (the answer to COMMIT lost); nobody here can tell which. Pointer and Redis are untouched
+    # either way, and repeating is idempotent, so say that instead of only the driver's error.
+    try:
+        yield
+    except RegistryUnavailableError as exc:
+        raise RegistryUnavailableError(
+            f"the registry did not confirm that {version_id} is the champion ({exc}); it may or may not hold "
+            f"it, the CHAMPION pointer and Redis are unchanged; run `{retry}` again once it answers "
+            "(idempotent)"
+        ) from exc
 
 
 @contextmanager

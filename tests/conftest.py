@@ -36,7 +36,7 @@ EXPENSIVE_FIXTURES = {
     "tests/unit/test_gate_properties.py::unscored": "trains a pack",
     "tests/unit/test_gate_properties_sizes.py::built": "trains packs per random walk and planted signal",
     # Real processes that must run for several schedule slots.
-    "tests/integration/test_beat.py::beat_home": "runs beat processes over second-scale cadences",
+    "tests/reliability/test_beat.py::beat_home": "runs beat processes over second-scale cadences",
     "tests/integration/test_up.py::up": "starts a whole farm (Redis, two workers, beat)",
     "tests/integration/test_unattended_farm.py::farm": "beat, two workers and a bot retraining for real",
     "tests/unit/training/test_base.py::trained": "trains the whole zoo",

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ __all__ = [
     "SHARED_DATA",
     "SYSTEM_REDIS_HOST",
     "SYSTEM_REDIS_PORT",
+    "RedisServer",
+    "free_port",
     "postgres_database",
     "python_json",
     "require",
@@ -127,3 +131,62 @@ def postgres_database() -> Iterator[str]:
         with psycopg.connect(admin, autocommit=True) as conn:
             # FORCE: a test that failed half-way may leave a connection open; the database must still go.
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A `redis-server` a test starts, stops and starts again itself, on 127.0.0.1 and a folder of its own.
+
+    The same port and data folder across restarts, so clients reconnect to the same server, as after a
+    real restart. ``args`` are extra ``redis-server`` options (``--appendonly yes``, ``--requirepass``...).
+    """
+
+    def __init__(self, folder: Path, *args: str, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        require(binary is not None, "no redis-server on PATH")
+        assert binary is not None
+        self.binary, self.folder, self.args = binary, folder, args
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "redis.log"
+
+    def start(self, timeout: float = 30.0) -> RedisServer:
+        """Start the server and wait until it accepts connections."""
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
+        argv += ["--save", "", *self.args]
+        seen = self.log_path.read_bytes().count(b"Ready to accept") if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while self.log_path.read_bytes().count(b"Ready to accept") <= seen:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                text = self.log_path.read_text(errors="replace")
+                raise RuntimeError(f"redis-server did not start:\n{text}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM (Redis writes its append-only file and exits), SIGKILL if it does not in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=timeout)

@@ -35,13 +35,20 @@ def build_config() -> dict[str, Any]:
     training = settings.load_config().training
     hard_limit = training.task_time_limit_s
     # Redis re-delivers an unacknowledged message after visibility_timeout: it must exceed the longest a
-    # task may run, or a second worker starts the same task while the first is still at it.
-    visibility = max(3600, 2 * hard_limit)
+    # task may run (the config refuses less), or a second worker starts the same task while the first is
+    # still at it. It is also how long the tasks of a worker whose main process died stay lost.
+    visibility = training.visibility_timeout_s
     full_url = celery_url(settings)
     # rediss://: the TLS options travel as settings (kombu and the result backend each want them so).
     tls = tls_options(full_url)
     url = without_tls_query(full_url) if tls else full_url
-    transport = {"visibility_timeout": visibility}
+    transport = {
+        "visibility_timeout": visibility,
+        # kombu sweeps for expired unacknowledged messages every interval x throttle seconds (100 s by
+        # default): one sweep per tenth of the timeout (1-10 s) bounds the wait at about 1.1 x timeout.
+        "unacked_restore_interval": max(1, min(10, visibility // 10)),
+        "unacked_restore_throttle": 1,
+    }
     # Always set (Celery's own defaults when not TLS): rebind() updates a used app, and a TLS setting left
     # from an earlier farm must not reach a plain one.
     secure: dict[str, Any] = {"broker_use_ssl": tls or False, "redis_backend_use_ssl": tls}
@@ -71,6 +78,9 @@ def build_config() -> dict[str, Any]:
         "result_extended": True,
         "task_track_started": True,
         "task_allow_error_cb_on_chord_header": True,
+        # A retry's countdown is held unacknowledged by the worker: one longer than the visibility timeout
+        # would be delivered a second time meanwhile (celery#5935).
+        "task_annotations": {"*": {"retry_backoff_max": max(1, min(300, visibility // 2))}},
         "task_queues": [Queue(name) for name in QUEUES],
         "task_default_queue": DEFAULT_QUEUE,
         # One router decides every task's queue (base models by their declared device); no call site does.

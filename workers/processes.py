@@ -45,14 +45,26 @@ class CeleryProcess:
 
     def start(self) -> CeleryProcess:
         """Start the process and wait until it is up (raises with the log tail if it is not)."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> CeleryProcess:
+        """Start the process without waiting for it (e.g. a worker whose Redis is not up yet)."""
         argv = self.command()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        up = f"{self.kind} {self.name} up"
-        wait_for(lambda: self.ready_marker in self.log(), READY_TIMEOUT_S, up, self)
+        return self
+
+    def ready(self) -> bool:
+        """True once the process has logged that it is up."""
+        return self.ready_marker in self.log()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> CeleryProcess:
+        """Wait until the launched process is up (raises with the log tail if it is not)."""
+        wait_for(self.ready, timeout, f"{self.kind} {self.name} up", self)
         return self
 
     def log(self) -> str:

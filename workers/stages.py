@@ -229,7 +229,9 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
     run = registry.get_run(job.run_id)
     if run.status.terminal:
         if run.version is not None:
+            # A redelivery after the version was registered: finish what the dead task left undone.
             settle(registry.get_version(run.version))
+            remove_staging(job.run_id)
         return run.version
     client = redis_client()
     try:

@@ -9,11 +9,12 @@ only. No call site names a queue: :mod:`trainfarm.workers.routing` decides.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict
 from typing import Any
 
 from celery import Task, chord, group, signals
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import ChordError, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from pydantic import BaseModel, ConfigDict
 
@@ -183,8 +184,34 @@ def run_failed(request: Any, exc: BaseException, traceback: Any, payload: dict[s
     args = getattr(request, "args", None) or ()
     if args and isinstance(args[0], dict) and isinstance(args[0].get("model"), str):
         model = args[0]["model"]
-    if stages.fail(job, f"{type(exc).__name__}: {exc}", model=model):
-        log.warning("run %s failed (model %s): %s", job.run_id, model, exc)
+    error = f"{type(exc).__name__}: {exc}"
+    cancelled = _cancelled_base_model(job, exc)
+    if cancelled is not None:
+        model, error = cancelled
+    if stages.fail(job, error, model=model):
+        log.warning("run %s failed (model %s): %s", job.run_id, model, error)
+
+
+#: How a chord names a header task its worker terminated: "Dependency <id> raised TaskRevokedError(..)".
+_REVOKED_DEPENDENCY = re.compile(r"Dependency (\S+) raised TaskRevokedError\('?([\w ]*)'?\)")
+
+
+def _cancelled_base_model(job: StageJob, exc: BaseException) -> tuple[str, str] | None:
+    """(model, error) when the chord failed because a worker cancelled a base model's running task.
+
+    Workers cancel their running tasks when they lose Redis (``worker_cancel_long_running_tasks_on_
+    connection_loss``, so that a restored message is not run twice at once); Celery then fails the chord
+    with a ChordError that names only a task id. Said plainly instead: which model, why, what to do.
+    """
+    found = _REVOKED_DEPENDENCY.search(str(exc)) if isinstance(exc, ChordError) else None
+    if found is None or not found.group(1).startswith(f"{job.run_id}-"):
+        return None
+    model = found.group(1).removeprefix(f"{job.run_id}-")
+    return model, (
+        f"the task training {model} was {found.group(2) or 'revoked'} by its worker (workers cancel their "
+        "running tasks when they lose the connection to Redis, and the run cannot be joined after that); "
+        f"nothing was promoted: retrain again (farm retrain {job.symbol} -t {job.timeframe} --force)"
+    )
 
 
 def submit_retrain(symbol: str, timeframe: str, reason: str, *, kind: RunKind = RunKind.FULL) -> Submitted:

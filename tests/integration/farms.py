@@ -73,7 +73,9 @@ def start_farm(
 ) -> Iterator[Farm]:
     """A farm home with the BTC sample imported and one real worker (2 pool processes); all torn down.
 
-    With ``start=False`` the worker is created but not started (the caller adjusts and starts it).
+    ``redis_mode``: "embedded" (the home's own server), "system" (127.0.0.1:6379, db 11, flushed), or the
+    ``redis://`` URL of a server the caller started and stops. With ``start=False`` the worker is created
+    but not started (the caller adjusts and starts it).
     """
     home = tmp_path / "home"
     home.mkdir()
@@ -89,6 +91,8 @@ def start_farm(
         system_url = "redis://127.0.0.1:6379/11"
         redis.Redis.from_url(system_url).flushdb()
         env_vars["FARM_REDIS_URL"] = system_url
+    elif redis_mode.startswith("redis://"):
+        env_vars["FARM_REDIS_URL"] = redis_mode
     for key, value in env_vars.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
@@ -106,6 +110,6 @@ def start_farm(
             w.stop()
         if system_url:
             redis.Redis.from_url(system_url).flushdb()
-        else:
+        elif redis_mode == "embedded":
             embedded_redis().stop()
         get_settings.cache_clear()

@@ -12,7 +12,6 @@ import ast
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ import redis
 from kombu import Connection, Exchange, Producer
 from typer.testing import CliRunner
 
-from tests.services import REPO_ROOT, require
+from tests.services import REPO_ROOT, RedisServer, free_port, require
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import rebind
 from trainfarm.workers.processes import WorkerProcess, wait_for
@@ -31,12 +30,6 @@ from trainfarm_client.models import MODEL_KINDS, load_base_model
 
 PASSWORD = "s3cret-Redis-pw"
 ACL_USER, ACL_PASSWORD = "farmer", "acl-Pass-77"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _Creates:
@@ -49,30 +42,12 @@ class _Creates:
         return (open, (str(self.path), "w"))
 
 
-def _redis_server(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    binary = shutil.which("redis-server")
-    require(binary is not None, "no redis-server on PATH")
-    assert binary is not None
-    log = tmp_path / "redis.log"
-    proc = subprocess.Popen(
-        [binary, "--save", "", "--appendonly", "no", "--dir", str(tmp_path), "--bind", "127.0.0.1", *args],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+def _redis_server(tmp_path: Path, *args: str) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path, "--appendonly", "no", *args).start()
     try:
-        wait_for(
-            lambda: b"Ready to accept connections" in log.read_bytes() or proc.poll() is not None, 30, "redis"
-        )
-        assert proc.poll() is None, log.read_text(errors="replace")
-        yield proc
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        server.stop()
 
 
 def _farm_env(home: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -189,11 +164,10 @@ def test_a_pickle_in_place_of_a_model_file_is_refused_unread(kind: str, tmp_path
 
 @pytest.fixture
 def password_redis(tmp_path: Path) -> Iterator[int]:
-    port = _free_port()
     acl = f"user {ACL_USER} on >{ACL_PASSWORD} ~* &* +@all"
     (tmp_path / "users.acl").write_text(f"user default on >{PASSWORD} ~* &* +@all\n{acl}\n")
-    for _ in _redis_server(tmp_path, "--port", str(port), "--aclfile", str(tmp_path / "users.acl")):
-        yield port
+    for server in _redis_server(tmp_path, "--aclfile", str(tmp_path / "users.acl")):
+        yield server.port
 
 
 @pytest.mark.parametrize("who", ["requirepass", "acl-user"])
@@ -295,7 +269,8 @@ def test_rediss_urls_reach_celery_and_the_bot_client(tmp_path: Path, monkeypatch
     from trainfarm_client.live import LiveModel
 
     ca, cert, key = _certificates(tmp_path / "tls")
-    port = _free_port()
+    port = free_port()
+    # "--port 0" after the helper's own --port: no plain listener at all, TLS only.
     tls = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no", "--requirepass", PASSWORD]
     tls += ["--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca)]
     for _ in _redis_server(tmp_path, *tls):

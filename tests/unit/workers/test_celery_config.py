@@ -73,6 +73,40 @@ def test_time_limits_visibility_and_expiry_are_ordered(
     assert conf["result_expires"] > hard  # chord bookkeeping outlives the longest task
 
 
+def test_a_configured_visibility_timeout_reaches_both_transports_and_bounds_retries(
+    url_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url_home.mkdir(parents=True, exist_ok=True)
+    config = url_home / "farm.toml"
+    config.write_text('[training]\ntask_time_limit = "15s"\nvisibility_timeout = "20s"\n')
+    monkeypatch.setenv("FARM_CONFIG_FILE", str(config))
+    get_settings.cache_clear()
+    conf = build_config()
+    for options in ("broker_transport_options", "result_backend_transport_options"):
+        assert conf[options]["visibility_timeout"] == 20
+        # kombu's sweep for expired messages runs every interval x throttle seconds: 2 s here, not 100 s.
+        assert conf[options]["unacked_restore_interval"] * conf[options]["unacked_restore_throttle"] == 2
+    # A retry's countdown is held unacknowledged: it must end before the visibility timeout does.
+    assert conf["task_annotations"]["*"]["retry_backoff_max"] == 10
+
+
+@pytest.mark.parametrize(
+    ("limit", "visibility", "problem"),
+    [("30m", "30m", "must exceed training.task_time_limit"), ("15s", "5s", "at least 10s")],
+)
+def test_a_visibility_timeout_not_above_the_time_limit_is_refused(
+    tmp_path: Path, limit: str, visibility: str, problem: str
+) -> None:
+    from trainfarm.shared.config import load_config
+    from trainfarm.shared.errors import ConfigError
+
+    config = tmp_path / "farm.toml"
+    config.write_text(f'[training]\ntask_time_limit = "{limit}"\nvisibility_timeout = "{visibility}"\n')
+    with pytest.raises(ConfigError, match=problem) as err:
+        load_config(config)
+    assert "visibility_timeout" in str(err.value)
+
+
 def test_a_configured_url_is_the_broker_and_starts_nothing(url_home: Path) -> None:
     conf = build_config()
     assert conf["broker_url"] == conf["result_backend"] == SYSTEM_URL

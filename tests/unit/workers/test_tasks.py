@@ -53,3 +53,24 @@ def test_any_other_error_fails_at_once(app: Celery) -> None:
     result = bad_input.apply()
     assert isinstance(result.result, DataError)
     assert calls == [0]
+
+
+def test_a_base_model_cancelled_by_its_worker_is_named_with_what_to_do() -> None:
+    from celery.exceptions import ChordError
+
+    from trainfarm.workers.jobs import SnapshotRef, StageJob
+    from trainfarm.workers.tasks import _cancelled_base_model
+
+    ref = SnapshotRef(path="datasets/x.json", file_sha256="a" * 64, content_hash="b" * 64)
+    job = StageJob(run_id="e" * 32, symbol="BTC_USDT", timeframe="12h", snapshot=ref, config_hash="c" * 64)
+    # What Celery's Redis backend raised in the Redis-restart test (tests/reliability/test_redis_restart.py).
+    exc = ChordError(f"Dependency {job.run_id}-lgbm_gbdt raised TaskRevokedError('terminated')")
+    found = _cancelled_base_model(job, exc)
+    assert found is not None
+    model, error = found
+    assert model == "lgbm_gbdt"
+    assert "terminated" in error and "Redis" in error and "farm retrain BTC_USDT -t 12h --force" in error
+    # Another run's task, or another error, is left as Celery said it.
+    other_run = ChordError("Dependency other-lgbm_gbdt raised TaskRevokedError()")
+    other_error = ChordError(f"Dependency {job.run_id}-x raised ValueError('no')")
+    assert _cancelled_base_model(job, other_run) is None and _cancelled_base_model(job, other_error) is None
