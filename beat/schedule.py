@@ -23,7 +23,13 @@ from datetime import timedelta
 from typing import Any
 
 from trainfarm.shared.config import FarmConfig
-from trainfarm.workers.routing import CHECK_TRIGGERS, DELIVER_ALERTS, FAN_OUT_RETRAIN, INGEST_OUTCOMES
+from trainfarm.workers.routing import (
+    CHECK_TRIGGERS,
+    DELIVER_ALERTS,
+    FAN_OUT_RETRAIN,
+    INGEST_OUTCOMES,
+    RECONCILE_CHAMPIONS,
+)
 
 #: Name of the task every full-retrain entry sends (defined in :mod:`trainfarm.workers.tasks`).
 FAN_OUT_TASK = FAN_OUT_RETRAIN
@@ -33,6 +39,8 @@ TRIGGER_CHECK_ENTRY = "check-triggers"
 OUTCOME_INGEST_ENTRY = "ingest-outcomes"
 #: The entry that delivers alerts (webhook, e-mail) every ``[alerts] check``.
 ALERTS_ENTRY = "deliver-alerts"
+#: The entry that re-announces champions whose pointer or Redis key disagrees with the registry.
+RECONCILE_ENTRY = "reconcile-champions"
 #: Redis key prefix of the schedule, its lock and its bookkeeping.
 KEY_PREFIX = "farm:beat:"
 #: Longest beat sleeps between ticks; with redbeat it also sets the lock's lifetime (5 x this).
@@ -52,8 +60,9 @@ def meta_retrain_entry(timeframe: str) -> str:
 def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
     """Celery's ``beat_schedule``: a full-retrain fan-out per timeframe of the universe at its cadence, and
     the trigger check (:mod:`trainfarm.workers.triggers`) every ``[beat] trigger_check``, the outcome
-    ingestion (:mod:`trainfarm.workers.outcomes`) every ``[beat] outcome_ingest`` and the alert delivery
-    (:mod:`trainfarm.workers.alerts`) every ``[alerts] check``.
+    ingestion (:mod:`trainfarm.workers.outcomes`) every ``[beat] outcome_ingest``, the alert delivery
+    (:mod:`trainfarm.workers.alerts`) every ``[alerts] check`` and the reconciliation of champion pointers
+    and keys (:mod:`trainfarm.shared.reconcile`) every ``[beat] reconcile``.
 
     A message that waited longer than one cadence is dropped (``expires``): the next slot's message
     supersedes it, so a backlog never turns into a burst of identical fan-outs.
@@ -62,6 +71,7 @@ def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
         TRIGGER_CHECK_ENTRY: _every(CHECK_TRIGGERS, config.beat.trigger_check_td),
         OUTCOME_INGEST_ENTRY: _every(INGEST_OUTCOMES, config.beat.outcome_ingest_td),
         ALERTS_ENTRY: _every(DELIVER_ALERTS, config.alerts.td("check")),
+        RECONCILE_ENTRY: _every(RECONCILE_CHAMPIONS, config.beat.reconcile_td),
     }
     for tf in config.universe.timeframes:
         cadence: timedelta = config.params(tf).cadence_td

@@ -197,8 +197,13 @@ class BeatParams(_Strict):
 
     trigger_check: str = Field("5m", description="how often beat evaluates the trigger policies")
     outcome_ingest: str = Field("1m", description="how often beat ingests the bots' outcome stream")
+    reconcile: str = Field(
+        "1m",
+        description="how often beat re-announces champions whose CHAMPION pointer or Redis key disagrees "
+        "with the registry (after Redis lost its data, or a promotion whose last steps failed)",
+    )
 
-    @field_validator("trigger_check", "outcome_ingest")
+    @field_validator("trigger_check", "outcome_ingest", "reconcile")
     @classmethod
     def _every(cls, value: str) -> str:
         parse_duration(value)
@@ -211,6 +216,10 @@ class BeatParams(_Strict):
     @property
     def outcome_ingest_td(self) -> timedelta:
         return parse_duration(self.outcome_ingest)
+
+    @property
+    def reconcile_td(self) -> timedelta:
+        return parse_duration(self.reconcile)
 
 
 class TimeframeParams(_Strict):

@@ -37,6 +37,8 @@ CHECK_TRIGGERS = "farm.check_triggers"
 INGEST_OUTCOMES = "farm.ingest_outcomes"
 #: Beat's alert-delivery entry sends this task; queue ``control``.
 DELIVER_ALERTS = "farm.deliver_alerts"
+#: Beat's reconciliation entry sends this task; queue ``control``.
+RECONCILE_CHAMPIONS = "farm.reconcile_champions"
 
 
 def queue_for_model(spec: ModelSpec, *, gpu_workers: bool) -> str:

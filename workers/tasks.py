@@ -28,6 +28,7 @@ from trainfarm.shared.errors import (
     StageTimeoutError,
     TransientError,
 )
+from trainfarm.shared.reconcile import reconcile
 from trainfarm.shared.registry import Registry, RunKind
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
@@ -43,6 +44,7 @@ from trainfarm.workers.routing import (
     FAN_OUT_RETRAIN,
     INGEST_OUTCOMES,
     META_REFIT,
+    RECONCILE_CHAMPIONS,
 )
 from trainfarm.workers.runs import Submitted, claim_run, count_delivery
 
@@ -349,3 +351,20 @@ def deliver_alerts() -> dict[str, Any]:
     finally:
         client.close()
     return asdict(report)
+
+
+@app.task(base=FarmTask, name=RECONCILE_CHAMPIONS)
+def reconcile_champions() -> list[dict[str, Any]]:
+    """Beat's reconciliation: re-announce champions whose pointer or key lags the registry."""
+    settings = get_settings()
+    client = redis_client(settings)
+    try:
+        repairs = reconcile(Registry.open(), client, settings)
+    finally:
+        client.close()
+    for r in repairs:
+        log.warning(
+            "%s %s: pointer said %s, Redis said %s; re-announced champion %s",
+            r.symbol, r.timeframe, r.pointer, r.key, r.version,
+        )  # fmt: skip
+    return [asdict(r) for r in repairs]

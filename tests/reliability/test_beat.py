@@ -143,7 +143,9 @@ def test_entries_follow_the_config_across_restarts(beat_home: BeatHome) -> None:
     again.stop()
     assert beat_home.client.exists(f"{KEY_PREFIX}retrain-12h") == 1
     statics = beat_home.client.smembers(f"{KEY_PREFIX}:statics")
-    assert statics == {"retrain-12h", "check-triggers", "ingest-outcomes", "deliver-alerts"}
+    assert statics == {
+        "retrain-12h", "check-triggers", "ingest-outcomes", "deliver-alerts", "reconcile-champions"
+    }  # fmt: skip
 
 
 def test_a_fan_out_claims_one_run_per_symbol_and_merges_a_second(beat_home: BeatHome) -> None:

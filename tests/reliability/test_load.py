@@ -99,10 +99,12 @@ def test_queued_retrains_drain_on_two_workers_with_no_loss_no_duplicate_and_no_s
         for worker in workers:
             worker.start()
 
-        def drained() -> bool:
-            return all(r.status.terminal for r in registry.list_runs(limit=LOAD_RETRAINS + 10))
-
-        wait_for(drained, 120 + 6.0 * LOAD_RETRAINS, f"{LOAD_RETRAINS} runs to end", workers[0])
+        wait_for(
+            lambda: not registry.active_runs(timeframe=TF),
+            120 + 6.0 * LOAD_RETRAINS,
+            "the runs to end",
+            workers[0],
+        )
         wall = time.monotonic() - started
     finally:
         for worker in workers:

@@ -7,7 +7,7 @@ Issue 12, points 1 and 2, on real `celery worker` processes and a real Redis:
   start, the run completes with one meta stage and one version, and the champion does not move before the
   run has been gated;
 * point 2: the whole worker (main process and pool) is SIGKILLed, as when its machine dies. Its
-  unacknowledged messages go back to the queue after the broker's visibility timeout (25 s in this test's
+  unacknowledged messages go back to the queue after the broker's visibility timeout (15 s in this test's
   config, ``training.visibility_timeout``; an hour by default) and a second worker, started after the
   loss, finishes the run;
 * a prepare task that dies between launching its chord and recording it is redelivered, launches again,
@@ -31,13 +31,11 @@ from tests.packs import PACK_SYMBOL, PACK_TF, Version, build_versions, register_
 from trainfarm.workers.processes import WorkerProcess, wait_for
 
 #: A few seconds per fit of lgbm_gbdt: long enough to kill its process in the middle of it.
-SLOW_LGBM = (
-    "[training.model_params.lgbm_gbdt]\nnum_iterations = 2500\nnum_leaves = 63\nmin_data_in_leaf = 2\n"
-)
+SLOW_LGBM = "[training.model_params.lgbm_gbdt]\nnum_iterations = 800\nnum_leaves = 63\nmin_data_in_leaf = 2\n"
 #: A short visibility timeout (above the task time limit, as the config requires): the test waits for it.
 #: The line joins [training] (see tests/integration/farms.py TEST_CONFIG).
-SHORT_VISIBILITY = 'visibility_timeout = "25s"\n'
-VISIBILITY_S = 25
+SHORT_VISIBILITY = 'visibility_timeout = "15s"\n'
+VISIBILITY_S = 15
 
 
 def _deliveries(task_id: str) -> int:
@@ -125,7 +123,7 @@ def short_visibility_farm(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_dir: Path
 ) -> Iterator[Farm]:
     # The hard time limit stays below the visibility timeout (the config refuses otherwise).
-    yield from start_farm(tmp_path, monkeypatch, sample_dir, "embedded", SHORT_VISIBILITY, time_limit="20s")
+    yield from start_farm(tmp_path, monkeypatch, sample_dir, "embedded", SHORT_VISIBILITY, time_limit="12s")
 
 
 def test_a_killed_worker_loses_its_tasks_to_a_second_worker_after_the_visibility_timeout(

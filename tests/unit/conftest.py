@@ -1,4 +1,5 @@
-"""Fixtures for the unit tests: one real artifact pack, built once per session and shared.
+"""Fixtures for the unit tests: one real artifact pack, built once per session and shared; the settings'
+registry and small packs registered in it (``registry``, ``make_version``: promotion and reconciliation).
 
 The pack goes through the same steps as a run (snapshot -> 8 base models -> meta stage) with a small
 config on the bundled BTC sample at 12h; no Redis or registry is involved. The farm's predictor tests
@@ -10,15 +11,20 @@ config on the bundled BTC sample at 12h; no Redis or registry is involved. The f
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from tests.clock import StepClock
 from tests.packs import PACK_SYMBOL, PACK_TF, Pack, farm_settings, train_base_models
+from trainfarm.shared.artifacts import pack_dir, write_pack
 from trainfarm.shared.data.resample import resample
 from trainfarm.shared.dataset import build_snapshot
+from trainfarm.shared.registry import Registry, dispose_engine
+from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.training.meta_stage import build_version
 
 
@@ -49,3 +55,35 @@ def copied(pack: Pack, tmp_path: Path) -> Path:
     target = tmp_path / "pack"
     shutil.copytree(pack.path, target)
     return target
+
+
+@pytest.fixture
+def registry(settings: FarmSettings) -> Iterator[Registry]:
+    """The settings' registry (SQLite under the farm home), with a clock stepping one second per read."""
+    with Registry.open(settings.database, clock=StepClock()) as reg:
+        yield reg
+    dispose_engine(settings.database)
+
+
+@pytest.fixture
+def make_version(registry: Registry, settings: FarmSettings) -> Callable[..., str]:
+    """Write a small real pack and register it as a candidate; ids ``v01``, ``v02``, ... (oldest first)."""
+    count = 0
+
+    def make(symbol: str = "BTC_USDT", timeframe: str = "1h") -> str:
+        nonlocal count
+        count += 1
+        vid = f"v{count:02d}"
+        manifest = {"version": vid, "symbol": symbol, "timeframe": timeframe, "p_star": 0.4}
+        files: dict[str, Path | bytes] = {
+            "meta/meta.txt": f"model {vid}\n".encode(),
+            "calibrator.json": b"{}",
+        }
+        pack = write_pack(pack_dir(settings.artifacts_dir, symbol, timeframe, vid), files, manifest)
+        run = registry.create_run(symbol, timeframe, "test").id
+        registry.add_version(
+            vid, symbol, timeframe, run, metrics={}, path=str(pack.path), manifest_sha256=pack.manifest_sha256
+        )
+        return vid
+
+    return make

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from typer.testing import CliRunner
 
-from tests.clock import StepClock
 from tests.concurrency import in_threads
-from trainfarm.shared.artifacts import pack_dir, write_pack
 from trainfarm.shared.connections import EmbeddedRedis, redis_client
 from trainfarm.shared.errors import ArtifactError, TransientError
 from trainfarm.shared.notify import read_champion
@@ -39,7 +37,6 @@ from trainfarm.shared.registry import (
     Registry,
     VersionStatus,
     create_registry_engine,
-    dispose_engine,
 )
 from trainfarm.shared.settings import FarmSettings
 from trainfarm_client.contract import EVENTS_STREAM, promoted_channel
@@ -53,38 +50,6 @@ FAILED_REPORT = {
     ],
 }
 PASSED_REPORT = {"passed": True, "checks": [{"name": "min_sharpe", "value": 1.0, "passed": True}]}
-
-
-@pytest.fixture
-def registry(settings: FarmSettings) -> Iterator[Registry]:
-    """The settings' registry (SQLite under the farm home), with a clock stepping one second per read."""
-    with Registry.open(settings.database, clock=StepClock()) as reg:
-        yield reg
-    dispose_engine(settings.database)
-
-
-@pytest.fixture
-def make_version(registry: Registry, settings: FarmSettings) -> Callable[..., str]:
-    """Write a small real pack and register it as a candidate; ids ``v01``, ``v02``, ... (oldest first)."""
-    count = 0
-
-    def make(symbol: str = "BTC_USDT", timeframe: str = "1h") -> str:
-        nonlocal count
-        count += 1
-        vid = f"v{count:02d}"
-        manifest = {"version": vid, "symbol": symbol, "timeframe": timeframe, "p_star": 0.4}
-        files: dict[str, Path | bytes] = {
-            "meta/meta.txt": f"model {vid}\n".encode(),
-            "calibrator.json": b"{}",
-        }
-        pack = write_pack(pack_dir(settings.artifacts_dir, symbol, timeframe, vid), files, manifest)
-        run = registry.create_run(symbol, timeframe, "test").id
-        registry.add_version(
-            vid, symbol, timeframe, run, metrics={}, path=str(pack.path), manifest_sha256=pack.manifest_sha256
-        )
-        return vid
-
-    return make
 
 
 def events(client: redis.Redis) -> list[tuple[str, dict[str, Any]]]:

@@ -24,6 +24,7 @@ def test_one_full_retrain_entry_per_timeframe_at_its_cadence() -> None:
         TRIGGER_CHECK_ENTRY,
         "ingest-outcomes",
         "deliver-alerts",
+        "reconcile-champions",
         meta_retrain_entry("5m"),
         meta_retrain_entry("1h"),
     }
@@ -73,6 +74,7 @@ meta_cadence = "20s"
         "check-triggers",
         "ingest-outcomes",
         "deliver-alerts",
+        "reconcile-champions",
     }
     assert schedule["meta-24h"]["schedule"] == timedelta(seconds=20)
     assert schedule["retrain-1h"]["schedule"] == timedelta(seconds=45)
@@ -86,6 +88,8 @@ def test_the_trigger_check_runs_at_its_own_interval() -> None:
     assert ingest["task"] == "farm.ingest_outcomes" and ingest["schedule"] == timedelta(minutes=1)
     alerts = beat_schedule(FarmConfig())["deliver-alerts"]
     assert alerts["task"] == "farm.deliver_alerts" and alerts["schedule"] == timedelta(seconds=10)
+    repair = beat_schedule(FarmConfig())["reconcile-champions"]
+    assert repair["task"] == "farm.reconcile_champions" and repair["schedule"] == timedelta(minutes=1)
 
 
 def test_beat_uses_redbeat_in_the_farms_redis() -> None:
