@@ -25,7 +25,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 # The reliability suite's load test at full size: 1,000 queued retrains on two workers (long: see
-# docs/RELIABILITY.md, point 10); `make test` runs it with 20.
+# docs/RELIABILITY.md, point 10); `make test` runs it with 10.
 test-load: $(STAMP)
 	TRAINFARM_LOAD_RETRAINS=1000 $(BIN)/python -m pytest -s tests/reliability/test_load.py
 

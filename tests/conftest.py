@@ -11,13 +11,18 @@ import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import polars as pl
 import pytest
 import redis
 
 from tests.services import REPO_ROOT, SAMPLE_DIR, SHARED_DATA, require
 from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client
 from trainfarm.shared.settings import FarmSettings, get_settings
+
+if TYPE_CHECKING:
+    from tests.packs import Version
 
 #: Every test under these folders is slow: real worker, bot and Redis server processes, built wheels and
 #: installed environments.
@@ -28,6 +33,7 @@ SLOW_FOLDERS = ("tests/integration", "tests/packaging", "tests/reliability")
 #: name is also used for a cheap fixture).
 EXPENSIVE_FIXTURES = {
     # Packs: snapshot -> 8 base models -> meta stage.
+    "btc_versions": "trains three packs (once per session)",
     "tests/unit/conftest.py::pack": "trains 8 models into the session's pack",
     "tests/unit/client/test_live.py::versions": "trains three packs",
     "tests/unit/client/test_remote_packs.py::remote": "trains three packs, serves them over HTTP",
@@ -98,6 +104,17 @@ def shared_data_dir() -> Path:
 def sample_dir() -> Path:
     """The compact real sample bundled with the repository (always present)."""
     return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def btc_versions(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> list[Version]:
+    """Three real versions (v1 < v2 < v3) of BTC_USDT 12h on three windows of the sample, built once per
+    session (:func:`tests.packs.build_versions`) for every module that only reads packs: no test may
+    change them (copy one first, as the tampering tests do)."""
+    from tests.packs import build_versions  # the ML libraries load only where packs are built
+
+    bars_5m = pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet")
+    return build_versions(tmp_path_factory.mktemp("btc-versions") / "home", bars_5m)
 
 
 @pytest.fixture

@@ -80,13 +80,13 @@ class CeleryProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=STOP_TIMEOUT_S)
 
-    def stop(self) -> None:
-        """Warm shutdown (a worker finishes its current task), then force."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Warm shutdown (a worker finishes its current task), then force after ``timeout`` seconds."""
         if self.proc is None or not self.alive():
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(timeout=STOP_TIMEOUT_S)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
 

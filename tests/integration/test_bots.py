@@ -21,11 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
 import redis
 
-from tests.packs import PACK_SYMBOL, PACK_TF, Version, build_versions
+from tests.packs import PACK_SYMBOL, PACK_TF, Version
 from tests.waiting import wait_until
 from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client
 from trainfarm.shared.data.store import open_store
@@ -131,10 +130,9 @@ class BotFarm:
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> list[Version]:
-    """Two real versions (v1 < v2) of BTC_USDT 12h, trained on two windows of the sample."""
-    bars_5m = pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet")
-    return build_versions(tmp_path_factory.mktemp("bot-packs") / "home", bars_5m, (30, 0))
+def versions(btc_versions: list[Version]) -> list[Version]:
+    """Two real versions (v1 < v2) of BTC_USDT 12h, trained on two windows of the sample (shared)."""
+    return btc_versions[1:]
 
 
 @pytest.fixture

@@ -33,12 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import polars as pl
 import pytest
 import redis
 from sqlalchemy import Connection, event, make_url
 
-from tests.packs import PACK_SYMBOL, PACK_TF, Version, build_versions
+from tests.packs import PACK_SYMBOL, PACK_TF, Version
 from tests.reliability.tcp_proxy import TcpProxy
 from tests.services import PG_HOST, PG_PORT, postgres_database, require, tcp_port_open
 from trainfarm.shared.errors import TransientError
@@ -67,12 +66,11 @@ UNREACHABLE = r"registry database postgresql\+psycopg://\S+: (connection failed|
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> list[Version]:
-    """Two real packs (v1 < v2) of BTC_USDT 12h, shared by the module's tests (which never change them)."""
-    # Checked before ten seconds of training, not after (postgres_database() checks again, per test).
+def versions(btc_versions: list[Version]) -> list[Version]:
+    """Two real packs (v1 < v2) of BTC_USDT 12h, shared with other modules (no test changes them)."""
+    # Checked once per module (postgres_database() checks again, per test).
     require(tcp_port_open(PG_HOST, PG_PORT), f"no PostgreSQL at {PG_HOST}:{PG_PORT}")
-    bars_5m = pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet")
-    return build_versions(tmp_path_factory.mktemp("pg-down-packs") / "home", bars_5m, (30, 0))
+    return btc_versions[1:]
 
 
 @pytest.fixture

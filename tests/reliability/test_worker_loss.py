@@ -22,12 +22,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
 import psutil
 import pytest
 
 from tests.integration.farms import SYMBOL, TF, Farm, start_farm
-from tests.packs import PACK_SYMBOL, PACK_TF, Version, build_versions, register_pack
+from tests.packs import PACK_SYMBOL, PACK_TF, Version, register_pack
 from trainfarm.workers.processes import WorkerProcess, wait_for
 
 #: A few seconds per fit of lgbm_gbdt: long enough to kill its process in the middle of it.
@@ -50,11 +49,10 @@ def _deliveries(task_id: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def champion_pack(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Version:
-    """A real pack of BTC_USDT 12h, built once in a home of its own, to be the champion of a farm."""
+def champion_pack(btc_versions: list[Version]) -> Version:
+    """A real pack of BTC_USDT 12h (shared, read only), to be copied in as the champion of a farm."""
     assert (PACK_SYMBOL, PACK_TF.value) == (SYMBOL, TF)
-    bars = pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet")
-    return build_versions(tmp_path_factory.mktemp("champion") / "home", bars, dropped_days=(30,))[0]
+    return btc_versions[1]
 
 
 def _install_champion(farm: Farm, pack: Version) -> str:

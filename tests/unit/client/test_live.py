@@ -27,7 +27,7 @@ import pytest
 import redis
 
 import trainfarm_client
-from tests.packs import PACK_SYMBOL, PACK_TF, Version, build_versions
+from tests.packs import PACK_SYMBOL, PACK_TF, Version
 from tests.waiting import wait_until
 from trainfarm.shared.connections import EmbeddedRedis
 from trainfarm.shared.data.resample import resample
@@ -99,10 +99,9 @@ def subscribers(client: redis.Redis) -> int:
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> list[Version]:
+def versions(btc_versions: list[Version]) -> list[Version]:
     """Three real versions (v1 < v2 < v3) of BTC_USDT 12h; shared, so no test may change them."""
-    bars_5m = pl.read_parquet(sample_dir / "BTC_USDT-5m.parquet")
-    return build_versions(tmp_path_factory.mktemp("live-packs") / "home", bars_5m)
+    return btc_versions
 
 
 @pytest.fixture(scope="module")
