@@ -171,21 +171,29 @@ def register_pack(registry: Registry, pack: Path, manifest_sha256: str, reason: 
     return version
 
 
-def run_in_process(symbol: str, timeframe: str, reason: str) -> str:
-    """A whole retrain of ``symbol``/``timeframe`` through the workers' stages in this process (no Celery):
-    prepare, the 8 base models one after another, the meta stage; returns the version id."""
+def train_in_process(symbol: str, timeframe: str, reason: str) -> tuple[StageJob, list[dict[str, object]]]:
+    """A retrain of ``symbol``/``timeframe`` up to its meta stage, through the workers' stages in this
+    process (no Celery): claim, prepare, the 8 base models one after another; returns the stage job and
+    the base models' results (what the chord hands the meta stage)."""
     from trainfarm.workers import stages
     from trainfarm.workers.jobs import RunJob
     from trainfarm.workers.runs import claim_run
 
     submitted = claim_run(symbol, timeframe, reason)
     assert not submitted.merged
-    job = RunJob(run_id=submitted.run_id, symbol=symbol, timeframe=timeframe)
-    stage = stages.prepare(job)
+    stage = stages.prepare(RunJob(run_id=submitted.run_id, symbol=symbol, timeframe=timeframe))
     assert stage is not None and stages.launched(stage)
     results = [
         stages.train_base(stage.model_copy(update={"model": m}), threads=1, device="cpu") for m in MODEL_NAMES
     ]
-    version = stages.train_meta(stage, results, task_id=f"{job.run_id}-meta", threads=1)
+    return stage, results
+
+
+def run_in_process(symbol: str, timeframe: str, reason: str) -> str:
+    """A whole retrain (:func:`train_in_process`, then the meta stage) in this process; the version id."""
+    from trainfarm.workers import stages
+
+    stage, results = train_in_process(symbol, timeframe, reason)
+    version = stages.train_meta(stage, results, task_id=f"{stage.run_id}-meta", threads=1)
     assert version is not None
     return version

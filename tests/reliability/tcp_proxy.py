@@ -264,19 +264,26 @@ def _listen(port: int) -> socket.socket:
     """A listening socket on 127.0.0.1:``port``; waits a little while the port is still being released."""
     deadline = time.monotonic() + _COMMAND_TIMEOUT_S / 2
     while True:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen(64)
+            return _bind_listen(port)
         except OSError:
-            sock.close()
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-            continue
-        sock.setblocking(False)
-        return sock
+
+
+def _bind_listen(port: int) -> socket.socket:
+    """One attempt: a non-blocking socket listening on 127.0.0.1:``port`` (OSError when it is taken)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 def _listen_on_free_port() -> socket.socket:
@@ -285,16 +292,10 @@ def _listen_on_free_port() -> socket.socket:
     low = _ephemeral_low()
     candidates = random.sample(range(20000, low), k=min(200, low - 20000)) if low > 20200 else []
     for port in candidates:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen(64)
+            return _bind_listen(port)
         except OSError:
-            sock.close()
             continue
-        sock.setblocking(False)
-        return sock
     return _listen(0)  # no such range here: any free port (still fine unless the port is taken meanwhile)
 
 

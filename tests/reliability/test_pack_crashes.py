@@ -61,7 +61,7 @@ from typing import cast
 
 import pytest
 
-from tests.packs import farm_settings, run_in_process
+from tests.packs import SMALL_CONFIG, farm_settings, run_in_process, train_in_process
 from tests.reliability.crash_child import (
     CHILD_TIMEOUT_S,
     CRASH_STATUS,
@@ -81,24 +81,14 @@ from trainfarm.shared.promotion import CHAMPION_FILE, read_pointer, reannounce
 from trainfarm.shared.registry import Registry, RunStatus, VersionRecord, dispose_engine
 from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.synthetic import planted_signal_bars
-from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.workers import stages
-from trainfarm.workers.jobs import RunJob, StageJob
-from trainfarm.workers.runs import claim_run, run_dir
+from trainfarm.workers.jobs import StageJob
+from trainfarm.workers.runs import run_dir
 from trainfarm_client.contract import EVENTS_STREAM, PROMOTED
 from trainfarm_client.live import LiveModel
 
 SYMBOL, TF = "SYN_USDT", "12h"
-CONFIG = f"""
-[universe]
-symbols = ["{SYMBOL}"]
-timeframes = ["{TF}"]
-[training]
-base_rounds = 12
-meta_rounds = 40
-early_stopping_rounds = 5
-task_time_limit = "5m"
-"""
+CONFIG = f'[universe]\nsymbols = ["{SYMBOL}"]\ntimeframes = ["{TF}"]\n' + SMALL_CONFIG
 #: 400 days of 5m bars with a weekly cycle (shared/synthetic.py): ~800 12h bars, passes every gate.
 SIGNAL_DAYS, SIGNAL_STRENGTH, SIGNAL_SEED = 400, 0.1, 501
 #: How the test starts tests/reliability/crash_child.py (in the repository root).
@@ -255,14 +245,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Template]:
                 registry = Registry.open()
                 old = registry.get_version(run_in_process(SYMBOL, TF, "reliability: the champion"))
                 assert old.status == "champion", old.gate_report  # the planted signal passes the gates
-                submitted = claim_run(SYMBOL, TF, "reliability: crash at each step")
-                stage = stages.prepare(RunJob(run_id=submitted.run_id, symbol=SYMBOL, timeframe=TF))
-                assert stage is not None and stages.launched(stage)
-                results = [
-                    stages.train_base(stage.model_copy(update={"model": m}), threads=1, device="cpu")
-                    for m in MODEL_NAMES
-                ]
-                new = new_version_id(registry.get_run(submitted.run_id).created_at, submitted.run_id)
+                stage, results = train_in_process(SYMBOL, TF, "reliability: crash at each step")
+                new = new_version_id(registry.get_run(stage.run_id).created_at, stage.run_id)
             finally:
                 _stop_services(settings)
             states = {PRISTINE: root / PRISTINE, PACKED: root / PACKED}
@@ -271,7 +255,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Template]:
             dispose_engine(settings.database)
             shutil.copytree(home, states[PACKED], symlinks=True)
             payload = Payload(
-                stage=stage.model_dump(mode="json"), results=results, task_id=f"{submitted.run_id}-meta"
+                stage=stage.model_dump(mode="json"), results=results, task_id=f"{stage.run_id}-meta"
             )
             payload_file = payload.write(root / "payload.json")
             yield Template(settings, states, payload, payload_file, old, new, children)
