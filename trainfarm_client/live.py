@@ -7,12 +7,13 @@ How it stays current (see :mod:`trainfarm_client.contract`):
 * it also re-reads the key after every reconnect and every ``recheck_interval`` seconds, because pub/sub
   delivers at most once: a bot that missed the nudge (Redis restart, network cut) converges anyway.
 
-The key is the truth. A nudge for a version that is not newer than the loaded one is ignored unless it is
-a rollback. A new pack is loaded *beside* the old one: every file's sha256 is checked, the manifest's
-sample rows are re-run and compared, and only then is one reference swapped. Any failure keeps the old
-version serving and is reported (``last_error``, the logger, the heartbeat hash at once). Nothing is
-unpickled. ``last_error`` is the current problem: it clears once the key is read again and names what is
-served (or nothing), but a refused version stays reported while the key still names it.
+The key is the truth. A nudge naming the version already served is ignored (unless it is a rollback);
+any other makes the bot re-read the key, so a manual promotion of an older version arrives at once and a
+late nudge costs one read. A new pack is loaded *beside* the old one: every file's sha256 is checked,
+the manifest's sample rows are re-run and compared, and only then is one reference swapped. Any failure
+keeps the old version serving and is reported (``last_error``, the logger, the heartbeat hash at once).
+Nothing is unpickled. ``last_error`` is the current problem: it clears once the key is read again and
+names what is served (or nothing), but a refused version stays reported while the key still names it.
 """
 
 from __future__ import annotations
@@ -340,9 +341,11 @@ class LiveModel:
         except (ValueError, KeyError, TypeError):
             self._fail(f"malformed promotion message: {data!r:.200}")
             return
-        current = self.version
-        if current is not None and version <= current and event != ROLLBACK:
-            return  # stale or duplicate nudge; the periodic key check still catches anything real
+        if version == self.version and event != ROLLBACK:
+            return  # a duplicate of what is served: nothing to read
+        # Any other version is re-read from the key, the one source of truth: an older version may be a
+        # manual promotion (event "promoted"), and a late or replayed nudge then costs one GET and changes
+        # nothing. (Judging nudges by version order left manual promotions to the periodic re-check.)
         self._check()
 
     def _on_pubsub_connect(self, connection: object) -> None:

@@ -1,11 +1,10 @@
 """The meta stage: stack the 8 base models, fit the meta-learner, calibrate, evaluate, write the pack.
 
 Inputs are the base models' saved predictions (out-of-fold on train, full-train fits on calibration and
-test), each verified against the sha256 its task reported. The meta-learner learns only from out-of-fold
-rows; the calibrator and the decision threshold p* only from the calibration split; the test split is
-touched once, for the metrics and the gates (against the calibration split's class prior). When the gates
-pass, the shipped pack is refit on the whole snapshot (:mod:`trainfarm.shared.training.deploy`); either
-way the written pack is loaded back and must reproduce its sample rows.
+test), each verified against the sha256 its task reported; :mod:`trainfarm.shared.training.judging`
+stacks, calibrates, gates and scores them, and this module writes what it judged. When the gates pass,
+the shipped pack is refit on the whole snapshot (:mod:`trainfarm.shared.training.deploy`); either way the
+written pack is loaded back and must reproduce its sample rows.
 """
 
 from __future__ import annotations
@@ -22,31 +21,26 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
 
 import trainfarm.shared
 from trainfarm.shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
 from trainfarm.shared.atomicio import sha256_file
-from trainfarm.shared.book import bar_returns
-from trainfarm.shared.config import TrainingParams
 from trainfarm.shared.dataset import DatasetSnapshot
 from trainfarm.shared.drift import FeatureDistribution
 from trainfarm.shared.errors import ArtifactError
-from trainfarm.shared.evaluation import choose_p_star, class_prior, evaluate, periods_per_year
 from trainfarm.shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
-from trainfarm.shared.gates import ChampionSource, ScoredPredictions, gate_candidate, p_star_floors
+from trainfarm.shared.gates import ChampionSource
 from trainfarm.shared.labels import CLASSES
-from trainfarm.shared.meta.stackers import BoosterParams, FittedBooster, StackerChoice, choose_stacker
+from trainfarm.shared.meta.stackers import FittedBooster
 from trainfarm.shared.meta.stacking import meta_feature_names
-from trainfarm.shared.meta.temperature import cross_fitted, fit_temperature_shrink
 from trainfarm.shared.plots import confidence_diagram, reliability_diagram
 from trainfarm.shared.predictor import Predictor
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.base import BaseModelResult
 from trainfarm.shared.training.deploy import Deployment, Evaluated, deployment, label_end_of
+from trainfarm.shared.training.judging import judge
 from trainfarm.shared.zoo import MODEL_NAMES
-from trainfarm_client.calibration import TemperatureShrinkCalibration
 
 FloatArray = npt.NDArray[np.float64]
 #: Where a pack keeps the 55-feature LightGBM stacker, when a run chose it.
@@ -70,7 +64,8 @@ class BuiltVersion:
     gate_report: dict[str, object] | None = None
 
 
-def _predictions(work_dir: Path, result: BaseModelResult) -> dict[str, FloatArray]:
+def base_predictions(work_dir: Path, result: BaseModelResult) -> dict[str, FloatArray]:
+    """A base model's saved ``oof``, ``calibration`` and ``test`` probabilities, checked by sha256."""
     path = work_dir / result.predictions_file
     if not path.is_file() or sha256_file(path) != result.predictions_sha256:
         raise ArtifactError(
@@ -113,61 +108,6 @@ def existing_version(final: Path, job: RunIdentity) -> BuiltVersion:
     return BuiltVersion(final.name, final, sha256_file(final / MANIFEST), metrics, gate_report)
 
 
-@dataclass(frozen=True)
-class _MetaStage:
-    """The chosen stacker, its calibrator, and what they make of the calibration and test splits."""
-
-    choice: StackerChoice
-    calibrator: TemperatureShrinkCalibration
-    cal_probs: FloatArray  #: cross-fitted: each row calibrated by a fit that did not see it
-    test_probs: FloatArray
-    raw: dict[str, FloatArray]  #: the stacker's uncalibrated calibration and test probabilities
-
-
-def _stack_and_calibrate(
-    preds: Mapping[str, Mapping[str, FloatArray]],
-    y: Mapping[str, npt.NDArray[np.int64]],
-    order: list[str],
-    horizon: int,
-    training: TrainingParams,
-    threads: int,
-) -> _MetaStage:
-    """Choose the stacker on the out-of-fold rows, then calibrate it on the calibration split."""
-    # The stacker learns only on rows that every base model predicted out of fold (rows before the first
-    # validation chunk have none), chosen among candidates (the prior too) by purged out-of-fold log-loss.
-    oof = {m: preds[m]["oof"] for m in order}
-    rows = ~np.isnan(np.hstack([oof[m] for m in order])).any(axis=1)
-    choice = choose_stacker(
-        {m: oof[m][rows] for m in order},
-        y["train"][rows],
-        order,
-        purge=horizon,
-        booster=BoosterParams(
-            rounds=training.meta_rounds,
-            learning_rate=training.learning_rate,
-            early_stopping_rounds=training.early_stopping_rounds,
-            holdout_fraction=training.meta_holdout_fraction,
-            seed=training.seed,
-        ),
-        threads=threads,
-    )
-
-    def stacked(split: str) -> FloatArray:
-        return choice.stacker.predict({m: preds[m][split] for m in order}, len(y[split]))
-
-    # Calibration on its own split: temperature, then shrinkage toward that split's class shares. p* is
-    # chosen on cross-fitted calibrated probabilities (each row calibrated by a fit that did not see it).
-    raw = {split: stacked(split) for split in ("calibration", "test")}
-    calibrator = fit_temperature_shrink(raw["calibration"], y["calibration"])
-    return _MetaStage(
-        choice,
-        calibrator,
-        cross_fitted(raw["calibration"], y["calibration"], horizon),
-        calibrator.transform(raw["test"]),
-        raw,
-    )
-
-
 def build_version(
     job: RunIdentity,
     snapshot: DatasetSnapshot,
@@ -207,7 +147,7 @@ def build_version(
     return finish_version(
         job,
         snapshot,
-        {model: _predictions(work_dir, base[model]) for model in order},
+        {model: base_predictions(work_dir, base[model]) for model in order},
         work_dir,
         version_id=version_id,
         threads=threads,
@@ -247,77 +187,16 @@ def finish_version(
     config = settings.load_config()
     timeframe = job.tf()
     params = config.params(timeframe)
-    training, scoring = config.training, config.evaluation
+    judged = judge(snapshot, preds, timeframe, threads=threads, champion=champion, base_metrics=base_metrics)
+    meta, part, y = judged.meta, judged.part, judged.labels
+    gate_report, metrics = judged.gate_report, judged.metrics
+    choice, calibrator, test_probs, p_star = meta.choice, meta.calibrator, meta.test_probs, judged.p_star
     frame = snapshot.frame()
-    part = {name: frame.filter(pl.col("split") == name) for name in ("train", "calibration", "test")}
-    y = {name: part[name]["label"].cast(pl.Int64).to_numpy() for name in part}
-    fwd = {name: part[name]["fwd_return"].to_numpy() for name in part}
     order = list(preds)
-    meta = _stack_and_calibrate(preds, y, order, params.label_horizon, training, threads)
-    choice, calibrator, cal_probs = meta.choice, meta.calibrator, meta.cal_probs
-    per_year = periods_per_year(timeframe.minutes)
-    profile = config.gates.profile
-    # p* must leave room for the gates' signal floors, with a margin (see
-    # trainfarm.shared.gates.p_star_floors).
-    floor_signals, floor_share = p_star_floors(params.gates, profile, scoring.min_signals)
-    p_star = choose_p_star(
-        cal_probs,
-        fwd["calibration"],
-        fee=scoring.fee,
-        min_signals=floor_signals,
-        periods_per_year=per_year,
-        min_eligible_share=floor_share,
-        bar_return_cal=_bar_returns(part["calibration"]),
-        horizon=params.label_horizon,
-    )
-    test_probs = meta.test_probs
-    test_bars = _bar_returns(part["test"])
-    candidate = ScoredPredictions(
-        probs=test_probs,
-        y=y["test"],
-        fwd_return=fwd["test"],
-        # The baseline takes the most recent class shares the model may use (see trainfarm.shared.gates).
-        prior=class_prior(y["calibration"]),
-        p_star=p_star,
-        fee=scoring.fee,
-        periods_per_year=per_year,
-        label_horizon=params.label_horizon,
-        bar_return=test_bars,
-        dates=part["test"]["date"].dt.replace_time_zone(None).to_numpy(),
-    )
-    # The champion is scored on exactly these feature rows, so both are judged on the same window.
-    x_test = part["test"].select(FEATURE_NAMES).to_numpy().astype(np.float64)
-    gate_report = gate_candidate(
-        candidate,
-        champion,
-        x_test,
-        thresholds=params.gates,
-        timeframe=timeframe,
-        profile=profile,
-        seed=training.seed,
-    ).to_json()
-    metrics = evaluate(
-        meta_probs_test=test_probs,
-        y_test=y["test"],
-        fwd_return_test=fwd["test"],
-        y_prior=y["calibration"],
-        base_probs_test={m: preds[m]["test"] for m in order},
-        p_star=p_star,
-        fee=scoring.fee,
-        periods_per_year=per_year,
-        ece_bins=scoring.ece_bins,
-        best_base=choice.best_base,
-        bar_return_test=test_bars,
-        horizon=params.label_horizon,
-    )
-    metrics["stacker"] = choice.to_json()
-    metrics["calibrator"] = calibrator.to_json()
-    metrics["base"] = dict(base_metrics)
-
     now = datetime.now(UTC)
     sample_x = part["test"].select(FEATURE_NAMES).tail(SAMPLE_ROWS).to_numpy().astype(np.float64)
     deployed = deploy(
-        bool(gate_report["passed"]),
+        judged.passed,
         Evaluated(meta.choice.stacker, meta.calibrator, meta.raw, y, meta.test_probs[-SAMPLE_ROWS:]),
         sample_x,
     )
@@ -412,10 +291,6 @@ def finish_version(
         written = write_pack(final, files, manifest)
     _verify_or_remove(written.path)
     return BuiltVersion(version_id, written.path, written.manifest_sha256, metrics, gate_report)
-
-
-def _bar_returns(rows: pl.DataFrame) -> FloatArray:
-    return bar_returns(rows["close"].to_numpy(), rows["segment"].to_numpy())
 
 
 def _pack_file(model: str, file: Path) -> str:

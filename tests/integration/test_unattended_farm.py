@@ -49,7 +49,7 @@ trigger_check = "2s"
 outcome_ingest = "1s"
 [timeframes.1h]
 training_window = "120d"
-cadence = "40s"
+cadence = "15s"
 """
 
 

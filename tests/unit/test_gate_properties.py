@@ -7,7 +7,9 @@ and 424 test rows.
 
 The planted signal (a daily drift cycle, learnable from the hour-of-day features) is built with the first
 random walk's pack as the champion, so the champion comparison runs for real on the candidate's rows; one
-more planted seed is built against a champion pack that cannot be loaded.
+more planted seed is built against a champion pack that cannot be loaded. The first seed of each kind is
+written as a pack (the rejected and the promoted pack the tests load); the others are judged only, through
+the same steps up to the gate report and metrics (:meth:`tests.gate_farms.GateFarm.judge`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests.gate_farms import Built, GateFarm, bound, final_vs_prior, table
+from tests.gate_farms import Built, GateFarm, Judged, bound, final_vs_prior, table
 from tests.packs import farm_settings
 from trainfarm.shared.artifacts import read_manifest
 from trainfarm.shared.atomicio import sha256_file
@@ -64,17 +66,38 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
 
 
 @pytest.fixture(scope="module")
-def noise(farm: Farm) -> dict[int, Built]:
-    return {seed: farm.build(random_walk_bars(BARS_5M, seed)) for seed in NOISE_SEEDS}
+def noise(farm: Farm) -> dict[int, Judged]:
+    return {
+        seed: (farm.build if seed == NOISE_SEEDS[0] else farm.judge)(random_walk_bars(BARS_5M, seed))
+        for seed in NOISE_SEEDS
+    }
 
 
 @pytest.fixture(scope="module")
-def signal(farm: Farm, noise: dict[int, Built]) -> dict[int, Built]:
-    champion = Predictor.load(noise[NOISE_SEEDS[0]].version.path)
+def rejected(noise: dict[int, Judged]) -> Built:
+    """The first random walk's pack: rejected by the gates, the planted signal's champion."""
+    built = noise[NOISE_SEEDS[0]]
+    assert isinstance(built, Built)
+    return built
+
+
+@pytest.fixture(scope="module")
+def signal(farm: Farm, rejected: Built) -> dict[int, Judged]:
+    champion = Predictor.load(rejected.version.path)
     return {
-        seed: farm.build(planted_signal_bars(BARS_5M, seed, strength=STRENGTH), champion=champion)
+        seed: (farm.build if seed == SIGNAL_SEEDS[0] else farm.judge)(
+            planted_signal_bars(BARS_5M, seed, strength=STRENGTH), champion
+        )
         for seed in SIGNAL_SEEDS
     }
+
+
+@pytest.fixture(scope="module")
+def promoted(signal: dict[int, Judged]) -> Built:
+    """The first planted seed's pack: it passed the gates, so it was refit on the whole snapshot."""
+    built = signal[SIGNAL_SEEDS[0]]
+    assert isinstance(built, Built)
+    return built
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +113,7 @@ def unscored(farm: Farm) -> Built:
 _bound, _table = bound, table
 
 
-def test_random_walks_never_pass_the_gates(noise: dict[int, Built], farm: Farm) -> None:
+def test_random_walks_never_pass_the_gates(noise: dict[int, Judged], farm: Farm) -> None:
     """No seed passes; the improvement over the prior is rarely even significant.
 
     The bootstrap check asks for a 95% lower bound above 0, so on noise about one seed in twenty may
@@ -106,7 +129,7 @@ def test_random_walks_never_pass_the_gates(noise: dict[int, Built], farm: Farm) 
     assert len(significant) <= 2, f"the bootstrap bound cleared 0 on {significant}"
 
 
-def test_a_planted_signal_passes_clearly(signal: dict[int, Built], farm: Farm) -> None:
+def test_a_planted_signal_passes_clearly(signal: dict[int, Judged], farm: Farm) -> None:
     """Every seed passes every check, including the comparison with a (noise-trained) champion."""
     print("\nplanted signal:\n" + _table(signal))
     floor = farm.config.params(TF).gates.min_logloss_improvement
@@ -119,16 +142,16 @@ def test_a_planted_signal_passes_clearly(signal: dict[int, Built], farm: Farm) -
             assert report.check(name).passed, name
 
 
-def test_a_useless_model_scores_within_half_a_percent_of_the_prior(noise: dict[int, Built]) -> None:
+def test_a_useless_model_scores_within_half_a_percent_of_the_prior(noise: dict[int, Judged]) -> None:
     """On noise the stacker and calibrator fall back toward the prior: never worse than knowing nothing."""
     for seed, built in noise.items():
         final, prior = final_vs_prior(built)
         assert final <= 1.005 * prior, f"seed {seed}: {final:.4f} vs prior {prior:.4f}"
 
 
-def test_a_promoted_pack_is_refit_on_the_whole_snapshot(signal: dict[int, Built]) -> None:
+def test_a_promoted_pack_is_refit_on_the_whole_snapshot(promoted: Built) -> None:
     """Passing the gates refits every base model on train + calibration + test; a rejected pack is not."""
-    built = signal[SIGNAL_SEEDS[0]]
+    built = promoted
     manifest: dict[str, Any] = read_manifest(built.version.path)
     deployed = manifest["data"]["deployed"]
     frame = built.snapshot.frame()
@@ -147,25 +170,25 @@ def test_a_promoted_pack_is_refit_on_the_whole_snapshot(signal: dict[int, Built]
     assert predictor.fitted_until == datetime.fromisoformat(deployed["label_end"])
 
 
-def test_a_rejected_pack_ships_the_evaluated_models(noise: dict[int, Built]) -> None:
-    built = noise[NOISE_SEEDS[0]]
+def test_a_rejected_pack_ships_the_evaluated_models(rejected: Built) -> None:
+    built = rejected
     deployed = cast(dict[str, Any], read_manifest(built.version.path)["data"])["deployed"]
     assert deployed["refit"] is False and deployed["base_models_fitted_on"] == ["train"]
     test_start = built.snapshot.split_first_bar["test"]
     assert deployed["label_end"] < test_start
 
 
-def test_the_champion_is_compared_only_after_its_own_data(signal: dict[int, Built], farm: Farm) -> None:
+def test_the_champion_is_compared_only_after_its_own_data(promoted: Built, farm: Farm) -> None:
     """A refit champion saw every row of its snapshot: the successor is compared only on later rows.
 
     The successor's window is the champion's moved on by ten days, so its test split starts inside the
     champion's data. Every row the champion was fitted on (train, calibration and test of its snapshot,
     by label end) ends at or before the first row the comparison uses.
     """
-    seed = SIGNAL_SEEDS[0]
-    champion_built = signal[seed]
+    champion_built = promoted
     champion = Predictor.load(champion_built.version.path)
-    successor = farm.build(planted_signal_bars(BARS_5M + 10 * 288, seed, strength=STRENGTH), champion)
+    bars = planted_signal_bars(BARS_5M + 10 * 288, SIGNAL_SEEDS[0], strength=STRENGTH)
+    successor = farm.judge(bars, champion)
     fitted = champion_built.snapshot.frame()["label_end"].max()
     assert champion.fitted_until == fitted
     test = successor.snapshot.frame().filter(pl.col("split") == "test")
@@ -207,9 +230,9 @@ def _rescore(built: Built, farm: Farm) -> ScoredPredictions:
     )
 
 
-def test_the_stored_report_is_reproduced_from_the_pack(noise: dict[int, Built], farm: Farm) -> None:
+def test_the_stored_report_is_reproduced_from_the_pack(rejected: Built, farm: Farm) -> None:
     """Gating is deterministic: re-gating the pack's own outputs reproduces its stored report exactly."""
-    built = noise[NOISE_SEEDS[0]]
+    built = rejected
     again = evaluate_gates(
         candidate=_rescore(built, farm),
         champion=None,
@@ -222,8 +245,8 @@ def test_the_stored_report_is_reproduced_from_the_pack(noise: dict[int, Built], 
     assert list(again.checks) == stored
 
 
-def test_the_strict_profile_applies_the_1h_row(noise: dict[int, Built], farm: Farm) -> None:
-    built = noise[NOISE_SEEDS[0]]
+def test_the_strict_profile_applies_the_1h_row(rejected: Built, farm: Farm) -> None:
+    built = rejected
     gates = farm.config.params(TF).gates
     report = evaluate_gates(
         candidate=_rescore(built, farm),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import polars as pl
 import pytest
 
-from tests.gate_farms import Built, GateFarm, bound, final_vs_prior, table
+from tests.gate_farms import GateFarm, Judged, bound, final_vs_prior, table
 from tests.packs import farm_settings
 from trainfarm.shared.synthetic import planted_signal_bars, random_walk_bars, volume_signal_bars
 from trainfarm.shared.timeframes import Timeframe
@@ -67,8 +67,8 @@ CASES = {
 @dataclass
 class Built3:
     case: Case
-    noise: dict[int, Built]
-    signal: dict[int, Built]
+    noise: dict[int, Judged]
+    signal: dict[int, Judged]
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -87,8 +87,9 @@ task_time_limit = "5m"
     home = tmp_path_factory.mktemp(f"gate_sizes_{request.param}") / "home"
     with farm_settings(home, config) as settings:
         farm = GateFarm(settings, settings.load_config(), home, SYMBOL, case.timeframe)
-        noise = {seed: farm.build(random_walk_bars(case.bars, seed)) for seed in case.noise_seeds}
-        signal = {seed: farm.build(case.signal(case.bars, seed)) for seed in SIGNAL_SEEDS}
+        # Judged only: these tests read gate reports and metrics, which a written pack would only repeat.
+        noise = {seed: farm.judge(random_walk_bars(case.bars, seed)) for seed in case.noise_seeds}
+        signal = {seed: farm.judge(case.signal(case.bars, seed)) for seed in SIGNAL_SEEDS}
         yield Built3(case, noise, signal)
 
 

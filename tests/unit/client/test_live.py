@@ -137,7 +137,7 @@ def make_model(server: EmbeddedRedis) -> Iterator[Callable[..., LiveModel]]:
 # -- the champion's life: nothing, promotion, promotion, stale nudge, rollback ------------------------
 
 
-def test_promotions_a_stale_nudge_and_a_rollback_reach_a_running_model(
+def test_promotions_a_manual_promotion_and_a_rollback_reach_a_running_model_and_stale_nudges_do_not(
     make_model: Callable[..., LiveModel], rds: redis.Redis, versions: list[Version], bars: pl.DataFrame
 ) -> None:
     v1, v2, _ = versions
@@ -168,21 +168,36 @@ def test_promotions_a_stale_nudge_and_a_rollback_reach_a_running_model(
         model.predict_proba(bars, now=closed(bars)), first
     )  # another model, not another label
 
-    # A stale nudge (v1 "promoted" again while v2 is loaded; the key still names v2) is ignored: the
-    # model does not even re-read the key (the server's own GET count does not move).
+    # A duplicate nudge (v2, which is served) is ignored: the model does not even re-read the key (the
+    # server's own GET count does not move).
     record = json.loads(rds.get(champion_key(SYMBOL, TF.value)) or "{}")
-    stale = {**record, "version": v1.version, "sha256": v1.manifest_sha256, "uri": v1.path.as_uri()}
     gets = get_calls(rds)
-    assert rds.publish(promoted_channel(SYMBOL, TF.value), dumps(stale | {"event": "promoted"})) == 1
+    assert rds.publish(promoted_channel(SYMBOL, TF.value), dumps(record | {"event": "promoted"})) == 1
     time.sleep(1.5)
     assert get_calls(rds) == gets
+    # A stale nudge (v1 "promoted" while the key still names v2: a late or replayed message) costs one
+    # read of the key, which names v2: nothing changes.
+    stale = {**record, "version": v1.version, "sha256": v1.manifest_sha256, "uri": v1.path.as_uri()}
+    assert rds.publish(promoted_channel(SYMBOL, TF.value), dumps(stale | {"event": "promoted"})) == 1
+    wait_until(lambda: get_calls(rds) > gets, WAIT_S, "the stale nudge's read of the key")
+    time.sleep(1.0)
+    assert get_calls(rds) == gets + 1
     assert model.version == v2.version and model.reloads == 2 and model.last_error is None
+    second = model.predict_proba(bars, now=closed(bars))
 
-    at = announce_version(rds, v1, event="rollback", previous=v2)
-    wait_until(lambda: model.version == v1.version, WAIT_S, "the rollback to v1")
-    print(f"rollback served {time.monotonic() - at:.2f}s after its announcement")
+    # A manual promotion of the older v1 (event "promoted", not a rollback) arrives through its nudge
+    # (the periodic re-check is off).
+    at = announce_version(rds, v1, previous=v2)
+    wait_until(lambda: model.version == v1.version, WAIT_S, "the manual promotion of v1")
+    print(f"manual promotion served {time.monotonic() - at:.2f}s after its announcement")
     assert seen[-1] == (v2.version, v1.version) and model.reloads == 3
     np.testing.assert_allclose(model.predict_proba(bars, now=closed(bars)), first)
+
+    at = announce_version(rds, v2, event="rollback", previous=v1)
+    wait_until(lambda: model.version == v2.version, WAIT_S, "the rollback to v2")
+    print(f"rollback served {time.monotonic() - at:.2f}s after its announcement")
+    assert seen[-1] == (v1.version, v2.version) and model.reloads == 4
+    np.testing.assert_allclose(model.predict_proba(bars, now=closed(bars)), second)
 
 
 def test_predictions_never_fail_while_versions_swap(
