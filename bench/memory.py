@@ -1,0 +1,132 @@
+"""`python -m bench memory`: peak memory of a worker training the largest market, and of a bot.
+
+* **worker**: one real ``celery worker`` (one pool process) runs a whole retrain of the default config's
+  largest (symbol, timeframe) by rows: BTC_USDT 5m (60 days of bars; ``../shared/data``, or the bundled
+  sample). Its peak resident set comes from the kernel's high-water mark (``VmHWM`` in
+  ``/proc/<pid>/status``) of the pool process (where training happens) and of the main process, read
+  before the worker stops, so no sample can miss the peak.
+* **bot**: a process that loads the run's pack in a :class:`~trainfarm_client.predictor.Predictor`
+  (every file verified, the sample rows re-run) and scores the newest bar of
+  :data:`~trainfarm_client.features.MIN_HISTORY_BARS` bars; its ``VmHWM`` once done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import psutil
+
+from trainfarm.cli.demo_data import SAMPLE_DIR
+from trainfarm.cli.output import console, print_table
+from trainfarm.shared.connections import embedded_redis
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.registry import Registry
+from trainfarm.shared.settings import get_settings
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SYMBOL, TF = "BTC_USDT", "5m"
+RUN_TIMEOUT_S = 3600.0
+
+#: Run by the bot's interpreter: load the pack, score the newest bar, print the peak RSS in bytes.
+BOT = textwrap.dedent(
+    """
+    import json, sys
+    from datetime import timedelta
+    from pathlib import Path
+
+    import polars as pl
+
+    from trainfarm_client.features import MIN_HISTORY_BARS
+    from trainfarm_client.predictor import Predictor
+
+    args = json.loads(sys.argv[1])
+    predictor = Predictor.load(Path(args["pack"]), expected_manifest_sha256=args["sha256"])
+    predictor.self_check()
+    bars = pl.read_parquet(args["bars"]).tail(MIN_HISTORY_BARS)
+    now = bars["date"][-1] + timedelta(minutes=10)
+    score = predictor.score_newest(bars, now=now)
+    status = Path("/proc/self/status").read_text()
+    peak = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM"))
+    print(json.dumps({"peak_rss": peak, "scored": score.probs is not None}))
+    """
+)
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set in bytes (``VmHWM``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def _mib(value: int) -> float:
+    return round(value / 2**20, 1)
+
+
+def main() -> dict[str, object]:
+    """Train the largest market on one worker, load its pack in a bot; print and return the peaks."""
+    from trainfarm.cli.run_cmds import follow
+    from trainfarm.workers.celery_app import rebind
+    from trainfarm.workers.processes import WorkerProcess
+    from trainfarm.workers.tasks import submit_retrain
+
+    source = SHARED_DATA / f"{SYMBOL}-5m.parquet"
+    if not source.is_file():
+        source = SAMPLE_DIR / f"{SYMBOL}-5m.parquet"
+    with tempfile.TemporaryDirectory(prefix="trainfarm-bench-") as tmp:
+        home = Path(tmp) / "home"
+        os.environ["FARM_HOME"] = str(home)
+        get_settings.cache_clear()
+        rebind()
+        worker = WorkerProcess("memory", dict(os.environ), home / "logs")
+        try:
+            open_store().import_file(source, SYMBOL)
+            worker.start()
+            assert worker.proc is not None
+            main_pid = worker.proc.pid
+            pool = [c.pid for c in psutil.Process(main_pid).children(recursive=True)]
+            run_id = submit_retrain(SYMBOL, TF, "bench memory").run_id
+            if follow([run_id], timeout=RUN_TIMEOUT_S, quiet=True):
+                raise SystemExit(f"bench memory: the run failed: {Registry.open().get_run(run_id).error}")
+            worker_peak = max(peak_rss(pid) for pid in pool)
+            main_peak = peak_rss(main_pid)
+            version = Registry.open().get_version(str(Registry.open().get_run(run_id).version))
+            bars = Path(tmp) / "bars.parquet"
+            open_store().load(SYMBOL).write_parquet(bars)
+        finally:
+            worker.stop()
+            embedded_redis().stop()
+            get_settings.cache_clear()
+        args = {"pack": version.path, "sha256": version.manifest_sha256, "bars": str(bars)}
+        argv = [sys.executable, "-c", BOT, json.dumps(args)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
+        bot = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = {
+        "market": f"{SYMBOL} {TF}",
+        "source": str(source),
+        "worker_pool_process_peak_mib": _mib(worker_peak),
+        "worker_main_process_peak_mib": _mib(main_peak),
+        "bot_peak_mib": _mib(int(bot["peak_rss"])),
+    }
+    console.print(f"bench memory: a whole {SYMBOL} {TF} retrain (default config) from {source}")
+    print_table(
+        "peak resident memory (VmHWM)",
+        ["process", "MiB"],
+        [
+            ["worker pool process (training)", figures["worker_pool_process_peak_mib"]],
+            ["worker main process", figures["worker_main_process_peak_mib"]],
+            ["bot holding the pack, scoring one bar", figures["bot_peak_mib"]],
+        ],
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    main()
