@@ -53,7 +53,7 @@ BOT = textwrap.dedent(
     score = predictor.score_newest(bars, now=now)
     status = Path("/proc/self/status").read_text()
     peak = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM"))
-    print(json.dumps({"peak_rss": peak, "scored": score.probs is not None}))
+    print(json.dumps({"peak_rss": peak, "scored": score.probabilities is not None, "reason": score.reason}))
     """
 )
 
@@ -106,7 +106,9 @@ def main() -> dict[str, object]:
             get_settings.cache_clear()
         args = {"pack": version.path, "sha256": version.manifest_sha256, "bars": str(bars)}
         argv = [sys.executable, "-c", BOT, json.dumps(args)]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"bench memory: the bot process failed:\n{done.stderr[-3000:]}")
         bot = json.loads(done.stdout.strip().splitlines()[-1])
     figures = {
         "market": f"{SYMBOL} {TF}",
@@ -114,8 +116,11 @@ def main() -> dict[str, object]:
         "worker_pool_process_peak_mib": _mib(worker_peak),
         "worker_main_process_peak_mib": _mib(main_peak),
         "bot_peak_mib": _mib(int(bot["peak_rss"])),
+        "bot_scored_the_newest_bar": bool(bot["scored"]),
     }
     console.print(f"bench memory: a whole {SYMBOL} {TF} retrain (default config) from {source}")
+    if not bot["scored"]:
+        console.print(f"[yellow]the bot did not score the newest bar: {bot['reason']}[/]")
     print_table(
         "peak resident memory (VmHWM)",
         ["process", "MiB"],
