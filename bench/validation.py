@@ -21,7 +21,7 @@ def _broken_last_row(bars: pl.DataFrame) -> pl.DataFrame:
     return bars.with_columns(pl.when(last).then(pl.col("high") + 1).otherwise(pl.col("low")).alias("low"))
 
 
-def main() -> None:
+def main() -> dict[str, object]:
     bars, source = real_bars()
     broken = _broken_last_row(bars)
     console.print(f"bench validation: {bars.height} bars from {source}")
@@ -40,7 +40,9 @@ def main() -> None:
         ("last row broken", refuse),
     ):
         rows.append(rate_row(case, bars.height, work))
-    print_table("validate_bars on real 5m bars", ["case", "rows", "best ms", "median ms", "rows/s"], rows)
+    columns = ["case", "rows", "best ms", "median ms", "rows/s"]
+    print_table("validate_bars on real 5m bars", columns, rows)
+    return {"source": source, "cases": [dict(zip(columns, r, strict=True)) for r in rows]}
 
 
 if __name__ == "__main__":
