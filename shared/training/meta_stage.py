@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 import trainfarm.shared
 from trainfarm.shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
@@ -182,115 +183,126 @@ def finish_version(
     models' families; ``feature_distribution`` replaces the one computed from the snapshot (a meta-only
     pack keeps its base models' own); ``extra_data`` joins the manifest's ``data``.
     """
-    settings = get_settings()
-    final = pack_dir(settings.artifacts_dir, job.symbol, job.tf().value, version_id)
-    config = settings.load_config()
-    timeframe = job.tf()
-    params = config.params(timeframe)
-    judged = judge(snapshot, preds, timeframe, threads=threads, champion=champion, base_metrics=base_metrics)
-    meta, part, y = judged.meta, judged.part, judged.labels
-    gate_report, metrics = judged.gate_report, judged.metrics
-    choice, calibrator, test_probs, p_star = meta.choice, meta.calibrator, meta.test_probs, judged.p_star
-    frame = snapshot.frame()
-    order = list(preds)
-    now = datetime.now(UTC)
-    sample_x = part["test"].select(FEATURE_NAMES).tail(SAMPLE_ROWS).to_numpy().astype(np.float64)
-    deployed = deploy(
-        judged.passed,
-        Evaluated(meta.choice.stacker, meta.calibrator, meta.raw, y, meta.test_probs[-SAMPLE_ROWS:]),
-        sample_x,
-    )
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        plot = Path(tmp) / "calibration.png"
-        title = f"{job.symbol} {timeframe} {version_id} (test)"
-        reliability_diagram(test_probs, y["test"], plot, title=title)
-        confidence = Path(tmp) / "confidence.png"
-        confidence_diagram(test_probs, y["test"], confidence, title=title)
-        files: dict[str, Path | bytes] = {
-            **{_pack_file(m, deployed.model_files[m][0]): deployed.model_files[m][0] for m in order},
-            "calibrator.json": json.dumps(deployed.calibrator.to_json()).encode(),
-            "plots/calibration.png": plot,
-            "plots/confidence.png": confidence,
-        }
-        stacker_entry: dict[str, object]
-        if isinstance(choice.stacker, FittedBooster):
-            files[STACKER_BOOSTER] = choice.stacker.model.to_text().encode()
-            stacker_entry = {
-                "kind": "lightgbm",
-                "file": STACKER_BOOSTER,
-                "feature_names": meta_feature_names(order),
-                "best_iteration": int(choice.stacker.model.best_iteration),
-            }
-        else:
-            stacker_entry = choice.stacker.to_json()
-        for m in order:
-            file, digest, _ = deployed.model_files[m]
-            if sha256_file(file) != digest:
-                raise ArtifactError(
-                    f"model file of {m} at {file} differs from the sha256 it was written with"
-                )
-        # The training distribution of the shipped models, for the feature-drift trigger (shared/drift.py).
-        distribution = feature_distribution or (
-            FeatureDistribution.of_deployment(frame, FEATURE_NAMES, deployed.data).to_json()
+    # NumPy's BLAS and any OpenMP runtime size their thread pools to the whole machine. On a worker slot
+    # that shares the cores with other slots they oversubscribe them (the stackers' logistic regressions,
+    # the calibration and the gates' bootstrap), and the meta stage ran several times slower in the farm
+    # than alone (bench/fanout.py): hold them to the task's threads.
+    with threadpool_limits(limits=threads):
+        settings = get_settings()
+        final = pack_dir(settings.artifacts_dir, job.symbol, job.tf().value, version_id)
+        config = settings.load_config()
+        timeframe = job.tf()
+        params = config.params(timeframe)
+        judged = judge(
+            snapshot, preds, timeframe, threads=threads, champion=champion, base_metrics=base_metrics
         )
-        manifest = {
-            "version": version_id,
-            "symbol": job.symbol,
-            "timeframe": timeframe.value,
-            "run_id": job.run_id,
-            "created_at": now.isoformat(),
-            "classes": list(CLASSES),
-            "feature_names": list(FEATURE_NAMES),
-            "feature_spec_version": FEATURE_SPEC_VERSION,
-            "feature_params": {"interval_minutes": timeframe.minutes, "max_gap_bars": params.max_gap_bars},
-            "label": {
-                "horizon": params.label_horizon,
-                "threshold": params.label_threshold,
-                "vol_window": params.vol_window,
-            },
-            "base_models": [
-                {
-                    "name": m,
-                    "kind": kinds[m],
-                    "file": _pack_file(m, deployed.model_files[m][0]),
-                    "sha256": deployed.model_files[m][1],
-                    "device": deployed.model_files[m][2],
+        meta, part, y = judged.meta, judged.part, judged.labels
+        gate_report, metrics = judged.gate_report, judged.metrics
+        choice, calibrator, test_probs, p_star = meta.choice, meta.calibrator, meta.test_probs, judged.p_star
+        frame = snapshot.frame()
+        order = list(preds)
+        now = datetime.now(UTC)
+        sample_x = part["test"].select(FEATURE_NAMES).tail(SAMPLE_ROWS).to_numpy().astype(np.float64)
+        deployed = deploy(
+            judged.passed,
+            Evaluated(meta.choice.stacker, meta.calibrator, meta.raw, y, meta.test_probs[-SAMPLE_ROWS:]),
+            sample_x,
+        )
+        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+            plot = Path(tmp) / "calibration.png"
+            title = f"{job.symbol} {timeframe} {version_id} (test)"
+            reliability_diagram(test_probs, y["test"], plot, title=title)
+            confidence = Path(tmp) / "confidence.png"
+            confidence_diagram(test_probs, y["test"], confidence, title=title)
+            files: dict[str, Path | bytes] = {
+                **{_pack_file(m, deployed.model_files[m][0]): deployed.model_files[m][0] for m in order},
+                "calibrator.json": json.dumps(deployed.calibrator.to_json()).encode(),
+                "plots/calibration.png": plot,
+                "plots/confidence.png": confidence,
+            }
+            stacker_entry: dict[str, object]
+            if isinstance(choice.stacker, FittedBooster):
+                files[STACKER_BOOSTER] = choice.stacker.model.to_text().encode()
+                stacker_entry = {
+                    "kind": "lightgbm",
+                    "file": STACKER_BOOSTER,
+                    "feature_names": meta_feature_names(order),
+                    "best_iteration": int(choice.stacker.model.best_iteration),
                 }
-                for m in order
-            ],
-            "stacker": stacker_entry | {"chosen": choice.chosen, "cv_logloss": dict(choice.scores)},
-            "calibrator": {"file": "calibrator.json", "kind": calibrator.to_json()["kind"]},
-            "plots": ["plots/calibration.png", "plots/confidence.png"],
-            "p_star": p_star,
-            "metrics": metrics,
-            "gate_report": gate_report,
-            "data": {
-                "snapshot_hash": snapshot.content_hash,
-                "sha256": snapshot.file_sha256,
-                "first_bar": snapshot.first_bar,
-                "last_bar": snapshot.last_bar,
-                "rows": snapshot.rows,
-                "split_rows": snapshot.split_rows,
-                # What the gate report judged (base models fitted on train, calibrator on calibration,
-                # scored on test), and what the pack ships (refit on everything when the gates passed).
-                "evaluated": {
-                    "split_first_bar": snapshot.split_first_bar,
-                    "train_label_end": label_end_of(frame, ("train",)),
-                    "calibration_label_end": label_end_of(frame, ("calibration",)),
-                    "test_label_end": label_end_of(frame, ("test",)),
+            else:
+                stacker_entry = choice.stacker.to_json()
+            for m in order:
+                file, digest, _ = deployed.model_files[m]
+                if sha256_file(file) != digest:
+                    raise ArtifactError(
+                        f"model file of {m} at {file} differs from the sha256 it was written with"
+                    )
+            # The training distribution of the shipped models, for the feature-drift trigger
+            # (shared/drift.py).
+            distribution = feature_distribution or (
+                FeatureDistribution.of_deployment(frame, FEATURE_NAMES, deployed.data).to_json()
+            )
+            manifest = {
+                "version": version_id,
+                "symbol": job.symbol,
+                "timeframe": timeframe.value,
+                "run_id": job.run_id,
+                "created_at": now.isoformat(),
+                "classes": list(CLASSES),
+                "feature_names": list(FEATURE_NAMES),
+                "feature_spec_version": FEATURE_SPEC_VERSION,
+                "feature_params": {
+                    "interval_minutes": timeframe.minutes,
+                    "max_gap_bars": params.max_gap_bars,
                 },
-                "deployed": deployed.data,
-                **(extra_data or {}),
-            },
-            "config_hash": config.config_hash(),
-            "code_version": trainfarm.shared.__version__,
-            "library_versions": _library_versions(),
-            "sample_rows": {"features": sample_x.tolist(), "expected": deployed.sample_expected.tolist()},
-            "feature_distribution": distribution,
-        }
-        written = write_pack(final, files, manifest)
-    _verify_or_remove(written.path)
-    return BuiltVersion(version_id, written.path, written.manifest_sha256, metrics, gate_report)
+                "label": {
+                    "horizon": params.label_horizon,
+                    "threshold": params.label_threshold,
+                    "vol_window": params.vol_window,
+                },
+                "base_models": [
+                    {
+                        "name": m,
+                        "kind": kinds[m],
+                        "file": _pack_file(m, deployed.model_files[m][0]),
+                        "sha256": deployed.model_files[m][1],
+                        "device": deployed.model_files[m][2],
+                    }
+                    for m in order
+                ],
+                "stacker": stacker_entry | {"chosen": choice.chosen, "cv_logloss": dict(choice.scores)},
+                "calibrator": {"file": "calibrator.json", "kind": calibrator.to_json()["kind"]},
+                "plots": ["plots/calibration.png", "plots/confidence.png"],
+                "p_star": p_star,
+                "metrics": metrics,
+                "gate_report": gate_report,
+                "data": {
+                    "snapshot_hash": snapshot.content_hash,
+                    "sha256": snapshot.file_sha256,
+                    "first_bar": snapshot.first_bar,
+                    "last_bar": snapshot.last_bar,
+                    "rows": snapshot.rows,
+                    "split_rows": snapshot.split_rows,
+                    # What the gate report judged (base models fitted on train, calibrator on calibration,
+                    # scored on test), and what the pack ships (refit on everything when the gates passed).
+                    "evaluated": {
+                        "split_first_bar": snapshot.split_first_bar,
+                        "train_label_end": label_end_of(frame, ("train",)),
+                        "calibration_label_end": label_end_of(frame, ("calibration",)),
+                        "test_label_end": label_end_of(frame, ("test",)),
+                    },
+                    "deployed": deployed.data,
+                    **(extra_data or {}),
+                },
+                "config_hash": config.config_hash(),
+                "code_version": trainfarm.shared.__version__,
+                "library_versions": _library_versions(),
+                "sample_rows": {"features": sample_x.tolist(), "expected": deployed.sample_expected.tolist()},
+                "feature_distribution": distribution,
+            }
+            written = write_pack(final, files, manifest)
+        _verify_or_remove(written.path)
+        return BuiltVersion(version_id, written.path, written.manifest_sha256, metrics, gate_report)
 
 
 def _pack_file(model: str, file: Path) -> str:
