@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from trainfarm.shared.atomicio import atomic_write, atomic_write_text, sha256_file
 from trainfarm.shared.config import SplitParams, TrainingParams
@@ -366,78 +367,81 @@ def train_base_model(
         log.info("run %s: %s already trained, reusing %s", run_id, model, stored.model_file)
         return stored
 
-    started = time.perf_counter()
-    frame = snapshot.frame()  # verifies the file's sha256
-    if list(snapshot.feature_names) != list(FEATURE_NAMES):
-        raise DatasetError(
-            f"snapshot {snapshot.content_hash[:12]} has feature spec {snapshot.feature_spec_version}, "
-            "not the features this code computes; rebuild the snapshot"
+    # The libraries get ``threads`` explicitly; NumPy's BLAS and OpenMP runtimes would otherwise size
+    # their pools to the whole machine and oversubscribe a worker slot (see meta_stage.finish_version).
+    with threadpool_limits(limits=threads):
+        started = time.perf_counter()
+        frame = snapshot.frame()  # verifies the file's sha256
+        if list(snapshot.feature_names) != list(FEATURE_NAMES):
+            raise DatasetError(
+                f"snapshot {snapshot.content_hash[:12]} has feature spec {snapshot.feature_spec_version}, "
+                "not the features this code computes; rebuild the snapshot"
+            )
+        data = _splits(frame)
+        train = data["train"]
+        folds = snapshot.folds(
+            frame,
+            n_folds=splits.oof_folds,
+            min_train_rows=splits.min_fold_train_rows,
+            min_train_share=splits.oof_min_train_share,
         )
-    data = _splits(frame)
-    train = data["train"]
-    folds = snapshot.folds(
-        frame,
-        n_folds=splits.oof_folds,
-        min_train_rows=splits.min_fold_train_rows,
-        min_train_share=splits.oof_min_train_share,
-    )
-    fam = family(spec)
-    fitter = Fitter(spec=spec, fam=fam, training=training, threads=threads, device=used_device)
-    rounds = training.base_rounds
-    holdout_metrics: dict[str, float] = {}
-    if spec.boosted:
-        holdout = snapshot.inner_holdout(
-            frame, fraction=training.inner_holdout_fraction, min_train_rows=splits.min_fold_train_rows
-        )
-        rounds, holdout_metrics["inner_holdout_logloss"] = fitter.choose_rounds(train.x, train.y, holdout)
-        log.info(
-            "run %s: %s early-stopped at %d of %d rounds on %d inner-holdout rows",
-            run_id,
-            model,
-            rounds,
-            training.base_rounds,
-            holdout.valid_idx.size,
-        )
+        fam = family(spec)
+        fitter = Fitter(spec=spec, fam=fam, training=training, threads=threads, device=used_device)
+        rounds = training.base_rounds
+        holdout_metrics: dict[str, float] = {}
+        if spec.boosted:
+            holdout = snapshot.inner_holdout(
+                frame, fraction=training.inner_holdout_fraction, min_train_rows=splits.min_fold_train_rows
+            )
+            rounds, holdout_metrics["inner_holdout_logloss"] = fitter.choose_rounds(train.x, train.y, holdout)
+            log.info(
+                "run %s: %s early-stopped at %d of %d rounds on %d inner-holdout rows",
+                run_id,
+                model,
+                rounds,
+                training.base_rounds,
+                holdout.valid_idx.size,
+            )
 
-    oof = np.full((train.y.size, N_CLASSES), np.nan)
-    for fold in folds:
-        where = f"fold {fold.index + 1} of {len(folds)}"
-        fitted = fitter.fit(train.x[fold.train_idx], train.y[fold.train_idx], where, rounds=rounds)
-        oof[fold.valid_idx] = fam.predict_proba(fitted, train.x[fold.valid_idx], threads=threads)
-    final = fitter.fit(train.x, train.y, "final fit on the train split", rounds=rounds)
-    # What the saved model holds (an override of the library's rounds parameter wins over ``rounds``).
-    final_rounds = fam.best_rounds(final) if spec.boosted else training.base_rounds
+        oof = np.full((train.y.size, N_CLASSES), np.nan)
+        for fold in folds:
+            where = f"fold {fold.index + 1} of {len(folds)}"
+            fitted = fitter.fit(train.x[fold.train_idx], train.y[fold.train_idx], where, rounds=rounds)
+            oof[fold.valid_idx] = fam.predict_proba(fitted, train.x[fold.valid_idx], threads=threads)
+        final = fitter.fit(train.x, train.y, "final fit on the train split", rounds=rounds)
+        # What the saved model holds (an override of the library's rounds parameter wins over ``rounds``).
+        final_rounds = fam.best_rounds(final) if spec.boosted else training.base_rounds
 
-    paths = _Paths.of(work_dir, spec)
-    model_sha, saved = save_model(fam, final, paths.model)
-    # Predict with the model as read back from its file: exactly what a bot loading the artifact computes.
-    predictions = {
-        "oof": oof,
-        "calibration": fam.predict_proba(saved, data["calibration"].x, threads=threads),
-        "test": fam.predict_proba(saved, data["test"].x, threads=threads),
-    }
-    predictions_sha = _write_hashed(paths.predictions, lambda tmp: write_npz(tmp, predictions))
-    scored = ~np.isnan(oof).any(axis=1)
-    result = BaseModelResult(
-        run_id=run_id,
-        model=model,
-        family=spec.family,
-        device=used_device,
-        worker=worker or socket.gethostname(),
-        seconds=time.perf_counter() - started,
-        model_file=paths.model.relative_to(work_dir).as_posix(),
-        model_sha256=model_sha,
-        predictions_file=paths.predictions.relative_to(work_dir).as_posix(),
-        predictions_sha256=predictions_sha,
-        metrics={
-            "oof_logloss": _logloss(train.y[scored], oof[scored]),
-            "calibration_logloss": _logloss(data["calibration"].y, predictions["calibration"]),
-            "test_logloss": _logloss(data["test"].y, predictions["test"]),
-            "oof_rows": float(scored.sum()),
-            "rounds": float(final_rounds),
-            **holdout_metrics,
-        },
-    )
-    # Written last: a result file on disk always names complete files.
-    atomic_write_text(paths.result, json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
-    return result
+        paths = _Paths.of(work_dir, spec)
+        model_sha, saved = save_model(fam, final, paths.model)
+        # Predict with the model as read back from its file: exactly what a bot loading the artifact computes.
+        predictions = {
+            "oof": oof,
+            "calibration": fam.predict_proba(saved, data["calibration"].x, threads=threads),
+            "test": fam.predict_proba(saved, data["test"].x, threads=threads),
+        }
+        predictions_sha = _write_hashed(paths.predictions, lambda tmp: write_npz(tmp, predictions))
+        scored = ~np.isnan(oof).any(axis=1)
+        result = BaseModelResult(
+            run_id=run_id,
+            model=model,
+            family=spec.family,
+            device=used_device,
+            worker=worker or socket.gethostname(),
+            seconds=time.perf_counter() - started,
+            model_file=paths.model.relative_to(work_dir).as_posix(),
+            model_sha256=model_sha,
+            predictions_file=paths.predictions.relative_to(work_dir).as_posix(),
+            predictions_sha256=predictions_sha,
+            metrics={
+                "oof_logloss": _logloss(train.y[scored], oof[scored]),
+                "calibration_logloss": _logloss(data["calibration"].y, predictions["calibration"]),
+                "test_logloss": _logloss(data["test"].y, predictions["test"]),
+                "oof_rows": float(scored.sum()),
+                "rounds": float(final_rounds),
+                **holdout_metrics,
+            },
+        )
+        # Written last: a result file on disk always names complete files.
+        atomic_write_text(paths.result, json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+        return result

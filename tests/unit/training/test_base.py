@@ -382,3 +382,23 @@ def test_npz_is_byte_deterministic(tmp_path: Path) -> None:
         assert sorted(npz.files) == ["oof", "test"]
         np.testing.assert_array_equal(npz["test"], np.eye(3))
         assert np.isnan(npz["oof"]).all()
+
+
+def test_training_holds_blas_and_openmp_to_the_tasks_threads(
+    snapshot: DatasetSnapshot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker slot shares the cores: pools sized to the machine would oversubscribe them."""
+    from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
+
+    seen: list[dict[str, int]] = []
+    real_splits = base_module._splits
+
+    def recording(frame: pl.DataFrame) -> Any:
+        seen.append({i["internal_api"]: int(i["num_threads"]) for i in threadpool_info()})
+        return real_splits(frame)
+
+    monkeypatch.setattr(base_module, "_splits", recording)
+    _train(snapshot, "sk_logreg", tmp_path, threads=1)
+    (inside,) = seen
+    assert {"openblas", "mkl", "blis", "flexiblas"} & inside.keys(), inside  # NumPy's BLAS is loaded
+    assert set(inside.values()) == {1}, inside
