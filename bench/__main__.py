@@ -5,7 +5,12 @@ machines are noisy) and its figures are stored in docs/performance.json (:mod:`b
 docs/PERFORMANCE.md reads them.
 
 * ``validation``: :func:`validate_bars` on 400k real 5m bars (:mod:`bench.validation`);
-* ``features``: the feature pipeline on real bars (:mod:`bench.features`);
+* ``features``: the feature pipeline on real bars, and against plain pandas (:mod:`bench.features`);
+* ``inference``: one bot decision and a batch of rows (:mod:`bench.inference`);
+* ``overhead``: what Celery and Redis add per task, chord and second (:mod:`bench.overhead`);
+* ``promotion``: from a promotion to 1 and 50 bots serving it (:mod:`bench.promotion`);
+* ``memory``: peak memory of a training worker and of a bot (:mod:`bench.memory`);
+* ``gpu``: GPU against CPU fits, a GPU pack on a CPU bot; where a GPU is visible (:mod:`bench.gpu`);
 * ``fanout``: one full cycle through the farm against a sequential baseline (:mod:`bench.fanout`);
 * ``quality`` (only when named; `make bench-quality`): model quality on the real data (:mod:`bench.quality`).
 
@@ -35,7 +40,7 @@ def _module(name: str) -> Callable[[], None]:
 #: Every benchmark by name, in the order ``python -m bench`` runs them (the quick ones first).
 BENCHMARKS: dict[str, Callable[[], None]] = {
     name: _module(name)
-    for name in ("validation", "features", "overhead", "promotion", "memory", "gpu", "fanout")
+    for name in ("validation", "features", "inference", "overhead", "promotion", "memory", "gpu", "fanout")
 }
 #: Named only: ``python -m bench quality`` (`make bench-quality`) retrains 12 real markets (minutes) and
 #: writes docs/QUALITY.md itself.

@@ -8,10 +8,17 @@ Each library is imported inside its own loader or predictor, never at module imp
 has no CatBoost model never imports CatBoost (nor pays its start-up time and memory). The farm's model
 families (``trainfarm.shared.zoo.*_family``) call these same functions to load and predict, so the
 probabilities a bot computes are the farm's, bit for bit.
+
+Threads: the farm passes each call its thread count. A bot passes none, and then a small input (up to
+:data:`SINGLE_THREAD_ROWS` rows, such as the one row of a live decision) runs on one thread, larger ones
+on the library's default (every core); see :func:`threads_for`. A row's probabilities do not depend on
+the thread count (each row is scored on its own), only the time does.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +38,23 @@ if TYPE_CHECKING:  # types only: the libraries themselves are imported where a m
 ModelKind = Literal["lightgbm", "xgboost", "catboost", "sklearn"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("lightgbm", "xgboost", "catboost", "sklearn")
 
+#: Inputs up to this many rows predict on one thread unless the caller sets a thread count. LightGBM,
+#: XGBoost and CatBoost each keep a pool of worker threads (two OpenMP runtimes and CatBoost's own) that
+#: spin for a while after every parallel call: a decision that runs the three in turn on every core makes
+#: the pools fight over the cores, which on a 2-core machine costs milliseconds per call, far more than
+#: the microseconds each model needs per row. The fewer the rows, the more one thread wins; around this
+#: many the two took about as long on a 2-core machine (``python -m bench inference`` prints both), and
+#: larger batches can gain from the threads.
+SINGLE_THREAD_ROWS = 1000
+
+
+def threads_for(rows: int, threads: int | None) -> int | None:
+    """The thread count for predicting ``rows`` rows: ``threads`` when given, else 1 for an input of at
+    most :data:`SINGLE_THREAD_ROWS` rows, else None (the library's default: every core)."""
+    if threads is not None:
+        return threads
+    return 1 if rows <= SINGLE_THREAD_ROWS else None
+
 
 # --------------------------------------------------------------------------------------- LightGBM
 
@@ -43,10 +67,11 @@ def load_lightgbm(path: Path) -> lgb.Booster:
 
 
 def predict_lightgbm(model: lgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
-    """n x 3 probabilities; ``threads`` caps OpenMP (a loaded booster would otherwise use every core)."""
-    if threads is None:
+    """n x 3 probabilities; ``threads`` caps OpenMP (default: :func:`threads_for`)."""
+    n_threads = threads_for(len(x), threads)
+    if n_threads is None:
         return normalise_proba(model.predict(x))
-    return normalise_proba(model.predict(x, num_threads=threads))
+    return normalise_proba(model.predict(x, num_threads=n_threads))
 
 
 # ---------------------------------------------------------------------------------------- XGBoost
@@ -61,14 +86,29 @@ def load_xgboost(path: Path) -> xgb.Booster:
     return booster
 
 
-def predict_xgboost(model: xgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
-    """n x 3 probabilities (XGBoost's float32 output widened and renormalised)."""
-    import xgboost as xgb
+#: Held while a booster's thread count is set and it predicts: a booster's parameters are not safe to
+#: change while another thread predicts with it (a bot may score from several threads).
+_XGBOOST_LOCK = threading.Lock()
+#: The ``nthread`` this module last gave each booster. Setting any parameter makes XGBoost reconfigure the
+#: whole booster on its next prediction (longer than scoring a row), so it is set only when it changes.
+_XGBOOST_THREADS: weakref.WeakKeyDictionary[xgb.Booster, int] = weakref.WeakKeyDictionary()
 
-    if threads is not None:
-        model.set_param({"nthread": threads})
-    data = xgb.DMatrix(x, nthread=threads if threads is not None else -1)
-    return normalise_proba(model.predict(data))
+
+def predict_xgboost(model: xgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+    """n x 3 probabilities (XGBoost's float32 output widened and renormalised); threads: :func:`threads_for`.
+
+    ``inplace_predict`` reads the array where it lies; building a ``DMatrix`` first (a copy, and a
+    parallel pass of its own) costs more than scoring a few rows. Both give the same float32 values:
+    XGBoost compares every feature as a float32 either way.
+    """
+    n_threads = threads_for(len(x), threads)
+    nthread = n_threads if n_threads is not None else 0  # 0: every core
+    with _XGBOOST_LOCK:
+        if _XGBOOST_THREADS.get(model) != nthread:
+            model.set_param({"nthread": nthread})
+            _XGBOOST_THREADS[model] = nthread
+        out = model.inplace_predict(x)
+    return normalise_proba(out)
 
 
 # --------------------------------------------------------------------------------------- CatBoost
@@ -84,8 +124,9 @@ def load_catboost(path: Path) -> CatBoostClassifier:
 
 
 def predict_catboost(model: CatBoostClassifier, x: FloatArray, *, threads: int | None = None) -> FloatArray:
-    """n x 3 probabilities; ``thread_count=-1`` (all cores) unless ``threads`` is given."""
-    return normalise_proba(model.predict_proba(x, thread_count=threads if threads is not None else -1))
+    """n x 3 probabilities; threads: :func:`threads_for` (None is ``thread_count=-1``, all cores)."""
+    n_threads = threads_for(len(x), threads)
+    return normalise_proba(model.predict_proba(x, thread_count=n_threads if n_threads is not None else -1))
 
 
 # ------------------------------------------------------------------------------------ scikit-learn
@@ -147,15 +188,25 @@ def load_base_model(name: str, kind: str, path: Path) -> BaseModel:
 # ----------------------------------------------------------------------------------- meta-learner
 
 
-def predict_meta_proba(booster: lgb.Booster, x: npt.ArrayLike, *, num_iteration: int) -> FloatArray:
-    """The meta-learner's class probabilities for the stacked rows ``x``, ``n x 3``; rows sum to 1."""
+def predict_meta_proba(
+    booster: lgb.Booster, x: npt.ArrayLike, *, num_iteration: int, threads: int | None = None
+) -> FloatArray:
+    """The meta-learner's class probabilities for the stacked rows ``x``, ``n x 3``; rows sum to 1.
+
+    Threads: :func:`threads_for`.
+    """
     rows = np.asarray(x, dtype=np.float64)
     width = int(booster.num_feature())
     if rows.ndim != 2 or rows.shape[1] != width:
         raise ValueError(f"X must be n x {width}, got shape {rows.shape}")
     if rows.shape[0] == 0:
         return np.empty((0, N_CLASSES), dtype=np.float64)
-    out = np.asarray(booster.predict(rows, num_iteration=num_iteration), dtype=np.float64)
+    n_threads = threads_for(rows.shape[0], threads)
+    if n_threads is None:
+        raw = booster.predict(rows, num_iteration=num_iteration)
+    else:
+        raw = booster.predict(rows, num_iteration=num_iteration, num_threads=n_threads)
+    out = np.asarray(raw, dtype=np.float64)
     return out.reshape(rows.shape[0], N_CLASSES)
 
 

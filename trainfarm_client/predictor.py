@@ -1,6 +1,8 @@
 """Rebuild a whole predictor from an artifact pack alone, and prove it reproduces the pack's own outputs.
 
-features (from raw bars, the same code as training) -> 8 base models -> the run's stacker -> calibration.
+features (from raw bars, the same code as training; a live decision computes its one row with
+:mod:`trainfarm_client.newest`, to the same values) -> 8 base models -> the run's stacker ->
+calibration.
 Pack format 2 (``format_version``) stores the stacker the run chose and a temperature/shrinkage calibrator
 (:mod:`trainfarm_client.stackers`, :mod:`trainfarm_client.calibration`); format 1 packs (no
 ``format_version``: the 55-feature LightGBM meta-learner and per-class isotonic calibration) still load.
@@ -34,6 +36,7 @@ from trainfarm_client.calibration import Calibration, load_calibration
 from trainfarm_client.errors import PackError
 from trainfarm_client.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
 from trainfarm_client.models import MODEL_KINDS, BaseModel, MetaBooster, load_base_model
+from trainfarm_client.newest import closed_bars, newest_feature_row
 from trainfarm_client.pack import PACK_FORMAT, read_manifest
 from trainfarm_client.probs import DOWN, N_CLASSES, UP, FloatArray
 from trainfarm_client.stackers import BoosterStacker, Stacker, load_stacker
@@ -161,6 +164,21 @@ class Predictor:
         return str(self.manifest["version"])
 
     @property
+    def base_models(self) -> tuple[BaseModel, ...]:
+        """The loaded base models, in the manifest's order (what :meth:`base_probabilities` runs)."""
+        return tuple(self._bases)
+
+    @property
+    def stacker(self) -> Stacker:
+        """The loaded stacker: base models' probabilities to one distribution, before calibration."""
+        return self._stacker
+
+    @property
+    def calibration(self) -> Calibration:
+        """The loaded calibrator, applied to the stacker's output."""
+        return self._calibration
+
+    @property
     def p_star(self) -> float:
         """The decision threshold on ``max(p_up, p_down)``, chosen on the calibration split."""
         return float(self.manifest["p_star"])
@@ -220,7 +238,7 @@ class Predictor:
         interval = timedelta(minutes=int(self.manifest["feature_params"]["interval_minutes"]))
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC)")
-        closed = bars.filter(pl.col("date") + interval <= now)
+        closed = closed_bars(bars, interval=interval, now=now)
         if closed.is_empty():
             return NewestScore(None, None, f"no bar has closed by {now.isoformat()}")
         newest = closed["date"][-1]
@@ -241,16 +259,21 @@ class Predictor:
                     None,
                     f"newest bar {newest.isoformat()} is incomplete: {have} of {expected} 5m bars",
                 )
-        rows = self.feature_rows(closed)
-        if rows.is_empty() or rows["date"][-1] != newest:
-            return NewestScore(
-                newest,
-                None,
-                f"newest bar {newest.isoformat()} has incomplete features (too little history, or the "
-                "features are warming up again after a gap)",
-            )
-        # Only the newest row is predicted: every stage maps a row to its probabilities on its own.
-        features = rows.select(FEATURE_NAMES).tail(1).to_numpy().astype(np.float64)
+        # Only the newest row is computed and predicted: every stage maps a row to its probabilities on
+        # its own. Its features come from newest_feature_row (add_features' last row, without the cost of
+        # a polars query) unless the bars need add_features itself to decide.
+        params = self.manifest["feature_params"]
+        features = newest_feature_row(closed, interval=interval, max_gap_bars=int(params["max_gap_bars"]))
+        if features is None:
+            rows = self.feature_rows(closed)
+            if rows.is_empty() or rows["date"][-1] != newest:
+                return NewestScore(
+                    newest,
+                    None,
+                    f"newest bar {newest.isoformat()} has incomplete features (too little history, or the "
+                    "features are warming up again after a gap)",
+                )
+            features = rows.select(FEATURE_NAMES).tail(1).to_numpy().astype(np.float64)
         probs = self.predict_features(features)[0]
         return NewestScore(newest, probs, None, features[0])
 

@@ -108,7 +108,7 @@ def best_rounds(model: CatBoostClassifier) -> int:
 
 
 def predict_proba(model: CatBoostClassifier, x: FloatArray, *, threads: int | None = None) -> FloatArray:
-    """n x 3 probabilities; ``thread_count=-1`` (all cores) unless ``threads`` is given."""
+    """n x 3 probabilities; without ``threads``: :func:`trainfarm_client.models.threads_for`."""
     return predict_catboost(model, x, threads=threads)
 
 

@@ -106,7 +106,7 @@ def best_rounds(model: lgb.Booster) -> int:
 
 
 def predict_proba(model: lgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
-    """n x 3 probabilities; ``threads`` caps OpenMP (a loaded booster would otherwise use every core)."""
+    """n x 3 probabilities; without ``threads``: :func:`trainfarm_client.models.threads_for`."""
     return predict_lightgbm(model, x, threads=threads)
 
 
