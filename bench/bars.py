@@ -8,18 +8,38 @@ frame has as many rows: still real bars, on the 5-minute grid, in ascending orde
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from trainfarm.cli.demo_data import SAMPLE_DIR
 from trainfarm.shared.data.readers import read_bars
 
-SHARED_BTC = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTC_USDT-5m.parquet"
+#: ``../shared/data`` beside the repository: the real bars of BTC, ETH and SOL (its README).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_BTC = SHARED_DATA / "BTC_USDT-5m.parquet"
 ROWS = 400_000
 REPEATS = 5
+
+
+def bar_file(symbol: str) -> Path:
+    """``symbol``'s 5m bars in ``../shared/data``, or the bundled sample's when that file is absent."""
+    shared = SHARED_DATA / f"{symbol}-5m.parquet"
+    return shared if shared.is_file() else SAMPLE_DIR / f"{symbol}-5m.parquet"
+
+
+def latency_ms(seconds: Sequence[float], digits: int) -> dict[str, float | int]:
+    """p50, p99 and max of ``seconds`` in milliseconds (rounded to ``digits``), and how many."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), digits),
+        "p99_ms": round(float(np.percentile(ms, 99)), digits),
+        "max_ms": round(float(ms.max()), digits),
+        "n": len(ms),
+    }
 
 
 def real_bars(rows: int = ROWS) -> tuple[pl.DataFrame, str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.bars import SHARED_DATA
 from bench.capacity import Cadence, Need, need, total_cores
 from bench.timeline import Breakdown, EventLog, breakdown, chord_joins
 from trainfarm.cli.demo_data import SAMPLE_DIR
@@ -39,7 +40,6 @@ from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import available_cores
 from trainfarm.workers.jobs import RunJob
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT")
 TIMEFRAMES = ("5m", "1h", "12h", "24h")
 WORKERS = 2

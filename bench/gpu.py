@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from trainfarm.cli.demo_data import SAMPLE_DIR
+from bench.bars import bar_file
 from trainfarm.cli.output import console, print_table
 from trainfarm.cli.up import visible_gpus
 from trainfarm.shared.config import FarmConfig
@@ -42,7 +42,6 @@ from trainfarm.shared.zoo import MODEL_NAMES, get_spec
 from trainfarm.shared.zoo.threads import available_cores
 
 FloatArray = npt.NDArray[np.float64]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYMBOL, TF = "BTC_USDT", Timeframe.M5
 
 #: Run with no GPU visible: load the pack, check it, score the given rows, write them to ``out``.
@@ -125,9 +124,7 @@ def main() -> dict[str, object]:
     from trainfarm.workers.jobs import RunJob
     from trainfarm.workers.runs import claim_run
 
-    source = SHARED_DATA / f"{SYMBOL}-5m.parquet"
-    if not source.is_file():
-        source = SAMPLE_DIR / f"{SYMBOL}-5m.parquet"
+    source = bar_file(SYMBOL)
     with tempfile.TemporaryDirectory(prefix="trainfarm-bench-") as tmp:
         root = Path(tmp)
         os.environ["FARM_HOME"] = str(root / "home")

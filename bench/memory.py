@@ -22,14 +22,13 @@ from pathlib import Path
 
 import psutil
 
-from trainfarm.cli.demo_data import SAMPLE_DIR
+from bench.bars import bar_file
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYMBOL, TF = "BTC_USDT", "5m"
 RUN_TIMEOUT_S = 3600.0
 
@@ -77,9 +76,7 @@ def main() -> dict[str, object]:
     from trainfarm.workers.processes import WorkerProcess
     from trainfarm.workers.tasks import submit_retrain
 
-    source = SHARED_DATA / f"{SYMBOL}-5m.parquet"
-    if not source.is_file():
-        source = SAMPLE_DIR / f"{SYMBOL}-5m.parquet"
+    source = bar_file(SYMBOL)
     with tempfile.TemporaryDirectory(prefix="trainfarm-bench-") as tmp:
         home = Path(tmp) / "home"
         os.environ["FARM_HOME"] = str(home)

@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from celery import chord
 
+from bench.bars import latency_ms
 from bench.timeline import EventLog, TaskSpan
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.connections import embedded_redis
@@ -35,17 +35,6 @@ BURST = 2000
 NOOP = "celery.accumulate"
 QUEUE = "cpu"
 WAIT_S = 60.0
-
-
-def _percentiles(values: list[float]) -> dict[str, float | int]:
-    """p50, p99 and max in milliseconds."""
-    arr = np.asarray(values, dtype=np.float64) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(arr, 50)), 2),
-        "p99_ms": round(float(np.percentile(arr, 99)), 2),
-        "max_ms": round(float(arr.max()), 2),
-        "n": len(values),
-    }
 
 
 def _wait(events: EventLog, uuids: list[str], what: str) -> list[TaskSpan]:
@@ -111,7 +100,7 @@ def main() -> dict[str, object]:
             embedded_redis().stop()
             get_settings.cache_clear()
 
-    start_stats, join_stats = _percentiles(starts), _percentiles(joins)
+    start_stats, join_stats = latency_ms(starts, 2), latency_ms(joins, 2)
     rate = BURST / burst_s
     console.print(f"bench overhead: no-op tasks ({NOOP}) on {WORKERS} real workers, embedded Redis")
     print_table(

@@ -23,11 +23,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-import numpy as np
-
+from bench.bars import latency_ms
 from trainfarm.cli.demo_data import SAMPLE_DIR
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.connections import embedded_redis, redis_url
@@ -163,16 +162,6 @@ def _follow(versions: list[str], bots: int, work: Path, *, remote: bool) -> dict
                 proc.wait(timeout=10)
 
 
-def _stats(values: list[float]) -> dict[str, float | int]:
-    ms = np.asarray(values) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 1),
-        "p99_ms": round(float(np.percentile(ms, 99)), 1),
-        "max_ms": round(float(ms.max()), 1),
-        "n": len(values),
-    }
-
-
 def main() -> dict[str, object]:
     """Build the packs, follow the promotions in every case; print and return the figures."""
     figures: dict[str, object] = {}
@@ -190,7 +179,7 @@ def main() -> dict[str, object]:
                 if remote:
                     os.environ["FARM_PACK_BASE_URL"] = f"http://127.0.0.1:{port}"
                     get_settings.cache_clear()
-                with _pack_server(port) if remote else _nothing():
+                with _pack_server(port) if remote else nullcontext():
                     for bots in (1, MANY):
                         work = root / f"{'http' if remote else 'file'}-{bots}"
                         work.mkdir()
@@ -198,7 +187,7 @@ def main() -> dict[str, object]:
                         where = "pack server" if remote else "local packs"
                         for kind, values in latencies.items():
                             if remote or kind == "all":
-                                stats = _stats(values)
+                                stats = latency_ms(values, 1)
                                 figures[f"{where}, {bots} bot(s), {kind}"] = stats
                                 rows.append([where, bots, kind, *stats.values()])
         finally:
@@ -211,11 +200,6 @@ def main() -> dict[str, object]:
         rows,
     )
     return {"promotions": PROMOTIONS, "latency": figures, "target_p99_ms_one_bot": 250}
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from bench.bars import SHARED_DATA
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
@@ -39,7 +40,6 @@ from trainfarm.workers.jobs import RunJob
 from trainfarm.workers.runs import claim_run
 
 #: The real bars beside the repository (read only).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT")
 TIMEFRAMES = ("5m", "1h", "12h", "24h")
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "QUALITY.md"
