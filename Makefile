@@ -1,17 +1,28 @@
-# The README's commands. Each target creates or refreshes .venv first, so a fresh machine with only
-# Python 3.11 needs nothing else: `make demo`, `make test`, `make bench`.
+# The make targets (docs/development.md#make-targets). Each target creates or refreshes .venv first, so a
+# fresh machine with only Python 3.11 needs nothing else: `make demo`, `make test`, `make bench`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench-quality demo test test-fast test-load bench lint typecheck check lock clean
+.PHONY: bench-quality demo test test-fast test-load bench lint typecheck check docs lock clean
+
+# Type checkers and editors cannot follow the editable install's import hook (python/mypy#13392): the
+# installed layout, trainfarm/{shared,workers,beat,cli,web}, is laid out as links to the folders under
+# build/typecheck/, which mypy (mypy_path) and pyright/Pylance ([tool.pyright] extraPaths) read. Folder
+# links, so a new module needs no reinstall.
+LINKS := mkdir -p build/typecheck/trainfarm && for d in shared workers beat cli web; do \
+	ln -sfn ../../../$$d build/typecheck/trainfarm/$$d; done
 
 # The bot client is its own distribution; the farm depends on it, so both install from this checkout.
+# setuptools' notice that an editable install uses an import hook is informational (that hook is why the
+# links above exist); it is the one message silenced, so that any real warning of the build stands out.
 $(STAMP): pyproject.toml trainfarm_client/pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ./trainfarm_client -e ".[dev]"
+	PYTHONWARNINGS="ignore:Editable installation" \
+	  $(BIN)/python -m pip install --quiet -c constraints.txt -e ./trainfarm_client -e ".[dev]"
+	@$(LINKS)
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -40,13 +51,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# mypy cannot follow the editable install's import hook: give it the installed layout as links.
+# mypy reads the installed layout through the links the install step made (remade here if build/ was
+# cleaned).
 typecheck: $(STAMP)
-	@mkdir -p build/typecheck/trainfarm
-	@for d in shared workers beat cli web; do ln -sfn ../../../$$d build/typecheck/trainfarm/$$d; done
+	@$(LINKS)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# docs/cli.md, the command reference, generated from the Typer app (tests/unit/test_cli_reference.py keeps
+# it current).
+docs: $(STAMP)
+	$(BIN)/typer --app app trainfarm.cli.app utils docs --name farm \
+	  --title 'farm command reference (generated from the Typer app: do not edit)' --output docs/cli.md
 
 # Re-resolve the pinned versions (run after changing dependencies in pyproject.toml).
 lock:

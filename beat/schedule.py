@@ -1,20 +1,11 @@
 """The beat schedule, built from the universe config: full and meta-only retrain entries, a trigger check.
 
-Each ``retrain-<tf>`` entry fires ``farm.fan_out_retrain`` at its timeframe's ``cadence``, each
-``meta-<tf>`` entry (unless its ``meta_cadence`` is "off") the same task for meta-only runs
-(:mod:`trainfarm.workers.meta_runs`: a market that is not due is skipped without a run); the task enqueues
-one run per symbol of the universe (a market whose run is still under way merges into it, see
-:func:`trainfarm.workers.runs.claim_run`). The schedule is handed to celery-redbeat
-(:func:`beat_settings`), which keeps every entry and its last run time in the farm's Redis:
-
-* two beat processes never both fire: the one that holds the lock (``<prefix>:lock``) ticks, the other
-  waits for it;
-* after beat downtime an entry whose slots were missed fires once, not once per missed slot (Celery's
-  interval schedule compares "now" with the stored last run);
-* entries are re-read from the config at every beat start, and an entry that left the config is deleted
-  from Redis (redbeat remembers the config's entries under ``<prefix>:statics``).
-
-Celery-free: plain data that :mod:`trainfarm.beat.app` installs on the farm's Celery app.
+Celery-free: plain data that :mod:`trainfarm.beat.app` installs on the farm's Celery app, handed to
+celery-redbeat (:func:`beat_settings`), which keeps every entry and its last run time in the farm's Redis.
+The one beat that holds ``<prefix>:lock`` ticks (a second waits for it); redbeat remembers the config's
+entries under ``<prefix>:statics``, so an entry that left the config is deleted at the next start; a
+missed slot fires once (Celery's interval schedule compares "now" with the stored last run). The entries,
+what each sends and what beat guarantees: docs/operations.md#beat-and-its-entries.
 """
 
 from __future__ import annotations
@@ -59,29 +50,32 @@ def meta_retrain_entry(timeframe: str) -> str:
 
 def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
     """Celery's ``beat_schedule``: a full-retrain fan-out per timeframe of the universe at its cadence, and
-    the trigger check (:mod:`trainfarm.workers.triggers`) every ``[beat] trigger_check``, the outcome
-    ingestion (:mod:`trainfarm.workers.outcomes`) every ``[beat] outcome_ingest``, the alert delivery
-    (:mod:`trainfarm.workers.alerts`) every ``[alerts] check`` and the reconciliation of champion pointers
-    and keys (:mod:`trainfarm.shared.reconcile`) every ``[beat] reconcile``.
+    the trigger check (:mod:`trainfarm.workers.checks.trigger_check`) every ``[beat] trigger_check``, the
+    outcome
+    ingestion (:mod:`trainfarm.workers.checks.outcome_ingest`) every ``[beat] outcome_ingest``, the alert
+    delivery
+    (:mod:`trainfarm.workers.checks.alert_delivery`) every ``[alerts] check`` and the reconciliation of
+    champion pointers
+    and keys (:mod:`trainfarm.shared.champions.reconcile`) every ``[beat] reconcile``.
 
     A message that waited longer than one cadence is dropped (``expires``): the next slot's message
     supersedes it, so a backlog never turns into a burst of identical fan-outs.
     """
     schedule: dict[str, dict[str, Any]] = {
-        TRIGGER_CHECK_ENTRY: _every(CHECK_TRIGGERS, config.beat.trigger_check_td),
-        OUTCOME_INGEST_ENTRY: _every(INGEST_OUTCOMES, config.beat.outcome_ingest_td),
-        ALERTS_ENTRY: _every(DELIVER_ALERTS, config.alerts.td("check")),
-        RECONCILE_ENTRY: _every(RECONCILE_CHAMPIONS, config.beat.reconcile_td),
+        TRIGGER_CHECK_ENTRY: _every(CHECK_TRIGGERS, config.beat.trigger_check),
+        OUTCOME_INGEST_ENTRY: _every(INGEST_OUTCOMES, config.beat.outcome_ingest),
+        ALERTS_ENTRY: _every(DELIVER_ALERTS, config.alerts.check),
+        RECONCILE_ENTRY: _every(RECONCILE_CHAMPIONS, config.beat.reconcile),
     }
     for tf in config.universe.timeframes:
-        cadence: timedelta = config.params(tf).cadence_td
+        cadence: timedelta = config.params(tf).cadence
         schedule[full_retrain_entry(tf.value)] = {
             "task": FAN_OUT_TASK,
             "schedule": cadence,
             "kwargs": {"payload": {"timeframe": tf.value, "reason": "schedule"}},
             "options": {"expires": max(1.0, cadence.total_seconds())},
         }
-        meta_every = config.params(tf).meta_cadence_td
+        meta_every = config.params(tf).meta_cadence
         if meta_every is not None:
             schedule[meta_retrain_entry(tf.value)] = {
                 "task": FAN_OUT_TASK,

@@ -1,18 +1,9 @@
 """`python -m bench [NAME]...` (`make bench`): the named benchmarks, by default every one but quality.
 
-Each prints its tables (ratios measured within one run, with absolute numbers for context; these
-machines are noisy) and its figures are stored in docs/performance.json (:mod:`bench.results`);
-docs/PERFORMANCE.md reads them.
-
-* ``validation``: :func:`validate_bars` on 400k real 5m bars (:mod:`bench.validation`);
-* ``features``: the feature pipeline on real bars, and against plain pandas (:mod:`bench.features`);
-* ``inference``: one bot decision and a batch of rows (:mod:`bench.inference`);
-* ``overhead``: what Celery and Redis add per task, chord and second (:mod:`bench.overhead`);
-* ``promotion``: from a promotion to 1 and 50 bots serving it (:mod:`bench.promotion`);
-* ``memory``: peak memory of a training worker and of a bot (:mod:`bench.memory`);
-* ``gpu``: GPU against CPU fits, a GPU pack on a CPU bot; where a GPU is visible (:mod:`bench.gpu`);
-* ``fanout``: one full cycle through the farm against a sequential baseline (:mod:`bench.fanout`);
-* ``quality`` (only when named; `make bench-quality`): model quality on the real data (:mod:`bench.quality`).
+Each benchmark is the module ``bench.<name>`` (:data:`BENCHMARKS`; ``quality`` only when named, `make
+bench-quality`). Each prints its tables (ratios measured within one run, with absolute numbers for
+context; these machines are noisy) and its figures are stored in docs/performance.json
+(:mod:`bench.results`); docs/PERFORMANCE.md reads them. What each measures: docs/development.md#benchmarks.
 
 The tests never assert how fast something is; these figures are where speed is measured.
 """

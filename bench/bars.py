@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from trainfarm.cli.demo_data import SAMPLE_DIR
+from trainfarm.cli.demo.sample_data import SAMPLE_DIR
 from trainfarm.shared.data.readers import read_bars
 
 #: ``../shared/data`` beside the repository: the real bars of BTC, ETH and SOL (its README).

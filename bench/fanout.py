@@ -28,23 +28,23 @@ import psutil
 from bench.bars import SHARED_DATA
 from bench.capacity import Cadence, Need, need, total_cores
 from bench.timeline import Breakdown, EventLog, breakdown, chord_joins
-from trainfarm.cli.demo_data import SAMPLE_DIR
+from trainfarm.cli.demo.sample_data import SAMPLE_DIR
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
-from trainfarm.shared.timeframes import Timeframe
+from trainfarm.shared.timeframes import Timeframe, format_duration
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import available_cores
-from trainfarm.workers.jobs import RunJob
+from trainfarm.workers.payloads import RunJob
 
 SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT")
 TIMEFRAMES = ("5m", "1h", "12h", "24h")
 WORKERS = 2
 RUN_TIMEOUT_S = 7200.0
-#: The universe of the capacity table (issue: 500 symbols x 4 timeframes).
+#: The universe of the capacity table (docs/PERFORMANCE.md: 500 symbols x 4 timeframes).
 CAPACITY_SYMBOLS = 500
 
 
@@ -125,9 +125,9 @@ def _cpu(pids: list[int]) -> float:
 
 def farm(jobs: list[tuple[str, str]]) -> tuple[Side, Breakdown, dict[str, object]]:
     """The same runs through Celery on WORKERS real worker processes; the side and its breakdown."""
-    from trainfarm.cli.run_cmds import follow
+    from trainfarm.cli.processes import WorkerProcess
+    from trainfarm.cli.retrain_cmds import follow
     from trainfarm.workers.celery_app import app, rebind
-    from trainfarm.workers.processes import WorkerProcess
     from trainfarm.workers.tasks import submit_retrain
 
     rebind()
@@ -164,7 +164,7 @@ def farm(jobs: list[tuple[str, str]]) -> tuple[Side, Breakdown, dict[str, object
     spans = events.finished()
     registry = Registry.open()
     last_base = [
-        max(r.finished_at.timestamp() for r in registry.base_results(rid) if r.finished_at is not None)
+        max(r.finished_at.timestamp() for r in registry.runs.base_results(rid) if r.finished_at is not None)
         for rid in ids
     ]
     split = breakdown(spans, start=started, end=ended, slots=WORKERS)
@@ -187,7 +187,7 @@ def _capacity(base: Side, efficiency: float, config: FarmConfig) -> dict[str, ob
         params = config.params(Timeframe(tf))
         full_s = sum(r for r, _ in runs) / len(runs)
         meta_s = sum(m for _, m in runs) / len(runs)
-        cadence = Cadence(params.cadence_td, params.meta_cadence_td, params.freshness_limit_td)
+        cadence = Cadence(params.cadence, params.meta_cadence, params.freshness_limit)
         found = need(
             tf,
             symbols=CAPACITY_SYMBOLS,
@@ -198,8 +198,10 @@ def _capacity(base: Side, efficiency: float, config: FarmConfig) -> dict[str, ob
         )
         needs[tf] = found
         rows.append(
-            [tf, round(full_s, 1), round(meta_s, 1), params.cadence, params.meta_cadence,
-             params.freshness_limit, round(found.throughput_cores, 2), round(found.drain_cores, 2)]
+            [tf, round(full_s, 1), round(meta_s, 1), format_duration(params.cadence),
+             format_duration(params.meta_cadence) if params.meta_cadence is not None else "off",
+             format_duration(params.freshness_limit), round(found.throughput_cores, 2),
+             round(found.drain_cores, 2)]
         )  # fmt: skip
     cores = total_cores(needs)
     print_table(

@@ -7,9 +7,9 @@ Two measurements:
 * the whole feature and label pipeline (:func:`add_features` then :func:`add_labels`, with the 5m label
   parameters of the default config) on the 400k bars against :mod:`bench.pandas_features`, the same
   features and labels written with plain pandas: bars per second of each and their ratio, against the
-  target of :data:`TARGET_RATIO` (issue 13). Before timing, the two outputs are compared on every feature
-  and label column (nulls in the same places, floats within 1e-9, segments, labels and label ends
-  exactly); a difference stops the benchmark, naming the column. Each side starts from a frame of its own
+  target of :data:`TARGET_RATIO` (docs/PERFORMANCE.md). Before timing, the two outputs are compared on
+  every feature and label column (nulls in the same places, floats within 1e-9, segments, labels and label
+  ends exactly); a difference stops the benchmark, naming the column. Each side starts from a frame of its own
   library: converting the bars to pandas is not timed.
 
 The tests check the values; only this measures how fast.
@@ -24,17 +24,17 @@ import polars as pl
 
 from bench import pandas_features
 from bench.bars import rate_row, real_bars, timed
-from trainfarm.cli.demo_data import SAMPLE_DIR
+from trainfarm.cli.demo.sample_data import SAMPLE_DIR
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.data.readers import read_bars
 from trainfarm.shared.data.resample import resample
-from trainfarm.shared.features import add_features
-from trainfarm.shared.labels import add_labels
+from trainfarm.shared.dataset.features import add_features
+from trainfarm.shared.dataset.labels import add_labels
 from trainfarm.shared.timeframes import Timeframe
 
 MAX_GAP_BARS = 3
-#: Issue 13: the polars pipeline should process bars at least this many times faster than pandas.
+#: The target (docs/PERFORMANCE.md): the polars pipeline processes bars this many times faster than pandas.
 TARGET_RATIO = 5.0
 
 _RATE_COLUMNS = ("bars", "rows", "best ms", "median ms", "rows/s")

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import polars as pl
 
 from bench.bars import bar_file
@@ -34,14 +33,14 @@ from trainfarm.cli.up import visible_gpus
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset import DatasetSnapshot
-from trainfarm.shared.features import FEATURE_NAMES
+from trainfarm.shared.dataset.features import FEATURE_NAMES
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.zoo import MODEL_NAMES, get_spec
 from trainfarm.shared.zoo.threads import available_cores
+from trainfarm_client.arrays import FloatArray
 
-FloatArray = npt.NDArray[np.float64]
 SYMBOL, TF = "BTC_USDT", Timeframe.M5
 
 #: Run with no GPU visible: load the pack, check it, score the given rows, write them to ``out``.
@@ -121,7 +120,7 @@ def main() -> dict[str, object]:
         return {"measured": False, "reason": "no GPU visible on the machine that ran the benchmarks"}
     from trainfarm.shared.training.meta_stage import build_version
     from trainfarm.workers import stages
-    from trainfarm.workers.jobs import RunJob
+    from trainfarm.workers.payloads import RunJob
     from trainfarm.workers.runs import claim_run
 
     source = bar_file(SYMBOL)

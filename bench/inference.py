@@ -18,8 +18,9 @@ rounds out of ``base_rounds``), through the farm's own steps in this process (sn
 * **a batch** of :data:`BATCH_ROWS` feature rows through :meth:`Predictor.predict_features`: total and
   per row.
 
-Latencies are p50, p99 and max in milliseconds; the decision's p99 is compared with the issue's target
-(:data:`TARGET_P99_MS`). Ratios within one run are what to compare; absolute figures depend on the machine.
+Latencies are p50, p99 and max in milliseconds; the decision's p99 is compared with the target
+(:data:`TARGET_P99_MS`; docs/PERFORMANCE.md#4-bot-inference-python--m-bench-inference). Ratios within
+one run are what to compare; absolute figures depend on the machine.
 """
 
 from __future__ import annotations
@@ -40,22 +41,22 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from trainfarm.cli.demo_data import SAMPLE_DIR
+from trainfarm.cli.demo.sample_data import SAMPLE_DIR
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.data.readers import read_bars
 from trainfarm.shared.data.resample import resample
-from trainfarm.shared.dataset import build_snapshot
+from trainfarm.shared.dataset.snapshot import build_snapshot
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.base import train_base_model
 from trainfarm.shared.training.meta_stage import build_version
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import available_cores
+from trainfarm_client.arrays import FloatArray
 from trainfarm_client.features import FEATURE_NAMES, MIN_HISTORY_BARS
 from trainfarm_client.models import BaseModel, predict_catboost, predict_lightgbm, predict_xgboost
 from trainfarm_client.newest import newest_feature_row
 from trainfarm_client.predictor import Predictor
-from trainfarm_client.probs import FloatArray
 
 SYMBOL, TF = "BTC_USDT", Timeframe.H1
 #: Timed calls per measurement (after :data:`WARMUP` untimed ones).
@@ -64,7 +65,7 @@ WARMUP = 50
 #: Rows of the batch measurement, and how often it is timed.
 BATCH_ROWS = 1000
 BATCH_REPEATS = 30
-#: The issue's target for one decision, features included.
+#: The target for one decision's p99, features included.
 TARGET_P99_MS = 5.0
 
 

@@ -71,9 +71,9 @@ def _mib(value: int) -> float:
 
 def main() -> dict[str, object]:
     """Train the largest market on one worker, load its pack in a bot; print and return the peaks."""
-    from trainfarm.cli.run_cmds import follow
+    from trainfarm.cli.processes import WorkerProcess
+    from trainfarm.cli.retrain_cmds import follow
     from trainfarm.workers.celery_app import rebind
-    from trainfarm.workers.processes import WorkerProcess
     from trainfarm.workers.tasks import submit_retrain
 
     source = bar_file(SYMBOL)
@@ -91,10 +91,10 @@ def main() -> dict[str, object]:
             pool = [c.pid for c in psutil.Process(main_pid).children(recursive=True)]
             run_id = submit_retrain(SYMBOL, TF, "bench memory").run_id
             if follow([run_id], timeout=RUN_TIMEOUT_S, quiet=True):
-                raise SystemExit(f"bench memory: the run failed: {Registry.open().get_run(run_id).error}")
+                raise SystemExit(f"bench memory: the run failed: {Registry.open().runs.get(run_id).error}")
             worker_peak = max(peak_rss(pid) for pid in pool)
             main_peak = peak_rss(main_pid)
-            version = Registry.open().get_version(str(Registry.open().get_run(run_id).version))
+            version = Registry.open().versions.get(str(Registry.open().runs.get(run_id).version))
             bars = Path(tmp) / "bars.parquet"
             open_store().load(SYMBOL).write_parquet(bars)
         finally:

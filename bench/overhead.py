@@ -50,8 +50,8 @@ def _wait(events: EventLog, uuids: list[str], what: str) -> list[TaskSpan]:
 
 def main() -> dict[str, object]:
     """Start the workers, measure, print and return the figures."""
+    from trainfarm.cli.processes import WorkerProcess
     from trainfarm.workers.celery_app import app, rebind
-    from trainfarm.workers.processes import WorkerProcess
 
     with tempfile.TemporaryDirectory(prefix="trainfarm-bench-") as tmp:
         os.environ["FARM_HOME"] = str(Path(tmp) / "home")

@@ -1,8 +1,8 @@
 """The feature and label pipeline written with plain pandas: the yardstick of ``python -m bench features``.
 
 The farm computes features with polars (:func:`trainfarm_client.features.add_features`) and labels with
-:func:`trainfarm.shared.labels.add_labels`. To say what polars buys, the benchmark times them against this
-module: the same features and labels written the way a competent pandas user would write them, with
+:func:`trainfarm.shared.dataset.labels.add_labels`. To say what polars buys, the benchmark times them against
+this module: the same features and labels written the way a competent pandas user would write them, with
 ``groupby(segment)`` and ``shift``/``diff``/``rolling``/``ewm`` per gap segment, vectorised column
 arithmetic and ``Series.case_when`` for the guarded branches. It is neither deliberately slow (no
 ``apply`` over rows, no Python loops over bars) nor a hand-written numpy kernel.
@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from trainfarm.shared.features import FEATURE_NAMES, VOLUME_CHANGE_CAP
-from trainfarm.shared.labels import DOWN, LABEL_COLUMNS, NEUTRAL, UP
+from trainfarm.shared.dataset.features import FEATURE_NAMES, VOLUME_CHANGE_CAP
+from trainfarm.shared.dataset.labels import DOWN, LABEL_COLUMNS, NEUTRAL, UP
 
 SEGMENT = "segment"
 #: Values of a float column agree when ``|a - b| <= ABS_TOL + REL_TOL * |a|``: far below any signal. On
@@ -172,7 +172,8 @@ def add_labels(frame: pd.DataFrame, *, horizon: int, threshold: float, vol_windo
     """``frame`` (the output of :func:`add_features`) with the label columns of ``LABEL_COLUMNS`` added.
 
     ``fwd_return``, ``label_scale``, ``label_end`` and ``label``, by the rule of
-    :func:`trainfarm.shared.labels.add_labels`: down/neutral/up against ``threshold * sigma * sqrt(horizon)``,
+    :func:`trainfarm.shared.dataset.labels.add_labels`: down/neutral/up against ``threshold * sigma *
+    sqrt(horizon)``,
     null where the horizon leaves the segment or sigma is still warming up.
     """
     seg = frame[SEGMENT]

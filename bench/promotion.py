@@ -27,14 +27,14 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from bench.bars import latency_ms
-from trainfarm.cli.demo_data import SAMPLE_DIR
+from trainfarm.cli.demo.sample_data import SAMPLE_DIR
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.connections import embedded_redis, redis_url
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.zoo import MODEL_NAMES
-from trainfarm.workers.jobs import RunJob
+from trainfarm.workers.payloads import RunJob
 
 SYMBOL, TF = "BTC_USDT", "12h"
 PROMOTIONS = 20
@@ -60,7 +60,7 @@ def _build_candidates(count: int) -> list[str]:
             stages.train_base(stage.model_copy(update={"model": m}), threads=1, device="cpu")
             for m in MODEL_NAMES
         ]
-        run = registry.get_run(claimed.run_id)
+        run = registry.runs.get(claimed.run_id)
         built = build_version(
             stage,
             stages.load_run_snapshot(stage),
@@ -69,7 +69,7 @@ def _build_candidates(count: int) -> list[str]:
             threads=1,
             run_created_at=run.created_at,
         )
-        registry.add_version(
+        registry.versions.add(
             built.version,
             SYMBOL,
             TF,
@@ -117,7 +117,7 @@ def _pack_server(port: int) -> Iterator[None]:
 
 def _follow(versions: list[str], bots: int, work: Path, *, remote: bool) -> dict[str, list[float]]:
     """Start ``bots`` bot processes, make PROMOTIONS promotions; latencies (seconds) by kind."""
-    from trainfarm.shared.promotion import promote_version
+    from trainfarm.shared.champions.publish import promote_version
 
     out, stop = work / "reloads.txt", work / "stop"
     out.write_text("")

@@ -5,8 +5,8 @@ the farm's own stages (in this process, no broker), and reports per (symbol, tim
 test split: the class prior, every base model, the chosen stacker, the final calibrated model, its ECE
 next to the range a perfectly calibrated model would show on that many rows (simulated: labels drawn
 from the model's own probabilities), the bootstrap lower bound of the improvement over the prior, the
-gate verdict, and a plain single LightGBM on the same snapshot (train split in, no calibration) as the
-reference the issue names. Targets are checked and printed; nothing here is asserted by a test.
+gate verdict, and a plain single LightGBM on the same snapshot (train split in, no calibration) as a
+reference. Targets are checked and printed; nothing here is asserted by a test.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from bench.bars import SHARED_DATA
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset import load_snapshot
-from trainfarm.shared.evaluation import expected_calibration_error, log_loss
-from trainfarm.shared.features import FEATURE_NAMES
-from trainfarm.shared.predictor import Predictor
+from trainfarm.shared.dataset.features import FEATURE_NAMES
+from trainfarm.shared.dataset.snapshot import load_snapshot
+from trainfarm.shared.evaluation.metrics import expected_calibration_error, log_loss
+from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.registry import Registry, dispose_engine
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import available_cores
 from trainfarm.workers import stages
-from trainfarm.workers.jobs import RunJob
+from trainfarm.workers.payloads import RunJob
 from trainfarm.workers.runs import claim_run
 
 #: The real bars beside the repository (read only).
@@ -44,7 +44,7 @@ SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT")
 TIMEFRAMES = ("5m", "1h", "12h", "24h")
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "QUALITY.md"
 ECE_SIMULATIONS = 200
-#: Why targets are missed, as far as known: the parts of the stacking issue still open.
+#: Why targets are missed, as far as known (written into docs/QUALITY.md as it stands).
 KNOWN_CAUSES = """## Where a target is missed, and why no real candidate is promoted
 
 - **ECE on 5m and on 12h/24h.** Two numbers (temperature, shrinkage) are fitted on the calibration split;
@@ -143,7 +143,7 @@ def _one(symbol: str, timeframe: str, threads: int, rng: np.random.Generator) ->
     version_id = stages.train_meta(stage, results, task_id="bench-quality", threads=threads)
     assert version_id is not None
     registry = Registry.open()
-    version = registry.get_version(version_id)
+    version = registry.versions.get(version_id)
     metrics = version.metrics
     snapshot = load_snapshot(stage.snapshot.resolve(get_settings().artifacts_dir))
     frame = snapshot.frame()
@@ -236,7 +236,7 @@ def _write(rows: list[Row], targets: list[str]) -> None:
         "otherwise; the prior is the calibration split's class shares (the gates' baseline); the best base "
         "model is chosen out of fold "
         "(never on test); the plain LightGBM is one model fitted on the same snapshot's train split "
-        "(150 rounds, no weights, no calibration), the reference the issue names.\n\n"
+        "(150 rounds, no weights, no calibration), the plain reference a quant would fit first.\n\n"
         + header
         + body
         + "\n## Targets\n\n"

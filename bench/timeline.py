@@ -1,6 +1,6 @@
 """Where a farm run's wall time goes: every task's start and end, from Celery's own task events.
 
-The workers run with ``-E`` (:class:`trainfarm.workers.processes.WorkerProcess`), so each task sends
+The workers run with ``-E`` (:class:`trainfarm.cli.processes.WorkerProcess`), so each task sends
 ``task-received``, ``task-started`` and ``task-succeeded``/``task-failed`` events with the worker's clock
 (the benchmark's workers share this machine's clock). :class:`EventLog` records them in a thread while the
 benchmark runs; :func:`breakdown` turns them into busy time per task kind and the idle time of the worker
@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery
 
-#: Task names grouped as the issue names the phases.
+#: Task names grouped into a run's phases.
 KINDS: Mapping[str, str] = {
     "farm.prepare_run": "snapshot (prepare)",
     "farm.train_base": "base models",

@@ -18,10 +18,11 @@ from trainfarm.cli import (
     flower_cmds,
     health_cmds,
     pack_cmds,
+    process_cmds,
     promotion_cmds,
     redis_cmds,
     registry_cmds,
-    run_cmds,
+    retrain_cmds,
     schedule_cmds,
     status_cmds,
     trigger_cmds,
@@ -66,7 +67,8 @@ def build_app() -> typer.Typer:
     registry_cmds.register(app)
     promotion_cmds.register(app)
     bot_cmds.register(app)
-    run_cmds.register(app)
+    retrain_cmds.register(app)
+    process_cmds.register(app)
     demo.register(app)
     up.register(app)
     trigger_cmds.register(app)

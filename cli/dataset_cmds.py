@@ -8,7 +8,7 @@ import typer
 
 from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot, list_snapshots
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot, build_snapshot, list_snapshots
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import Timeframe, parse_timeframe

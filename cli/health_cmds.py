@@ -27,15 +27,12 @@ def _bot_problem(bot_id: str) -> str | None:
     """Why the bot ``bot_id`` is not healthy: no heartbeat, an old one, or an error it reports."""
     from datetime import UTC, datetime
 
-    from trainfarm.shared.connections import redis_client
+    from trainfarm.shared.connections import redis_connection
     from trainfarm.workers.status import STALE_BOT_S
     from trainfarm_client.contract import bot_key
 
-    client = redis_client(get_settings())
-    try:
+    with redis_connection(get_settings()) as client:
         fields = {str(k): str(v) for k, v in client.hgetall(bot_key(bot_id)).items()}
-    finally:
-        client.close()
     if not fields.get("seen_at"):
         return f"bot {bot_id} has no heartbeat"
     age = (datetime.now(UTC) - datetime.fromisoformat(fields["seen_at"])).total_seconds()
@@ -65,13 +62,10 @@ def health(
         problem = None if answers else f"worker {node} did not answer a ping within {timeout:g} s"
     elif role == "beat":
         from trainfarm.beat.schedule import KEY_PREFIX
-        from trainfarm.shared.connections import redis_client
+        from trainfarm.shared.connections import redis_connection
 
-        client = redis_client(settings)
-        try:
+        with redis_connection(settings) as client:
             held = client.exists(KEY_PREFIX + ":lock")
-        finally:
-            client.close()
         problem = None if held else "no beat holds the schedule's lock"
     elif role == "bot":
         if not node:

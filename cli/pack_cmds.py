@@ -1,4 +1,4 @@
-"""`farm serve-packs` and `farm migrate`: what a multi-machine farm runs besides workers and beat."""
+"""`farm serve-packs`: the artifact root's packs served read-only over HTTP, for bots on other machines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from trainfarm.cli.output import console
-from trainfarm.shared.connections import redact_url
 from trainfarm.shared.settings import get_settings
 
 
@@ -37,17 +36,6 @@ def serve_packs(
     uvicorn.run(app, host=address, port=port, log_level="info", access_log=False)
 
 
-def migrate() -> None:
-    """Bring the registry database to the newest schema (the one-shot `migrate` service of a deployment)."""
-    from trainfarm.shared.registry import upgrade
-    from trainfarm.shared.registry.migrations import head_revision
-
-    settings = get_settings()
-    upgrade(settings.database)
-    console.print(f"registry {redact_url(settings.database)} is at revision {head_revision()}")
-
-
 def register(app: typer.Typer) -> None:
-    """Add `serve-packs` and `migrate` to the main `farm` app."""
+    """Add `serve-packs` to the main `farm` app."""
     app.command("serve-packs")(serve_packs)
-    app.command("migrate")(migrate)

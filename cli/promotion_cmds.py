@@ -1,10 +1,10 @@
 """`farm promote VERSION`, `farm rollback SYM TF`, `farm prune SYM TF`: move a market's champion by hand.
 
 Registered on the main app by :func:`register`. ``--json`` prints one object: a
-:class:`~trainfarm.shared.promotion.PromotionResult` (promote, rollback) or a
-:class:`~trainfarm.shared.promotion.PruneResult`. Every refusal (unknown or pruned version, tampered pack,
-nothing to roll back to, Redis down after the registry changed) is a farm error: one line on stderr, exit
-status 1.
+:class:`~trainfarm.shared.champions.publish.PromotionResult` (promote, rollback) or a
+:class:`~trainfarm.shared.champions.publish.PruneResult`. Every refusal (unknown or pruned version, tampered
+pack, nothing to roll back to, Redis down after the registry changed) is a farm error: one line on stderr,
+exit status 1.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from trainfarm.cli.output import console, print_json
-from trainfarm.shared.promotion import PromotionResult, promote_version, prune, rollback
+from trainfarm.shared.champions.publish import PromotionResult, promote_version, prune, rollback
 from trainfarm.shared.registry import PromotionReason
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe

@@ -1,4 +1,4 @@
-"""`farm runs`, `farm runs show RUN`, `farm models SYM TF`: what the registry recorded.
+"""`farm runs`, `farm runs show RUN`, `farm models SYM TF`: what the registry recorded; `farm migrate`.
 
 Registered on the main app by :func:`register`. JSON listings are arrays of the registry's records
 (``RunRecord.to_json()``, ``VersionRecord.to_json()``); ``runs show --json`` is one run object with its
@@ -16,8 +16,10 @@ from typing import Annotated
 import typer
 
 from trainfarm.cli.output import console, print_json, print_table
-from trainfarm.shared.promotion import gate_summary
+from trainfarm.shared.champions.publish import gate_summary
+from trainfarm.shared.connections import redact_url
 from trainfarm.shared.registry import Registry, RegistryError, RunRecord, VersionRecord, VersionStatus, metric
+from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
 
@@ -58,7 +60,7 @@ def runs(
         return
     sym = canonical_symbol(symbol) if symbol is not None else None
     tf = parse_timeframe(timeframe) if timeframe is not None else None
-    found = Registry.open().list_runs(sym, tf, limit=limit)
+    found = Registry.open().runs.newest(sym, tf, limit=limit)
     if as_json:
         print_json([run.to_json() for run in found])
         return
@@ -91,8 +93,8 @@ def show(
 ) -> None:
     """One run: its steps, outcome and every base model's result."""
     registry = Registry.open()
-    record = registry.find_run(run)
-    results = registry.base_results(record.id)
+    record = registry.runs.find(run)
+    results = registry.runs.base_results(record.id)
     if as_json:
         print_json(record.to_json() | {"models": [r.to_json() for r in results]})
         return
@@ -149,7 +151,7 @@ def models(
     """Versions of one symbol and timeframe, newest first: status, gate verdict, test log-loss."""
     sym, tf = canonical_symbol(symbol), parse_timeframe(timeframe)
     registry = Registry.open()
-    versions = registry.list_versions(sym, tf)
+    versions = registry.versions.of_market(sym, tf)
     if as_json:
         # Each version's record (gate_report in full) plus the verdict summary and a champion flag.
         print_json([_version_json(v) for v in versions])
@@ -173,7 +175,7 @@ def models(
         [_version_row(v) for v in versions],
     )
     champion = next((v for v in versions if v.status is VersionStatus.CHAMPION), None)
-    previous = registry.previous_champion(sym, tf) if champion is not None else None
+    previous = registry.champions.previous(sym, tf) if champion is not None else None
     if champion is None:
         console.print("no champion yet")
     else:
@@ -219,7 +221,7 @@ def print_run_metrics(runs: Sequence[RunRecord]) -> None:
         version: VersionRecord | None = None
         if run.version is not None:
             try:
-                version = registry.get_version(run.version)
+                version = registry.versions.get(run.version)
             except RegistryError:
                 version = None  # shown as a blank cell; the run row still says what happened
         rows.append(
@@ -260,7 +262,18 @@ def print_run_metrics(runs: Sequence[RunRecord]) -> None:
     )
 
 
+def migrate() -> None:
+    """Bring the registry database to the newest schema (the one-shot `migrate` service of a deployment)."""
+    from trainfarm.shared.registry import upgrade
+    from trainfarm.shared.registry.migrations import head_revision
+
+    settings = get_settings()
+    upgrade(settings.database)
+    console.print(f"registry {redact_url(settings.database)} is at revision {head_revision()}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `runs` (with `runs show`) and `models` to the main `farm` app."""
+    """Add `runs` (with `runs show`), `models` and `migrate` to the main `farm` app."""
     app.add_typer(runs_app, name="runs")
     app.command("models")(models)
+    app.command("migrate")(migrate)

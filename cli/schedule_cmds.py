@@ -18,7 +18,7 @@ from trainfarm.beat.schedule import (
     meta_retrain_entry,
 )
 from trainfarm.cli.output import console, print_json, print_table
-from trainfarm.shared.connections import redis_client
+from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import inspect_workers
@@ -56,22 +56,19 @@ def schedule(
     registry = Registry.open()
     symbols = len(config.universe.symbols)
     entries = [
-        Entry(full_retrain_entry(tf.value), tf.value, config.params(tf).cadence_td, symbols)
+        Entry(full_retrain_entry(tf.value), tf.value, config.params(tf).cadence, symbols)
         for tf in config.universe.timeframes
     ]
     entries += [
         Entry(meta_retrain_entry(tf.value), tf.value, every, symbols, kind="meta")
         for tf in config.universe.timeframes
-        if (every := config.params(tf).meta_cadence_td) is not None
+        if (every := config.params(tf).meta_cadence) is not None
     ]
-    client = redis_client(settings)
-    try:
+    with redis_connection(settings) as client:
         last = {e.name: _last_run(client.hget(f"{KEY_PREFIX}{e.name}", "meta")) for e in entries}
-    finally:
-        client.close()
     durations: dict[str, list[float]] = {}
     for e in entries:
-        runs = [r for r in registry.list_runs(timeframe=e.timeframe, limit=4 * HISTORY) if r.kind == e.kind]
+        runs = [r for r in registry.runs.newest(timeframe=e.timeframe, limit=4 * HISTORY) if r.kind == e.kind]
         durations[e.work_key] = [s for s in (r.seconds for r in runs[:HISTORY]) if s is not None]
     answered = None if workers is not None else _workers()
     capacity = workers or answered or 1

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from trainfarm.cli.output import console, print_json, print_table
-from trainfarm.shared.connections import redis_client
+from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import inspect_workers
@@ -25,12 +25,9 @@ def status(
     """Workers, queue depths, running runs, champions against their freshness limits, bots."""
     settings = get_settings()
     queues, stats = inspect_workers(timeout)
-    client = redis_client(settings)
-    try:
+    with redis_connection(settings) as client:
         config = settings.load_config()
         report = farm_status(Registry.open(), config, client, active_queues=queues, stats=stats)
-    finally:
-        client.close()
     if json_out:
         print_json(report.to_json())
         return

@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from trainfarm.cli.output import print_json, print_table
-from trainfarm.shared.connections import redis_client
+from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
-from trainfarm.workers.triggers import report
+from trainfarm.workers.checks.trigger_check import report
 
 
 def _number(value: float | None) -> str:
@@ -20,11 +20,8 @@ def _number(value: float | None) -> str:
 def triggers(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Show every (symbol, timeframe) with each trigger policy's value, threshold and decision."""
     settings = get_settings()
-    client = redis_client(settings)
-    try:
+    with redis_connection(settings) as client:
         reports = report(Registry.open(), settings.load_config(), client)
-    finally:
-        client.close()
     if json_out:
         print_json([r.to_json() for r in reports])
         return

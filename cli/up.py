@@ -9,7 +9,7 @@ prefixed with its process's name. Ctrl-C (SIGINT) or SIGTERM stops everything it
 Redis it started: no process is left behind. A child that exits on its own stops the rest, and `farm up`
 exits 1.
 
-Every child is a :class:`~trainfarm.workers.processes.CeleryProcess` in its own session, logging to
+Every child is a :class:`~trainfarm.cli.processes.ChildProcess` in its own session, logging to
 ``$FARM_HOME/logs/up/``; the merged log is those files, tailed.
 """
 
@@ -29,16 +29,16 @@ import typer
 
 from trainfarm.cli.flower_cmds import flower_env
 from trainfarm.cli.output import console
-from trainfarm.shared.connections import embedded_redis, redact_url, redis_url
-from trainfarm.shared.settings import get_settings
-from trainfarm.shared.ui_auth import ui_credentials
-from trainfarm.workers.processes import (
+from trainfarm.cli.processes import (
     BeatProcess,
-    CeleryProcess,
+    ChildProcess,
     FlowerProcess,
     WebProcess,
     WorkerProcess,
 )
+from trainfarm.shared.connections import embedded_redis, redact_url, redis_url
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.ui_auth import ui_credentials
 
 #: Seconds between checks that every child is alive (and between reads of their logs).
 POLL_S = 0.2
@@ -62,7 +62,7 @@ def visible_gpus() -> list[str]:
 class _Tail(threading.Thread):
     """Prints the new lines of one process's log file, prefixed with its name, until told to stop."""
 
-    def __init__(self, process: CeleryProcess, width: int) -> None:
+    def __init__(self, process: ChildProcess, width: int) -> None:
         super().__init__(daemon=True)
         self.process = process
         self.prefix = f"{process.name:<{width}} |"
@@ -101,11 +101,11 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 def _children(
     workers: int, gpus: list[str], beat: bool, logs: Path, *, flower: bool = False, web: bool = False
-) -> list[CeleryProcess]:
+) -> list[ChildProcess]:
     env = dict(os.environ)
     if gpus:
         env["FARM_GPU_WORKERS"] = "true"  # enqueuers route the GPU-capable models to the gpu queue
-    children: list[CeleryProcess] = [
+    children: list[ChildProcess] = [
         WorkerProcess(f"cpu{i + 1}", env, logs, queues="cpu,meta,control") for i in range(workers)
     ]
     children += [
@@ -129,7 +129,7 @@ def _children(
     return children
 
 
-def _supervise(children: list[CeleryProcess], tails: list[_Tail]) -> int:
+def _supervise(children: list[ChildProcess], tails: list[_Tail]) -> int:
     """Start the children (tailing their logs) and wait; 0 after a signal, 1 when a child failed."""
     width = max([len(c.name) for c in children] + [5])
     try:
@@ -205,7 +205,7 @@ def up(
     raise typer.Exit(code)
 
 
-def _stop_all(children: list[CeleryProcess]) -> None:
+def _stop_all(children: list[ChildProcess]) -> None:
     """Workers first (they may finish a task), then beat, Flower and the dashboard; each warm, then killed."""
     for child in sorted(children, key=lambda c: isinstance(c, BeatProcess | FlowerProcess | WebProcess)):
         child.stop()

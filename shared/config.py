@@ -16,10 +16,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainfarm.shared.alerting import AlertsConfig
 from trainfarm.shared.errors import ConfigError, FarmError
-from trainfarm.shared.symbols import canonical_symbol
-from trainfarm.shared.timeframes import Timeframe, parse_duration, parse_timeframe
+from trainfarm.shared.symbols import SymbolId
+from trainfarm.shared.timeframes import (
+    Duration,
+    DurationOrOff,
+    PositiveDuration,
+    Timeframe,
+    TimeframeName,
+    format_duration,
+    timeframe_field,
+)
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
@@ -70,7 +77,8 @@ class StrictGates(_Strict):
 
 
 class GateThresholds(_Strict):
-    """Thresholds the validation gates (:mod:`trainfarm.shared.gates`) compare a candidate against."""
+    """Thresholds the validation gates (:mod:`trainfarm.shared.evaluation.gates`) compare a candidate
+    against."""
 
     min_logloss_improvement: float = Field(
         0.01, ge=0.0, description="relative test log-loss improvement over the class-prior baseline"
@@ -168,16 +176,10 @@ class TriggerParams(_Strict):
     skew_rows: int = Field(
         50, ge=1, description="the champion's latest reported outcomes with features the skew check compares"
     )
-    cooldown: str = Field(
-        "1h",
+    cooldown: Duration = Field(
+        timedelta(hours=1),
         description="a market retrained for a policy is not retriggered by the same policy within this",
     )
-
-    @field_validator("cooldown")
-    @classmethod
-    def _cooldown(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
     @model_validator(mode="after")
     def _window_holds_the_minimum(self) -> TriggerParams:
@@ -187,60 +189,93 @@ class TriggerParams(_Strict):
             )
         return self
 
-    @property
-    def cooldown_td(self) -> timedelta:
-        return parse_duration(self.cooldown)
-
 
 class BeatParams(_Strict):
     """What beat runs besides the per-timeframe full retrains."""
 
-    trigger_check: str = Field("5m", description="how often beat evaluates the trigger policies")
-    outcome_ingest: str = Field("1m", description="how often beat ingests the bots' outcome stream")
-    reconcile: str = Field(
-        "1m",
+    trigger_check: Duration = Field(
+        timedelta(minutes=5), description="how often beat evaluates the trigger policies"
+    )
+    outcome_ingest: Duration = Field(
+        timedelta(minutes=1), description="how often beat ingests the bots' outcome stream"
+    )
+    reconcile: Duration = Field(
+        timedelta(minutes=1),
         description="how often beat re-announces champions whose CHAMPION pointer or Redis key disagrees "
         "with the registry (after Redis lost its data, or a promotion whose last steps failed)",
     )
 
-    @field_validator("trigger_check", "outcome_ingest", "reconcile")
-    @classmethod
-    def _every(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
-    @property
-    def trigger_check_td(self) -> timedelta:
-        return parse_duration(self.trigger_check)
+#: The kinds of alert (:mod:`trainfarm.shared.monitoring.alerts` says what each is).
+AlertKind = Literal["promotion", "rejection", "failure", "trigger", "stale_bot"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("promotion", "rejection", "failure", "trigger", "stale_bot")
 
-    @property
-    def outcome_ingest_td(self) -> timedelta:
-        return parse_duration(self.outcome_ingest)
 
-    @property
-    def reconcile_td(self) -> timedelta:
-        return parse_duration(self.reconcile)
+class WebhookConfig(_Strict):
+    """The JSON webhook (POST); on when ``FARM_ALERT_WEBHOOK_URL`` is set."""
+
+    events: tuple[AlertKind, ...] = Field(ALERT_KINDS, description="alert kinds the webhook gets")
+    timeout: Duration = Field(timedelta(seconds=5), description="one POST may take this long")
+
+
+class EmailConfig(_Strict):
+    """E-mail over SMTP; on when ``to`` lists an address."""
+
+    events: tuple[AlertKind, ...] = Field(
+        ("promotion", "failure", "stale_bot"), description="alert kinds e-mail gets"
+    )
+    to: tuple[str, ...] = Field((), description="recipients; none = e-mail off")
+    sender: str = Field("trainfarm@localhost", description="the From address")
+    host: str = Field("127.0.0.1", description="SMTP server")
+    port: int = Field(25, ge=1, le=65535, description="SMTP port")
+    starttls: bool = Field(False, description="upgrade the connection with STARTTLS before sending")
+    user: str = Field("", description="SMTP login (its password: FARM_SMTP_PASSWORD); empty = no login")
+    timeout: Duration = Field(timedelta(seconds=10), description="one SMTP conversation may take this long")
+
+
+class AlertsConfig(_Strict):
+    """``[alerts]``: how often beat delivers, when a bot is stale, how deliveries are retried (the alerts
+    themselves: :mod:`trainfarm.shared.monitoring.alerts`)."""
+
+    check: Duration = Field(
+        timedelta(seconds=10), description="how often beat reads new events and delivers due alerts"
+    )
+    stale_bot_after: Duration = Field(
+        timedelta(minutes=1), description="a bot silent this long is alerted as stale, once"
+    )
+    max_attempts: int = Field(6, ge=1, le=20, description="deliveries of one alert before it is dropped")
+    retry_base: Duration = Field(
+        timedelta(seconds=5), description="wait before the first retry; doubled at each further one"
+    )
+    retry_max: Duration = Field(timedelta(minutes=10), description="longest wait between two attempts")
+    webhook: WebhookConfig = WebhookConfig()
+    email: EmailConfig = EmailConfig()
+
+    def backoff_s(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): base x 2^(attempt-1), capped."""
+        base = self.retry_base.total_seconds()
+        return float(min(self.retry_max.total_seconds(), base * 2 ** max(0, attempt - 1)))
 
 
 class TimeframeParams(_Strict):
-    """Everything that differs between timeframes. Durations are strings like "90d", "12h"."""
+    """Everything that differs between timeframes. Durations are written like "90d", "12h"."""
 
     label_horizon: int = Field(ge=1, description="bars ahead the label's forward return looks")
     label_threshold: float = Field(
         0.5, gt=0.0, description="class boundary in units of sigma * sqrt(horizon)"
     )
     vol_window: int = Field(48, ge=5, description="bars in the rolling volatility that scales the label")
-    training_window: str = Field(description="history used for one retrain")
-    cadence: str = Field(description="how often beat starts a full retrain")
-    freshness_limit: str = Field(description="a champion older than this triggers a retrain")
+    training_window: PositiveDuration = Field(description="history used for one retrain")
+    cadence: PositiveDuration = Field(description="how often beat starts a full retrain")
+    freshness_limit: PositiveDuration = Field(description="a champion older than this triggers a retrain")
     max_gap_bars: int = Field(
         3,
         ge=1,
         description="a gap of more missing bars than this starts a new segment (no feature "
         "window or label reaches across it)",
     )
-    meta_cadence: str = Field(
-        "off",
+    meta_cadence: DurationOrOff = Field(
+        None,
         description="how often beat starts a meta-only retrain (champion's base models kept; stacker and "
         'calibration refit on the bars after its data), or "off"',
     )
@@ -252,42 +287,6 @@ class TimeframeParams(_Strict):
     )
     gates: GateThresholds = GateThresholds()
     triggers: TriggerParams = TriggerParams()
-
-    @field_validator("training_window", "cadence", "freshness_limit")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        try:
-            duration = parse_duration(value)
-        except ConfigError as exc:  # as a ValueError, so the message names the key
-            raise ValueError(str(exc)) from None
-        # Zero is as impossible as negative here: an empty window, a retrain every instant.
-        if duration <= timedelta(0):
-            raise ValueError(f"must be longer than zero, got {value!r}")
-        return value
-
-    @field_validator("meta_cadence")
-    @classmethod
-    def _optional_duration(cls, value: str) -> str:
-        if value != "off":
-            parse_duration(value)
-        return value
-
-    @property
-    def meta_cadence_td(self) -> timedelta | None:
-        """The meta-only entry's cadence; None when it is "off"."""
-        return None if self.meta_cadence == "off" else parse_duration(self.meta_cadence)
-
-    @property
-    def training_window_td(self) -> timedelta:
-        return parse_duration(self.training_window)
-
-    @property
-    def cadence_td(self) -> timedelta:
-        return parse_duration(self.cadence)
-
-    @property
-    def freshness_limit_td(self) -> timedelta:
-        return parse_duration(self.freshness_limit)
 
 
 #: The strict profile's table (class share target down/neutral/up, mean confidence floor, eligible share
@@ -401,8 +400,10 @@ class TrainingParams(_Strict):
     meta_holdout_fraction: Fraction = Field(
         0.2, description="time-ordered tail of the out-of-fold rows used for meta early stopping"
     )
-    task_time_limit: str = Field("30m", description="hard time limit of one training task")
-    visibility_timeout: str | None = Field(
+    task_time_limit: Duration = Field(
+        timedelta(minutes=30), description="hard time limit of one training task"
+    )
+    visibility_timeout: Duration | None = Field(
         None,
         description="how long Redis waits for a worker's acknowledgement before handing a task to another "
         "worker (a worker whose main process died loses its tasks for this long); unset = "
@@ -428,16 +429,16 @@ class TrainingParams(_Strict):
 
     @field_validator("task_time_limit")
     @classmethod
-    def _duration(cls, value: str) -> str:
+    def _time_limit(cls, value: timedelta) -> timedelta:
         # Below 10 s the soft limit (which lets a task record "timed out") has no room before the hard one.
-        if parse_duration(value).total_seconds() < 10:
+        if value.total_seconds() < 10:
             raise ValueError("task_time_limit must be at least 10s")
         return value
 
     @field_validator("visibility_timeout")
     @classmethod
-    def _visibility(cls, value: str | None) -> str | None:
-        if value is not None and parse_duration(value).total_seconds() < 10:
+    def _visibility(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value.total_seconds() < 10:
             raise ValueError("visibility_timeout must be at least 10s")
         return value
 
@@ -447,21 +448,22 @@ class TrainingParams(_Strict):
         # would train the same model at once. The timeout must outlast the longest a task may run.
         if self.visibility_timeout is not None and self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError(
-                f"training.visibility_timeout ({self.visibility_timeout}) must exceed "
-                f"training.task_time_limit ({self.task_time_limit}), or a running task is delivered twice"
+                f"training.visibility_timeout ({format_duration(self.visibility_timeout)}) must exceed "
+                f"training.task_time_limit ({format_duration(self.task_time_limit)}), or a running task is "
+                "delivered twice"
             )
         return self
 
     @property
     def task_time_limit_s(self) -> int:
-        return int(parse_duration(self.task_time_limit).total_seconds())
+        return int(self.task_time_limit.total_seconds())
 
     @property
     def visibility_timeout_s(self) -> int:
         """The broker's visibility timeout in seconds (the configured one, else the default rule)."""
         if self.visibility_timeout is None:
             return max(3600, 2 * self.task_time_limit_s)
-        return int(parse_duration(self.visibility_timeout).total_seconds())
+        return int(self.visibility_timeout.total_seconds())
 
 
 class EvaluationParams(_Strict):
@@ -486,27 +488,15 @@ class RetentionParams(_Strict):
 class Universe(_Strict):
     """Which symbols and timeframes the farm retrains."""
 
-    symbols: tuple[str, ...] = ("BTC_USDT", "ETH_USDT")
-    timeframes: tuple[Timeframe, ...] = tuple(Timeframe)
+    symbols: tuple[SymbolId, ...] = ("BTC_USDT", "ETH_USDT")
+    timeframes: tuple[TimeframeName, ...] = tuple(Timeframe)
 
-    @field_validator("symbols", mode="before")
+    @field_validator("symbols", "timeframes", mode="before")
     @classmethod
-    def _canonical(cls, value: object) -> object:
+    def _as_text(cls, value: object) -> object:
+        # The file's entries are read as text (a bare number in the list is its digits).
         if isinstance(value, list | tuple):
-            try:
-                return tuple(canonical_symbol(str(v)) for v in value)
-            except FarmError as exc:  # as a ValueError, so the message names the key
-                raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("timeframes", mode="before")
-    @classmethod
-    def _timeframes(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            try:
-                return tuple(parse_timeframe(str(v)) for v in value)
-            except FarmError as exc:
-                raise ValueError(str(exc)) from None
+            return tuple(str(v) for v in value)
         return value
 
 
@@ -545,10 +535,7 @@ class FarmConfig(_Strict):
             return value
         merged: dict[Timeframe, object] = {tf: p.model_dump() for tf, p in _default_timeframes().items()}
         for key, params in value.items():
-            try:
-                tf = parse_timeframe(str(key))
-            except FarmError as exc:  # as a ValueError, so the message names the table
-                raise ValueError(str(exc)) from None
+            tf = timeframe_field(str(key))  # an unknown one: a ValueError naming the table
             if isinstance(params, dict):
                 base = merged[tf]
                 assert isinstance(base, dict)
@@ -565,11 +552,12 @@ class FarmConfig(_Strict):
         smallest = min(self.splits.calibration_fraction, self.splits.test_fraction)
         for tf, params in self.timeframes.items():
             purge = params.label_horizon * tf.duration
-            split = params.training_window_td * smallest
+            split = params.training_window * smallest
+            window = format_duration(params.training_window)
             if purge >= split:
                 raise ValueError(
                     f"timeframes.{tf.value}.label_horizon: the purge ({params.label_horizon} bars = {purge}) "
-                    f"is not shorter than the smallest split ({smallest:g} of the {params.training_window} "
+                    f"is not shorter than the smallest split ({smallest:g} of the {window} "
                     f"training window = {split}); shorten label_horizon or lengthen training_window"
                 )
         return self

@@ -21,6 +21,8 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -227,19 +229,38 @@ def redis_client(settings: FarmSettings | None = None, *, decode_responses: bool
     return client
 
 
+@contextmanager
+def redis_connection(
+    settings: FarmSettings | None = None,
+    *,
+    decode_responses: bool = True,
+    client: redis.Redis | None = None,
+) -> Iterator[redis.Redis]:
+    """``with redis_connection(settings) as client:`` a :func:`redis_client`, closed when the block ends.
+
+    Given a ``client`` (a caller's own connection), yields that one and leaves it open.
+    """
+    if client is not None:
+        yield client
+        return
+    own = redis_client(settings, decode_responses=decode_responses)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 def ping(settings: FarmSettings | None = None) -> float:
     """Round-trip time of one PING in seconds; raises :class:`RedisUnavailableError` when unreachable."""
-    client = redis_client(settings)
-    try:
-        started = time.perf_counter()
-        client.ping()
-        return time.perf_counter() - started
-    except redis.RedisError as exc:
-        raise RedisUnavailableError(
-            f"Redis at {redact_url(redis_url(settings))} is unreachable: {exc}"
-        ) from exc
-    finally:
-        client.close()
+    with redis_connection(settings) as client:
+        try:
+            started = time.perf_counter()
+            client.ping()
+            return time.perf_counter() - started
+        except redis.RedisError as exc:
+            raise RedisUnavailableError(
+                f"Redis at {redact_url(redis_url(settings))} is unreachable: {exc}"
+            ) from exc
 
 
 #: TLS options a ``rediss://`` URL may carry in its query (redis-py's names), and what Celery needs of them.

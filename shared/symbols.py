@@ -9,6 +9,9 @@ symbol can never climb out of the store folder (``../x``) or inject a Redis key 
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from trainfarm.shared.errors import SymbolError
 
@@ -39,3 +42,15 @@ def canonical_symbol(text: str) -> str:
 def display_symbol(symbol_id: str) -> str:
     """Human spelling of a canonical id: ``BTC_USDT`` -> ``BTC/USDT``."""
     return symbol_id.replace("_", "/")
+
+
+def _symbol_id(value: str) -> str:
+    try:
+        return canonical_symbol(value)
+    except SymbolError as exc:  # as a ValueError, so pydantic's message names the key
+        raise ValueError(str(exc)) from None
+
+
+#: A symbol field: text in any spelling :func:`canonical_symbol` accepts, validated into the canonical id
+#: (after the field's own string constraints, e.g. a ``max_length``).
+SymbolId = Annotated[str, AfterValidator(_symbol_id)]

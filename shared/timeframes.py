@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
+from typing import Annotated
 
-from trainfarm.shared.errors import ConfigError
+from pydantic import BeforeValidator, PlainSerializer
+from pydantic_core import PydanticCustomError
+
+from trainfarm.shared.errors import ConfigError, FarmError
 
 
 class Timeframe(StrEnum):
@@ -56,6 +60,29 @@ def parse_timeframe(text: str) -> Timeframe:
         raise ConfigError(f"unknown timeframe {text!r}; expected one of {valid}") from None
 
 
+def timeframe_field(text: str) -> Timeframe:
+    """:func:`parse_timeframe` for a pydantic validator: an unknown timeframe is a ``ValueError``, so
+    pydantic's message names the key."""
+    try:
+        return parse_timeframe(text)
+    except FarmError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _timeframe(value: object) -> object:
+    if not isinstance(value, str):
+        return value  # the enum's own check
+    if len(value) > 16:  # pydantic's own words; an unknown timeframe's message would echo all of it
+        raise PydanticCustomError(
+            "string_too_long", "String should have at most {max_length} characters", {"max_length": 16}
+        )
+    return timeframe_field(value)
+
+
+#: A timeframe field: "1h", "1d", "60m", ... validated into the canonical :class:`Timeframe`.
+TimeframeName = Annotated[Timeframe, BeforeValidator(_timeframe)]
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse a duration such as "90d", "12h", "30m", "45s" or "2w" (used by the config file)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -65,3 +92,59 @@ def parse_duration(text: str) -> timedelta:
             f"bad duration {text!r}; write a whole number and a unit s, m, h, d or w (e.g. '90d')"
         )
     return timedelta(seconds=int(raw[:-1]) * units[raw[-1]])
+
+
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60))
+
+
+def format_duration(value: timedelta) -> str:
+    """The canonical spelling of a duration, read back by :func:`parse_duration`: a whole number of the
+    largest of d, h, m that divides it, else seconds ("1d", "6h", "90m", "45s"; weeks are written in days)."""
+    seconds = int(value.total_seconds())
+    for unit, size in _UNITS:
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):  # built in code
+        return value
+    if not isinstance(value, str):  # what a plain ``str`` field said: a number is not a duration
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    try:
+        return parse_duration(value)
+    except ConfigError as exc:  # as a ValueError, so pydantic's message names the key
+        raise ValueError(str(exc)) from None
+
+
+def _positive_duration(value: object) -> timedelta:
+    duration = _duration(value)
+    # Zero is as impossible as negative for a window or a cadence: an empty window, a retrain every instant.
+    if duration <= timedelta(0):
+        shown = value if isinstance(value, str) else format_duration(duration)
+        raise ValueError(f"must be longer than zero, got {shown!r}")
+    return duration
+
+
+def _off(value: object) -> timedelta | None:
+    return None if value is None or value == "off" else _duration(value)
+
+
+def _format_off(value: timedelta | None) -> str:
+    return "off" if value is None else format_duration(value)
+
+
+_AS_TEXT = PlainSerializer(format_duration, return_type=str, when_used="json")
+
+#: A config duration: written "90d", "12h", "30m", "45s" or "2w" (:func:`parse_duration`), held as a
+#: ``timedelta``, written back (JSON, ``farm config``, the config hash) by :func:`format_duration`.
+Duration = Annotated[timedelta, BeforeValidator(_duration), _AS_TEXT]
+#: A :data:`Duration` that must be longer than zero.
+PositiveDuration = Annotated[timedelta, BeforeValidator(_positive_duration), _AS_TEXT]
+#: A :data:`Duration` or "off" (held as None).
+DurationOrOff = Annotated[
+    timedelta | None,
+    BeforeValidator(_off),
+    PlainSerializer(_format_off, return_type=str, when_used="json"),
+]

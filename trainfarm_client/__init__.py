@@ -7,6 +7,7 @@ one implementation, here). Importing it loads no model library: each is imported
 
 Modules:
 
+* :mod:`trainfarm_client.live` -- ``LiveModel``, a bot's verified, hot-reloading view of the champion;
 * :mod:`trainfarm_client.predictor` -- ``Predictor.load(pack)``, ``predict_bars``, ``self_check``,
   ``decide`` (the trading rule with the pack's p*);
 * :mod:`trainfarm_client.features` -- the causal features, the same code training used;
@@ -15,15 +16,10 @@ Modules:
 * :mod:`trainfarm_client.pack`, ``models``, ``numpy_models``, ``stacking``, ``calibration``, ``probs``
   -- the pieces a predictor is built from.
 
-Installing into a bot's environment (Python >= 3.11): the client is its own distribution,
-``trainfarm-client``, and installs alone (none of the farm's code or libraries come along)::
-
-    pip install -c /path/to/trainfarm/constraints.txt /path/to/trainfarm/trainfarm_client
-
-or the same with a wheel built from that folder (``pip wheel --no-deps /path/to/trainfarm/trainfarm_client``)
-in place of the folder. ``constraints.txt`` pins the library versions the farm trains with: use them,
-because a pack's ``self_check`` refuses to serve when this machine's libraries compute other
-probabilities.
+It is its own distribution, ``trainfarm-client``; install it into a bot's environment with the farm's
+``constraints.txt`` (``pip install -c constraints.txt ./trainfarm_client``), because a pack's
+``self_check`` refuses to serve when this machine's libraries compute other probabilities. Usage and
+installation in full: docs/bot-contract.md, "The Python client", in the farm's repository.
 """
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """Applying the per-class isotonic calibration stored in a pack's ``calibrator.json`` (numpy only).
 
-The farm fits the curves (``trainfarm.shared.meta.calibration.IsotonicCalibrator``, with scikit-learn) and
+The farm fits the curves (``trainfarm.shared.stacking.isotonic.IsotonicCalibrator``, with scikit-learn) and
 writes only their thresholds; this module is the one implementation of reading and applying them, used by the
 farm and by bots alike, so a bot's calibrated probabilities are bit-identical to the farm's.
 
@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from trainfarm_client.arrays import FloatArray
 from trainfarm_client.probs import CLASSES, N_CLASSES, check_probs
-
-FloatArray = npt.NDArray[np.float64]
 
 KIND = "isotonic"
 DEFAULT_MIN_PROB = 1e-3

@@ -1,24 +1,23 @@
 """The Redis contract between the farm and live bots (bots in other languages depend on it too).
 
-Keys and channels (``<S>`` is the canonical symbol id such as ``BTC_USDT``, ``<T>`` the timeframe such as
-``1h``):
+The names are defined here, once; the full contract (every JSON field, ordering guarantees, what a bot
+may rely on, the artifact packs) is docs/bot-contract.md in the farm's repository. In short (``<S>`` the
+canonical symbol such as ``BTC_USDT``, ``<T>`` the timeframe such as ``1h``):
 
-* ``farm:champion:<S>:<T>`` (string, JSON): the durable truth about the champion:
-  ``{"symbol", "timeframe", "version", "sha256", "uri", "promoted_at"}``; ``sha256`` is the manifest's,
-  ``uri`` the pack folder (``file:///...``), ``promoted_at`` ISO-8601 UTC. Written before anything is
-  published; bots read it on start, on reconnect and every few seconds.
-* ``farm:promoted:<S>:<T>`` (pub/sub channel): the same JSON plus ``"event"`` (``"promoted"`` or
-  ``"rollback"``) and ``"previous_version"``. A nudge, delivered at most once: never the only source.
-* ``farm:events`` (stream, capped): every promotion, rollback, rejection and failure, one entry each, with
-  a field ``event`` and a field ``data`` holding the JSON.
-* ``farm:bots:<bot id>`` (hash with a TTL): ``symbol``, ``timeframe``, ``version``, ``loaded_at``,
-  ``host``, ``pid``; refreshed by the bot's heartbeat, so a missing hash means a dead bot.
-* ``farm:outcomes`` (stream, capped): signals and realised results reported by bots, one entry per
-  report with the fields ``bot_id``, ``symbol``, ``timeframe``, ``version``, ``signal`` (``up``/``down``),
-  ``probability``, ``realised_return`` (empty until known) and ``at`` (the signal's bar, ISO-8601 with
-  offset); optionally ``features``: a JSON list of the finite feature values the bot computed for that
-  bar, in the pack's ``feature_names`` order (see :func:`encode_features`). An entry without ``features``
-  is valid; the farm uses them only to detect train/serve skew.
+* ``farm:champion:<S>:<T>`` (string, JSON: ``symbol``, ``timeframe``, ``version``, ``sha256``, ``uri``,
+  ``promoted_at``): the durable truth about the champion, written before anything is published; bots read
+  it on start, on reconnect and every few seconds.
+* ``farm:promoted:<S>:<T>`` (pub/sub): the same JSON plus ``event`` and ``previous_version``; a nudge,
+  delivered at most once, never the only source.
+* ``farm:events`` (stream, capped): fields ``event`` (``promoted``, ``rollback``, ``rejected``,
+  ``failed``, ``triggered``) and ``data`` (JSON).
+* ``farm:bots:<bot id>`` (hash with a TTL, the bot's heartbeat): ``symbol``, ``timeframe``, ``version``,
+  ``loaded_at``, ``host``, ``pid``, ``last_error``, ``no_signal_reason``, ``seen_at``; a missing hash
+  means a dead bot.
+* ``farm:outcomes`` (stream, capped): one entry per report by a bot: ``bot_id``, ``symbol``,
+  ``timeframe``, ``version``, ``signal`` (``up``/``down``), ``probability``, ``at`` (the signal's bar,
+  ISO-8601 with offset), ``realised_return`` (empty until known) and optionally ``features``
+  (:func:`encode_features`; used only to detect train/serve skew).
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from trainfarm_client.arrays import FloatArray
 from trainfarm_client.numpy_models import NumpyClassifier, read_numpy_classifier
-from trainfarm_client.probs import N_CLASSES, FloatArray, normalise_proba
+from trainfarm_client.probs import N_CLASSES, normalise_proba
 
 if TYPE_CHECKING:  # types only: the libraries themselves are imported where a model needs them
     import lightgbm as lgb

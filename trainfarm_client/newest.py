@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
+from trainfarm_client.arrays import FloatArray
+
 # add_features' own windows and guards (one definition: a window changed there changes both paths).
 from trainfarm_client.features import (
     _EMA_SPANS,
@@ -48,7 +50,6 @@ from trainfarm_client.features import (
     VOLUME_CHANGE_CAP,
     WARMUP_BARS,
 )
-from trainfarm_client.probs import FloatArray
 
 _WILDER_ALPHA = 1.0 / _WILDER  # as add_features' _wilder passes it to ewm_mean
 _NS_PER_UNIT = {"ns": 1, "us": 1_000, "ms": 1_000_000}

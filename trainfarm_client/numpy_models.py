@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from trainfarm_client.probs import N_CLASSES, FloatArray
+from trainfarm_client.arrays import FloatArray
+from trainfarm_client.probs import N_CLASSES
 
 FORMAT = "trainfarm-sklearn-numpy"
 FORMAT_VERSION = 1

@@ -32,13 +32,14 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from trainfarm_client.arrays import FloatArray
 from trainfarm_client.calibration import Calibration, load_calibration
 from trainfarm_client.errors import PackError
 from trainfarm_client.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
 from trainfarm_client.models import MODEL_KINDS, BaseModel, MetaBooster, load_base_model
 from trainfarm_client.newest import closed_bars, newest_feature_row
 from trainfarm_client.pack import PACK_FORMAT, read_manifest
-from trainfarm_client.probs import DOWN, N_CLASSES, UP, FloatArray
+from trainfarm_client.probs import DOWN, N_CLASSES, UP
 from trainfarm_client.stackers import BoosterStacker, Stacker, load_stacker
 
 Signal = Literal["up", "down"]
@@ -80,7 +81,8 @@ class Decision:
 def decide(probs_row: npt.ArrayLike, p_star: float) -> Decision:
     """The decision for one row of (down, neutral, up) probabilities under the threshold ``p_star``.
 
-    The farm's trading simulation (``trainfarm.shared.evaluation.simulate``) scored the pack with this rule,
+    The farm's trading simulation (``trainfarm.shared.evaluation.trading.simulate``) scored the pack with
+    this rule,
     so a bot trades what was evaluated: a signal when ``max(p_up, p_down) >= p_star``, up when
     ``p_up >= p_down`` (a tie goes up, as there), down otherwise. A row with NaN gives no signal.
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
+from trainfarm_client.arrays import FloatArray
 
 CLASSES: tuple[str, ...] = ("down", "neutral", "up")
 DOWN, NEUTRAL, UP = 0, 1, 2

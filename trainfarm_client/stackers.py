@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from trainfarm_client.arrays import FloatArray
 from trainfarm_client.errors import PackError
 from trainfarm_client.models import MetaBooster
-from trainfarm_client.probs import N_CLASSES, FloatArray
+from trainfarm_client.probs import N_CLASSES
 from trainfarm_client.stacking import meta_feature_names, stack_features
 
 #: Probabilities are clipped here before their log is taken (a base model's 0 would be -inf).

@@ -32,9 +32,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from trainfarm_client.arrays import FloatArray
 from trainfarm_client.probs import check_probs
-
-FloatArray = npt.NDArray[np.float64]
 
 N_BASE_MODELS = 8
 _PROB_SUFFIXES = ("p_down", "p_neutral", "p_up")

@@ -4,7 +4,7 @@ Pages: the market grid (``/``), the run history (``/runs``), a version page (``/
 gate check, the stacker choice, metrics next to the prior and the best base model, the pack's plots) and
 the bot fleet (``/bots``). Each page's live part is re-rendered by the server as a fragment
 (``/fragments/<name>``) that a ten-line script (``static/live.js``) fetches every few seconds, so the pages
-follow the farm without a reload. ``/metrics`` is the Prometheus endpoint (:mod:`trainfarm.web.metrics`).
+follow the farm without a reload. ``/metrics`` is the Prometheus endpoint (:mod:`trainfarm.web.prometheus`).
 
 Every path except ``/healthz`` (which says "ok" and nothing else, for container healthchecks) needs the
 operator UIs' basic auth (:mod:`trainfarm.shared.ui_auth`), the same as Flower's. Nothing here writes.
@@ -26,13 +26,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from trainfarm.shared.connections import redis_client
+from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.errors import ArtifactError
 from trainfarm.shared.registry import Registry, VersionNotFoundError
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.ui_auth import UiCredentials, ui_credentials
 from trainfarm.web import views
-from trainfarm.web.metrics import FarmCollector
+from trainfarm.web.prometheus import FarmCollector
 
 HERE = Path(__file__).parent
 #: Seconds between refreshes of a page's live part.
@@ -107,11 +107,8 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
         return {"runs": views.runs(registry())}
 
     def bots_context() -> dict[str, Any]:
-        client = redis_client(settings)
-        try:
+        with redis_connection(settings) as client:
             return {"bots": views.bots(registry(), settings.load_config(), client)}
-        finally:
-            client.close()
 
     pages: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
         "markets": ("_markets.html", markets_context),

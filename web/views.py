@@ -14,12 +14,12 @@ from typing import Any
 
 import redis
 
-from trainfarm.shared.artifacts import read_manifest
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.errors import ArtifactError
+from trainfarm.shared.packs.artifacts import read_manifest
 from trainfarm.shared.registry import Registry, RunRecord, VersionRecord
 from trainfarm.shared.timeframes import Timeframe
-from trainfarm.workers.drift import load_champion
+from trainfarm.workers.checks.live_window import load_champion
 from trainfarm.workers.status import BotInfo, MarketInfo, bot_infos, champions_of, market_infos
 
 
@@ -46,9 +46,13 @@ def grid(registry: Registry, config: FarmConfig, now: datetime | None = None) ->
     dropped it), with its champion, age against the limit, last verdict and live win rate."""
     now = now or datetime.now(UTC)
     cells = {}
-    extra = registry.champion_markets()
+    extra = registry.champions.markets()
     for info in market_infos(registry, config, now, None, load_champion, extra=extra):
-        live = registry.live_results(info.symbol, info.timeframe, info.champion) if info.champion else []
+        live = (
+            registry.outcomes.live_results(info.symbol, info.timeframe, info.champion)
+            if info.champion
+            else []
+        )
         rate = sum(r > 0 for _, r in live) / len(live) if live else None
         cells[(info.symbol, info.timeframe)] = MarketCell(info, len(live), rate)
     symbols = list(dict.fromkeys([*config.universe.symbols, *(s for s, _ in extra)]))
@@ -59,7 +63,7 @@ def grid(registry: Registry, config: FarmConfig, now: datetime | None = None) ->
 
 def runs(registry: Registry, limit: int = 100) -> list[RunRecord]:
     """The newest runs, newest first."""
-    return registry.list_runs(limit=limit)
+    return registry.runs.newest(limit=limit)
 
 
 def bots(
@@ -67,7 +71,7 @@ def bots(
 ) -> list[BotInfo]:
     """The bot fleet from the heartbeats: version served, last heartbeat, lag, last error."""
     now = now or datetime.now(UTC)
-    markets = market_infos(registry, config, now, None, load_champion, extra=registry.champion_markets())
+    markets = market_infos(registry, config, now, None, load_champion, extra=registry.champions.markets())
     return bot_infos(client, champions_of(registry, markets), now)
 
 
@@ -86,7 +90,7 @@ class VersionPage:
 
 def version_page(registry: Registry, version_id: str) -> VersionPage:
     """The version page's data; a pack that is gone or fails verification is reported, not raised."""
-    record = registry.get_version(version_id)
+    record = registry.versions.get(version_id)
     report = record.gate_report or {}
     checks = [c for c in report.get("checks", []) if isinstance(c, dict)]
     manifest: dict[str, Any] = {}
@@ -115,7 +119,7 @@ def plot_file(registry: Registry, version_id: str, name: str) -> Path:
     :class:`ArtifactError` when the manifest does not list it or the pack fails verification (every
     file's sha256 is checked against the manifest, whose own sha256 is the registry's).
     """
-    record = registry.get_version(version_id)
+    record = registry.versions.get(version_id)
     manifest = read_manifest(Path(record.path), expected_sha256=record.manifest_sha256)
     plots, files = manifest.get("plots"), manifest.get("files")
     listed = isinstance(plots, list) and name in plots and isinstance(files, dict) and name in files

@@ -5,7 +5,7 @@ Celery-free orchestration modules below can be imported and tested without loadi
 
 What each module may import (the folder says it: ``workers`` sits on top of ``shared``):
 
-* Celery-free, tested without Celery: :mod:`~trainfarm.workers.jobs` (the JSON payloads),
+* Celery-free, tested without Celery: :mod:`~trainfarm.workers.payloads` (the JSON payloads),
   :mod:`~trainfarm.workers.runs` (one active run per market, the meta guard, delivery counting, the reaper),
   :mod:`~trainfarm.workers.stages` (prepare, train a base model, meta stage, fail), and
   :mod:`~trainfarm.workers.routing` (which queue a task goes to);

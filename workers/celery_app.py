@@ -1,20 +1,10 @@
 """The Celery app, configured from the farm's settings.
 
-Every setting below answers a known Celery/Redis failure mode (the README section
-"Celery reliability settings" lists them with the Celery and kombu issues behind them; tests check
-their behaviour):
-
-* JSON only, both ways: nothing a worker receives can execute code when deserialised.
-* acks_late + reject_on_worker_lost: a task whose pool process is killed goes back to the queue instead
-  of being acknowledged and lost; a per-task delivery counter (trainfarm.workers.runs) stops a poison message.
-* prefetch 1: a long training task never holds a second one hostage on a busy worker.
-* visibility_timeout above the hard time limit (broker and result backend): Redis does not hand a task
-  still running to a second worker.
-* broker connection retry forever, and cancel long-running tasks on connection loss: a Redis restart
-  neither kills the worker nor leaves it consuming nothing.
-* result_expires longer than the longest run: chord bookkeeping outlives the chord.
-* worker_deduplicate_successful_tasks: a redelivered message of a task that already succeeded is skipped,
-  so it does not count twice in a chord.
+Every setting in :func:`build_config` answers a known Celery/Redis failure mode (JSON only, late acks,
+prefetch 1, time limits under the visibility timeout, reconnecting forever, deduplicated redeliveries);
+they are set here and nowhere else, and tests check their behaviour. Each setting and what it prevents:
+docs/architecture.md#celery-settings; what the reliability suite proves about them: docs/RELIABILITY.md.
+The comments below explain the values that are computed.
 """
 
 from __future__ import annotations

@@ -18,17 +18,17 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from trainfarm.shared.artifacts import MANIFEST
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.connections import redis_client
+from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset import build_snapshot
+from trainfarm.shared.dataset.snapshot import build_snapshot
 from trainfarm.shared.errors import ArtifactError, FarmError
-from trainfarm.shared.predictor import Predictor, fitted_until
+from trainfarm.shared.packs.artifacts import MANIFEST
+from trainfarm.shared.packs.predictor import Predictor, fitted_until
 from trainfarm.shared.registry import Registry, RunRecord, RunStatus
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import parse_timeframe
-from trainfarm.workers.jobs import RunJob
+from trainfarm.workers.payloads import RunJob
 from trainfarm.workers.runs import claim_meta, run_dir
 from trainfarm.workers.stages import meta_guard_ttl_s, register_built, remove_staging, settle
 
@@ -56,7 +56,7 @@ def skip_reason(
     """
     tf = parse_timeframe(timeframe)
     params = config.params(tf)
-    champion = registry.get_champion(symbol, tf)
+    champion = registry.champions.get(symbol, tf)
     if champion is None:
         return "no champion: a meta-only retrain reuses the champion's base models"
     try:
@@ -90,24 +90,21 @@ def run_meta(job: RunJob, *, task_id: str, threads: int) -> str | None:
     settings = get_settings()
     config = settings.load_config()
     registry = Registry.open()
-    run = registry.get_run(job.run_id)
+    run = registry.runs.get(job.run_id)
     if run.status.terminal:
         if run.version is not None:
-            settle(registry.get_version(run.version))
+            settle(registry.versions.get(run.version))
         return run.version
-    client = redis_client(settings)
-    try:
+    with redis_connection(settings) as client:
         if not claim_meta(client, job.run_id, task_id, meta_guard_ttl_s()):
             return None
-    finally:
-        client.close()
-    champion = registry.get_champion(job.symbol_id(), job.tf().value)
+    champion = registry.champions.get(job.symbol_id(), job.tf().value)
     if champion is None:
         raise FarmError(
             f"{job.symbol_id()} {job.tf()} has no champion: a meta-only retrain reuses the champion's "
             "base models"
         )
-    registry.set_run_status(job.run_id, RunStatus.PREPARING)
+    registry.runs.set_status(job.run_id, RunStatus.PREPARING)
     predictor = Predictor.load(Path(champion.path), expected_manifest_sha256=champion.manifest_sha256)
     after = predictor.fitted_until
     if after is None:
@@ -120,7 +117,7 @@ def run_meta(job: RunJob, *, task_id: str, threads: int) -> str | None:
         root=settings.datasets_dir,
         after=after,
     )
-    registry.set_run_status(
+    registry.runs.set_status(
         job.run_id,
         RunStatus.META,
         snapshot_hash=snapshot.content_hash,

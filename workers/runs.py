@@ -1,10 +1,10 @@
 """Run coordination: one active run per market, one meta stage per run, bounded redeliveries, the reaper.
 
-Plain functions over the registry and a redis-py client (no Celery here): the tasks call them.
+Plain functions over the registry and a redis-py client (no Celery here): the tasks call them. How a run
+is claimed and travels through Celery: docs/architecture.md#one-retrain-run.
 
-* **One active run per (symbol, timeframe)**: the registry is the one source of truth. Its unique index on
-  active runs (migration 0003) lets exactly one trigger insert a run; every other trigger merges into it,
-  for as long as the run lives, however long it waits in a queue (no time-to-live to outlast).
+* **One active run per (symbol, timeframe)**: the registry's unique index on active runs is the one source
+  of truth, so there is no time-to-live for a long queue wait to outlast.
 * **The reaper**: a run whose work is provably gone (not one of its messages is queued, reserved or running,
   seen twice) is failed, so that its market can run again. With ``acks_late`` every task of a live run
   keeps its message in a queue or in the broker's unacknowledged set until it has finished, and each
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import redis
 
-from trainfarm.shared.connections import redis_client
+from trainfarm.shared.champions.publish import record_failure
+from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.errors import FarmError, HeaderResultError, MissingHeaderResultError, TransientError
-from trainfarm.shared.promotion import record_failure
 from trainfarm.shared.registry import Registry, RunKind, RunRecord, utc_now
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.routing import QUEUES
@@ -83,7 +83,7 @@ def claim_run(
     """
     registry = registry or Registry.open()
     for _ in range(3):  # bounded: each pass creates, merges, or reaps one abandoned run
-        run, created = registry.claim_run(symbol, timeframe, reason, kind=kind)
+        run, created = registry.runs.claim(symbol, timeframe, reason, kind=kind)
         if created:
             return Submitted(run.id, run.symbol, run.timeframe, merged=False, kind=run.kind)
         if not run_is_abandoned(run):
@@ -100,16 +100,11 @@ def run_is_abandoned(run: RunRecord, *, client: redis.Redis | None = None) -> bo
     """
     if run.status.terminal or utc_now() - run.created_at < REAP_GRACE:
         return False
-    own = client is None
-    conn = client if client is not None else redis_client(decode_responses=False)
-    try:
+    with redis_connection(decode_responses=False, client=client) as conn:
         if broker_holds_run(conn, run.id):
             return False
         time.sleep(_SECOND_LOOK_S)
         return not broker_holds_run(conn, run.id)
-    finally:
-        if own:
-            conn.close()
 
 
 def broker_holds_run(client: redis.Redis, run_id: str, queues: Sequence[str] = QUEUES) -> bool:
@@ -150,7 +145,7 @@ def reap_abandoned_runs(*, registry: Registry | None = None) -> list[str]:
     registry = registry or Registry.open()
     return [
         run.id
-        for run in registry.active_runs()
+        for run in registry.runs.all_active()
         if run_is_abandoned(run) and reap(run, "found by the reaper", registry=registry)
     ]
 
@@ -164,12 +159,12 @@ def record_run_failure(
     is and nothing is announced: each run's outcome is recorded and announced exactly once.
     """
     registry = registry or Registry.open()
-    if not registry.fail_run(run_id, error, failed_model=failed_model):
+    if not registry.runs.fail(run_id, error, failed_model=failed_model):
         return False
     shutil.rmtree(run_dir(run_id), ignore_errors=True)
     # The registry holds the failure; the events stream is history, not the source of truth.
     with contextlib.suppress(TransientError):
-        record_failure(registry.get_run(run_id))
+        record_failure(registry.runs.get(run_id))
     return True
 
 

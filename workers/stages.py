@@ -20,20 +20,22 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainfarm.shared.connections import redis_client
+from trainfarm.shared.champions.publish import promote_version, prune, reannounce, reject_version
+from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot, load_snapshot
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot, build_snapshot, load_snapshot
 from trainfarm.shared.errors import ConfigMismatchError, DataError, FarmError, RunEndedError
-from trainfarm.shared.predictor import Predictor
-from trainfarm.shared.promotion import promote_version, prune, reannounce, reject_version
+from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.registry import PromotionReason, Registry, RunStatus, VersionRecord
 from trainfarm.shared.settings import get_settings
+from trainfarm.shared.timeframes import format_duration
 from trainfarm.shared.training.base import BaseModelResult, result_path, train_base_model
 from trainfarm.shared.zoo import MODEL_NAMES, get_spec
-from trainfarm.workers.jobs import RunJob, SnapshotRef, StageJob
+from trainfarm.workers.payloads import RunJob, SnapshotRef, StageJob
 
 if TYPE_CHECKING:  # the meta stage imports the ML libraries: loaded when a meta stage runs, not here
     from trainfarm.shared.training.meta_stage import BuiltVersion
@@ -62,16 +64,16 @@ def prepare(job: RunJob) -> StageJob | None:
     settings = get_settings()
     config = settings.load_config()
     registry = Registry.open()
-    run = registry.get_run(job.run_id)
+    run = registry.runs.get(job.run_id)
     if run.status.terminal or run.status in _LAUNCHED:
         return None
-    registry.set_run_status(job.run_id, RunStatus.PREPARING)
+    registry.runs.set_status(job.run_id, RunStatus.PREPARING)
     bars = open_store().load(job.symbol_id())
     snapshot = build_snapshot(
         bars, symbol=job.symbol_id(), timeframe=job.tf(), config=config, root=settings.datasets_dir
     )
     config_hash = config.config_hash()
-    registry.set_run_status(
+    registry.runs.set_status(
         job.run_id,
         RunStatus.PREPARING,
         snapshot_hash=snapshot.content_hash,
@@ -95,7 +97,7 @@ def prepare(job: RunJob) -> StageJob | None:
 
 def launched(job: StageJob) -> bool:
     """Record that the run's chord is under way (``training``); False when the run has ended meanwhile."""
-    return Registry.open().set_run_status(job.run_id, RunStatus.TRAINING)
+    return Registry.open().runs.set_status(job.run_id, RunStatus.TRAINING)
 
 
 def check_config(job: StageJob) -> None:
@@ -138,12 +140,12 @@ def train_base(
     settings = get_settings()
     config = settings.load_config()
     registry = Registry.open()
-    if registry.get_run(job.run_id).status.terminal:
+    if registry.runs.get(job.run_id).status.terminal:
         # The run ended already (another model's error): training this one would only litter.
         raise RunEndedError(f"run {job.run_id} has ended; not training {spec.name}")
     # The Celery node name (``name@host``) when a task passes it: two workers on one host stay apart.
     worker = worker or socket.gethostname()
-    registry.base_started(job.run_id, spec.name, spec.family, spec.effective_device(device), worker)
+    registry.runs.base_started(job.run_id, spec.name, spec.family, spec.effective_device(device), worker)
     started = time.perf_counter()
     try:
         result = train_base_model(
@@ -158,15 +160,15 @@ def train_base(
             worker=worker,
         )
     except time_limit_errors:
-        registry.base_failed(job.run_id, spec.name, timed_out(config.training.task_time_limit))
+        registry.runs.base_failed(job.run_id, spec.name, timed_out(config.training.task_time_limit))
         raise
     except Exception as exc:
-        registry.base_failed(job.run_id, spec.name, f"{type(exc).__name__}: {exc}")
+        registry.runs.base_failed(job.run_id, spec.name, f"{type(exc).__name__}: {exc}")
         raise
-    registry.base_finished(
+    registry.runs.base_finished(
         job.run_id, spec.name, seconds=time.perf_counter() - started, metrics=result.metrics
     )
-    if registry.get_run(job.run_id).status.terminal:
+    if registry.runs.get(job.run_id).status.terminal:
         # The run failed while this model trained: its failure freed the staging folder; do it again.
         remove_staging(job.run_id)
     return result.to_json()
@@ -175,12 +177,12 @@ def train_base(
 def poisoned(job: StageJob, error: str) -> None:
     """Record that a base model's task was given up (it killed its worker on every delivery)."""
     if job.model is not None:
-        Registry.open().base_failed(job.run_id, job.model, error)
+        Registry.open().runs.base_failed(job.run_id, job.model, error)
 
 
-def timed_out(limit: str) -> str:
+def timed_out(limit: timedelta) -> str:
     """How a task that ran out of time is described, naming the configured limit."""
-    return f"timed out: the task time limit is {limit} (training.task_time_limit)"
+    return f"timed out: the task time limit is {format_duration(limit)} (training.task_time_limit)"
 
 
 def stored_result(job: StageJob, model: str) -> dict[str, object] | None:
@@ -226,22 +228,19 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
 
     check_config(job)
     registry = Registry.open()
-    run = registry.get_run(job.run_id)
+    run = registry.runs.get(job.run_id)
     if run.status.terminal:
         if run.version is not None:
             # A redelivery after the version was registered: finish what the dead task left undone.
-            settle(registry.get_version(run.version))
+            settle(registry.versions.get(run.version))
             remove_staging(job.run_id)
         return run.version
-    client = redis_client()
-    try:
+    with redis_connection() as client:
         if not claim_meta(client, job.run_id, task_id, meta_guard_ttl_s()):
             return None
-    finally:
-        client.close()
     base = collect_results(job, results)
-    registry.set_run_status(job.run_id, RunStatus.META)
-    champion = registry.get_champion(job.symbol_id(), job.tf().value)
+    registry.runs.set_status(job.run_id, RunStatus.META)
+    champion = registry.champions.get(job.symbol_id(), job.tf().value)
     built = build_version(
         job,
         load_run_snapshot(job),
@@ -259,7 +258,7 @@ def register_built(registry: Registry, job: RunJob, built: BuiltVersion) -> str:
 
     The last step of a full run's meta stage and of a meta-only run alike; returns the version id.
     """
-    version = registry.add_version(
+    version = registry.versions.add(
         built.version,
         job.symbol_id(),
         job.tf().value,
@@ -313,11 +312,11 @@ def fail(job: RunJob, error: str, *, model: str | None) -> bool:
     that has ended (it succeeded, or another report came first) is left alone and nothing is announced.
     """
     registry = Registry.open()
-    if registry.get_run(job.run_id).status.terminal:
+    if registry.runs.get(job.run_id).status.terminal:
         return False
     if model is None:
         failed = sorted(
-            (r for r in registry.base_results(job.run_id) if r.status == "failed"),
+            (r for r in registry.runs.base_results(job.run_id) if r.status == "failed"),
             key=lambda r: (r.finished_at is None, r.finished_at),
         )
         if failed:

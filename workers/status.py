@@ -6,7 +6,7 @@ module stays Celery-free). Flags, each with its reason: a champion older than it
 limit is ``stale``; a bot whose heartbeat is older than ``STALE_BOT_S`` is ``stale``; a bot serving
 another version than its market's champion is ``lagging``; a bot with a ``last_error`` says so. A market
 whose bots reported live features that the farm's recomputation contradicts is flagged ``skew``
-(:mod:`trainfarm.workers.skew`: rows checked, mismatching, not checked, the worst feature and bar).
+(:mod:`trainfarm.workers.checks.skew`: rows checked, mismatching, not checked, the worst feature and bar).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from trainfarm.shared.data.store import BarStore, open_store
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.registry.models import VersionRecord
 from trainfarm.shared.timeframes import Timeframe, parse_timeframe
-from trainfarm.workers.drift import PackLoader, load_champion
+from trainfarm.workers.checks.live_window import PackLoader, load_champion
+from trainfarm.workers.checks.skew import skew_report
 from trainfarm.workers.runs import queue_depths
-from trainfarm.workers.skew import skew_report
 from trainfarm_client.contract import BOT_KEY_PATTERN
 
 #: A heartbeat older than this (seconds) marks a bot stale (bots beat every 10 s by default).
@@ -137,10 +137,10 @@ def market_infos(
         (symbol, parse_timeframe(tf)) for symbol, tf in extra if (symbol, parse_timeframe(tf)) not in markets
     ]
     for symbol, tf in markets:
-        limit_h = config.params(tf).freshness_limit_td.total_seconds() / 3600.0
-        champion = registry.get_champion(symbol, tf)
+        limit_h = config.params(tf).freshness_limit.total_seconds() / 3600.0
+        champion = registry.champions.get(symbol, tf)
         age_h = (now - champion.created_at).total_seconds() / 3600.0 if champion else None
-        versions = registry.list_versions(symbol, tf)
+        versions = registry.versions.of_market(symbol, tf)
         last = versions[0] if versions else None
         verdict = None
         if last is not None and last.gate_report is not None:
@@ -214,7 +214,9 @@ def champions_of(registry: Registry, markets: Sequence[MarketInfo]) -> dict[tupl
     for m in markets:
         promoted = None
         if m.champion is not None:
-            moves = [p for p in registry.list_promotions(m.symbol, m.timeframe) if p.to_version == m.champion]
+            moves = [
+                p for p in registry.champions.history(m.symbol, m.timeframe) if p.to_version == m.champion
+            ]
             promoted = moves[0].at if moves else None
         out[(m.symbol, m.timeframe)] = Champion(m.champion, promoted)
     return out
@@ -246,7 +248,7 @@ def farm_status(
             "reasons": r.reasons,
             "age_s": (now - r.created_at).total_seconds(),
         }
-        for r in registry.active_runs()
+        for r in registry.runs.all_active()
     ]
     return FarmStatus(
         _workers(active_queues or {}, stats or {}),

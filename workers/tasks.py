@@ -18,7 +18,8 @@ from celery.exceptions import ChordError, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from pydantic import BaseModel, ConfigDict
 
-from trainfarm.shared.connections import redis_client
+from trainfarm.shared.champions.reconcile import reconcile
+from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.errors import (
     BrokerUnavailableError,
     ConfigError,
@@ -28,16 +29,16 @@ from trainfarm.shared.errors import (
     StageTimeoutError,
     TransientError,
 )
-from trainfarm.shared.reconcile import reconcile
 from trainfarm.shared.registry import Registry, RunKind
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
-from trainfarm.workers import alerts, meta_runs, outcomes, stages, triggers
+from trainfarm.workers import meta_runs, stages
 from trainfarm.workers.celery_app import app
-from trainfarm.workers.jobs import RunJob, StageJob, parse_payload
+from trainfarm.workers.checks import alert_delivery, outcome_ingest, trigger_check
+from trainfarm.workers.payloads import RunJob, StageJob, parse_payload
 from trainfarm.workers.routing import (
     CHECK_TRIGGERS,
     DELIVER_ALERTS,
@@ -78,11 +79,8 @@ class FarmTask(Task):  # type: ignore[misc]
         settings = get_settings()
         if self.request.retries:  # a deliberate retry is not a redelivery
             return
-        client = redis_client(settings)
-        try:
+        with redis_connection(settings) as client:
             deliveries = count_delivery(client, self.request.id, ttl_s=7 * 86400)
-        finally:
-            client.close()
         if deliveries > settings.max_deliveries:
             raise PoisonMessageError(
                 f"task {self.request.id} was delivered {deliveries} times (limit {settings.max_deliveries}); "
@@ -268,7 +266,7 @@ def meta_refit(self: FarmTask, payload: dict[str, Any]) -> dict[str, Any]:
 
 def _full_retrain_after(job: RunJob) -> None:
     """Submit the full retrains that merged into an ended meta-only run (see :mod:`.meta_runs`)."""
-    run = Registry.open().get_run(job.run_id)
+    run = Registry.open().runs.get(job.run_id)
     wanted = meta_runs.full_reasons(run) if run.status.terminal else []
     if wanted:
         reason = f"after meta-only run {run.id[:8]}: {', '.join(wanted)}"
@@ -317,13 +315,11 @@ def fan_out(timeframe: str, reason: str, *, kind: RunKind = RunKind.FULL) -> lis
 
 @app.task(base=FarmTask, name=CHECK_TRIGGERS)
 def check_triggers() -> list[dict[str, Any]]:
-    """Beat's trigger check: fire every due policy once per cooldown (:mod:`trainfarm.workers.triggers`)."""
+    """Beat's trigger check: fire every due policy once per cooldown
+    (:mod:`trainfarm.workers.checks.trigger_check`)."""
     settings = get_settings()
-    client = redis_client(settings)
-    try:
-        fired = triggers.check(Registry.open(), settings.load_config(), client, submit_retrain)
-    finally:
-        client.close()
+    with redis_connection(settings) as client:
+        fired = trigger_check.check(Registry.open(), settings.load_config(), client, submit_retrain)
     for f in fired:
         log.info("trigger %s fired for %s %s: run %s", f.policy, f.symbol, f.timeframe, f.run_id[:8])
     return [asdict(f) for f in fired]
@@ -332,11 +328,8 @@ def check_triggers() -> list[dict[str, Any]]:
 @app.task(base=FarmTask, name=INGEST_OUTCOMES)
 def ingest_outcomes() -> dict[str, Any]:
     """Beat's outcome ingestion: the bots' outcome stream into the registry, once per signal."""
-    client = redis_client(get_settings())
-    try:
-        report = outcomes.ingest(client, Registry.open())
-    finally:
-        client.close()
+    with redis_connection(get_settings()) as client:
+        report = outcome_ingest.ingest(client, Registry.open())
     return asdict(report)
 
 
@@ -345,11 +338,8 @@ def deliver_alerts() -> dict[str, Any]:
     """Beat's alert delivery: new events and stale bots into the outbox, due alerts out (:mod:`.alerts`)."""
     settings = get_settings()
     config = settings.load_config().alerts
-    client = redis_client(settings)
-    try:
-        report = alerts.run_alerts(client, config, alerts.channels(config, settings))
-    finally:
-        client.close()
+    with redis_connection(settings) as client:
+        report = alert_delivery.run_alerts(client, config, alert_delivery.channels(config, settings))
     return asdict(report)
 
 
@@ -357,11 +347,8 @@ def deliver_alerts() -> dict[str, Any]:
 def reconcile_champions() -> list[dict[str, Any]]:
     """Beat's reconciliation: re-announce champions whose pointer or key lags the registry."""
     settings = get_settings()
-    client = redis_client(settings)
-    try:
+    with redis_connection(settings) as client:
         repairs = reconcile(Registry.open(), client, settings)
-    finally:
-        client.close()
     for r in repairs:
         log.warning(
             "%s %s: pointer said %s, Redis said %s; re-announced champion %s",

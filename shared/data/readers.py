@@ -1,22 +1,11 @@
 """Reading OHLCV bar files into one canonical frame.
 
-Accepted files, chosen by suffix: ``.csv`` / ``.csv.gz``, ``.parquet`` / ``.pq`` and ``.feather`` /
-``.arrow`` / ``.ipc`` (what freqtrade writes to ``user_data/data/<exchange>/PAIR-5m.feather``).
+The accepted files (by suffix), column names and time zone rules: docs/ml.md#data. Time zones are never
+guessed: zone-less datetimes or strings are refused unless the caller passes ``assume_utc=True``.
 
-Column names are matched case-insensitively. The time column may be called ``date``, ``datetime``,
-``timestamp``, ``open_time`` or ``time`` (the first of these present wins). The result always has exactly
-the columns ``date`` (``Datetime("ms", "UTC")``), ``open``, ``high``, ``low``, ``close``, ``volume``
-(``Float64``), in the file's own row order: nothing is sorted or dropped here, because validation must see
-the file as it is to name the row a person has to fix.
-
-Time zones are never guessed:
-
-- a zone-aware datetime column (any zone) is converted to UTC;
-- integers are epoch milliseconds, or epoch seconds when every value is below 1e11 (both UTC by definition);
-- ISO 8601 strings must all carry the same UTC offset (``Z``, ``UTC``, ``+00:00``, ``+0200``...); one file
-  is one zone, so mixing offsets, or zone-less strings with zoned ones, is an error naming the first row
-  that differs;
-- zone-less datetimes or strings are refused unless the caller passes ``assume_utc=True``.
+The result always has exactly the columns ``date`` (``Datetime("ms", "UTC")``), ``open``, ``high``,
+``low``, ``close``, ``volume`` (``Float64``), in the file's own row order: nothing is sorted or dropped
+here, because validation must see the file as it is to name the row a person has to fix.
 """
 
 from __future__ import annotations

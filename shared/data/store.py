@@ -3,13 +3,13 @@
 Layout under the store root, one folder per canonical symbol id (see :mod:`trainfarm.shared.symbols`)::
 
     <root>/<SYMBOL_ID>/bars-5m.parquet   date, open, high, low, close, volume; sorted, unique, 5m grid
-    <root>/<SYMBOL_ID>/meta.json         symbol, display symbol, the data file's sha256/rows/first/last,
-                                         and every imported source (file name, sha256, rows, first, last,
-                                         imported_at)
+    <root>/<SYMBOL_ID>/bars.json         the record of the data file: symbol, display symbol, its
+                                         sha256/rows/first/last, and every imported source (file name,
+                                         sha256, rows, first, last, imported_at)
 
 Imports are all-or-nothing. A file is read and validated whole before the store is touched; overlapping
 bars must agree exactly with what is stored (or the caller asks to replace the symbol's bars); the data file
-is written atomically first and ``meta.json`` last, so a reader sees the old state or the new one. On any
+is written atomically first and ``bars.json`` last, so a reader sees the old state or the new one. On any
 error the store's files are left byte for byte as they were. Imports into one store are serialised with
 an advisory lock on the root folder (one machine; the store is not meant for network file systems).
 """
@@ -41,9 +41,12 @@ from trainfarm.shared.symbols import canonical_symbol, display_symbol
 from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe
 
 DATA_FILE = "bars-5m.parquet"
-META_FILE = "meta.json"
-#: Version of the meta.json layout; bump when its keys change meaning.
-META_FORMAT = 1
+RECORD_FILE = "bars.json"
+#: Where stores written before the record's rename kept it; read when RECORD_FILE is absent, removed at
+#: the next write.
+LEGACY_RECORD_FILE = "meta.json"
+#: Version of the record's layout; bump when its keys change meaning.
+RECORD_FORMAT = 1
 
 
 def _iso(moment: datetime) -> str:
@@ -110,7 +113,7 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """Result of :meth:`BarStore.check`: the data is valid and matches meta.json."""
+    """Result of :meth:`BarStore.check`: the data is valid and matches its record (bars.json)."""
 
     summary: StoreSummary
     gaps: list[Gap]
@@ -198,7 +201,7 @@ class BarStore:
             if replace or not data_path.is_file():
                 merged, added, sources = bars, bars.height, [source]
             else:
-                recorded = self._read_meta(folder / META_FILE)["sources"]
+                recorded = self._read_record(folder)["sources"]
                 merged, added = _merge(self._read_stored(data_path), bars, name, symbol_id)
                 known = any(old.get("sha256") == source["sha256"] for old in recorded)
                 if added == 0 and known:
@@ -225,15 +228,15 @@ class BarStore:
     def _write(
         folder: Path, bars: pl.DataFrame, sources: list[dict[str, Any]], *, rewrite_data: bool
     ) -> None:
-        data_path, meta_path = folder / DATA_FILE, folder / META_FILE
+        data_path, record_path = folder / DATA_FILE, folder / RECORD_FILE
         payload = b""
         if rewrite_data:
-            # Serialised in memory once, so the sha256 recorded in meta.json is of exactly these bytes.
+            # Serialised in memory once, so the sha256 recorded in bars.json is of exactly these bytes.
             buffer = io.BytesIO()
             bars.select(BAR_COLUMNS).write_parquet(buffer, compression="zstd")
             payload = buffer.getvalue()
-        meta = {
-            "format": META_FORMAT,
+        record = {
+            "format": RECORD_FORMAT,
             "symbol": folder.name,
             "display": display_symbol(folder.name),
             "data": {
@@ -250,9 +253,9 @@ class BarStore:
         try:
             if rewrite_data:
                 atomic_write_bytes(data_path, payload)
-            atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+            atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
         except BaseException:
-            # Meta is the last step; if it fails, put the data file back so the pair stays consistent.
+            # The record is the last step; if it fails, put the data file back so the pair stays consistent.
             if rewrite_data:
                 if old_data is not None:
                     atomic_write_bytes(data_path, old_data)
@@ -261,6 +264,8 @@ class BarStore:
             if not folder_existed and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
             raise
+        # bars.json is in place and complete: a legacy record beside it is stale.
+        (folder / LEGACY_RECORD_FILE).unlink(missing_ok=True)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -296,16 +301,25 @@ class BarStore:
             ) from exc
 
     @staticmethod
-    def _read_meta(path: Path) -> dict[str, Any]:
+    def _record_path(folder: Path) -> Path:
+        """The symbol's record file: bars.json, or the legacy meta.json of a store written before it."""
+        path = folder / RECORD_FILE
+        legacy = folder / LEGACY_RECORD_FILE
+        return legacy if not path.is_file() and legacy.is_file() else path
+
+    @classmethod
+    def _read_record(cls, folder: Path) -> dict[str, Any]:
+        path = cls._record_path(folder)
         try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
+            record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise DataError(
-                f"cannot read the store's metadata ({exc}); re-import with --replace", file=str(path)
+                f"cannot read the store's record of its bars ({exc}); re-import with --replace",
+                file=str(path),
             ) from exc
-        if not isinstance(meta, dict) or not isinstance(meta.get("sources"), list):
-            raise DataError("metadata is not a bar-store meta.json; re-import with --replace", file=str(path))
-        return meta
+        if not isinstance(record, dict) or not isinstance(record.get("sources"), list):
+            raise DataError(f"not a bar-store {path.name}; re-import with --replace", file=str(path))
+        return record
 
     def load(
         self,
@@ -343,22 +357,22 @@ class BarStore:
         return _summary(canonical_symbol(symbol), dates)
 
     def check(self, symbol: str) -> CheckReport:
-        """Re-validate ``symbol``'s stored bars and verify meta.json against them.
+        """Re-validate ``symbol``'s stored bars and verify their record (bars.json) against them.
 
         Raises :class:`DataError` naming the file when the data file is unreadable or breaks a validation
-        rule, or when meta.json is missing, unreadable or does not describe the data file.
+        rule, or when the record is missing, unreadable or does not describe the data file.
         """
         data_path = self._data_path(symbol)
         bars = self._read_stored(data_path)
         # min_rows=1: imports enforce the row minimum; here only an empty file is a sign of damage.
         validate_bars(bars, file=str(data_path), min_rows=1)
-        meta_path = data_path.parent / META_FILE
-        meta = self._read_meta(meta_path)
+        record_path = self._record_path(data_path.parent)
+        record = self._read_record(data_path.parent)
         summary = _summary(data_path.parent.name, bars["date"])
-        recorded_data = meta.get("data")
+        recorded_data = record.get("data")
         data: dict[str, Any] = recorded_data if isinstance(recorded_data, dict) else {}
         expected = {
-            "symbol": (meta.get("symbol"), summary.symbol),
+            "symbol": (record.get("symbol"), summary.symbol),
             "data sha256": (data.get("sha256"), sha256_file(data_path)),
             "rows": (data.get("rows"), summary.rows),
             "first bar": (data.get("first"), _iso(summary.first)),
@@ -367,15 +381,15 @@ class BarStore:
         for what, (recorded, actual) in expected.items():
             if recorded != actual:
                 raise DataError(
-                    f"meta.json does not match {DATA_FILE}: {what} is {recorded!r} in meta.json "
-                    f"but {actual!r} in the data; re-import the sources with --replace",
-                    file=str(meta_path),
+                    f"{record_path.name} does not match {DATA_FILE}: {what} is {recorded!r} in "
+                    f"{record_path.name} but {actual!r} in the data; re-import the sources with --replace",
+                    file=str(record_path),
                 )
         return CheckReport(
             summary=summary,
             gaps=summary.gaps,
             missing_bars=summary.missing_bars,
-            sources=len(meta["sources"]),
+            sources=len(record["sources"]),
         )
 
 

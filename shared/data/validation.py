@@ -1,31 +1,14 @@
 """Validation of 5-minute OHLCV bars, before anything reaches the bar store.
 
-A frame from :func:`trainfarm.shared.data.readers.read_bars` is checked against these rules, in this order
-within a row:
-
-1. no missing values: no null in any column, no NaN or infinity in open, high, low, close, volume;
-2. open, high, low and close are positive (> 0);
-3. volume is not negative (0 is a quiet bar, allowed);
-4. high >= low;
-5. high >= max(open, close);
-6. low <= min(open, close);
-7. no duplicate timestamps (the message names both rows);
-8. timestamps ascend (the message names the row that goes backwards);
-9. every timestamp is on the 5-minute grid (bars open at :00, :05, ... UTC);
-10. the bars are 5-minute bars: the median spacing of consecutive timestamps is 5 minutes;
-11. at least ``min_rows`` rows.
-
-The first problem in file order is reported (the earliest row that breaks any rule; within a row, the
-first rule above), as a :class:`~trainfarm.shared.errors.DataError` naming the file, the column and the
-1-based data row (header excluded) with the bar's timestamp, so a person can open the file and fix that line.
-The bar interval and too few rows are checked last, as they are facts about the whole file. Nothing is
-repaired or dropped here: a file that breaks a rule is refused whole.
-
-Why rule 10: 1h or 1d bars open on the 5-minute grid too, so rules 1-9 accept them, and the store would
-keep them as 5m bars with eleven (or 287) missing bars after each one: a year of 1h bars imported as 5m
-reported tens of thousands of gaps instead of saying what was wrong. The median spacing is the file's
-interval whatever its outages (a real 5m file with a missing day still has a median of 5 minutes); the
-message names the interval found and the 5m the store holds.
+A frame from :func:`trainfarm.shared.data.readers.read_bars` is checked against the import rules of
+docs/ml.md#data and refused whole at the first problem in file order: the earliest row that breaks any
+rule, and within a row the first in this order: missing values (null, NaN, infinity), non-positive price,
+negative volume, high < low, high < max(open, close), low > min(open, close), duplicate timestamp (the
+message names both rows), a timestamp going backwards, off the 5-minute grid. The error is a
+:class:`~trainfarm.shared.errors.DataError` naming the file, the column and the 1-based data row (header
+excluded) with the bar's timestamp, so a person can open the file and fix that line. The facts about the
+whole file come last: the bar interval (the median spacing, which names the interval found), then too few
+rows.
 
 All rules are polars expressions evaluated in one pass, so a 400k-row file validates in milliseconds.
 """

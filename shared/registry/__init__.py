@@ -1,13 +1,26 @@
 """The registry of retrain runs, base-model results, versions, promotions and live outcomes.
 
 ``Registry.open()`` connects to the settings' database (SQLite under the farm home by default, PostgreSQL
-via ``FARM_DATABASE_URL``) and migrates it to the newest schema once per process.
+via ``FARM_DATABASE_URL``), migrates it to the newest schema once per process, and gives one store per
+aggregate: ``registry.runs``, ``registry.versions``, ``registry.champions`` and ``registry.outcomes``.
 """
 
 from __future__ import annotations
 
-from trainfarm.shared.registry.errors import ActiveRunExistsError
-from trainfarm.shared.registry.migrations import create_registry_engine, dispose_engine
+from trainfarm.shared.errors import (
+    ActiveRunExistsError,
+    AmbiguousRunIdError,
+    NoChampionError,
+    PromotionRefusedError,
+    RegistryConflictError,
+    RegistryError,
+    RegistryUnavailableError,
+    RunNotFoundError,
+    VersionNotFoundError,
+)
+from trainfarm.shared.registry.champion_store import ChampionStore, PromotionRecord, ReasonLike
+from trainfarm.shared.registry.database import Database, upgrade, utc_now
+from trainfarm.shared.registry.engine import create_registry_engine, dispose_engine
 from trainfarm.shared.registry.models import (
     BaseResultRecord,
     BaseStatus,
@@ -19,32 +32,25 @@ from trainfarm.shared.registry.models import (
     VersionStatus,
     metric,
 )
-from trainfarm.shared.registry.outcomes import OutcomeCounts, Signal
-from trainfarm.shared.registry.promotions import PromotionRecord
-from trainfarm.shared.registry.store import (
-    AmbiguousRunIdError,
-    NoChampionError,
-    PromotionRefusedError,
-    Registry,
-    RegistryConflictError,
-    RegistryError,
-    RegistryUnavailableError,
-    RunNotFoundError,
-    VersionNotFoundError,
-    upgrade,
-    utc_now,
-)
+from trainfarm.shared.registry.outcome_store import OutcomeCounts, OutcomeStore, Signal
+from trainfarm.shared.registry.run_store import RunStore
+from trainfarm.shared.registry.store import Registry
+from trainfarm.shared.registry.version_store import VersionStore
 
 __all__ = [
     "ActiveRunExistsError",
     "AmbiguousRunIdError",
     "BaseResultRecord",
     "BaseStatus",
+    "ChampionStore",
+    "Database",
     "NoChampionError",
     "OutcomeCounts",
+    "OutcomeStore",
     "PromotionReason",
     "PromotionRecord",
     "PromotionRefusedError",
+    "ReasonLike",
     "Registry",
     "RegistryConflictError",
     "RegistryError",
@@ -53,10 +59,12 @@ __all__ = [
     "RunNotFoundError",
     "RunRecord",
     "RunStatus",
+    "RunStore",
     "Signal",
     "VersionNotFoundError",
     "VersionRecord",
     "VersionStatus",
+    "VersionStore",
     "create_registry_engine",
     "dispose_engine",
     "metric",

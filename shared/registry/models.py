@@ -352,7 +352,7 @@ def _to_json(record: DataclassInstance) -> dict[str, object]:
     return {f.name: _plain(getattr(record, f.name)) for f in fields(record)}
 
 
-#: How a run's reasons are joined in its ``reason`` column (a merge appends; see ``Registry.claim_run``).
+#: How a run's reasons are joined in its ``reason`` column (a merge appends; see ``RunStore.claim``).
 REASON_SEPARATOR = " | "
 
 

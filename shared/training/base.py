@@ -1,27 +1,16 @@
 """Train one base model of one retrain run: out-of-fold, calibration and test probabilities plus the model.
 
 The stacker learns on the out-of-fold probabilities and is then applied to the final model's, so both come
-from comparable fits:
+from comparable fits: a boosted model chooses its rounds once per (run, model) by early stopping on the
+purged inner holdout (:func:`trainfarm.shared.dataset.splits.inner_holdout`), and every fold model
+(:func:`trainfarm.shared.dataset.splits.walk_forward_folds`) and the final model are fitted with exactly
+those rounds and no eval set. The recipe, the rounds and the parameter overrides:
+docs/ml.md#the-8-base-models; the splits: docs/ml.md#features-labels-splits-snapshots.
 
-* **Rounds, once per (run, model).** A boosted model (LightGBM, XGBoost, CatBoost) first fits on the train
-  split minus its last ``training.inner_holdout_fraction`` (the inner holdout; rows whose label reaches into
-  it are purged, :func:`trainfarm.shared.splits.inner_holdout`), with ``training.base_rounds`` as the
-  maximum, early-stopping on the holdout's multiclass log-loss (class-weighted like the fit, patience
-  ``training.early_stopping_rounds``). Its best round (at least 1) is the run's rounds for that model:
-  every fold model and the final model are fitted with exactly those rounds and no eval set. The
-  scikit-learn models have no rounds to choose: they fit with ``base_rounds`` as before (the MLP's epochs;
-  logistic regression ignores it).
-* **Folds of comparable size.** Purged walk-forward folds over the train split in which every fold trains
-  on at least ``splits.oof_min_train_share`` of it (:func:`trainfarm.shared.splits.walk_forward_folds`):
-  with the defaults, 4 folds training on about 4/8 .. 7/8 of the rows the final model sees; the last half
-  of the train split gets out-of-fold probabilities.
-
-``metrics["rounds"]`` is the rounds the saved model holds (``base_rounds`` for the scikit-learn models):
-refitting with ``rounds=int(metrics["rounds"])`` and the same parameters repeats the recipe. A model
-parameter override that sets the library's rounds itself (``num_iterations``, ``num_boost_round``,
-``iterations``) wins over the chosen rounds, in the folds and the final fit alike, and is what ``rounds``
-then reports. Boosted models also report ``inner_holdout_logloss`` (unweighted, like the other log-losses,
-of the early-stopped fit on the inner holdout).
+``metrics["rounds"]`` is the rounds the saved model holds: refitting with ``rounds=int(metrics["rounds"])``
+and the same parameters repeats the recipe (:mod:`trainfarm.shared.training.deploy` does). Boosted models
+also report ``inner_holdout_logloss`` (unweighted, like the other log-losses, of the early-stopped fit on
+the inner holdout).
 
 :func:`train_base_model` is what the Celery ``train_base`` task calls (with JSON-parsed arguments); it
 returns a :class:`BaseModelResult` whose :meth:`~BaseModelResult.to_json` travels through the broker.
@@ -58,13 +47,14 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from trainfarm.shared.atomicio import atomic_write, atomic_write_text, sha256_file
 from trainfarm.shared.config import SplitParams, TrainingParams
-from trainfarm.shared.dataset import DatasetSnapshot
+from trainfarm.shared.dataset.features import FEATURE_NAMES
+from trainfarm.shared.dataset.labels import class_weights, sample_weights
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot
+from trainfarm.shared.dataset.splits import Fold
 from trainfarm.shared.errors import ConfigError, DatasetError
-from trainfarm.shared.features import FEATURE_NAMES
-from trainfarm.shared.labels import class_weights, sample_weights
-from trainfarm.shared.splits import Fold
 from trainfarm.shared.zoo import MODEL_NAMES, Family, ModelSpec, family, get_spec
-from trainfarm.shared.zoo.spec import N_CLASSES, Device, EvalSet, FloatArray, IntArray
+from trainfarm.shared.zoo.spec import N_CLASSES, Device, EvalSet, FitOptions
+from trainfarm_client.arrays import FloatArray, IntArray
 
 log = logging.getLogger(__name__)
 
@@ -292,22 +282,17 @@ class Fitter:
         self, x: FloatArray, y: IntArray, where: str, *, rounds: int, eval_set: EvalSet | None = None
     ) -> Any:
         """Fit on ``x``, ``y`` with class weights from ``y``; early-stop on ``eval_set`` when given."""
-        early: dict[str, Any] = {}
-        if eval_set is not None:
-            early = {"eval_set": eval_set, "early_stopping_rounds": self.training.early_stopping_rounds}
-        return self.fam.fit(
-            self.spec,
-            x,
-            y,
-            _weights(y, self.spec.name, where),
+        options = FitOptions(
             rounds=rounds,
             learning_rate=self.training.learning_rate,
             seed=self.training.seed,
             threads=self.threads,
             device=self.device,
             overrides=self.training.model_params.get(self.spec.name, {}),
-            **early,
+            early_stopping_rounds=self.training.early_stopping_rounds if eval_set is not None else None,
         )
+        weights = _weights(y, self.spec.name, where)
+        return self.fam.fit(self.spec, x, y, weights, options, eval_set=eval_set)
 
     def choose_rounds(self, x: FloatArray, y: IntArray, holdout: Fold) -> tuple[int, float]:
         """Early-stop on the inner holdout: (the best round, at least 1; the holdout's log-loss there)."""

@@ -1,23 +1,11 @@
 """Fresh deployed models: after the gates pass, refit every base model on the whole snapshot.
 
-The evaluated base models were fitted on the train split only, so a promoted pack would never have seen
-the newest calibration and test periods (about 18 days at 5m, months at 1h and above), which makes the
-freshness limits meaningless. Once the gates have judged the evaluated models, the deployed pack is
-built from the SAME recipe fitted on every row of the snapshot:
-
-* each base model: same library parameters, same seed, and the same number of rounds as its evaluated
-  fit (``metrics["rounds"]`` of its result when the base stage chose them by early stopping, else the
-  configured ``base_rounds``), class weights from all rows, fitted on train + calibration + test;
-* the stacker: unchanged (its weights map base-model probabilities to log-odds; refitting it would need
-  out-of-fold predictions of the refit models, which nothing out of sample exists for);
-* the calibrator: refitted on the calibration AND test rows' stacked probabilities from the EVALUATED
-  base models, which never saw those rows (cross-fitted in the sense that matters: every probability
-  it learns from is out of sample). Twice the rows of the evaluated calibrator, and the most recent;
-* p*: the gated one (what the trading checks verified).
-
-The refit models are only as different from the evaluated ones as more data makes them; the gate report
-in the manifest is the evaluated models' and says so (``data.evaluated`` and ``data.deployed`` record
-both ranges). A refit that fails raises: the run fails loudly rather than promoting a stale pack.
+What is refit, on which rows, what is kept and why: docs/ml.md#fresh-deployed-models. In short, each base
+model repeats its evaluated recipe (``metrics["rounds"]`` of its result when the base stage chose the
+rounds by early stopping, else the configured ``base_rounds``) on every row of the snapshot; the stacker
+and p* are kept; the calibrator is refit on the calibration and test rows' stacked probabilities from the
+EVALUATED base models, which never saw those rows. A refit that fails raises: the run fails loudly rather
+than promoting a stale pack.
 """
 
 from __future__ import annotations
@@ -31,12 +19,12 @@ import numpy as np
 import polars as pl
 
 from trainfarm.shared.config import TrainingParams
+from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.errors import DatasetError
-from trainfarm.shared.features import FEATURE_NAMES
-from trainfarm.shared.meta.temperature import fit_temperature_shrink
+from trainfarm.shared.stacking.temperature import fit_temperature_shrink
 from trainfarm.shared.training.base import BaseModelResult, Fitter, save_model
 from trainfarm.shared.zoo import family, get_spec
-from trainfarm.shared.zoo.spec import FloatArray, IntArray
+from trainfarm_client.arrays import FloatArray, IntArray
 from trainfarm_client.calibration import TemperatureShrinkCalibration
 
 DEPLOY_DIR = "deploy"

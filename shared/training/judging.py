@@ -15,20 +15,20 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from trainfarm.shared.book import bar_returns
 from trainfarm.shared.config import TrainingParams
-from trainfarm.shared.dataset import DatasetSnapshot
-from trainfarm.shared.evaluation import choose_p_star, class_prior, evaluate, periods_per_year
-from trainfarm.shared.features import FEATURE_NAMES
-from trainfarm.shared.gates import ChampionSource, ScoredPredictions, gate_candidate, p_star_floors
-from trainfarm.shared.meta.stackers import BoosterParams, StackerChoice, choose_stacker
-from trainfarm.shared.meta.temperature import cross_fitted, fit_temperature_shrink
+from trainfarm.shared.dataset.features import FEATURE_NAMES
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot
+from trainfarm.shared.evaluation.book import bar_returns
+from trainfarm.shared.evaluation.gates import ChampionSource, ScoredPredictions, gate_candidate, p_star_floors
+from trainfarm.shared.evaluation.metrics import class_prior, evaluate
+from trainfarm.shared.evaluation.trading import choose_p_star, periods_per_year
 from trainfarm.shared.settings import get_settings
+from trainfarm.shared.stacking.selection import BoosterParams, StackerChoice, choose_stacker
+from trainfarm.shared.stacking.temperature import cross_fitted, fit_temperature_shrink
 from trainfarm.shared.timeframes import Timeframe
+from trainfarm_client.arrays import FloatArray, IntArray
 from trainfarm_client.calibration import TemperatureShrinkCalibration
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 SPLITS = ("train", "calibration", "test")
 
 
@@ -93,7 +93,7 @@ class Judgement:
 
     meta: StackedMeta
     p_star: float
-    #: :meth:`trainfarm.shared.gates.GateReport.to_json`: promote only when ``["passed"]`` is true.
+    #: :meth:`trainfarm.shared.evaluation.gates.GateReport.to_json`: promote only when ``["passed"]`` is true.
     gate_report: dict[str, object]
     metrics: dict[str, object]
     part: Mapping[str, pl.DataFrame]  #: the snapshot's rows per split
@@ -118,7 +118,8 @@ def judge(
 
     ``preds[model]`` holds ``oof`` (the stacker's training rows: out of fold, or out of sample),
     ``calibration`` and ``test`` probabilities of the snapshot's splits; ``champion`` is scored on the
-    same test rows (see :func:`trainfarm.shared.gates.gate_candidate`); ``base_metrics`` join the metrics.
+    same test rows (see :func:`trainfarm.shared.evaluation.gates.gate_candidate`); ``base_metrics`` join the
+    metrics.
     """
     config = get_settings().load_config()
     params = config.params(timeframe)
@@ -133,7 +134,7 @@ def judge(
     per_year = periods_per_year(timeframe.minutes)
     profile = config.gates.profile
     # p* must leave room for the gates' signal floors, with a margin (see
-    # trainfarm.shared.gates.p_star_floors).
+    # trainfarm.shared.evaluation.gates.p_star_floors).
     floor_signals, floor_share = p_star_floors(params.gates, profile, scoring.min_signals)
     p_star = choose_p_star(
         cal_probs,
@@ -151,7 +152,8 @@ def judge(
         probs=test_probs,
         y=y["test"],
         fwd_return=fwd["test"],
-        # The baseline takes the most recent class shares the model may use (see trainfarm.shared.gates).
+        # The baseline takes the most recent class shares the model may use (see
+        # trainfarm.shared.evaluation.gates).
         prior=class_prior(y["calibration"]),
         p_star=p_star,
         fee=scoring.fee,

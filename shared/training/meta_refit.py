@@ -1,25 +1,15 @@
 """The meta-only retrain: keep the champion's base models, refit the stacker and the calibration on new bars.
 
-Between full retrains (eight base models, minutes to hours) a market's regime can move while its base
-models still rank bars well; what drifts first is how their outputs should be combined and how confident
-the result may be. A meta-only run refits exactly that, in seconds, and is gated like any candidate.
+What it fits on which bars, and why: docs/ml.md#meta-only-retrains; how it is queued:
+docs/architecture.md#meta-only-runs.
 
 Honesty rests on one fact: the champion's shipped base models were fitted on labels that end at its
-``fitted_until`` (:attr:`trainfarm.shared.predictor.Predictor.fitted_until`), so on every bar after it
+``fitted_until`` (:attr:`trainfarm.shared.packs.predictor.Predictor.fitted_until`), so on every bar after it
 their predictions are out of sample, as out-of-fold predictions are in a full run. The run's snapshot
-(:func:`trainfarm.shared.dataset.build_snapshot` with ``after``) holds only those bars, at least the
-timeframe's ``meta_min_rows``: the first half ("train") fits the stacker, the next quarter the
-calibration and p*, the last quarter is the gates' test, with purge gaps between them. From there the
-full run's meta stage does the rest (:func:`trainfarm.shared.training.meta_stage.finish_version`): the
-stacker chosen among the prior, the best base model, the pool, logistic regression and LightGBM; the
-temperature and shrinkage calibration; the gates, against the champion on the same test rows (all after
-its data).
-
-The pack ships the champion's base model files unchanged (same bytes, same sha256), the new stacker and
-calibrator as evaluated (no refit on the test rows: the gates judged exactly what ships), and the
-champion's training feature distribution (its base models' inputs). ``data.deployed.label_end`` is the
-calibration split's label end: what the pack's newest part saw, so a later candidate is compared with it
-only after that.
+(:func:`trainfarm.shared.dataset.snapshot.build_snapshot` with ``after``) holds only those bars; from the
+splits on, the full run's meta stage does the rest
+(:func:`trainfarm.shared.training.meta_stage.finish_version`). The pack ships the champion's base model
+files unchanged (same bytes, same sha256).
 """
 
 from __future__ import annotations
@@ -30,20 +20,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from trainfarm.shared.artifacts import new_version_id, pack_dir
-from trainfarm.shared.dataset import DatasetSnapshot
+from trainfarm.shared.dataset.features import FEATURE_NAMES
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.errors import ArtifactError
-from trainfarm.shared.features import FEATURE_NAMES
-from trainfarm.shared.predictor import Predictor
+from trainfarm.shared.packs.artifacts import new_version_id, pack_dir
+from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.training.deploy import Deployment, Evaluated, label_end_of
-from trainfarm.shared.training.meta_stage import (
-    BuiltVersion,
-    FloatArray,
-    RunIdentity,
-    existing_version,
-    finish_version,
-)
+from trainfarm.shared.training.meta_stage import BuiltVersion, RunIdentity, existing_version, finish_version
+from trainfarm_client.arrays import FloatArray
 
 _SPLITS = ("train", "calibration", "test")
 
@@ -71,7 +56,8 @@ def build_meta_version(
 ) -> BuiltVersion:
     """Refit the stacker and the calibration of ``champion`` on ``snapshot`` (bars after its data).
 
-    ``snapshot`` must come from :func:`~trainfarm.shared.dataset.build_snapshot` with ``after`` set to
+    ``snapshot`` must come from :func:`~trainfarm.shared.dataset.snapshot.build_snapshot` with ``after`` set
+    to
     ``champion.fitted_until``; a row at or before it is refused (the base models may have seen its label).
     Like :func:`~trainfarm.shared.training.meta_stage.build_version`, a redelivery that finds the run's
     pack written already returns it.

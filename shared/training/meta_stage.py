@@ -20,30 +20,29 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 import trainfarm.shared
-from trainfarm.shared.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
 from trainfarm.shared.atomicio import sha256_file
-from trainfarm.shared.dataset import DatasetSnapshot
-from trainfarm.shared.drift import FeatureDistribution
+from trainfarm.shared.dataset.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
+from trainfarm.shared.dataset.labels import CLASSES
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.errors import ArtifactError
-from trainfarm.shared.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
-from trainfarm.shared.gates import ChampionSource
-from trainfarm.shared.labels import CLASSES
-from trainfarm.shared.meta.stackers import FittedBooster
-from trainfarm.shared.meta.stacking import meta_feature_names
-from trainfarm.shared.plots import confidence_diagram, reliability_diagram
-from trainfarm.shared.predictor import Predictor
+from trainfarm.shared.evaluation.gates import ChampionSource
+from trainfarm.shared.evaluation.plots import confidence_diagram, reliability_diagram
+from trainfarm.shared.monitoring.drift import FeatureDistribution
+from trainfarm.shared.packs.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
+from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.settings import get_settings
+from trainfarm.shared.stacking.layout import meta_feature_names
+from trainfarm.shared.stacking.selection import FittedBooster
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.base import BaseModelResult
 from trainfarm.shared.training.deploy import Deployment, Evaluated, deployment, label_end_of
 from trainfarm.shared.training.judging import judge
 from trainfarm.shared.zoo import MODEL_NAMES
+from trainfarm_client.arrays import FloatArray
 
-FloatArray = npt.NDArray[np.float64]
 #: Where a pack keeps the 55-feature LightGBM stacker, when a run chose it.
 STACKER_BOOSTER = "stacker/booster.txt"
 
@@ -60,7 +59,8 @@ class BuiltVersion:
     path: Path
     manifest_sha256: str
     metrics: dict[str, object]
-    #: :meth:`trainfarm.shared.gates.GateReport.to_json` of the candidate: promote only when ``["passed"]`` is
+    #: :meth:`trainfarm.shared.evaluation.gates.GateReport.to_json` of the candidate: promote only when
+    #: ``["passed"]`` is
     #: true.
     gate_report: dict[str, object] | None = None
 
@@ -125,9 +125,10 @@ def build_version(
     the run's pack already written (it died before registering it) reuses that pack instead of leaving
     an orphan beside a second one.
 
-    ``champion`` is the current champion (a loaded :class:`trainfarm.shared.predictor.Predictor`, or a
+    ``champion`` is the current champion (a loaded :class:`trainfarm.shared.packs.predictor.Predictor`, or a
     zero-argument loader of one) or None when there is none. The candidate is gated
-    (:mod:`trainfarm.shared.gates`) against it on the same test rows; the report goes into the manifest and
+    (:mod:`trainfarm.shared.evaluation.gates`) against it on the same test rows; the report goes into the
+    manifest and
     :attr:`BuiltVersion.gate_report`. A champion that fails to load or predict fails the report's
     ``champion_scored`` check instead of the run.
     """
@@ -238,7 +239,7 @@ def finish_version(
                         f"model file of {m} at {file} differs from the sha256 it was written with"
                     )
             # The training distribution of the shipped models, for the feature-drift trigger
-            # (shared/drift.py).
+            # (shared/monitoring/drift.py).
             distribution = feature_distribution or (
                 FeatureDistribution.of_deployment(frame, FEATURE_NAMES, deployed.data).to_json()
             )

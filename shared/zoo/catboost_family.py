@@ -7,50 +7,38 @@ that trains, never in a Celery worker's parent process. Loading and predicting a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 from catboost import CatBoostClassifier, Pool
 
-from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
-    Device,
     EvalSet,
-    FloatArray,
-    IntArray,
+    FitOptions,
     ModelSpec,
     Params,
     check_eval_set,
     check_fit_inputs,
     merge_params,
 )
+from trainfarm_client.arrays import FloatArray, IntArray
 from trainfarm_client.models import load_catboost, predict_catboost
 
 
-def build_params(
-    spec: ModelSpec,
-    *,
-    rounds: int,
-    learning_rate: float,
-    seed: int,
-    threads: int,
-    device: Device,
-    overrides: Mapping[str, ParamValue],
-) -> Params:
+def build_params(spec: ModelSpec, options: FitOptions) -> Params:
     """``CatBoostClassifier`` keyword arguments; ``device="cuda"`` applies ``spec.gpu_params``."""
     base: Params = {
         "loss_function": "MultiClass",
-        "iterations": rounds,
-        "learning_rate": learning_rate,
-        "random_seed": seed,
-        "thread_count": threads,
+        "iterations": options.rounds,
+        "learning_rate": options.learning_rate,
+        "random_seed": options.seed,
+        "thread_count": options.threads,
         "task_type": "CPU",
         # No catboost_info/ folder in the worker's cwd: several tasks share it and nobody reads it.
         "allow_writing_files": False,
         "verbose": False,
     }
-    gpu = spec.gpu_params if device == "cuda" else {}
-    return merge_params(base, spec.params, gpu, overrides)
+    gpu = spec.gpu_params if options.device == "cuda" else {}
+    return merge_params(base, spec.params, gpu, options.overrides)
 
 
 def fit(
@@ -58,15 +46,9 @@ def fit(
     x: FloatArray,
     y: IntArray,
     sample_weight: FloatArray,
+    options: FitOptions,
     *,
-    rounds: int,
-    learning_rate: float,
-    seed: int,
-    threads: int,
-    device: Device,
-    overrides: Mapping[str, ParamValue],
     eval_set: EvalSet | None = None,
-    early_stopping_rounds: int | None = None,
 ) -> CatBoostClassifier:
     """Train a multiclass model; an invalid parameter raises ``catboost.CatBoostError``.
 
@@ -74,16 +56,8 @@ def fit(
     rounds up to the best one (``use_best_model``).
     """
     check_fit_inputs(x, y, sample_weight)
-    early = check_eval_set(x, eval_set, early_stopping_rounds)
-    params = build_params(
-        spec,
-        rounds=rounds,
-        learning_rate=learning_rate,
-        seed=seed,
-        threads=threads,
-        device=device,
-        overrides=overrides,
-    )
+    early = check_eval_set(x, eval_set, options.early_stopping_rounds)
+    params = build_params(spec, options)
     if early is not None:
         params["eval_metric"] = "MultiClass"  # what the rounds are chosen on, whatever an override set
     model = CatBoostClassifier(**params)

@@ -7,53 +7,41 @@ that trains, never in a Celery worker's parent process. Loading and predicting a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import lightgbm as lgb
 
-from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     N_CLASSES,
-    Device,
     EvalSet,
-    FloatArray,
-    IntArray,
+    FitOptions,
     ModelSpec,
     Params,
     check_eval_set,
     check_fit_inputs,
     merge_params,
 )
+from trainfarm_client.arrays import FloatArray, IntArray
 from trainfarm_client.models import load_lightgbm, predict_lightgbm
 
 
-def build_params(
-    spec: ModelSpec,
-    *,
-    rounds: int,
-    learning_rate: float,
-    seed: int,
-    threads: int,
-    device: Device,
-    overrides: Mapping[str, ParamValue],
-) -> Params:
+def build_params(spec: ModelSpec, options: FitOptions) -> Params:
     """Parameters for ``lgb.train``; LightGBM has no GPU variant here, so ``device`` adds nothing."""
     base: Params = {
         "objective": "multiclass",
         "num_class": N_CLASSES,
-        "num_iterations": rounds,
-        "learning_rate": learning_rate,
-        "seed": seed,
-        "num_threads": threads,
+        "num_iterations": options.rounds,
+        "learning_rate": options.learning_rate,
+        "seed": options.seed,
+        "num_threads": options.threads,
         # deterministic + force_col_wise: identical seed and thread count give identical model bytes
         # (the row-/col-wise choice is otherwise timed at run time and may differ between runs).
         "deterministic": True,
         "force_col_wise": True,
         "verbosity": -1,
     }
-    gpu = spec.gpu_params if device == "cuda" else {}
-    return merge_params(base, spec.params, gpu, overrides)
+    gpu = spec.gpu_params if options.device == "cuda" else {}
+    return merge_params(base, spec.params, gpu, options.overrides)
 
 
 def fit(
@@ -61,15 +49,9 @@ def fit(
     x: FloatArray,
     y: IntArray,
     sample_weight: FloatArray,
+    options: FitOptions,
     *,
-    rounds: int,
-    learning_rate: float,
-    seed: int,
-    threads: int,
-    device: Device,
-    overrides: Mapping[str, ParamValue],
     eval_set: EvalSet | None = None,
-    early_stopping_rounds: int | None = None,
 ) -> lgb.Booster:
     """Train a multiclass booster; an invalid parameter raises ``lightgbm.basic.LightGBMError``.
 
@@ -77,16 +59,8 @@ def fit(
     the rounds up to the best one (the same trees a plain fit with that many rounds grows).
     """
     check_fit_inputs(x, y, sample_weight)
-    early = check_eval_set(x, eval_set, early_stopping_rounds)
-    params = build_params(
-        spec,
-        rounds=rounds,
-        learning_rate=learning_rate,
-        seed=seed,
-        threads=threads,
-        device=device,
-        overrides=overrides,
-    )
+    early = check_eval_set(x, eval_set, options.early_stopping_rounds)
+    params = build_params(spec, options)
     data = lgb.Dataset(x, label=y, weight=sample_weight, params={"verbosity": -1}, free_raw_data=True)
     if early is None:
         return lgb.train(params, data)

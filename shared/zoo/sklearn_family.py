@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,19 +31,17 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     N_CLASSES,
-    Device,
     EvalSet,
-    FloatArray,
-    IntArray,
+    FitOptions,
     ModelSpec,
     Params,
     check_fit_inputs,
     merge_params,
     normalise_proba,
 )
+from trainfarm_client.arrays import FloatArray, IntArray
 from trainfarm_client.models import load_sklearn, predict_sklearn
 from trainfarm_client.numpy_models import FORMAT as FORMAT  # noqa: PLC0414 - explicit re-exports
 from trainfarm_client.numpy_models import FORMAT_VERSION as FORMAT_VERSION  # noqa: PLC0414
@@ -90,26 +87,19 @@ def to_numpy(model: FittedSklearn | NumpyClassifier) -> NumpyClassifier:
     )
 
 
-def build_params(
-    spec: ModelSpec,
-    *,
-    rounds: int,
-    learning_rate: float,
-    seed: int,
-    threads: int,
-    device: Device,
-    overrides: Mapping[str, ParamValue],
-) -> Params:
+def build_params(spec: ModelSpec, options: FitOptions) -> Params:
     """Estimator keyword arguments plus ``estimator``; threads go to threadpoolctl, not in here."""
-    declared = merge_params(spec.params, overrides)
+    declared = merge_params(spec.params, options.overrides)
     kind = declared.get("estimator")
     if kind not in _ESTIMATORS:
         raise ValueError(f"model {spec.name!r}: params.estimator must be one of {_ESTIMATORS}, got {kind!r}")
-    base: Params = {"random_state": seed}
+    base: Params = {"random_state": options.seed}
     if kind == "mlp":
-        base["max_iter"] = rounds  # epochs: a fixed, seeded budget instead of a random validation split
-    gpu = spec.gpu_params if device == "cuda" else {}
-    return merge_params(base, spec.params, gpu, overrides)
+        base["max_iter"] = (
+            options.rounds
+        )  # epochs: a fixed, seeded budget instead of a random validation split
+    gpu = spec.gpu_params if options.device == "cuda" else {}
+    return merge_params(base, spec.params, gpu, options.overrides)
 
 
 def _estimator(params: Params) -> LogisticRegression | MLPClassifier:
@@ -127,38 +117,24 @@ def fit(
     x: FloatArray,
     y: IntArray,
     sample_weight: FloatArray,
+    options: FitOptions,
     *,
-    rounds: int,
-    learning_rate: float,
-    seed: int,
-    threads: int,
-    device: Device,
-    overrides: Mapping[str, ParamValue],
     eval_set: EvalSet | None = None,
-    early_stopping_rounds: int | None = None,
 ) -> FittedSklearn:
     """Scale, then fit the estimator with the per-row weights (the scaler itself is unweighted).
 
     ``ValueError`` for an ``eval_set`` or ``early_stopping_rounds``: these models have no rounds to choose.
     """
     check_fit_inputs(x, y, sample_weight)
-    if eval_set is not None or early_stopping_rounds is not None:
+    if eval_set is not None or options.early_stopping_rounds is not None:
         raise ValueError(f"model {spec.name!r}: scikit-learn base models do not early-stop")
-    params = build_params(
-        spec,
-        rounds=rounds,
-        learning_rate=learning_rate,
-        seed=seed,
-        threads=threads,
-        device=device,
-        overrides=overrides,
-    )
+    params = build_params(spec, options)
     if isinstance(params.get("batch_size"), int):
         # Early walk-forward folds of a daily series can be smaller than one batch; sklearn would clip
         # with a warning per fold, so clip here (same result, quiet).
         params["batch_size"] = max(1, min(int(params["batch_size"]), x.shape[0]))
     estimator = _estimator(params)
-    with _limits(threads), warnings.catch_warnings():
+    with _limits(options.threads), warnings.catch_warnings():
         # The MLP's epoch budget is deliberate; stopping there is not a failure worth a warning per fold.
         warnings.simplefilter("ignore", ConvergenceWarning)
         scaler = StandardScaler().fit(x)

@@ -20,10 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
-import numpy as np
-import numpy.typing as npt
-
 from trainfarm.shared.config import ParamValue
+from trainfarm_client.arrays import FloatArray, IntArray
 
 # One implementation, in the bot client (its model predictors use it); the families import it from here.
 from trainfarm_client.probs import normalise_proba as normalise_proba  # noqa: PLC0414 - explicit re-export
@@ -46,14 +44,33 @@ _FILE_EXT: dict[FamilyName, str] = {
 }
 
 Params = dict[str, ParamValue]
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 #: An early-stopping evaluation set: features, labels and per-row weights, like a fit's.
 EvalSet = tuple[FloatArray, IntArray, FloatArray]
 
 
 def _frozen(mapping: Mapping[str, ParamValue]) -> Mapping[str, ParamValue]:
     return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How one fit runs, besides its rows: what :meth:`Family.build_params` and :meth:`Family.fit` take.
+
+    ``rounds`` is the most boosting rounds (the MLP's epochs); ``threads`` and ``device`` come from the
+    worker, the rest from the config (``overrides``: ``[training.model_params.<model>]``). With
+    ``early_stopping_rounds``, ``fit`` early-stops on its ``eval_set`` (boosting families only).
+    """
+
+    rounds: int
+    learning_rate: float
+    seed: int
+    threads: int
+    device: Device
+    overrides: Mapping[str, ParamValue] = field(default_factory=dict)
+    early_stopping_rounds: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overrides", _frozen(self.overrides))
 
 
 @dataclass(frozen=True)
@@ -106,17 +123,7 @@ class ModelSpec:
 class Family(Protocol):
     """The interface of a family module (``trainfarm.shared.zoo.<family>_family``)."""
 
-    def build_params(
-        self,
-        spec: ModelSpec,
-        *,
-        rounds: int,
-        learning_rate: float,
-        seed: int,
-        threads: int,
-        device: Device,
-        overrides: Mapping[str, ParamValue],
-    ) -> Params:
+    def build_params(self, spec: ModelSpec, options: FitOptions) -> Params:
         """The exact library parameters a fit uses: family defaults, spec, device, then overrides."""
         ...
 
@@ -126,20 +133,14 @@ class Family(Protocol):
         x: FloatArray,
         y: IntArray,
         sample_weight: FloatArray,
+        options: FitOptions,
         *,
-        rounds: int,
-        learning_rate: float,
-        seed: int,
-        threads: int,
-        device: Device,
-        overrides: Mapping[str, ParamValue],
         eval_set: EvalSet | None = None,
-        early_stopping_rounds: int | None = None,
     ) -> Any:
         """Train on ``x`` (float64, n x features), ``y`` (0/1/2) with per-row weights; return the model.
 
-        With ``eval_set`` and ``early_stopping_rounds`` (both or neither), early-stop on the eval set's
-        weighted log-loss and keep only the rounds up to the best one (boosting families only).
+        With ``eval_set`` and ``options.early_stopping_rounds`` (both or neither), early-stop on the eval
+        set's weighted log-loss and keep only the rounds up to the best one (boosting families only).
         """
         ...
 

@@ -7,40 +7,28 @@ that trains, never in a Celery worker's parent process. Loading and predicting a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import xgboost as xgb
 
-from trainfarm.shared.config import ParamValue
 from trainfarm.shared.zoo.spec import (
     N_CLASSES,
-    Device,
     EvalSet,
-    FloatArray,
-    IntArray,
+    FitOptions,
     ModelSpec,
     Params,
     check_eval_set,
     check_fit_inputs,
     merge_params,
 )
+from trainfarm_client.arrays import FloatArray, IntArray
 from trainfarm_client.models import load_xgboost, predict_xgboost
 
 #: Not a booster parameter: taken out of the merged params and passed to ``xgb.train``.
 _ROUNDS = "num_boost_round"
 
 
-def build_params(
-    spec: ModelSpec,
-    *,
-    rounds: int,
-    learning_rate: float,
-    seed: int,
-    threads: int,
-    device: Device,
-    overrides: Mapping[str, ParamValue],
-) -> Params:
+def build_params(spec: ModelSpec, options: FitOptions) -> Params:
     """Booster parameters plus ``num_boost_round``; ``device="cuda"`` applies ``spec.gpu_params``."""
     base: Params = {
         "objective": "multi:softprob",
@@ -48,14 +36,14 @@ def build_params(
         "eval_metric": "mlogloss",
         "tree_method": "hist",
         "device": "cpu",
-        "learning_rate": learning_rate,
-        "seed": seed,  # hist on CPU is deterministic for a fixed seed and data
-        "nthread": threads,
+        "learning_rate": options.learning_rate,
+        "seed": options.seed,  # hist on CPU is deterministic for a fixed seed and data
+        "nthread": options.threads,
         "verbosity": 0,
-        _ROUNDS: rounds,
+        _ROUNDS: options.rounds,
     }
-    gpu = spec.gpu_params if device == "cuda" else {}
-    return merge_params(base, spec.params, gpu, overrides)
+    gpu = spec.gpu_params if options.device == "cuda" else {}
+    return merge_params(base, spec.params, gpu, options.overrides)
 
 
 def fit(
@@ -63,15 +51,9 @@ def fit(
     x: FloatArray,
     y: IntArray,
     sample_weight: FloatArray,
+    options: FitOptions,
     *,
-    rounds: int,
-    learning_rate: float,
-    seed: int,
-    threads: int,
-    device: Device,
-    overrides: Mapping[str, ParamValue],
     eval_set: EvalSet | None = None,
-    early_stopping_rounds: int | None = None,
 ) -> xgb.Booster:
     """Train a multiclass booster; an invalid parameter raises ``xgboost.core.XGBoostError``.
 
@@ -79,23 +61,15 @@ def fit(
     rounds up to the best one.
     """
     check_fit_inputs(x, y, sample_weight)
-    early = check_eval_set(x, eval_set, early_stopping_rounds)
-    params = build_params(
-        spec,
-        rounds=rounds,
-        learning_rate=learning_rate,
-        seed=seed,
-        threads=threads,
-        device=device,
-        overrides=overrides,
-    )
+    early = check_eval_set(x, eval_set, options.early_stopping_rounds)
+    params = build_params(spec, options)
     num_boost_round = int(params.pop(_ROUNDS))
-    data = xgb.DMatrix(x, label=y, weight=sample_weight, nthread=threads)
+    data = xgb.DMatrix(x, label=y, weight=sample_weight, nthread=options.threads)
     if early is None:
         return xgb.train(params, data, num_boost_round=num_boost_round)
     (x_eval, y_eval, w_eval), patience = early
     params["eval_metric"] = "mlogloss"  # what the rounds are chosen on, whatever an override set
-    valid = xgb.DMatrix(x_eval, label=y_eval, weight=w_eval, nthread=threads)
+    valid = xgb.DMatrix(x_eval, label=y_eval, weight=w_eval, nthread=options.threads)
     booster = xgb.train(
         params,
         data,

@@ -14,12 +14,12 @@ import polars as pl
 import pytest
 
 from bench import pandas_features
-from trainfarm.cli.demo_data import SAMPLE_DIR
+from trainfarm.cli.demo.sample_data import SAMPLE_DIR
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.data.readers import read_bars
 from trainfarm.shared.data.resample import resample
-from trainfarm.shared.features import FEATURE_NAMES, FEATURE_WARMUP, add_features
-from trainfarm.shared.labels import DOWN, LABEL_COLUMNS, NEUTRAL, UP, add_labels
+from trainfarm.shared.dataset.features import FEATURE_NAMES, FEATURE_WARMUP, add_features
+from trainfarm.shared.dataset.labels import DOWN, LABEL_COLUMNS, NEUTRAL, UP, add_labels
 from trainfarm.shared.timeframes import Timeframe
 
 

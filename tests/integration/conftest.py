@@ -1,4 +1,4 @@
-"""Integration fixtures: a farm home with real worker processes on a real Redis (see farms.py beside)."""
+"""Integration fixtures: a farm home with real worker processes on a real Redis (tests/support/farm.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.farms import Farm, start_farm
+from tests.support.farm import Farm, start_farm
 
 
 @pytest.fixture(params=["embedded", "system"])

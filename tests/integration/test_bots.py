@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 import redis
 
-from tests.packs import PACK_SYMBOL, PACK_TF, Version
-from tests.waiting import wait_until
+from tests.support.packs import PACK_SYMBOL, PACK_TF, Version
+from tests.support.waiting import wait_until
+from trainfarm.shared.champions.announce import announce, champion_record, dumps
 from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.notify import announce, champion_record, dumps
 from trainfarm.shared.settings import FarmSettings
 from trainfarm_client.contract import EVENTS_STREAM, PROMOTED, bot_key, champion_key, promoted_channel
 
@@ -120,7 +120,7 @@ class Bot:
 
 
 @dataclass(frozen=True)
-class BotFarm:
+class BotHome:
     """A farm home with the sample's bars imported, its embedded Redis, and a client on it."""
 
     home: Path
@@ -136,21 +136,21 @@ def versions(btc_versions: list[Version]) -> list[Version]:
 
 
 @pytest.fixture
-def bot_farm(farm_home: Path, settings: FarmSettings, sample_dir: Path) -> Iterator[BotFarm]:
+def bot_home(farm_home: Path, settings: FarmSettings, sample_dir: Path) -> Iterator[BotHome]:
     open_store().import_file(sample_dir / "BTC_USDT-5m.parquet", SYMBOL)
     server = embedded_redis(settings)
     server.ensure_running()
     client = redis_client(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")} | {"FARM_HOME": str(farm_home)}
     try:
-        yield BotFarm(farm_home, env, server, client)
+        yield BotHome(farm_home, env, server, client)
     finally:
         client.close()
         server.stop()
 
 
 @pytest.fixture
-def start_bot(bot_farm: BotFarm, tmp_path: Path) -> Iterator[Callable[[], Bot]]:
+def start_bot(bot_home: BotHome, tmp_path: Path) -> Iterator[Callable[[], Bot]]:
     """``start_bot()``: a `farm bot BTC/USDT 12h --json` process; all are stopped after the test."""
     bots: list[Bot] = []
 
@@ -174,7 +174,7 @@ def start_bot(bot_farm: BotFarm, tmp_path: Path) -> Iterator[Callable[[], Bot]]:
                     str(BOT_LIFETIME_S),
                     "--replay",  # the sample's newest bar is in the past: score it as just closed
                 ],
-                env=bot_farm.env,
+                env=bot_home.env,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,
@@ -227,10 +227,10 @@ def check_reload(event: dict[str, Any], version: Version, previous: Version | No
 
 
 def test_a_running_bot_receives_promotions_and_a_rollback(
-    start_bot: Callable[[], Bot], bot_farm: BotFarm, versions: list[Version]
+    start_bot: Callable[[], Bot], bot_home: BotHome, versions: list[Version]
 ) -> None:
     v1, v2 = versions
-    rds = bot_farm.client
+    rds = bot_home.client
     bot = start_bot()
     _, _, started = bot.wait(lambda e: e.get("event") == "started", START_TIMEOUT_S, "start")
     assert started["version"] is None  # no champion yet: the bot waits, it does not fail
@@ -266,11 +266,11 @@ def test_a_running_bot_receives_promotions_and_a_rollback(
 
 
 def test_a_bot_started_after_a_promotion_serves_the_champion_at_once(
-    start_bot: Callable[[], Bot], bot_farm: BotFarm, versions: list[Version]
+    start_bot: Callable[[], Bot], bot_home: BotHome, versions: list[Version]
 ) -> None:
     v1, v2 = versions
-    announce_version(bot_farm.client, v1)
-    announce_version(bot_farm.client, v2, previous=v1)
+    announce_version(bot_home.client, v1)
+    announce_version(bot_home.client, v2, previous=v1)
     bot = start_bot()
     index, _, started = bot.wait(lambda e: e.get("event") == "started", START_TIMEOUT_S, "start")
     assert started["version"] == v2.version  # loaded before the bot said it had started
@@ -283,13 +283,13 @@ def test_a_bot_started_after_a_promotion_serves_the_champion_at_once(
 
 
 def test_a_bot_whose_connections_are_killed_during_a_promotion_converges(
-    start_bot: Callable[[], Bot], bot_farm: BotFarm, versions: list[Version]
+    start_bot: Callable[[], Bot], bot_home: BotHome, versions: list[Version]
 ) -> None:
     """The bot's connections are killed in the same transaction that promotes v2, so the nudge provably
     reaches nobody (PUBLISH counts 0 receivers); the bot must still come to serve v2, found by its
     periodic re-check or by re-reading the key when it reconnects."""
     v1, v2 = versions
-    rds = bot_farm.client
+    rds = bot_home.client
     announce_version(rds, v1)
     bot = start_bot()
     index, _, _ = bot.wait(lambda e: e.get("event") == "started", START_TIMEOUT_S, "start")
@@ -325,10 +325,10 @@ def test_a_bot_whose_connections_are_killed_during_a_promotion_converges(
 
 
 def test_a_bot_converges_after_a_redis_restart_and_serves_meanwhile(
-    start_bot: Callable[[], Bot], bot_farm: BotFarm, versions: list[Version]
+    start_bot: Callable[[], Bot], bot_home: BotHome, versions: list[Version]
 ) -> None:
     v1, v2 = versions
-    rds, server = bot_farm.client, bot_farm.server
+    rds, server = bot_home.client, bot_home.server
     announce_version(rds, v1)
     bot = start_bot()
     index, _, _ = bot.wait(lambda e: e.get("event") == "started", START_TIMEOUT_S, "start")

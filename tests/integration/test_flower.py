@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.farms import SYMBOL, TF, Farm
+from tests.support.farm import SYMBOL, TF, Farm
+from tests.support.services import free_port
 from trainfarm.cli.flower_cmds import flower_env
+from trainfarm.cli.processes import FlowerProcess
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.ui_auth import ui_credentials
-from trainfarm.workers.processes import FlowerProcess
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str, auth: str | None) -> tuple[int, bytes]:
@@ -42,7 +36,7 @@ def test_flower_shows_a_finished_retrain_only_to_its_user(farm: Farm, tmp_path: 
     from trainfarm.workers.tasks import submit_retrain
 
     settings = get_settings()
-    port = _free_port()
+    port = free_port()
     flower = FlowerProcess(
         "flower", farm.env | flower_env(settings), tmp_path, address="127.0.0.1", port=port
     )
@@ -59,7 +53,7 @@ def test_flower_shows_a_finished_retrain_only_to_its_user(farm: Farm, tmp_path: 
         assert status == 200, body
         answer = json.loads(body)
         assert answer["state"] == "SUCCESS" and answer["task-id"] == f"{run.run_id}-meta"
-        version = farm.registry().get_run(run.run_id).version
+        version = farm.registry().runs.get(run.run_id).version
         assert answer["result"] == {"run_id": run.run_id, "version": version}
         assert creds.password not in flower.log()
         # Flower's own Prometheus endpoint is behind the same auth (its /healthcheck says only "OK").

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.services import postgres_database, require_system_redis, system_redis_url
+from tests.support.services import postgres_database, require_system_redis, system_redis_url
+from tests.support.waiting import wait_until
+from trainfarm.cli.processes import WorkerProcess
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import rebind
-from trainfarm.workers.processes import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,20 +100,21 @@ def test_two_workers_in_two_homes_share_a_fan_out(
         submitted = fan_out("12h", "two hosts")
         assert len(submitted) == 2 and not any(s.merged for s in submitted)
         registry = Registry.open(database)
-        wait_for(
-            lambda: all(registry.get_run(s.run_id).status.terminal for s in submitted),
+        wait_until(
+            lambda: all(registry.runs.get(s.run_id).status.terminal for s in submitted),
             RUN_TIMEOUT_S,
             "the fan-out",
-            workers[0],
+            process=workers[0],
+            every=0.25,
         )
         for s in submitted:
-            run = registry.get_run(s.run_id)
+            run = registry.runs.get(s.run_id)
             assert run.status == "succeeded", (run.error, workers[0].log()[-3000:], workers[1].log()[-3000:])
-        trained_by = {r.worker.split("@")[0] for s in submitted for r in registry.base_results(s.run_id)}
+        trained_by = {r.worker.split("@")[0] for s in submitted for r in registry.runs.base_results(s.run_id)}
         assert trained_by == {"w0", "w1"}, trained_by  # each worker took part of the chords
         # Everything lives where the settings say, on the shared mount; the homes hold only their own logs.
         for s in submitted:
-            version = registry.get_version(str(registry.get_run(s.run_id).version))
+            version = registry.versions.get(str(registry.runs.get(s.run_id).version))
             assert Path(version.path).is_relative_to(tmp_path / "nfs" / "artifacts")
         for home in homes[:2]:
             assert not (home / "artifacts").exists() and not (home / "registry.sqlite3").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.services import require_system_redis, system_redis_url
+from tests.support.services import require_system_redis, system_redis_url
 from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client, redis_url
 from trainfarm.shared.settings import FarmSettings, get_settings
 

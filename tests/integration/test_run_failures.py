@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.farms import SYMBOL, TF, Farm, start_farm
+from tests.support.farm import SYMBOL, TF, Farm, start_farm
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +29,10 @@ def test_timed_out_base_model_fails_the_run_naming_it(slow_model_farm: Farm) -> 
 
     run_id = submit_retrain(SYMBOL, TF, "timeout test").run_id
     assert slow_model_farm.wait_run(run_id, timeout=180) == "failed"
-    run = slow_model_farm.registry().get_run(run_id)
+    run = slow_model_farm.registry().runs.get(run_id)
     assert run.failed_model == "lgbm_gbdt"
     assert (run.error and "timed out" in run.error.lower()) or "TimeLimit" in (run.error or "")
-    assert slow_model_farm.registry().list_versions(SYMBOL, TF) == []
+    assert slow_model_farm.registry().versions.of_market(SYMBOL, TF) == []
 
 
 @pytest.fixture
@@ -85,5 +85,5 @@ def test_cli_retrain_wait_reports_and_exits_by_outcome(embedded_farm: Farm) -> N
         check=False,
     )
     assert bad.returncode == 1
-    failed = farm.registry().list_runs(symbol="NOPE_USDT")
+    failed = farm.registry().runs.newest(symbol="NOPE_USDT")
     assert failed and failed[0].status == "failed" and "NOPE_USDT" in (failed[0].error or "")

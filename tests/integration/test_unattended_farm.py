@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 from trainfarm.cli.app import app as cli
+from trainfarm.cli.processes import BeatProcess, ChildProcess, WorkerProcess
 from trainfarm.shared.connections import embedded_redis, redis_url
 from trainfarm.shared.data.store import open_store
+from trainfarm.shared.data.synthetic import planted_signal_bars
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
-from trainfarm.shared.synthetic import planted_signal_bars
 from trainfarm.workers.celery_app import rebind
-from trainfarm.workers.processes import BeatProcess, CeleryProcess, WorkerProcess
 from trainfarm_client.live import LiveModel
 
 pytestmark = pytest.mark.integration
@@ -55,13 +55,15 @@ cadence = "15s"
 
 @dataclass
 class Unattended:
+    """A farm home run by beat and two workers (its processes), and the bot the test starts."""
+
     home: Path
-    processes: list[CeleryProcess]
+    processes: list[ChildProcess]
     bot: LiveModel | None = None
 
 
 @pytest.fixture
-def farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Unattended]:
+def unattended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Unattended]:
     home = tmp_path / "home"
     home.mkdir()
     (home / "farm.toml").write_text(CONFIG)
@@ -93,22 +95,22 @@ def farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Unattended
         get_settings.cache_clear()
 
 
-def _logs(farm: Unattended) -> str:
-    return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in farm.processes)
+def _logs(unattended: Unattended) -> str:
+    return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in unattended.processes)
 
 
-def test_scheduled_and_triggered_runs_promote_and_reach_the_bot(farm: Unattended) -> None:
+def test_scheduled_and_triggered_runs_promote_and_reach_the_bot(unattended: Unattended) -> None:
     registry = Registry.open()
 
     def champion() -> str | None:
-        found = registry.get_champion(SYMBOL, TF)
+        found = registry.champions.get(SYMBOL, TF)
         return found.version if found else None
 
     def scheduled() -> list[str]:
-        return [r.id for r in registry.list_runs(SYMBOL, TF) if "schedule" in r.reasons]
+        return [r.id for r in registry.runs.newest(SYMBOL, TF) if "schedule" in r.reasons]
 
     def ended(run_id: str) -> bool:
-        return registry.get_run(run_id).status in ("succeeded", "failed")
+        return registry.runs.get(run_id).status in ("succeeded", "failed")
 
     # The trigger check finds no champion at once; the full-retrain entry first fires one cadence after
     # beat starts (Celery's interval schedules count from then): it merges into a run under way or starts
@@ -116,21 +118,21 @@ def test_scheduled_and_triggered_runs_promote_and_reach_the_bot(farm: Unattended
     try:
         wait_until(lambda: bool(scheduled()) and ended(scheduled()[0]), RUN_TIMEOUT_S, "the scheduled run")
     except AssertionError:
-        runs = [(r.id, r.reasons, r.status, r.error) for r in registry.list_runs()]
-        pytest.fail(f"no scheduled run finished; runs {runs}\n{_logs(farm)}")
-    first = registry.get_run(scheduled()[0])
-    assert first.status == "succeeded" and first.version is not None, (first.error, _logs(farm))
+        runs = [(r.id, r.reasons, r.status, r.error) for r in registry.runs.newest()]
+        pytest.fail(f"no scheduled run finished; runs {runs}\n{_logs(unattended)}")
+    first = registry.runs.get(scheduled()[0])
+    assert first.status == "succeeded" and first.version is not None, (first.error, _logs(unattended))
     first_version = champion()
     assert first_version is not None
     bot = LiveModel(SYMBOL, TF, redis_url=redis_url(), recheck_interval=1.0, heartbeat_interval=1.0)
-    farm.bot = bot
+    unattended.bot = bot
     bot.start()
     wait_until(lambda: bot.version == first_version, 120, "the bot serving the first champion")
 
     # The champion loses live: for whichever version the bot serves (scheduled runs keep promoting), it
     # reports 20 losing outcomes (the live win-rate policy's minimum), one per bar.
     def triggered() -> list[str]:
-        return [r.id for r in registry.list_runs(SYMBOL, TF) if "trigger:live_win_rate" in r.reasons]
+        return [r.id for r in registry.runs.newest(SYMBOL, TF) if "trigger:live_win_rate" in r.reasons]
 
     start = first.created_at.replace(minute=0, second=0, microsecond=0)
     reported: set[str] = set()
@@ -146,12 +148,12 @@ def test_scheduled_and_triggered_runs_promote_and_reach_the_bot(farm: Unattended
 
     wait_until(lose_and_look, 180, "a run triggered by the live win rate")
     wait_until(lambda: ended(triggered()[0]), RUN_TIMEOUT_S, "the triggered run to finish")
-    run = registry.get_run(triggered()[0])
-    assert run.status == "succeeded" and run.version is not None, (run.error, _logs(farm))
+    run = registry.runs.get(triggered()[0])
+    assert run.status == "succeeded" and run.version is not None, (run.error, _logs(unattended))
     # The run ends when its version is registered; the gates' verdict (promotion or rejection) follows.
     version = run.version
-    wait_until(lambda: registry.get_version(version).status != "candidate", 120, "the gates' verdict")
-    promoted = {p.to_version for p in registry.list_promotions(SYMBOL, TF)}
+    wait_until(lambda: registry.versions.get(version).status != "candidate", 120, "the gates' verdict")
+    promoted = {p.to_version for p in registry.champions.history(SYMBOL, TF)}
     assert run.version in promoted  # the same planted signal passes the gates again
 
     def converged() -> bool:

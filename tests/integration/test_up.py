@@ -6,7 +6,6 @@ import base64
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -17,20 +16,15 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support.services import free_port
+from tests.support.waiting import wait_until
 from trainfarm.shared.connections import EmbeddedRedis
-from trainfarm.workers.processes import wait_for
 
 CONFIG = """
 [universe]
 symbols = ["BTC_USDT"]
 timeframes = ["12h"]
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -42,8 +36,8 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, Path]]:
     env |= {
         "FARM_HOME": str(home),
         "FARM_CONFIG_FILE": str(home / "farm.toml"),
-        "FARM_FLOWER_PORT": str(_free_port()),
-        "FARM_WEB_PORT": str(_free_port()),
+        "FARM_FLOWER_PORT": str(free_port()),
+        "FARM_WEB_PORT": str(free_port()),
     }
     out = tmp_path / "up.log"
     argv = ["up", "--workers", "2", "--flower"]
@@ -117,7 +111,12 @@ def _dashboard_answers_behind_the_same_auth(home: Path, out: Path) -> None:
 
 def test_sigint_stops_every_process_farm_up_started(up: tuple[subprocess.Popen[bytes], Path, Path]) -> None:
     proc, home, out = up
-    wait_for(lambda: b"farm up: ready" in out.read_bytes() or proc.poll() is not None, 120, "farm up ready")
+    wait_until(
+        lambda: b"farm up: ready" in out.read_bytes() or proc.poll() is not None,
+        120,
+        "farm up ready",
+        every=0.25,
+    )
     assert proc.poll() is None, out.read_text(errors="replace")[-3000:]
     tree = psutil.Process(proc.pid).children(recursive=True)
     commands = [" ".join(p.cmdline()) for p in tree]
@@ -131,7 +130,12 @@ def test_sigint_stops_every_process_farm_up_started(up: tuple[subprocess.Popen[b
     assert redis_pid is not None and psutil.pid_exists(redis_pid)
     # One merged log, each line prefixed with its process's name.
     # (names padded to the longest, "flower")
-    wait_for(lambda: b"beat   | " in out.read_bytes() and b"cpu2   | " in out.read_bytes(), 30, "merged log")
+    wait_until(
+        lambda: b"beat   | " in out.read_bytes() and b"cpu2   | " in out.read_bytes(),
+        30,
+        "merged log",
+        every=0.25,
+    )
     assert b"cpu1   | " in out.read_bytes() and b"flower | " in out.read_bytes()
 
     proc.send_signal(signal.SIGINT)

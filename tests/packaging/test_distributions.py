@@ -2,11 +2,11 @@
 
 The farm's wheel holds ``trainfarm`` only (the repository's ``shared/``, ``workers/``, ``beat/`` and ``cli/``
 under ``trainfarm.*``, never as generic top-level packages that another distribution could replace); the
-client's wheel holds ``trainfarm_client`` only and needs none of the farm's libraries. Both are built the
-way a user's pip builds them, from clean copies of the sources, and installed into fresh environments.
-The client's own environment, with its dependencies, is tested in ``tests/unit/client/test_distribution.py``
-(it scores the unit tests' pack). The Docker image is checked here too: no engine runs in the tests, so the
-Dockerfile is parsed and its build context built.
+client's wheel holds ``trainfarm_client`` only and needs none of the farm's libraries. Both are built the way
+a user's pip builds them, from clean copies of the sources, and installed into fresh environments. The
+client's own environment, with its dependencies, is tested in ``test_client_distribution.py`` beside this
+module (it scores the session's pack). The Docker image is checked here too: no engine runs in the tests, so
+the Dockerfile is parsed and its build context built.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import re
 import shlex
 import shutil
+import subprocess
 import textwrap
 import tomllib
 import zipfile
@@ -26,11 +27,12 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.services import REPO_ROOT
-from tests.wheels import (
+from tests.support.services import REPO_ROOT
+from tests.support.wheels import (
     CLIENT_DIR,
     IGNORED,
     build_wheel,
+    build_wheel_logged,
     make_venv,
     package_dirs,
     pip_install,
@@ -62,6 +64,7 @@ class Wheels:
     farm: Path
     client: Path
     farm_source: Path  #: the clean copy the farm's wheel was built from
+    logs: dict[str, str]  #: what building each wheel printed, by distribution
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +72,60 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Wheels:
     """Both wheels, built once for this module from clean copies of the sources."""
     root = tmp_path_factory.mktemp("wheels")
     farm_source = stage_farm_source(root / "farm-src")
-    farm = build_wheel(farm_source, root / "dist")
-    client = build_wheel(stage_client_source(root / "client-src"), root / "dist")
-    return Wheels(farm, client, farm_source)
+    farm, farm_log = build_wheel_logged(farm_source, root / "dist")
+    client, client_log = build_wheel_logged(stage_client_source(root / "client-src"), root / "dist")
+    return Wheels(farm, client, farm_source, {"trainfarm": farm_log, "trainfarm-client": client_log})
+
+
+def test_building_the_wheels_prints_no_warning(wheels: Wheels) -> None:
+    # A Python warning line ("...Warning: ...") or setuptools' "!!" banner; a data folder taken for a
+    # package (web/templates, cli/demo/sample) printed pages of them at every install.
+    warning = re.compile(r"[a-z]Warning\b|^\s*!!\s*$")
+    for name, log in wheels.logs.items():
+        found = [line for line in log.splitlines() if warning.search(line)]
+        assert found == [], f"building {name} warned:\n" + "\n".join(found)
+
+
+def test_farm_demo_finds_its_sample_in_an_installed_wheel(wheels: Wheels, tmp_path: Path) -> None:
+    # The data half of `farm demo` (import, check, resample, snapshot the bundled sample) in a fresh
+    # environment holding the two wheels and their pinned dependencies, run from a folder with no checkout.
+    python = make_venv(tmp_path / "venv")
+    site = site_packages(python)
+    constraints = REPO_ROOT / "constraints.txt"
+    pip_install(python, "-c", constraints, wheels.farm, wheels.client, what="installing the farm's wheel")
+    script = textwrap.dedent(
+        """
+        import json
+        from trainfarm.cli.demo.sample_data import SAMPLE_DIR, run_data_demo
+        from trainfarm.shared.connections import embedded_redis
+        from trainfarm.shared.data.store import open_store
+        from trainfarm.shared.settings import get_settings
+
+        started = run_data_demo()
+        try:
+            store = open_store()
+            print(json.dumps({"sample": str(SAMPLE_DIR), "symbols": store.symbols()}))
+        finally:
+            if started:
+                embedded_redis(get_settings()).stop()
+        """
+    )
+    home = tmp_path / "home"
+    env = {"PATH": str(python.parent), "HOME": str(tmp_path), "FARM_HOME": str(home)}
+    done = subprocess.run(
+        [python, "-I", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(result["sample"]).is_relative_to(site), result["sample"]
+    assert result["symbols"] == ["BTC_USDT", "ETH_USDT"]
+    assert list((home / "artifacts" / "datasets").rglob("*.parquet")), "no dataset snapshot was written"
 
 
 def _names(wheel: Path) -> list[str]:
@@ -187,11 +241,11 @@ def test_both_wheels_add_exactly_two_top_level_names(wheels: Wheels, tmp_path: P
     script = textwrap.dedent(
         """
         import importlib.util, json
-        import trainfarm, trainfarm.shared, trainfarm.shared.errors, trainfarm.shared.timeframes
+        import trainfarm, trainfarm.shared, trainfarm.shared.errors
         import trainfarm.workers, trainfarm.beat
         import trainfarm_client, trainfarm_client.errors, trainfarm_client.contract
         print(json.dumps({
-            "files": [m.__file__ for m in (trainfarm.shared, trainfarm.shared.timeframes, trainfarm.workers,
+            "files": [m.__file__ for m in (trainfarm.shared, trainfarm.shared.errors, trainfarm.workers,
                                             trainfarm.beat, trainfarm_client, trainfarm_client.contract)],
             "namespace": [str(p) for p in trainfarm.__path__],
             "generic": [n for n in ("shared", "workers", "beat", "cli") if importlib.util.find_spec(n)],
@@ -315,7 +369,7 @@ def test_the_dockerfile_build_context_builds_both_projects(tmp_path: Path) -> No
         target.parent.mkdir(parents=True, exist_ok=True)
         if origin.is_dir():
             # A clean tree: the repository has no .dockerignore, but stale build/ folders are not the
-            # Dockerfile's doing (see tests.wheels).
+            # Dockerfile's doing (see tests.support.wheels).
             shutil.copytree(origin, target, ignore=IGNORED, dirs_exist_ok=True)
         else:
             shutil.copy2(origin, target)

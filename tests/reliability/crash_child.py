@@ -136,7 +136,7 @@ def _die_after_rename(real: Callable[..., Any]) -> Callable[..., Any]:
 def _set_key_and_die(real: Callable[..., Any]) -> Callable[..., Any]:
     """``announce`` that SETs the champion key to the record it would write, then dies: no PUBLISH, no
     XADD. (The farm runs the three as one Lua script, so only a crash inside Redis could split them.)"""
-    from trainfarm.shared.notify import champion_record, dumps
+    from trainfarm.shared.champions.announce import champion_record, dumps
     from trainfarm_client.contract import champion_key
 
     def announce(client: Any, **kwargs: Any) -> None:
@@ -158,18 +158,19 @@ def _set_key_and_die(real: Callable[..., Any]) -> Callable[..., Any]:
 
 def _inject(point: str) -> None:
     """Wrap the farm function at ``point`` (the table in test_pack_crashes.py says where each one is)."""
-    from trainfarm.shared import artifacts, promotion
-    from trainfarm.shared.registry import Registry
+    from trainfarm.shared.champions import publish
+    from trainfarm.shared.packs import artifacts
+    from trainfarm.shared.registry import ChampionStore, VersionStore
 
     where: dict[str, tuple[object, str, Wrapper]] = {
         "staging": (artifacts, "_fsync_file", _die_at_fsync(STAGING_FILES_BEFORE_CRASH)),
         "renamed": (artifacts, "fsync_dir", _die_after_rename),
-        "registered": (Registry, "add_version", _after),
-        "promoted": (Registry, "promote", _after),
-        "pointer": (promotion, "_write_pointer", _after),
-        "key-set": (promotion, "announce", _set_key_and_die),
+        "registered": (VersionStore, "add", _after),
+        "promoted": (ChampionStore, "promote", _after),
+        "pointer": (publish, "_write_pointer", _after),
+        "key-set": (publish, "announce", _set_key_and_die),
         # The whole announcement reached Redis; the task dies before it returns (before Celery acks).
-        "announced": (promotion, "announce", _after),
+        "announced": (publish, "announce", _after),
     }
     if point not in where:
         raise SystemExit(f"unknown crash point {point!r}")
@@ -178,7 +179,7 @@ def _inject(point: str) -> None:
 
 def _train_meta(payload: Payload) -> str | None:
     from trainfarm.workers import stages
-    from trainfarm.workers.jobs import StageJob
+    from trainfarm.workers.payloads import StageJob
 
     job = StageJob.model_validate(payload.stage)
     return stages.train_meta(job, payload.results, task_id=payload.task_id, threads=1)

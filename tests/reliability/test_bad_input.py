@@ -1,16 +1,16 @@
 """Bad input is refused with an error naming the problem, and the farm is left exactly as it was.
 
-Issue 12, point 8. One farm home for the module: the bundled real BTC/USDT and ETH/USDT 5m bars imported,
-two real BTC_USDT 12h runs (8 small base models and the meta stage each) in the SQLite registry, one
-version the champion (promoted by hand when the gates reject both, as they do on a year of real bars),
-the other a candidate, and the farm's embedded Redis. Each case feeds one bad input through the entry
-point a person or a bot uses (the `farm` CLI through ``main()``, ``BarStore.import_file``, the Celery task
-functions called directly, the outcome-stream ingestion on the real Redis, ``Predictor.load``) and asserts
+docs/RELIABILITY.md, "Bad input". One farm home for the module: the bundled real BTC/USDT and ETH/USDT 5m bars
+imported, two real BTC_USDT 12h runs (8 small base models and the meta stage each) in the SQLite registry, one
+version the champion (promoted by hand when the gates reject both, as they do on a year of real bars), the
+other a candidate, and the farm's embedded Redis. Each case feeds one bad input through the entry point a
+person or a bot uses (the `farm` CLI through ``main()``, ``BarStore.import_file``, the Celery task functions
+called directly, the outcome-stream ingestion on the real Redis, ``Predictor.load``) and asserts
 
 (a) the error names the problem (file, column, row, symbol, key, entry id, field), and for the CLI: exit
     status 1 and one line on stderr, no traceback;
 (b) nothing changed: the bar store, the registry and the artifact root are compared before and after
-    (:mod:`tests.reliability.state`).
+    (:mod:`tests.support.state`).
 
 docs/RELIABILITY.md lists every case with the command that runs it.
 """
@@ -33,24 +33,24 @@ import polars as pl
 import pytest
 import redis
 
-from tests.bars import set_value
-from tests.packs import farm_settings, run_in_process
-from tests.reliability.state import unchanged
-from tests.services import SAMPLE_DIR
+from tests.support.bars import set_value
+from tests.support.packs import farm_settings, run_in_process
+from tests.support.services import SAMPLE_DIR
+from tests.support.state import unchanged
 from trainfarm.cli.app import main
+from trainfarm.shared.champions.publish import promote_version
 from trainfarm.shared.connections import embedded_redis, redis_client
 from trainfarm.shared.data.readers import read_bars
 from trainfarm.shared.data.resample import resample
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.errors import ArtifactError, ConfigError, FarmError, PayloadError
-from trainfarm.shared.predictor import Predictor
-from trainfarm.shared.promotion import promote_version
+from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.registry import Registry, VersionRecord, dispose_engine
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.workers import tasks
-from trainfarm.workers.jobs import MAX_PAYLOAD_BYTES
-from trainfarm.workers.outcomes import CURSOR_KEY, ingest
+from trainfarm.workers.checks.outcome_ingest import CURSOR_KEY, ingest
+from trainfarm.workers.payloads import MAX_PAYLOAD_BYTES
 from trainfarm_client.contract import OUTCOMES_STREAM
 
 SYMBOL, TF = "BTC_USDT", "12h"
@@ -59,8 +59,8 @@ BASE_ROWS = 600
 
 
 @dataclass(frozen=True)
-class Farm:
-    """The module's farm: its settings, the champion and a candidate version, the real bars stored."""
+class StockedHome:
+    """The module's farm home: its settings, the champion and a candidate version, the real bars stored."""
 
     settings: FarmSettings
     champion: VersionRecord
@@ -74,7 +74,7 @@ def _one_run(reason: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def farm(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[Farm]:
+def stocked(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[StockedHome]:
     """Real bars, two real versions (one champion), Redis up; Redis stopped and the engine closed after."""
     root = tmp_path_factory.mktemp("bad-input")
     with farm_settings(root / "home") as settings:
@@ -86,21 +86,21 @@ def farm(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator
                 store.import_file(sample_dir / f"{symbol}-5m.parquet", symbol)
             made = [_one_run("reliability: first"), _one_run("reliability: second")]
             registry = Registry.open()
-            champion = registry.get_champion(SYMBOL, TF)
+            champion = registry.champions.get(SYMBOL, TF)
             if champion is None:  # both rejected by the gates (real bars): a person promotes one
                 promote_version(made[0])
-                champion = registry.get_champion(SYMBOL, TF)
+                champion = registry.champions.get(SYMBOL, TF)
             assert champion is not None
-            candidate = registry.get_version(next(v for v in made if v != champion.version))
+            candidate = registry.versions.get(next(v for v in made if v != champion.version))
             bars = read_bars(sample_dir / "BTC_USDT-5m.parquet").head(BASE_ROWS)
-            yield Farm(settings, champion, candidate, bars)
+            yield StockedHome(settings, champion, candidate, bars)
         finally:
             server.stop()
             dispose_engine(settings.database)
 
 
 @pytest.fixture
-def work(farm: Farm, tmp_path: Path) -> Path:
+def work(stocked: StockedHome, tmp_path: Path) -> Path:
     """A scratch folder of this test, outside the farm home."""
     return tmp_path
 
@@ -366,25 +366,25 @@ BAD_FILES: dict[str, BadFile] = {
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES), ids=lambda c: f"import-{c}")
 def test_bad_bar_file_is_refused_by_farm_data_import(
-    farm: Farm,
+    stocked: StockedHome,
     work: Path,
     case: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bad = BAD_FILES[case]
-    path = bad.write(work, farm.bars)
-    with unchanged(farm.settings):
+    path = bad.write(work, stocked.bars)
+    with unchanged(stocked.settings):
         line = cli_refuses(["data", "import", str(path), "--symbol", bad.symbol], capsys, monkeypatch)
     assert_names(line, *(part.format(file=path) for part in bad.says))
     assert open_store().symbols() == ["BTC_USDT", "ETH_USDT"]
 
 
 def test_missing_file_and_folder_are_refused(
-    farm: Farm, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    stocked: StockedHome, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (work / "folder.parquet").mkdir()
-    with unchanged(farm.settings):
+    with unchanged(stocked.settings):
         missing = cli_refuses(
             ["data", "import", str(work / "absent.csv"), "--symbol", "BTC"], capsys, monkeypatch
         )
@@ -395,10 +395,10 @@ def test_missing_file_and_folder_are_refused(
     assert_names(folder, f"{work / 'folder.parquet'}: not a file")
 
 
-def test_bad_bar_file_is_refused_by_the_store_api(farm: Farm, work: Path) -> None:
+def test_bad_bar_file_is_refused_by_the_store_api(stocked: StockedHome, work: Path) -> None:
     """The library entry point (the demo's and scripts') refuses as the CLI does, naming file/column/row."""
-    path = BAD_FILES["rule-high-below-low"].write(work, farm.bars)
-    with unchanged(farm.settings), pytest.raises(FarmError) as caught:
+    path = BAD_FILES["rule-high-below-low"].write(work, stocked.bars)
+    with unchanged(stocked.settings), pytest.raises(FarmError) as caught:
         open_store().import_file(path, "BTC/USDT")
     assert_names(str(caught.value), f"{path}, column 'high', row 60:")
 
@@ -413,7 +413,7 @@ def freqtrade_file(shared_data_dir: Path) -> Path:
 
 
 def test_freqtrade_file_with_a_bad_bar_is_refused(
-    farm: Farm,
+    stocked: StockedHome,
     work: Path,
     freqtrade_file: Path,
     capsys: pytest.CaptureFixture[str],
@@ -423,13 +423,13 @@ def test_freqtrade_file_with_a_bad_bar_is_refused(
     broken = set_value(raw, "low", 12, raw["high"][11] * 1.01)  # low above the bar's high and body
     path = work / "SUI_USDT-5m.feather"
     broken.write_ipc(path)
-    with unchanged(farm.settings):
+    with unchanged(stocked.settings):
         line = cli_refuses(["data", "import", str(path), "--symbol", "SUI/USDT"], capsys, monkeypatch)
     assert_names(line, f"{path}, column 'high', row 12:", "is below low")
 
 
 def test_truncated_freqtrade_file_is_refused(
-    farm: Farm,
+    stocked: StockedHome,
     work: Path,
     freqtrade_file: Path,
     capsys: pytest.CaptureFixture[str],
@@ -438,7 +438,7 @@ def test_truncated_freqtrade_file_is_refused(
     path = work / "SUI_USDT-5m.feather"
     data = freqtrade_file.read_bytes()
     path.write_bytes(data[: len(data) // 3])
-    with unchanged(farm.settings):
+    with unchanged(stocked.settings):
         line = cli_refuses(["data", "import", str(path), "--symbol", "SUI/USDT"], capsys, monkeypatch)
     assert_names(line, f"{path}: cannot read the file")
 
@@ -470,10 +470,10 @@ UNKNOWN_NAMES: dict[str, tuple[list[str], tuple[str, ...]]] = {
 
 @pytest.mark.parametrize("case", sorted(UNKNOWN_NAMES), ids=lambda c: f"cli-{c}")
 def test_unknown_symbol_timeframe_or_version_is_refused(
-    farm: Farm, case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    stocked: StockedHome, case: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     argv, says = UNKNOWN_NAMES[case]
-    with unchanged(farm.settings):
+    with unchanged(stocked.settings):
         line = cli_refuses(argv, capsys, monkeypatch)
     assert_names(line, *says)
 
@@ -542,7 +542,7 @@ BAD_CONFIGS: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
     "path-traversal-universe-symbol": (
         '[universe]\nsymbols = ["BTC_USDT", "../x"]\n',
         ["config"],
-        ("{file}: universe.symbols: invalid symbol '../x'",),
+        ("{file}: universe.symbols.1: invalid symbol '../x'",),
     ),
     "unknown-timeframe-table": (
         "[timeframes.2h]\nlabel_horizon = 3\n",
@@ -555,7 +555,7 @@ BAD_CONFIGS: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS), ids=lambda c: f"config-{c}")
 def test_bad_config_file_is_refused_naming_the_key(
-    farm: Farm,
+    stocked: StockedHome,
     work: Path,
     case: str,
     capsys: pytest.CaptureFixture[str],
@@ -564,15 +564,15 @@ def test_bad_config_file_is_refused_naming_the_key(
     text, argv, says = BAD_CONFIGS[case]
     path = work / "farm.toml"
     path.write_text(text)
-    with unchanged(farm.settings), config_file(path):
+    with unchanged(stocked.settings), config_file(path):
         line = cli_refuses(argv, capsys, monkeypatch)
     assert_names(line, *(part.format(file=path) for part in says))
 
 
 def test_missing_config_file_is_refused(
-    farm: Farm, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    stocked: StockedHome, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with unchanged(farm.settings), config_file(work / "absent.toml"):
+    with unchanged(stocked.settings), config_file(work / "absent.toml"):
         line = cli_refuses(RETRAIN, capsys, monkeypatch)
     assert_names(line, f"config file {work / 'absent.toml'} does not exist")
 
@@ -599,33 +599,33 @@ def _base_model_file(pack: Path) -> Path:
 
 
 def test_promote_refuses_a_manifest_with_a_wrong_hash(
-    farm: Farm, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    stocked: StockedHome, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The manifest no longer hashes to what the registry recorded: nothing is promoted or announced."""
-    pack = Path(farm.candidate.path)
-    with damaged(pack / "manifest.json", lambda b: b.rstrip() + b" \n"), unchanged(farm.settings):
-        line = cli_refuses(["promote", farm.candidate.version], capsys, monkeypatch)
+    pack = Path(stocked.candidate.path)
+    with damaged(pack / "manifest.json", lambda b: b.rstrip() + b" \n"), unchanged(stocked.settings):
+        line = cli_refuses(["promote", stocked.candidate.version], capsys, monkeypatch)
     assert_names(line, f"{pack / 'manifest.json'}: sha256", "differs from the registered")
-    assert Registry.open().get_champion(SYMBOL, TF) == farm.champion
+    assert Registry.open().champions.get(SYMBOL, TF) == stocked.champion
 
 
 def test_promote_refuses_a_truncated_model_file(
-    farm: Farm, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    stocked: StockedHome, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pack = Path(farm.candidate.path)
+    pack = Path(stocked.candidate.path)
     model = _base_model_file(pack)
-    with damaged(model, lambda b: b[: len(b) // 2]), unchanged(farm.settings):
-        line = cli_refuses(["promote", farm.candidate.version], capsys, monkeypatch)
+    with damaged(model, lambda b: b[: len(b) // 2]), unchanged(stocked.settings):
+        line = cli_refuses(["promote", stocked.candidate.version], capsys, monkeypatch)
     rel = model.relative_to(pack).as_posix()
     assert_names(line, f"{pack}: file {rel} has sha256", "manifest says")
-    assert Registry.open().get_champion(SYMBOL, TF) == farm.champion
+    assert Registry.open().champions.get(SYMBOL, TF) == stocked.champion
 
 
 @pytest.fixture
-def pack_copy(farm: Farm, work: Path) -> Path:
+def pack_copy(stocked: StockedHome, work: Path) -> Path:
     """A copy of the champion's pack outside the farm, as a bot would have fetched it."""
     target = work / "pack"
-    shutil.copytree(farm.champion.path, target)
+    shutil.copytree(stocked.champion.path, target)
     return target
 
 
@@ -635,31 +635,31 @@ def _manifest_with(pack: Path, **changes: Any) -> None:
     (pack / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
-def test_bot_refuses_a_truncated_model_file(farm: Farm, pack_copy: Path) -> None:
+def test_bot_refuses_a_truncated_model_file(stocked: StockedHome, pack_copy: Path) -> None:
     model = _base_model_file(pack_copy)
     model.write_bytes(model.read_bytes()[:100])
-    with unchanged(farm.settings), pytest.raises(ArtifactError) as caught:
-        Predictor.load(pack_copy, expected_manifest_sha256=farm.champion.manifest_sha256)
+    with unchanged(stocked.settings), pytest.raises(ArtifactError) as caught:
+        Predictor.load(pack_copy, expected_manifest_sha256=stocked.champion.manifest_sha256)
     assert_names(str(caught.value), f"file {model.relative_to(pack_copy).as_posix()} has sha256")
 
 
-def test_bot_refuses_a_manifest_with_a_wrong_hash(farm: Farm, pack_copy: Path) -> None:
+def test_bot_refuses_a_manifest_with_a_wrong_hash(stocked: StockedHome, pack_copy: Path) -> None:
     _manifest_with(pack_copy, note="edited after registration")
-    with unchanged(farm.settings), pytest.raises(ArtifactError) as caught:
-        Predictor.load(pack_copy, expected_manifest_sha256=farm.champion.manifest_sha256)
+    with unchanged(stocked.settings), pytest.raises(ArtifactError) as caught:
+        Predictor.load(pack_copy, expected_manifest_sha256=stocked.champion.manifest_sha256)
     assert_names(str(caught.value), f"{pack_copy / 'manifest.json'}: sha256", "differs from the registered")
 
 
-def test_bot_refuses_a_pack_of_a_newer_format(farm: Farm, pack_copy: Path) -> None:
+def test_bot_refuses_a_pack_of_a_newer_format(stocked: StockedHome, pack_copy: Path) -> None:
     _manifest_with(pack_copy, format_version=99)
-    with unchanged(farm.settings), pytest.raises(ArtifactError) as caught:
+    with unchanged(stocked.settings), pytest.raises(ArtifactError) as caught:
         Predictor.load(pack_copy)
     assert_names(str(caught.value), "pack format 99 is newer than this client reads (up to 2)")
 
 
-def test_bot_refuses_a_folder_that_is_no_pack(farm: Farm, pack_copy: Path) -> None:
+def test_bot_refuses_a_folder_that_is_no_pack(stocked: StockedHome, pack_copy: Path) -> None:
     (pack_copy / "manifest.json").unlink()
-    with unchanged(farm.settings), pytest.raises(ArtifactError) as caught:
+    with unchanged(stocked.settings), pytest.raises(ArtifactError) as caught:
         Predictor.load(pack_copy)
     assert_names(str(caught.value), f"{pack_copy}: no manifest.json")
 
@@ -667,9 +667,9 @@ def test_bot_refuses_a_folder_that_is_no_pack(farm: Farm, pack_copy: Path) -> No
 # --- task payloads ------------------------------------------------------------------------------------------
 
 
-def _stage_payload(farm: Farm) -> dict[str, Any]:
+def _stage_payload(stocked: StockedHome) -> dict[str, Any]:
     """A well-formed train_base payload (of a run that does not exist), for the cases to break one field."""
-    run = Registry.open().get_run(farm.champion.run_id)
+    run = Registry.open().runs.get(stocked.champion.run_id)
     return {
         "run_id": "ab" * 16,
         "symbol": SYMBOL,
@@ -683,7 +683,7 @@ def _stage_payload(farm: Farm) -> dict[str, Any]:
 RUN_PAYLOAD = {"run_id": "ab" * 16, "symbol": SYMBOL, "timeframe": TF}
 
 #: (task, payload or a function of the farm giving it, what the error must say).
-BAD_PAYLOADS: dict[str, tuple[str, Callable[[Farm], object], tuple[str, ...]]] = {
+BAD_PAYLOADS: dict[str, tuple[str, Callable[[StockedHome], object], tuple[str, ...]]] = {
     "not-an-object": (
         "prepare_run",
         lambda f: ["ab" * 16, SYMBOL, TF],
@@ -748,18 +748,20 @@ def _call_task(name: str, payload: object) -> object:
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PAYLOADS), ids=lambda c: f"payload-{c}")
-def test_malformed_or_oversized_payload_is_refused_before_anything_runs(farm: Farm, case: str) -> None:
+def test_malformed_or_oversized_payload_is_refused_before_anything_runs(
+    stocked: StockedHome, case: str
+) -> None:
     name, make, says = BAD_PAYLOADS[case]
-    payload = make(farm)
-    with unchanged(farm.settings), pytest.raises(PayloadError) as caught:
+    payload = make(stocked)
+    with unchanged(stocked.settings), pytest.raises(PayloadError) as caught:
         _call_task(name, payload)
     message = str(caught.value)
     assert_names(message, *says)
     assert len(message) < 1000  # the error names the problem; it never echoes a huge payload
 
 
-def test_fan_out_of_an_unknown_timeframe_is_refused(farm: Farm) -> None:
-    with unchanged(farm.settings), pytest.raises(ConfigError) as caught:
+def test_fan_out_of_an_unknown_timeframe_is_refused(stocked: StockedHome) -> None:
+    with unchanged(stocked.settings), pytest.raises(ConfigError) as caught:
         tasks.fan_out_retrain({"timeframe": "7m", "reason": "schedule"})
     assert_names(str(caught.value), "unknown timeframe '7m'")
 
@@ -793,9 +795,9 @@ BAD_OUTCOMES: dict[str, tuple[dict[str, str], str]] = {
 
 
 @pytest.fixture
-def stream(farm: Farm) -> Iterator[redis.Redis]:
+def stream(stocked: StockedHome) -> Iterator[redis.Redis]:
     """The farm's Redis with an empty outcome stream and no cursor, emptied again afterwards."""
-    client = redis_client(farm.settings)
+    client = redis_client(stocked.settings)
     client.delete(OUTCOMES_STREAM, CURSOR_KEY)
     try:
         yield client
@@ -806,18 +808,21 @@ def stream(farm: Farm) -> Iterator[redis.Redis]:
 
 @pytest.mark.parametrize("case", sorted(BAD_OUTCOMES), ids=lambda c: f"outcome-{c}")
 def test_malformed_outcome_is_skipped_named_and_the_cursor_moves_on(
-    farm: Farm, stream: redis.Redis, case: str, caplog: pytest.LogCaptureFixture
+    stocked: StockedHome, stream: redis.Redis, case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     change, says = BAD_OUTCOMES[case]
     entry = stream.xadd(OUTCOMES_STREAM, GOOD_OUTCOME | change)  # type: ignore[arg-type]
     entry_id = entry.decode() if isinstance(entry, bytes) else str(entry)
-    with unchanged(farm.settings), caplog.at_level(logging.ERROR, logger="trainfarm.workers.outcomes"):
+    with (
+        unchanged(stocked.settings),
+        caplog.at_level(logging.ERROR, logger="trainfarm.workers.checks.outcome_ingest"),
+    ):
         report = ingest(stream, Registry.open())
     assert (report.read, report.malformed, report.inserted, report.updated) == (1, 1, 0, 0)
     assert report.cursor == entry_id
     cursor = stream.get(CURSOR_KEY)
     assert (cursor.decode() if isinstance(cursor, bytes) else cursor) == entry_id
-    [record] = [r for r in caplog.records if r.name == "trainfarm.workers.outcomes"]
+    [record] = [r for r in caplog.records if r.name == "trainfarm.workers.checks.outcome_ingest"]
     assert_names(record.getMessage(), f"outcome {entry_id}:", says, "skipped")
     # The next ingestion starts after it: the bad entry is never read again.
     again = ingest(stream, Registry.open())

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.waiting import wait_until
 from trainfarm.beat.schedule import FAN_OUT_TASK, KEY_PREFIX
+from trainfarm.cli.processes import BeatProcess
 from trainfarm.shared.connections import embedded_redis, redis_client
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import rebind
-from trainfarm.workers.processes import BeatProcess, wait_for
 from trainfarm.workers.tasks import fan_out
 
 CONFIG = """
@@ -86,7 +87,9 @@ def beat_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BeatH
 
 
 def _wait_fires(home: BeatHome, count: int, timeout: float, beat: BeatProcess) -> None:
-    wait_for(lambda: len(home.fires()) >= count, timeout, f"{count} fan-out message(s)", beat)
+    wait_until(
+        lambda: len(home.fires()) >= count, timeout, f"{count} fan-out message(s)", process=beat, every=0.25
+    )
 
 
 def test_two_beats_fire_each_slot_once(beat_home: BeatHome) -> None:
@@ -130,15 +133,23 @@ def test_a_missed_slot_runs_once_after_downtime(beat_home: BeatHome) -> None:
 def test_entries_follow_the_config_across_restarts(beat_home: BeatHome) -> None:
     beat_home.write_config(["12h", "24h"], "1h")
     beat = beat_home.beat("one").start()
-    wait_for(
-        lambda: beat_home.client.exists(f"{KEY_PREFIX}retrain-24h") == 1, 30, "the 24h entry in Redis", beat
+    wait_until(
+        lambda: beat_home.client.exists(f"{KEY_PREFIX}retrain-24h") == 1,
+        30,
+        "the 24h entry in Redis",
+        process=beat,
+        every=0.25,
     )
     beat.stop()
     assert beat_home.client.exists(f"{KEY_PREFIX}retrain-12h") == 1
     beat_home.write_config(["12h"], "1h")
     again = beat_home.beat("again").start()
-    wait_for(
-        lambda: beat_home.client.exists(f"{KEY_PREFIX}retrain-24h") == 0, 30, "the 24h entry removed", again
+    wait_until(
+        lambda: beat_home.client.exists(f"{KEY_PREFIX}retrain-24h") == 0,
+        30,
+        "the 24h entry removed",
+        process=again,
+        every=0.25,
     )
     again.stop()
     assert beat_home.client.exists(f"{KEY_PREFIX}retrain-12h") == 1

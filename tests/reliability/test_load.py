@@ -1,13 +1,13 @@
 """Load: many queued retrains drain with nothing lost or doubled; 50 bots follow 20 promotions.
 
-Issue 12, point 10, with tiny models (a test config: 3 boosting rounds, 20 days of 1h bars) but the whole
-real pipeline: every retrain is a claimed run, a prepare task, a chord of the 8 base models and the meta
-stage (stacking, calibration, gates, the pack with its plots, registration, promotion or rejection),
-drained by two `celery worker` processes (one pool process each) from a real Redis.
+docs/RELIABILITY.md, "Load", with tiny models (a test config: 3 boosting rounds, 20 days of 1h bars) but the
+whole real pipeline: every retrain is a claimed run, a prepare task, a chord of the 8 base models and the meta
+stage (stacking, calibration, gates, the pack with its plots, registration, promotion or rejection), drained
+by two `celery worker` processes (one pool process each) from a real Redis.
 
 ``make test`` queues ``LOAD_RETRAINS`` (default 10) retrains, one per market, all before the workers
 start; ``make test-load`` queues 1,000 (``TRAINFARM_LOAD_RETRAINS=1000``), which takes far longer than
-the whole suite may on two cores (docs/RELIABILITY.md, point 10, has the figures).
+the whole suite may on two cores (docs/RELIABILITY.md, "Load", has the figures).
 
 Then 50 bots (5 processes of 10 :class:`~trainfarm_client.live.LiveModel` each) follow 20 promotions;
 each promotion must reach every bot before the next one is made, so a bot that misses one is counted.
@@ -26,11 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.packs import farm_settings, run_in_process
-from tests.services import REPO_ROOT
+from tests.support.packs import farm_settings, run_in_process
+from tests.support.services import REPO_ROOT
+from tests.support.waiting import wait_until
+from trainfarm.cli.processes import WorkerProcess
+from trainfarm.shared.data.synthetic import random_walk_bars
 from trainfarm.shared.registry import Registry
-from trainfarm.shared.synthetic import random_walk_bars
-from trainfarm.workers.processes import WorkerProcess, wait_for
 
 LOAD_RETRAINS = int(os.environ.get("TRAINFARM_LOAD_RETRAINS", "10"))
 BOTS, BOTS_PER_PROCESS, PROMOTIONS = 50, 10, 20
@@ -101,26 +102,27 @@ def test_queued_retrains_drain_on_two_workers_with_no_loss_no_duplicate_and_no_s
         for worker in workers:
             worker.start()
 
-        wait_for(
-            lambda: not registry.active_runs(timeframe=TF),
+        wait_until(
+            lambda: not registry.runs.all_active(timeframe=TF),
             120 + 6.0 * LOAD_RETRAINS,
             "the runs to end",
-            workers[0],
+            process=workers[0],
+            every=0.25,
         )
         wall = time.monotonic() - started
     finally:
         for worker in workers:
             worker.stop()
-    records = {r.id: r for r in registry.list_runs(limit=LOAD_RETRAINS + 10)}
+    records = {r.id: r for r in registry.runs.newest(limit=LOAD_RETRAINS + 10)}
     assert set(records) == set(runs)  # no run lost, none invented
     failed = {r.id: r.error for r in records.values() if r.status != "succeeded"}
     assert not failed, failed
-    versions = [v for i in range(LOAD_RETRAINS) for v in registry.list_versions(_symbol(i), TF)]
+    versions = [v for i in range(LOAD_RETRAINS) for v in registry.versions.of_market(_symbol(i), TF)]
     assert len(versions) == LOAD_RETRAINS == len({v.version for v in versions})  # one version per run
     assert Counter(v.run_id for v in versions) == Counter(runs)
     assert all(records[v.run_id].version == v.version for v in versions)
-    assert all(registry.active_run(_symbol(i), TF) is None for i in range(LOAD_RETRAINS))  # none stuck
-    promotions = [p for i in range(LOAD_RETRAINS) for p in registry.list_promotions(_symbol(i), TF)]
+    assert all(registry.runs.active(_symbol(i), TF) is None for i in range(LOAD_RETRAINS))  # none stuck
+    promotions = [p for i in range(LOAD_RETRAINS) for p in registry.champions.history(_symbol(i), TF)]
     assert len(promotions) == len({p.to_version for p in promotions})  # never promoted twice
     assert len(promotions) == sum(v.status == "champion" for v in versions)
     client = redis_client()
@@ -129,7 +131,7 @@ def test_queued_retrains_drain_on_two_workers_with_no_loss_no_duplicate_and_no_s
         assert client.hlen("unacked") == 0
     finally:
         client.close()
-    base = sum(len(registry.base_results(r)) for r in runs)
+    base = sum(len(registry.runs.base_results(r)) for r in runs)
     assert base == 8 * LOAD_RETRAINS
     print(
         f"\nload: {LOAD_RETRAINS} retrains ({10 * LOAD_RETRAINS} tasks) drained by 2 workers in {wall:.0f} s "
@@ -142,15 +144,15 @@ def test_queued_retrains_drain_on_two_workers_with_no_loss_no_duplicate_and_no_s
 def two_versions(load_home: tuple[Path, dict[str, str]]) -> tuple[str, str]:
     """Two versions of the bots' market, built in this process; the one that is not champion first."""
     first, second = run_in_process(BOT_SYMBOL, TF, "bots 1"), run_in_process(BOT_SYMBOL, TF, "bots 2")
-    champion = Registry.open().get_champion(BOT_SYMBOL, TF)
+    champion = Registry.open().champions.get(BOT_SYMBOL, TF)
     return (second, first) if champion is not None and champion.version == first else (first, second)
 
 
 def test_fifty_bots_follow_twenty_promotions_and_none_is_missed(
     load_home: tuple[Path, dict[str, str]], two_versions: tuple[str, str], tmp_path: Path
 ) -> None:
+    from trainfarm.shared.champions.publish import promote_version
     from trainfarm.shared.connections import redis_url
-    from trainfarm.shared.promotion import promote_version
 
     _home, env = load_home
     out, stop = tmp_path / "reloads.txt", tmp_path / "stop"
@@ -165,7 +167,9 @@ def test_fifty_bots_follow_twenty_promotions_and_none_is_missed(
             fleets.append(
                 subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             )
-        wait_for(lambda: out.read_text().count(" started\n") == len(fleets), 120, "the bot fleets")
+        wait_until(
+            lambda: out.read_text().count(" started\n") == len(fleets), 120, "the bot fleets", every=0.25
+        )
         missed: list[tuple[int, str]] = []
         for i in range(PROMOTIONS):
             version = two_versions[i % 2]
@@ -177,7 +181,7 @@ def test_fifty_bots_follow_twenty_promotions_and_none_is_missed(
                 return all(now[f"{bot} {version}"] > before[f"{bot} {version}"] for bot in bots)
 
             try:  # every bot reloads this version before the next promotion is made
-                wait_for(arrived, 60, f"promotion {i + 1} to reach {BOTS} bots")
+                wait_until(arrived, 60, f"promotion {i + 1} to reach {BOTS} bots", every=0.25)
             except TimeoutError:
                 now = Counter(out.read_text().splitlines())
                 missed += [(i, bot) for bot in bots if now[f"{bot} {version}"] <= before[f"{bot} {version}"]]

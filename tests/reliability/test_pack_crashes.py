@@ -1,12 +1,12 @@
 """A crash at any step from writing a pack to announcing it: recovery makes the farm agree, bots stay whole.
 
-Issue 12, point 6. The module trains the 8 base models of one run once, on a real farm home (SQLite
-registry, artifact root, the embedded Redis): a planted-signal SYN_USDT 12h market whose candidates pass
-the gates (the bundled real bars are rejected by them at 12h, so no promotion would ever start), with an
-earlier version promoted champion. Two states of that home are kept: before the run's meta stage, and with
-its pack written but not registered. Each case restores one at the same path (the registry holds absolute
-pack paths), restarts its Redis and runs the meta task in a child process
-(:mod:`tests.reliability.crash_child`, forked from a process that imported the farm once) that calls
+docs/RELIABILITY.md, "A crash between writing a pack and announcing it; a full disk". The module trains the 8
+base models of one run once, on a real farm home (SQLite registry, artifact root, the embedded Redis): a
+planted-signal SYN_USDT 12h market whose candidates pass the gates (the bundled real bars are rejected by them
+at 12h, so no promotion would ever start), with an earlier version promoted champion. Two states of that home
+are kept: before the run's meta stage, and with its pack written but not registered. Each case restores one at
+the same path (the registry holds absolute pack paths), restarts its Redis and runs the meta task in a child
+process (:mod:`tests.reliability.crash_child`, forked from a process that imported the farm once) that calls
 ``os._exit(137)`` at one step: no ``finally`` or ``except`` runs, as under SIGKILL.
 
 ========== ============================================================================== ========
@@ -61,7 +61,6 @@ from typing import cast
 
 import pytest
 
-from tests.packs import SMALL_CONFIG, farm_settings, run_in_process, train_in_process
 from tests.reliability.crash_child import (
     CHILD_TIMEOUT_S,
     CRASH_STATUS,
@@ -69,27 +68,28 @@ from tests.reliability.crash_child import (
     DiskFullReport,
     Payload,
 )
-from tests.reliability.state import registry_state, tree_state
-from tests.services import REPO_ROOT, require
-from tests.waiting import wait_until
-from trainfarm.shared.artifacts import MANIFEST, new_version_id, read_manifest
+from tests.support.packs import SMALL_CONFIG, farm_settings, run_in_process, train_in_process
+from tests.support.services import REPO_ROOT, require
+from tests.support.state import registry_state, tree_state
+from tests.support.waiting import wait_until
+from trainfarm.shared.champions.announce import pack_uri, read_champion
+from trainfarm.shared.champions.publish import CHAMPION_FILE, read_pointer, reannounce
 from trainfarm.shared.connections import embedded_redis, redis_client
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.notify import pack_uri, read_champion
-from trainfarm.shared.predictor import Predictor
-from trainfarm.shared.promotion import CHAMPION_FILE, read_pointer, reannounce
+from trainfarm.shared.data.synthetic import planted_signal_bars
+from trainfarm.shared.packs.artifacts import MANIFEST, new_version_id, read_manifest
+from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.registry import Registry, RunStatus, VersionRecord, dispose_engine
 from trainfarm.shared.settings import FarmSettings
-from trainfarm.shared.synthetic import planted_signal_bars
 from trainfarm.workers import stages
-from trainfarm.workers.jobs import StageJob
+from trainfarm.workers.payloads import StageJob
 from trainfarm.workers.runs import run_dir
 from trainfarm_client.contract import EVENTS_STREAM, PROMOTED
 from trainfarm_client.live import LiveModel
 
 SYMBOL, TF = "SYN_USDT", "12h"
 CONFIG = f'[universe]\nsymbols = ["{SYMBOL}"]\ntimeframes = ["{TF}"]\n' + SMALL_CONFIG
-#: 400 days of 5m bars with a weekly cycle (shared/synthetic.py): ~800 12h bars, passes every gate.
+#: 400 days of 5m bars with a weekly cycle (shared/data/synthetic.py): ~800 12h bars, passes every gate.
 SIGNAL_DAYS, SIGNAL_STRENGTH, SIGNAL_SEED = 400, 0.1, 501
 #: How the test starts tests/reliability/crash_child.py (in the repository root).
 CHILD_COMMAND = (sys.executable, "-m", "tests.reliability.crash_child")
@@ -222,7 +222,7 @@ def _write_pack(job: StageJob, results: list[dict[str, object]], old: VersionRec
         stages.collect_results(job, results),
         run_dir(job.run_id),
         threads=1,
-        run_created_at=Registry.open().get_run(job.run_id).created_at,
+        run_created_at=Registry.open().runs.get(job.run_id).created_at,
         champion=champion,
     )
 
@@ -243,10 +243,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Template]:
                 ).write_parquet(bars)
                 open_store().import_file(bars, SYMBOL)
                 registry = Registry.open()
-                old = registry.get_version(run_in_process(SYMBOL, TF, "reliability: the champion"))
+                old = registry.versions.get(run_in_process(SYMBOL, TF, "reliability: the champion"))
                 assert old.status == "champion", old.gate_report  # the planted signal passes the gates
                 stage, results = train_in_process(SYMBOL, TF, "reliability: crash at each step")
-                new = new_version_id(registry.get_run(stage.run_id).created_at, stage.run_id)
+                new = new_version_id(registry.runs.get(stage.run_id).created_at, stage.run_id)
             finally:
                 _stop_services(settings)
             states = {PRISTINE: root / PRISTINE, PACKED: root / PACKED}
@@ -264,7 +264,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Template]:
 
 
 @pytest.fixture
-def farm(template: Template) -> Iterator[Template]:
+def crash_home(template: Template) -> Iterator[Template]:
     """The template, its home to be restored by the test; Redis stopped and the registry closed after."""
     try:
         yield template
@@ -272,19 +272,19 @@ def farm(template: Template) -> Iterator[Template]:
         _stop_services(template.settings)
 
 
-def make_bot(farm: Template) -> LiveModel:
+def make_bot(crash_home: Template) -> LiveModel:
     """A bot of the market on the farm's Redis (not started)."""
     return LiveModel(
         SYMBOL,
         TF,
-        redis_url=embedded_redis(farm.settings).url,
+        redis_url=embedded_redis(crash_home.settings).url,
         recheck_interval=RECHECK_S,
-        cache_dir=farm.settings.home / "bot-cache",
+        cache_dir=crash_home.settings.home / "bot-cache",
     )
 
 
-def key_version(farm: Template) -> str | None:
-    client = redis_client(farm.settings)
+def key_version(crash_home: Template) -> str | None:
+    client = redis_client(crash_home.settings)
     try:
         record = read_champion(client, SYMBOL, TF)
     finally:
@@ -292,13 +292,13 @@ def key_version(farm: Template) -> str | None:
     return None if record is None else str(record["version"])
 
 
-def staging_folders(farm: Template) -> list[str]:
-    return sorted(p.name for p in farm.market.iterdir() if p.name.startswith(".staging-"))
+def staging_folders(crash_home: Template) -> list[str]:
+    return sorted(p.name for p in crash_home.market.iterdir() if p.name.startswith(".staging-"))
 
 
-def promoted_events(farm: Template, version: str) -> int:
+def promoted_events(crash_home: Template, version: str) -> int:
     """How many "promoted" events for ``version`` the events stream holds."""
-    client = redis_client(farm.settings)
+    client = redis_client(crash_home.settings)
     try:
         entries = cast("list[tuple[str, dict[str, str]]]", client.xrange(EVENTS_STREAM))
     finally:
@@ -307,37 +307,37 @@ def promoted_events(farm: Template, version: str) -> int:
     return sum(1 for data in found if data["version"] == version)
 
 
-def assert_state_at_crash(farm: Template, point: Point) -> None:
+def assert_state_at_crash(crash_home: Template, point: Point) -> None:
     """What the crash left: exactly the steps before ``point`` done, nothing after it."""
     registry = Registry.open()
-    old, new = farm.old.version, farm.new
-    staging = staging_folders(farm)
+    old, new = crash_home.old.version, crash_home.new
+    staging = staging_folders(crash_home)
     if point.name == "staging":  # a real partial pack: some files, no manifest
         assert len(staging) == 1 and staging[0].startswith(f".staging-{new}-"), staging
-        partial = farm.market / staging[0]
+        partial = crash_home.market / staging[0]
         files = [p for p in partial.rglob("*") if p.is_file()]
         assert len(files) == STAGING_FILES_BEFORE_CRASH and not (partial / MANIFEST).exists(), files
     else:
         assert staging == []
-    pack = farm.market / new
+    pack = crash_home.market / new
     assert pack.exists() == point.pack_in_place
     if point.pack_in_place:
         read_manifest(pack)  # complete: every file matches the manifest
-    assert any(v.version == new for v in registry.list_versions(SYMBOL, TF)) == point.registered
-    champion = registry.get_champion(SYMBOL, TF)
+    assert any(v.version == new for v in registry.versions.of_market(SYMBOL, TF)) == point.registered
+    champion = registry.champions.get(SYMBOL, TF)
     assert champion is not None and champion.version == (new if point.registry_new else old)
-    assert read_pointer(farm.settings.artifacts_dir, SYMBOL, TF) == (new if point.pointer_new else old)
-    assert key_version(farm) == (new if point.key_new else old)
+    assert read_pointer(crash_home.settings.artifacts_dir, SYMBOL, TF) == (new if point.pointer_new else old)
+    assert key_version(crash_home) == (new if point.key_new else old)
 
 
-def assert_agreement(farm: Template, *, events: range) -> None:
+def assert_agreement(crash_home: Template, *, events: range) -> None:
     """Registry, pointer and Redis key name the new version; one promotion; one version; no litter."""
     registry = Registry.open()
-    old, new = farm.old.version, farm.new
-    champion = registry.get_champion(SYMBOL, TF)
+    old, new = crash_home.old.version, crash_home.new
+    champion = registry.champions.get(SYMBOL, TF)
     assert champion is not None and champion.version == new
-    assert read_pointer(farm.settings.artifacts_dir, SYMBOL, TF) == new
-    client = redis_client(farm.settings)
+    assert read_pointer(crash_home.settings.artifacts_dir, SYMBOL, TF) == new
+    client = redis_client(crash_home.settings)
     try:
         record = read_champion(client, SYMBOL, TF)
     finally:
@@ -346,58 +346,62 @@ def assert_agreement(farm: Template, *, events: range) -> None:
     assert (record["version"], record["sha256"]) == (new, champion.manifest_sha256)
     assert record["uri"] == pack_uri(champion.path)
     read_manifest(Path(champion.path), expected_sha256=champion.manifest_sha256)
-    promotions = [p for p in registry.list_promotions(SYMBOL, TF) if p.to_version == new]
+    promotions = [p for p in registry.champions.history(SYMBOL, TF) if p.to_version == new]
     assert [(p.from_version, p.reason.value) for p in promotions] == [(old, "gate")]
-    run = registry.get_run(farm.run_id)
+    run = registry.runs.get(crash_home.run_id)
     assert (run.status, run.version) == (RunStatus.SUCCEEDED, new)
-    assert [v.version for v in registry.list_versions(SYMBOL, TF) if v.run_id == farm.run_id] == [new]
-    assert registry.get_version(old).status == "retired"
-    left = sorted(p.name for p in farm.market.iterdir())
+    assert [v.version for v in registry.versions.of_market(SYMBOL, TF) if v.run_id == crash_home.run_id] == [
+        new
+    ]
+    assert registry.versions.get(old).status == "retired"
+    left = sorted(p.name for p in crash_home.market.iterdir())
     assert left == sorted([f".{CHAMPION_FILE}.lock", CHAMPION_FILE, old, new]), left
-    assert not (farm.settings.runs_dir / farm.run_id).exists()  # the run's staging folder is freed
-    assert promoted_events(farm, new) in events
+    assert not (
+        crash_home.settings.runs_dir / crash_home.run_id
+    ).exists()  # the run's staging folder is freed
+    assert promoted_events(crash_home, new) in events
     again = reannounce(SYMBOL, TF)  # announcing once more is a no-op
     assert again is not None and (again.version, again.announced) == (new, "already announced")
-    assert promoted_events(farm, new) in events
+    assert promoted_events(crash_home, new) in events
 
 
 @pytest.mark.parametrize("point", POINTS, ids=[p.name for p in POINTS])
 def test_after_a_crash_at_each_step_recovery_agrees_and_bots_never_load_a_partial_pack(
-    farm: Template, point: Point
+    crash_home: Template, point: Point
 ) -> None:
-    farm.restore(point.start)
-    old, new = farm.old.version, farm.new
+    crash_home.restore(point.start)
+    old, new = crash_home.old.version, crash_home.new
     swaps: list[tuple[str | None, str]] = []
-    watcher = make_bot(farm)
+    watcher = make_bot(crash_home)
     watcher.on_reload(lambda before, after: swaps.append((before.version if before else None, after.version)))
     watcher.start()
     try:
         assert watcher.version == old
-        status = farm.children.crash(point.name, farm.payload_file)
-        assert status == CRASH_STATUS, f"exit status {status}:\n{farm.children.tail()}"
-        assert_state_at_crash(farm, point)
+        status = crash_home.children.crash(point.name, crash_home.payload_file)
+        assert status == CRASH_STATUS, f"exit status {status}:\n{crash_home.children.tail()}"
+        assert_state_at_crash(crash_home, point)
 
         # A bot starting now serves what the key names: the old champion, or the new complete pack.
-        bot = make_bot(farm).start(background=False)
+        bot = make_bot(crash_home).start(background=False)
         try:
             expected = new if point.key_new else old
             served = bot.champion
             assert served is not None and served.version == expected and bot.last_error is None
-            assert served.path == Path(Registry.open().get_version(expected).path)
+            assert served.path == Path(Registry.open().versions.get(expected).path)
         finally:
             bot.close()
 
         # Recovery: Celery redelivers the meta task (same id, same arguments).
         version = stages.train_meta(
-            StageJob.model_validate(farm.payload.stage),
-            farm.payload.results,
-            task_id=farm.payload.task_id,
+            StageJob.model_validate(crash_home.payload.stage),
+            crash_home.payload.results,
+            task_id=crash_home.payload.task_id,
             threads=1,
         )
         assert version == new
         # key-set: the key was written without the nudge and the event; announcing finds the key as it
         # must be and repeats nothing, so that (unreachable) state recovers without the event.
-        assert_agreement(farm, events=range(2) if point.name == "key-set" else range(1, 2))
+        assert_agreement(crash_home, events=range(2) if point.name == "key-set" else range(1, 2))
 
         wait_until(lambda: watcher.version == new, BOT_TIMEOUT_S, f"the watching bot to serve {new}")
         assert swaps == [(None, old), (old, new)] and watcher.last_error is None, (swaps, watcher.last_error)
@@ -433,18 +437,18 @@ def _tmpfs_bytes(folder: Path) -> int:
 
 
 def test_a_full_disk_while_writing_a_pack_leaves_no_partial_pack_and_a_clear_error(
-    farm: Template, tmp_path: Path
+    crash_home: Template, tmp_path: Path
 ) -> None:
     require(_can_mount_tmpfs(tmp_path / "probe"), "cannot mount a tmpfs in a private mount namespace")
-    farm.restore(PRISTINE)
-    pack_bytes = _tmpfs_bytes(farm.market / farm.old.version)  # the new pack is about as large
-    existing = _tmpfs_bytes(farm.market)
+    crash_home.restore(PRISTINE)
+    pack_bytes = _tmpfs_bytes(crash_home.market / crash_home.old.version)  # the new pack is about as large
+    existing = _tmpfs_bytes(crash_home.market)
     # The market's contents fit, with room for less than half a pack.
-    payload = replace(farm.payload, tmpfs_kib=(existing + pack_bytes // 2) // 1024)
+    payload = replace(crash_home.payload, tmpfs_kib=(existing + pack_bytes // 2) // 1024)
     payload_file = payload.write(tmp_path / "payload.json")
-    before_files = tree_state(farm.market)
-    before = registry_state(farm.settings.database)
-    key_before = key_version(farm)
+    before_files = tree_state(crash_home.market)
+    before = registry_state(crash_home.settings.database)
+    key_before = key_version(crash_home)
 
     child = subprocess.run(
         [*_unshare_prefix(), *CHILD_COMMAND, "disk-full", str(payload_file)],
@@ -462,15 +466,15 @@ def test_a_full_disk_while_writing_a_pack_leaves_no_partial_pack_and_a_clear_err
     assert report.error_type == "ArtifactError", (report.error_type, report.error)
     assert report.cause_errno == errno.ENOSPC
     assert "no space left on device" in report.error.lower()
-    assert str(farm.market / farm.new) in report.error and "nothing was published" in report.error
+    assert str(crash_home.market / crash_home.new) in report.error and "nothing was published" in report.error
     # The full file system holds what it held: the champion's pack and pointer, no partial pack or staging.
     assert report.listing == sorted(before_files), sorted(set(report.listing) ^ set(before_files))
-    assert report.pointer == farm.old.version
-    after = registry_state(farm.settings.database)
+    assert report.pointer == crash_home.old.version
+    after = registry_state(crash_home.settings.database)
     kept = ("versions", "promotions")
     assert {t: after[t] for t in kept} == {t: before[t] for t in kept}
     registry = Registry.open()
-    champion = registry.get_champion(SYMBOL, TF)
-    assert champion is not None and champion.version == farm.old.version
-    assert registry.get_run(farm.run_id).version is None
-    assert key_version(farm) == key_before == farm.old.version
+    champion = registry.champions.get(SYMBOL, TF)
+    assert champion is not None and champion.version == crash_home.old.version
+    assert registry.runs.get(crash_home.run_id).version is None
+    assert key_version(crash_home) == key_before == crash_home.old.version

@@ -1,10 +1,11 @@
 """A task that kills its worker every time stops after ``max_deliveries`` and fails its run, loudly.
 
-Issue 12, point 3: no endless loop of redeliveries. The worker is a real `celery worker` whose app
-SIGKILLs the pool process that trains one base model (tests/integration/apps/dies_always.py); Celery
-redelivers the message each time (acks_late, reject_on_worker_lost); the farm counts the deliveries
-(``farm:deliveries:<task id>``) and, past ``FARM_MAX_DELIVERIES``, fails the task for good, which fails
-the run naming the model and the reason. The market is free again afterwards and nothing is promoted.
+docs/RELIABILITY.md, "A task that dies every time": no endless loop of redeliveries. The worker is a real
+`celery worker` whose app SIGKILLs the pool process that trains one base model
+(tests/integration/apps/dies_always.py); Celery redelivers the message each time (acks_late,
+reject_on_worker_lost); the farm counts the deliveries (``farm:deliveries:<task id>``) and, past
+``FARM_MAX_DELIVERIES``, fails the task for good, which fails the run naming the model and the reason. The
+market is free again afterwards and nothing is promoted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.farms import SYMBOL, TF, Farm, start_farm
+from tests.support.farm import SYMBOL, TF, Farm, start_farm
 
 POISON = "xgb_shallow"
 MAX_DELIVERIES = 2
@@ -41,7 +42,7 @@ def test_a_task_that_kills_every_worker_fails_its_run_after_the_delivery_cap(poi
     registry = farm.registry()
     # Bounded: each delivery kills one pool process; the cap ends it after MAX_DELIVERIES + 1 starts.
     assert farm.wait_run(run_id, timeout=300) == "failed", farm.workers[0].log()[-4000:]
-    run = registry.get_run(run_id)
+    run = registry.runs.get(run_id)
     assert run.error is not None and "delivered" in run.error and f"limit {MAX_DELIVERIES}" in run.error
     assert run.failed_model == POISON, (run.failed_model, run.error)
     client = redis_client()
@@ -49,8 +50,8 @@ def test_a_task_that_kills_every_worker_fails_its_run_after_the_delivery_cap(poi
         assert deliveries(client, f"{run_id}-{POISON}") == MAX_DELIVERIES + 1
     finally:
         client.close()
-    assert registry.list_versions(SYMBOL, TF) == [] and registry.get_champion(SYMBOL, TF) is None
-    assert registry.active_run(SYMBOL, TF) is None  # the market may run again
+    assert registry.versions.of_market(SYMBOL, TF) == [] and registry.champions.get(SYMBOL, TF) is None
+    assert registry.runs.active(SYMBOL, TF) is None  # the market may run again
     assert farm.workers[0].alive()
     log = farm.workers[0].log()
     assert "WorkerLostError" in log or "Process 'ForkPoolWorker" in log

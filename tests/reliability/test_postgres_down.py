@@ -1,10 +1,11 @@
 """PostgreSQL unavailable during a promotion: never a half promotion, and a retry completes it.
 
-Issue 12, point 5. The farm's registry is a real PostgreSQL database reached through a TCP proxy
-(``tests/reliability/tcp_proxy.py``) that the test cuts, which is what a worker sees when PostgreSQL dies
-or becomes unreachable: open connections reset, new ones refused. Redis is the farm home's real embedded
-server, the packs are real packs (8 base models and a meta stage, built once per module), the CHAMPION
-pointer a real file. PostgreSQL dies at each point of a promotion of v2 over the champion v1:
+docs/RELIABILITY.md, "PostgreSQL unavailable during a promotion". The farm's registry is a real PostgreSQL
+database reached through a TCP proxy (``tests/support/tcp_proxy.py``) that the test cuts, which is what a
+worker sees when PostgreSQL dies or becomes unreachable: open connections reset, new ones refused. Redis is
+the farm home's real embedded server, the packs are real packs (8 base models and a meta stage, built once per
+module), the CHAMPION pointer a real file. PostgreSQL dies at each point of a promotion of v2 over the
+champion v1:
 
 * before it starts: the promotion fails with a transient error, nothing changed; it completes once
   PostgreSQL is back;
@@ -37,12 +38,13 @@ import pytest
 import redis
 from sqlalchemy import Connection, event, make_url
 
-from tests.packs import PACK_SYMBOL, PACK_TF, Version
-from tests.reliability.tcp_proxy import TcpProxy
-from tests.services import PG_HOST, PG_PORT, postgres_database, require, tcp_port_open
+from tests.support.packs import PACK_SYMBOL, PACK_TF, Version
+from tests.support.services import PG_HOST, PG_PORT, postgres_database, require, tcp_port_open
+from tests.support.tcp_proxy import TcpProxy
+from trainfarm.shared.champions.publish import promote_version, read_pointer
 from trainfarm.shared.errors import TransientError
-from trainfarm.shared.promotion import promote_version, read_pointer
 from trainfarm.shared.registry import (
+    ChampionStore,
     PromotionRecord,
     Registry,
     RegistryUnavailableError,
@@ -132,8 +134,8 @@ class Market:
 
     def view(self) -> View:
         raw = self.rds.get(champion_key(SYMBOL, TF))
-        champion = self.direct.get_champion(SYMBOL, TF)
-        rows = reversed(self.direct.list_promotions(SYMBOL, TF))
+        champion = self.direct.champions.get(SYMBOL, TF)
+        rows = reversed(self.direct.champions.history(SYMBOL, TF))
         entries = cast(list[tuple[str, dict[str, str]]], self.rds.xrange(EVENTS_STREAM))
         events = [json.loads(f["data"]) for _, f in entries if f["event"] == PROMOTED]
         return View(
@@ -149,7 +151,7 @@ class Market:
         now = self.view()
         assert (now.registry, now.pointer, _version(now.key)) == (self.v1, self.v1, self.v1)
         assert now.promotions == [(None, self.v1)] and now.announced == [self.v1]
-        assert self.direct.get_version(self.v2).status is VersionStatus.CANDIDATE
+        assert self.direct.versions.get(self.v2).status is VersionStatus.CANDIDATE
         assert self.received_nudges() == []
 
     def assert_promoted_once(self) -> None:
@@ -159,7 +161,7 @@ class Market:
         assert (now.registry, now.pointer, _version(now.key)) == (self.v2, self.v2, self.v2)
         assert now.promotions == [(None, self.v1), (self.v1, self.v2)]
         assert now.announced == [self.v1, self.v2]
-        champion = self.direct.get_champion(SYMBOL, TF)
+        champion = self.direct.champions.get(SYMBOL, TF)
         assert champion is not None and now.key is not None
         assert now.key["sha256"] == champion.manifest_sha256
         assert now.key["uri"] == Path(champion.path).absolute().as_uri()
@@ -192,8 +194,8 @@ def market(
     nudges = rds.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     try:
         for pack in (v1, v2):
-            run = farm.create_run(SYMBOL, TF, "pg-down test")
-            farm.add_version(
+            run = farm.runs.create(SYMBOL, TF, "pg-down test")
+            farm.versions.add(
                 pack.version,
                 SYMBOL,
                 TF,
@@ -297,15 +299,15 @@ def test_postgres_dying_inside_the_promotion_transaction_rolls_it_back_and_a_ret
 def test_postgres_dying_right_after_the_registry_commit_is_transient_and_the_task_retry_completes_it(
     market: Market,
 ) -> None:
-    real_promote = Registry.promote
+    real_promote = ChampionStore.promote
 
-    def promote_then_die(self: Registry, version_id: str, **kwargs: Any) -> PromotionRecord:
+    def promote_then_die(self: ChampionStore, version_id: str, **kwargs: Any) -> PromotionRecord:
         made = real_promote(self, version_id, **kwargs)
         market.proxy.cut()
         return made
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Registry, "promote", promote_then_die)
+        mp.setattr(ChampionStore, "promote", promote_then_die)
         error = _fails_transiently(promote_version, market.v2, "gate", PASSED)
     assert isinstance(error, RegistryUnavailableError)
     assert_says_repeat(error, market.v2, f"{market.v2} is the champion of {SYMBOL} {TF} in the registry")
@@ -315,11 +317,11 @@ def test_postgres_dying_right_after_the_registry_commit_is_transient_and_the_tas
     assert market.received_nudges() == []
 
     # While PostgreSQL is down the meta task's retry fails again, transiently, and changes nothing.
-    _fails_transiently(stages.settle, market.direct.get_version(market.v2))
+    _fails_transiently(stages.settle, market.direct.versions.get(market.v2))
     assert market.view() == half and market.received_nudges() == []
     market.proxy.restore()
     # The retry of the meta task (train_meta on a registered run) settles the version as the registry has it.
-    stages.settle(market.direct.get_version(market.v2))
+    stages.settle(market.direct.versions.get(market.v2))
     market.assert_promoted_once()
 
 
@@ -362,7 +364,7 @@ def test_a_lost_commit_answer_is_transient_and_the_retry_completes_without_a_sec
 def test_the_meta_tasks_settle_raises_transient_errors_while_postgres_is_down_then_promotes(
     market: Market,
 ) -> None:
-    candidate = market.direct.get_version(market.v2)  # what the meta task holds after registering v2
+    candidate = market.direct.versions.get(market.v2)  # what the meta task holds after registering v2
     assert candidate.status is VersionStatus.CANDIDATE
     market.proxy.cut()
     for _ in range(3):  # Celery's retries while the outage lasts: each one transient, none changes a thing
@@ -373,5 +375,5 @@ def test_the_meta_tasks_settle_raises_transient_errors_while_postgres_is_down_th
     stages.settle(candidate)
     market.assert_promoted_once()
     before = market.view()
-    stages.settle(market.direct.get_version(market.v2))  # a late duplicate delivery changes nothing
+    stages.settle(market.direct.versions.get(market.v2))  # a late duplicate delivery changes nothing
     assert market.view() == before and market.received_nudges() == []

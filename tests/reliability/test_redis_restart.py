@@ -1,7 +1,8 @@
 """Redis restarts in the middle of a run: workers reconnect, nothing is promoted twice, later runs complete.
 
-Issue 12, point 4, on a `redis-server` the test starts itself (append-only file on, as the farm's own
-configuration has it: infra/redis.conf and the embedded server) and real `celery worker` processes:
+docs/RELIABILITY.md, "Redis restart mid-run", on a `redis-server` the test starts itself (append-only file on,
+as the farm's own configuration has it: infra/redis.conf and the embedded server) and real `celery worker`
+processes:
 
 * Redis is stopped while the run's base models train (SIGTERM: Redis writes its append-only file and
   exits, as on a restart), stays down for a few seconds, and comes back on the same port with its data;
@@ -28,11 +29,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.farms import SYMBOL, TF, Farm, start_farm
-from tests.services import RedisServer
-from trainfarm.workers.processes import WorkerProcess, wait_for
+from tests.support.farm import SYMBOL, TF, Farm, start_farm
+from tests.support.services import RedisServer
+from tests.support.waiting import wait_until
+from trainfarm.cli.processes import WorkerProcess
 
-#: Joins [training] (tests/integration/farms.py TEST_CONFIG): redelivery after 25 s, not an hour.
+#: Joins [training] (tests/support/farm.py TEST_CONFIG): redelivery after 25 s, not an hour.
 SHORT_VISIBILITY = 'visibility_timeout = "25s"\n'
 DOWN_FOR_S = 4.0
 
@@ -78,8 +80,12 @@ def test_a_redis_restart_mid_run_loses_nothing_and_promotes_nothing_twice(
     first = farm.workers[0]
     reg = farm.registry()
     interrupted = submit_retrain(SYMBOL, TF, "before the restart").run_id
-    wait_for(
-        lambda: any(r.status == "running" for r in reg.base_results(interrupted)), 120, "training", first
+    wait_until(
+        lambda: any(r.status == "running" for r in reg.runs.base_results(interrupted)),
+        120,
+        "training",
+        process=first,
+        every=0.25,
     )
     redis_server.stop()
     # A worker started while Redis is down: it keeps retrying instead of exiting or claiming to be up.
@@ -95,22 +101,22 @@ def test_a_redis_restart_mid_run_loses_nothing_and_promotes_nothing_twice(
 
     # The interrupted run ends, one way or the other, and says so when it failed.
     status = farm.wait_run(interrupted, timeout=240)
-    run = reg.get_run(interrupted)
+    run = reg.runs.get(interrupted)
     if status == "failed":  # loudly: the model and the reason, no bare task id
         assert run.failed_model is not None and run.error, run
         assert run.failed_model in run.error and f"{interrupted}-" not in run.error, run.error
     # Later runs complete.
     later = submit_retrain(SYMBOL, TF, "after the restart").run_id
-    assert farm.wait_run(later, timeout=240) == "succeeded", reg.get_run(later).error
-    workers = {(r.worker or "").split("@")[0] for r in reg.base_results(later)}
+    assert farm.wait_run(later, timeout=240) == "succeeded", reg.runs.get(later).error
+    workers = {(r.worker or "").split("@")[0] for r in reg.runs.base_results(later)}
     assert workers <= {first.name, late.name}
 
     # Never two promotions: each version is promoted at most once, one version per run.
-    promoted = Counter(p.to_version for p in reg.list_promotions(SYMBOL, TF))
+    promoted = Counter(p.to_version for p in reg.champions.history(SYMBOL, TF))
     assert all(n == 1 for n in promoted.values()), promoted
-    per_run = Counter(v.run_id for v in reg.list_versions(SYMBOL, TF))
+    per_run = Counter(v.run_id for v in reg.versions.of_market(SYMBOL, TF))
     assert all(n == 1 for n in per_run.values()), per_run
-    champion = reg.get_champion(SYMBOL, TF)
+    champion = reg.champions.get(SYMBOL, TF)
     if promoted:
         assert champion is not None and champion.version in promoted
     for worker in (first, late):

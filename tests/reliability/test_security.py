@@ -1,9 +1,9 @@
-"""Security (issue 12, point 9): what the farm refuses, and the Redis set-ups it must work with.
+"""Security (docs/RELIABILITY.md, "Security"): what the farm refuses, and the Redis set-ups it must work with.
 
 Real servers only: the workers are real `celery worker` processes; the password, ACL and TLS Redis
 servers are the machine's `redis-server` (7, built with TLS), started here on 127.0.0.1 and stopped
 again; the certificates are made with the machine's `openssl`. Locally a missing binary skips a test;
-under CI it fails (tests/services.py).
+under CI it fails (tests/support/services.py).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import redis
 from kombu import Connection, Exchange, Producer
 from typer.testing import CliRunner
 
-from tests.services import REPO_ROOT, RedisServer, free_port, require
+from tests.support.services import REPO_ROOT, RedisServer, free_port, require
+from tests.support.waiting import wait_until
+from trainfarm.cli.processes import WorkerProcess
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import rebind
-from trainfarm.workers.processes import WorkerProcess, wait_for
 from trainfarm_client.models import MODEL_KINDS, load_base_model
 
 PASSWORD = "s3cret-Redis-pw"
@@ -126,7 +127,13 @@ def test_a_pickled_message_is_refused_by_the_workers(
                     routing_key="control",
                     declare=[],
                 )
-        wait_for(lambda: worker.log().count("untrusted content") >= 2, 60, "the refusals", worker)
+        wait_until(
+            lambda: worker.log().count("untrusted content") >= 2,
+            60,
+            "the refusals",
+            process=worker,
+            every=0.25,
+        )
         assert not sentinel.exists()
         assert worker.alive()
         _a_task_round_trips(env, tmp_path / "after", secret="\x00")  # JSON tasks still run

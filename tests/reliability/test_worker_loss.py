@@ -1,12 +1,13 @@
 """Workers that die mid-run: the run still completes once, with one meta stage and one version.
 
-Issue 12, points 1 and 2, on real `celery worker` processes and a real Redis:
+docs/RELIABILITY.md, "SIGKILL of a pool process during train_base" and "SIGKILL of a whole worker
+(main process) mid-run", on real `celery worker` processes and a real Redis:
 
-* point 1: the pool process training a base model is SIGKILLed (the OOM killer's usual victim). Celery
+* the pool process training a base model is SIGKILLed (the OOM killer's usual victim). Celery
   redelivers the message (acks_late, reject_on_worker_lost), the farm's delivery counter sees the second
   start, the run completes with one meta stage and one version, and the champion does not move before the
   run has been gated;
-* point 2: the whole worker (main process and pool) is SIGKILLed, as when its machine dies. Its
+* the whole worker (main process and pool) is SIGKILLed, as when its machine dies. Its
   unacknowledged messages go back to the queue after the broker's visibility timeout (15 s in this test's
   config, ``training.visibility_timeout``; an hour by default) and a second worker, started after the
   loss, finishes the run;
@@ -25,14 +26,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.integration.farms import SYMBOL, TF, Farm, start_farm
-from tests.packs import PACK_SYMBOL, PACK_TF, Version, register_pack
-from trainfarm.workers.processes import WorkerProcess, wait_for
+from tests.support.farm import SYMBOL, TF, Farm, start_farm
+from tests.support.packs import PACK_SYMBOL, PACK_TF, Version, register_pack
+from tests.support.waiting import wait_until
+from trainfarm.cli.processes import WorkerProcess
 
 #: A few seconds per fit of lgbm_gbdt: long enough to kill its process in the middle of it.
 SLOW_LGBM = "[training.model_params.lgbm_gbdt]\nnum_iterations = 800\nnum_leaves = 63\nmin_data_in_leaf = 2\n"
 #: A short visibility timeout (above the task time limit, as the config requires): the test waits for it.
-#: The line joins [training] (see tests/integration/farms.py TEST_CONFIG).
+#: The line joins [training] (see tests/support/farm.py TEST_CONFIG).
 SHORT_VISIBILITY = 'visibility_timeout = "15s"\n'
 VISIBILITY_S = 15
 
@@ -57,7 +59,7 @@ def champion_pack(btc_versions: list[Version]) -> Version:
 
 def _install_champion(farm: Farm, pack: Version) -> str:
     """Copy ``pack`` into the farm's artifact root, register and promote it; returns its version id."""
-    from trainfarm.shared.promotion import promote_version
+    from trainfarm.shared.champions.publish import promote_version
     from trainfarm.shared.settings import get_settings
 
     target = get_settings().artifacts_dir / SYMBOL / TF / pack.version
@@ -84,9 +86,9 @@ def test_a_killed_pool_process_is_redelivered_and_the_run_completes_once(
     reg = farm.registry()
 
     def lgbm_running() -> bool:
-        return any(r.model == "lgbm_gbdt" and r.status == "running" for r in reg.base_results(run_id))
+        return any(r.model == "lgbm_gbdt" and r.status == "running" for r in reg.runs.base_results(run_id))
 
-    wait_for(lgbm_running, 120, "lgbm_gbdt to start", farm.workers[0])
+    wait_until(lgbm_running, 120, "lgbm_gbdt to start", process=farm.workers[0], every=0.25)
     proc = farm.workers[0].proc
     assert proc is not None
     children = psutil.Process(proc.pid).children(recursive=True)
@@ -95,22 +97,22 @@ def test_a_killed_pool_process_is_redelivered_and_the_run_completes_once(
         child.kill()
     # Until the run ends, the champion stays where it was (sampled while the run recovers and finishes).
     deadline = time.monotonic() + 300
-    while reg.get_run(run_id).status not in ("succeeded", "failed") and time.monotonic() < deadline:
-        current = reg.get_champion(SYMBOL, TF)
-        if reg.get_run(run_id).status not in ("succeeded", "failed"):
+    while reg.runs.get(run_id).status not in ("succeeded", "failed") and time.monotonic() < deadline:
+        current = reg.champions.get(SYMBOL, TF)
+        if reg.runs.get(run_id).status not in ("succeeded", "failed"):
             assert current is not None and current.version == champion
         time.sleep(0.5)
-    run = reg.get_run(run_id)
+    run = reg.runs.get(run_id)
     assert run.status == "succeeded", (run.error, farm.workers[0].log()[-4000:])
     log = farm.workers[0].log()
     assert "WorkerLostError" in log or "Process 'ForkPoolWorker" in log
-    assert {r.model: r.status for r in reg.base_results(run_id)}["lgbm_gbdt"] == "succeeded"
+    assert {r.model: r.status for r in reg.runs.base_results(run_id)}["lgbm_gbdt"] == "succeeded"
     assert _deliveries(f"{run_id}-lgbm_gbdt") == 2  # the killed task really ran twice
     assert _deliveries(f"{run_id}-meta") == 1  # one meta stage
-    versions = [v for v in reg.list_versions(SYMBOL, TF) if v.run_id == run_id]
+    versions = [v for v in reg.versions.of_market(SYMBOL, TF) if v.run_id == run_id]
     assert len(versions) == 1 and run.version == versions[0].version
     # After the gates: the new version is champion when it passed, else the old one still is.
-    now = reg.get_champion(SYMBOL, TF)
+    now = reg.champions.get(SYMBOL, TF)
     assert now is not None
     passed = (versions[0].gate_report or {}).get("passed") is True
     assert now.version == (versions[0].version if passed else champion)
@@ -137,26 +139,26 @@ def test_a_killed_worker_loses_its_tasks_to_a_second_worker_after_the_visibility
     reg = farm.registry()
 
     def training() -> bool:
-        return any(r.status == "running" for r in reg.base_results(run_id))
+        return any(r.status == "running" for r in reg.runs.base_results(run_id))
 
-    wait_for(training, 120, "a base model to start", first)
+    wait_until(training, 120, "a base model to start", process=first, every=0.25)
     first.kill()  # SIGKILL to the main process and its pool: the machine is gone
     assert not first.alive()
     # Read after the kill: what was running then died with the worker and must run again elsewhere.
-    lost = {r.model for r in reg.base_results(run_id) if r.status == "running"}
+    lost = {r.model for r in reg.runs.base_results(run_id) if r.status == "running"}
     assert lost
     second = WorkerProcess(f"w{uuid.uuid4().hex[:6]}", farm.env, tmp_path, concurrency=2)
     farm.workers.insert(0, second)  # the one wait_run watches (and every worker is stopped afterwards)
     second.start()
     status = farm.wait_run(run_id, timeout=240)
-    assert status == "succeeded", (reg.get_run(run_id).error, second.log()[-3000:])
-    results = {r.model: r for r in reg.base_results(run_id)}
+    assert status == "succeeded", (reg.runs.get(run_id).error, second.log()[-3000:])
+    results = {r.model: r for r in reg.runs.base_results(run_id)}
     assert all(r.status == "succeeded" for r in results.values())
     for model in lost:  # each task the dead worker held ran again, on the second worker
         assert _deliveries(f"{run_id}-{model}") == 2, model
         assert results[model].worker is not None and second.name in results[model].worker
     assert _deliveries(f"{run_id}-meta") == 1
-    assert len([v for v in reg.list_versions(SYMBOL, TF) if v.run_id == run_id]) == 1
+    assert len([v for v in reg.versions.of_market(SYMBOL, TF) if v.run_id == run_id]) == 1
 
 
 @pytest.fixture
@@ -182,4 +184,4 @@ def test_a_worker_dying_between_prepare_and_chord_launch_does_not_strand_the_run
     assert farm.wait_run(run_id) == "succeeded", farm.workers[0].log()[-4000:]
     assert marker.read_text() == run_id  # the fault did fire, in this run's prepare task
     assert _deliveries(f"{run_id}-prepare") == 2  # killed once, delivered again, went through
-    assert len(farm.registry().list_versions(SYMBOL, TF)) == 1
+    assert len(farm.registry().versions.of_market(SYMBOL, TF)) == 1

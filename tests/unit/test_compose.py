@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.services import REPO_ROOT
+from tests.support.services import REPO_ROOT
 from trainfarm.cli.app import app
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / "infra" / "env.example"
 FARM_IMAGE = "trainfarm:latest"
-#: The roles the deployment issue asks for, by service name.
+#: The roles of a deployment, by service name.
 ROLES = {"redis", "postgres", "migrate", "worker-cpu", "worker-gpu", "beat", "flower", "web", "packs", "bot"}
 ONE_SHOT = {"migrate", "farm"}
 
@@ -105,10 +104,3 @@ def test_published_ports_are_on_the_loopback_only() -> None:
     for name, service in _services().items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond the loopback"
-
-
-def test_infra_readme_explains_several_machines() -> None:
-    text = (REPO_ROOT / "infra" / "README.md").read_text()
-    for topic in ("one Redis", "PostgreSQL", "artifact", "GPU", "queue", "FARM_PACK_BASE_URL"):
-        assert topic in text, topic
-    assert Path(REPO_ROOT / "infra" / "Dockerfile").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def test_defaults_cover_every_timeframe_with_a_positive_horizon() -> None:
     for tf in Timeframe:
         params = cfg.params(tf)
         assert params.label_horizon >= 1
-        assert params.training_window_td > params.freshness_limit_td
+        assert params.training_window > params.freshness_limit
 
 
 def test_partial_override_keeps_other_defaults(tmp_path: Path) -> None:
@@ -71,4 +72,23 @@ def test_task_time_limit_leaves_room_for_the_soft_limit(tmp_path: Path) -> None:
     path = tmp_path / "farm.toml"
     path.write_text('[training]\ntask_time_limit = "3s"\n')
     with pytest.raises(ConfigError, match="at least 10s"):
+        load_config(path)
+
+
+def test_durations_are_timedeltas_written_back_as_text() -> None:
+    cfg = FarmConfig()
+    assert cfg.params(Timeframe.H1).training_window == timedelta(days=365)
+    assert cfg.params(Timeframe.H12).meta_cadence is None
+    dumped = cfg.model_dump(mode="json")  # what `farm config` prints and the config hash covers
+    assert dumped["timeframes"]["1h"]["training_window"] == "365d"
+    assert dumped["timeframes"]["12h"]["meta_cadence"] == "off"
+    assert dumped["training"]["visibility_timeout"] is None
+    assert dumped["alerts"]["stale_bot_after"] == "1m"
+    assert FarmConfig.model_validate(dumped) == cfg
+
+
+def test_a_duration_key_outside_the_timeframes_is_named_too(tmp_path: Path) -> None:
+    path = tmp_path / "farm.toml"
+    path.write_text('[alerts.webhook]\ntimeout = "soon"\n')
+    with pytest.raises(ConfigError, match=r"alerts\.webhook\.timeout: bad duration 'soon'"):
         load_config(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, pool
 
-from trainfarm.shared.registry.migrations import create_registry_engine
+from trainfarm.shared.registry.engine import create_registry_engine
 from trainfarm.shared.registry.models import Base
 
 config = context.config

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from trainfarm.workers import tasks
 from trainfarm.workers.celery_app import app
-from trainfarm.workers.jobs import StageJob
+from trainfarm.workers.payloads import StageJob
 
 _launch = tasks.launch_chord
 

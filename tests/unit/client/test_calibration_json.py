@@ -9,9 +9,8 @@ import numpy.typing as npt
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
-from tests.packs import Pack
-from trainfarm.shared.meta.calibration import IsotonicCalibrator
-from trainfarm_client.calibration import IsotonicCalibration, TemperatureShrinkCalibration, load_calibration
+from trainfarm.shared.stacking.isotonic import IsotonicCalibrator
+from trainfarm_client.calibration import IsotonicCalibration
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -53,21 +52,6 @@ def test_the_transform_is_sklearns_curves_renormalised_and_floored() -> None:
     assert (curves.sum(axis=1) > 0).all()
     expected = (1.0 - 3e-3) * curves / curves.sum(axis=1, keepdims=True) + 1e-3
     np.testing.assert_allclose(client.transform(new), expected, rtol=0, atol=1e-12)
-
-
-def test_the_packs_calibrator_file_is_the_one_the_farm_fitted(pack: Pack) -> None:
-    """A format-2 pack stores the temperature/shrinkage calibrator its run fitted, readable by the client."""
-    manifest = json.loads((pack.path / "manifest.json").read_text())
-    doc = json.loads((pack.path / manifest["calibrator"]["file"]).read_text())
-    calibration = load_calibration(doc)
-    assert isinstance(calibration, TemperatureShrinkCalibration)
-    assert calibration.to_json() == manifest["metrics"]["calibrator"]
-    rows = np.random.default_rng(13).dirichlet([1.0, 1.0, 1.0], size=500)
-    out = calibration.transform(rows)
-    np.testing.assert_allclose(out.sum(axis=1), 1.0)
-    # Shrinkage keeps every class at least shrink x its prior share: never a near-zero probability.
-    floor = calibration.shrink * np.asarray(calibration.prior)
-    assert (out >= floor - 1e-12).all()
 
 
 def test_malformed_documents_are_refused() -> None:

@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from tests.packs import Pack
-from trainfarm.shared.evaluation import simulate
-from trainfarm_client.predictor import Decision, Predictor, decide
+from trainfarm.shared.evaluation.trading import simulate
+from trainfarm_client.predictor import Decision, decide
 
 
 def test_a_signal_needs_the_larger_move_at_or_above_p_star() -> None:
@@ -52,11 +51,3 @@ def test_decide_agrees_with_the_trading_simulation_row_by_row() -> None:
         assert (result.signals == 1) == (decision.signal is not None)
         if decision.signal is not None:
             assert (result.mean_return > 0) == (decision.signal == "up")
-
-
-def test_the_predictor_decides_with_its_packs_p_star(pack: Pack) -> None:
-    predictor = Predictor.load(pack.path)
-    assert predictor.p_star == float(predictor.manifest["p_star"])
-    probs = predictor.predict_features(predictor.manifest["sample_rows"]["features"])
-    for row in probs:
-        assert predictor.decide(row) == decide(row, predictor.p_star)

@@ -18,22 +18,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests.packs import Pack
-from tests.services import SAMPLE_DIR
+from tests.support.features import assert_same_row
+from tests.support.services import SAMPLE_DIR
 from trainfarm.shared.data.resample import resample
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm_client.errors import BarsError
 from trainfarm_client.features import FEATURE_NAMES, MIN_HISTORY_BARS, WARMUP_BARS, add_features
 from trainfarm_client.newest import closed_bars, newest_feature_row
-from trainfarm_client.predictor import Predictor
 from trainfarm_client.probs import FloatArray
 
 MAX_GAP = 3
-#: Features from rolling standard deviations and means: polars updates them as its window slides, this
-#: module sums the window itself; both are rounded sums of the same terms.
-ROLLING = ("vol_12", "vol_48", "vol_ratio_12_48", "volume_z_48")
-EXACT = [i for i, name in enumerate(FEATURE_NAMES) if name not in ROLLING]
-CLOSE = [i for i, name in enumerate(FEATURE_NAMES) if name in ROLLING]
 #: Windows per market and timeframe (each runs add_features once, the slow part of this module).
 WINDOWS = 60
 
@@ -47,12 +41,6 @@ def polars_row(history: pl.DataFrame, interval: timedelta) -> FloatArray:
     """add_features' last row, as the predictor computes it without the fast path."""
     frame = add_features(history, interval=interval, max_gap_bars=MAX_GAP)
     return frame.select(FEATURE_NAMES).tail(1).to_numpy().astype(np.float64)
-
-
-def assert_same_row(fast: FloatArray, slow: FloatArray) -> None:
-    assert fast.shape == slow.shape == (1, len(FEATURE_NAMES)) and fast.dtype == np.float64
-    np.testing.assert_array_equal(fast[:, EXACT], slow[:, EXACT])
-    np.testing.assert_allclose(fast[:, CLOSE], slow[:, CLOSE], rtol=1e-12, atol=1e-13)
 
 
 def window_ends(bars: pl.DataFrame, interval: timedelta) -> list[int]:
@@ -230,33 +218,3 @@ def test_closed_bars_are_the_polars_filter() -> None:
 
 
 # -- the predictor's decision: the same probabilities through either path (the session's pack) ----------
-
-
-def test_score_newest_scores_what_add_features_rows_score(
-    pack: Pack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    predictor = Predictor.load(pack.path, expected_manifest_sha256=pack.manifest_sha256)
-    interval = Timeframe(predictor.manifest["timeframe"]).duration
-    bars = pack.bars
-    ends = range(MIN_HISTORY_BARS, bars.height + 1)
-    histories = [bars.slice(end - MIN_HISTORY_BARS, MIN_HISTORY_BARS) for end in ends]
-    now = [h["date"][-1] + interval for h in histories]
-    fast = [predictor.score_newest(h, now=t) for h, t in zip(histories, now, strict=True)]
-    # Some 12h bars of the sample were resampled from fewer 5m bars than 144 (outages): not scored.
-    assert sum(s.probabilities is not None for s in fast) > len(fast) * 0.9
-    # The add_features path, as score_newest ran it before: every row, the newest one predicted.
-    monkeypatch.setattr("trainfarm_client.predictor.newest_feature_row", lambda *a, **k: None)
-    slow = [predictor.score_newest(h, now=t) for h, t in zip(histories, now, strict=True)]
-    for f, s in zip(fast, slow, strict=True):
-        assert f.bar == s.bar and f.reason == s.reason
-        if f.reason is not None:
-            continue
-        assert f.features is not None and s.features is not None
-        assert f.probabilities is not None and s.probabilities is not None
-        assert_same_row(f.features[None, :], s.features[None, :])
-        np.testing.assert_allclose(f.probabilities, s.probabilities, rtol=0, atol=1e-9)
-    # And the rows are add_features' own (what predict_bars scores).
-    last = max(i for i, s in enumerate(slow) if s.reason is None)
-    rows = predictor.feature_rows(histories[last]).select(FEATURE_NAMES).tail(1).to_numpy()
-    assert slow[last].features is not None
-    np.testing.assert_array_equal(slow[last].features, rows[0])

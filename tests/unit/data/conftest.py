@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.bars import MIN_ROWS, START, MakeBars, Refused, Snapshot, build_bars
+from tests.support.bars import MIN_ROWS, START, MakeBars, Refused, Snapshot, build_bars
 from trainfarm.shared.data.store import BarStore
 from trainfarm.shared.data.validation import validate_bars
 from trainfarm.shared.errors import DataError

@@ -12,8 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.bars import MIN_ROWS, START, MakeBars, Refused
-from trainfarm.shared.data import validation
+from tests.support.bars import MIN_ROWS, START, MakeBars, Refused
 from trainfarm.shared.data.readers import read_bars
 from trainfarm.shared.data.resample import resample
 from trainfarm.shared.data.validation import validate_bars
@@ -71,7 +70,3 @@ def test_real_1h_bars_imported_as_5m_are_refused(sample_dir: Path) -> None:
         validate_bars(hourly, file="BTC_USDT-1h.parquet", min_rows=288)
     assert caught.value.column == "date" and caught.value.file == "BTC_USDT-1h.parquet"
     assert "file has 1h bars (median spacing 60 min)" in caught.value.problem
-
-
-def test_module_docstring_names_the_interval_rule() -> None:
-    assert "median spacing" in (validation.__doc__ or "")

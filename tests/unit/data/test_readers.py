@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.bars import MakeBars
+from tests.support.bars import MakeBars
 from trainfarm.shared.data.readers import BAR_COLUMNS, read_bars
 from trainfarm.shared.errors import DataError
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.bars import START, MakeBars, Snapshot, set_value
+from tests.support.bars import START, MakeBars, Snapshot, set_value
 from trainfarm.shared.data import store as store_module
 from trainfarm.shared.data.gaps import Gap
-from trainfarm.shared.data.store import DATA_FILE, META_FILE, BarStore
+from trainfarm.shared.data.store import DATA_FILE, LEGACY_RECORD_FILE, RECORD_FILE, BarStore
 from trainfarm.shared.errors import DataError, DataNotFoundError, SymbolError
 from trainfarm.shared.timeframes import Timeframe
 
@@ -49,8 +49,8 @@ def test_symbol_is_canonicalised(store: BarStore, make_bars: MakeBars, tmp_path:
     report = store.import_file(write(make_bars(12), tmp_path / "b.parquet"), "btc/usdt")
     assert report.symbol == "BTC_USDT"
     folder = store.root / "BTC_USDT"
-    assert sorted(p.name for p in folder.iterdir()) == [DATA_FILE, META_FILE]
-    meta = json.loads((folder / META_FILE).read_text())
+    assert sorted(p.name for p in folder.iterdir()) == [DATA_FILE, RECORD_FILE]
+    meta = json.loads((folder / RECORD_FILE).read_text())
     assert (meta["symbol"], meta["display"]) == ("BTC_USDT", "BTC/USDT")
     assert store.symbols() == ["BTC_USDT"]
     assert store.has("BTC_USDT") and store.has("btc-usdt") and not store.has("ETH/USDT")
@@ -105,7 +105,7 @@ def test_overlapping_import_adds_only_new_bars(store: BarStore, make_bars: MakeB
     assert (second.first, second.last) == (START, START + timedelta(minutes=5 * 29))
     assert second.gaps == []
     assert store.load("BTC/USDT").equals(bars)
-    sources = json.loads((store.root / "BTC_USDT" / META_FILE).read_text())["sources"]
+    sources = json.loads((store.root / "BTC_USDT" / RECORD_FILE).read_text())["sources"]
     assert [(s["file"], s["rows"]) for s in sources] == [("a.parquet", 20), ("b.parquet", 20)]
     assert sources[1]["first"] == "2024-01-01T00:50:00+00:00"
     assert set(sources[0]) == {"file", "sha256", "rows", "first", "last", "imported_at"}
@@ -154,7 +154,7 @@ def test_replace_replaces_wholesale(store: BarStore, make_bars: MakeBars, tmp_pa
     report = store.import_file(write(other, tmp_path / "b.parquet"), "BTC/USDT", replace=True)
     assert (report.rows_added, report.rows_total) == (8, 8)
     assert store.load("BTC/USDT").equals(other)
-    sources = json.loads((store.root / "BTC_USDT" / META_FILE).read_text())["sources"]
+    sources = json.loads((store.root / "BTC_USDT" / RECORD_FILE).read_text())["sources"]
     assert [s["file"] for s in sources] == ["b.parquet"]
     store.check("BTC/USDT")
 
@@ -268,17 +268,33 @@ def test_check_revalidates_the_data(store: BarStore, make_bars: MakeBars, tmp_pa
     assert (caught.value.column, caught.value.row) == ("low", 3)
 
 
-def test_check_compares_meta_with_the_data(store: BarStore, make_bars: MakeBars, tmp_path: Path) -> None:
+def test_check_compares_the_record_with_the_data(
+    store: BarStore, make_bars: MakeBars, tmp_path: Path
+) -> None:
     store.import_file(write(make_bars(12), tmp_path / "a.parquet"), "BTC/USDT")
-    meta_path = store.root / "BTC_USDT" / META_FILE
-    meta = json.loads(meta_path.read_text())
-    meta["data"]["rows"] = 13
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(DataError, match=r"meta\.json does not match"):
+    record_path = store.root / "BTC_USDT" / RECORD_FILE
+    record = json.loads(record_path.read_text())
+    record["data"]["rows"] = 13
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(DataError, match=r"bars\.json does not match"):
         store.check("BTC/USDT")
-    meta_path.write_text("{not json")
-    with pytest.raises(DataError, match="cannot read the store's metadata"):
+    record_path.write_text("{not json")
+    with pytest.raises(DataError, match="cannot read the store's record of its bars"):
         store.check("BTC/USDT")
+
+
+def test_a_store_written_with_the_legacy_record_name_is_read_then_moved(
+    store: BarStore, make_bars: MakeBars, tmp_path: Path
+) -> None:
+    # Stores written before the record was named bars.json kept it as meta.json.
+    store.import_file(write(make_bars(12), tmp_path / "a.parquet"), "BTC/USDT")
+    folder = store.root / "BTC_USDT"
+    (folder / RECORD_FILE).rename(folder / LEGACY_RECORD_FILE)
+    assert store.check("BTC/USDT").sources == 1
+    store.import_file(write(make_bars(14), tmp_path / "b.parquet"), "BTC/USDT")
+    assert sorted(p.name for p in folder.iterdir()) == [DATA_FILE, RECORD_FILE]
+    assert len(json.loads((folder / RECORD_FILE).read_text())["sources"]) == 2
+    assert store.check("BTC/USDT").summary.rows == 14
 
 
 # -- real data -----------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.clock import StepClock
-from tests.services import postgres_database
+from tests.support.clock import StepClock
+from tests.support.services import postgres_database
 from trainfarm.shared.registry import Registry, dispose_engine
 
 
@@ -44,6 +44,6 @@ def new_run(registry: Registry) -> Callable[..., str]:
     """Create a BTC_USDT 1h run (or another market) and return its id."""
 
     def make(symbol: str = "BTC_USDT", timeframe: str = "1h", reason: str = "forced") -> str:
-        return registry.create_run(symbol, timeframe, reason).id
+        return registry.runs.create(symbol, timeframe, reason).id
 
     return make

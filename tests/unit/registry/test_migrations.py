@@ -59,9 +59,9 @@ def test_fresh_upgrade_creates_every_table(db_url: str) -> None:
 
 def test_second_upgrade_changes_nothing_and_keeps_data(db_url: str) -> None:
     upgrade(db_url)
-    run = Registry.open(db_url).create_run("BTC/USDT", "1h", "forced")
+    run = Registry.open(db_url).runs.create("BTC/USDT", "1h", "forced")
     upgrade(db_url)
-    assert Registry.open(db_url).get_run(run.id).reason == "forced"
+    assert Registry.open(db_url).runs.get(run.id).reason == "forced"
     assert schema_diffs(db_url) == []
 
 
@@ -154,13 +154,13 @@ def test_open_creates_the_sqlite_folder_in_wal_mode_with_foreign_keys(tmp_path: 
 def test_open_defaults_to_the_settings_database(farm_home: Path) -> None:
     registry = Registry.open()
     assert (farm_home / "registry.sqlite3").is_file()
-    assert registry.list_runs() == []
+    assert registry.runs.newest() == []
 
 
 def test_an_in_memory_database_is_one_database() -> None:
     registry = Registry.open("sqlite://")
-    run = registry.create_run("ETH/USDT", "24h", "forced")
-    assert registry.get_run(run.id).symbol == "ETH_USDT"
+    run = registry.runs.create("ETH/USDT", "24h", "forced")
+    assert registry.runs.get(run.id).symbol == "ETH_USDT"
 
 
 @pytest.mark.parametrize("url", ["nosuchdriver://x", "postgresql+nosuchdbapi://u@h/d"])
@@ -194,15 +194,15 @@ SHARED_RUN = "shared" + "0" * 26
 def _worker(url: str, index: int) -> list[str]:
     """A freshly started worker process: open (and race to migrate) the registry, then write at once."""
     registry = Registry.open(url)
-    registry.create_run("BTC_USDT", "1h", "shared", run_id=SHARED_RUN)  # every process creates it
+    registry.runs.create("BTC_USDT", "1h", "shared", run_id=SHARED_RUN)  # every process creates it
     # One market per process: a market has at most one active run.
-    rid = registry.create_run(f"P{index}_USDT", "1h", f"process {index}").id
-    registry.set_run_status(rid, "training")
+    rid = registry.runs.create(f"P{index}_USDT", "1h", f"process {index}").id
+    registry.runs.set_status(rid, "training")
     for model in ("m0", "m1", "m2"):
-        registry.base_started(rid, model, "family", "cpu", f"w{index}")
-        registry.base_finished(rid, model, seconds=1.0, metrics={"index": index})
-        registry.base_finished(SHARED_RUN, model, seconds=1.0, metrics={"index": index})
-    return [r.model for r in registry.base_results(rid)]
+        registry.runs.base_started(rid, model, "family", "cpu", f"w{index}")
+        registry.runs.base_finished(rid, model, seconds=1.0, metrics={"index": index})
+        registry.runs.base_finished(SHARED_RUN, model, seconds=1.0, metrics={"index": index})
+    return [r.model for r in registry.runs.base_results(rid)]
 
 
 @pytest.mark.slow  # starts four worker processes, each a fresh interpreter
@@ -211,22 +211,22 @@ def test_worker_processes_open_a_fresh_database_and_write_at_once(db_url: str) -
         results = list(pool.map(_worker, [db_url] * 6, range(6)))
     assert results == [["m0", "m1", "m2"]] * 6
     registry = Registry.open(db_url)
-    assert len(registry.list_runs()) == 7
-    assert [r.status for r in registry.base_results(SHARED_RUN)] == ["succeeded"] * 3
+    assert len(registry.runs.newest()) == 7
+    assert [r.status for r in registry.runs.base_results(SHARED_RUN)] == ["succeeded"] * 3
 
 
 def test_a_forked_child_gets_its_own_connections(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fork.sqlite3'}"
     registry = Registry.open(url)
-    rid = registry.create_run("BTC_USDT", "1h", "parent").id  # leaves a pooled connection behind
+    rid = registry.runs.create("BTC_USDT", "1h", "parent").id  # leaves a pooled connection behind
     parent_pool = registry.engine.pool
     pid = os.fork()
     if pid == 0:  # the child: a new pool (no inherited connection), and it must work
         code = 1
         try:
-            code = 0 if registry.engine.pool is not parent_pool and registry.fail_run(rid, "child") else 1
+            code = 0 if registry.engine.pool is not parent_pool and registry.runs.fail(rid, "child") else 1
         finally:
             os._exit(code)  # never return into pytest from the child
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert registry.get_run(rid).error == "child"
+    assert registry.runs.get(rid).error == "child"

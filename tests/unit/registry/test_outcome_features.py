@@ -34,17 +34,17 @@ def test_migration_0006_adds_a_nullable_features_column_keeping_older_outcomes(d
         columns = {c["name"]: c for c in inspect(engine).get_columns("live_outcomes")}
         assert columns["features"]["nullable"]
         registry = Registry.open(db_url)
-        assert registry.realised_returns("BTC_USDT", "1h", "v1") == [0.02]
-        assert registry.live_features("BTC_USDT", "1h", "v1", limit=5) == []
+        assert registry.outcomes.realised_returns("BTC_USDT", "1h", "v1") == [0.02]
+        assert registry.outcomes.live_features("BTC_USDT", "1h", "v1", limit=5) == []
         # The older row gets its features from a later report; a new one stores them at once.
-        counts = registry.record_outcomes(
+        counts = registry.outcomes.record(
             [
                 Signal("b", "BTC_USDT", "1h", "v1", AT, "up", 0.6, 0.02, features=(0.25, -1e-9)),
                 Signal("b", "BTC_USDT", "1h", "v1", AT + timedelta(hours=1), "up", 0.6, features=(1.0, 2.0)),
             ]
         )
         assert (counts.inserted, counts.updated) == (1, 1)
-        assert registry.live_features("BTC_USDT", "1h", "v1", limit=5) == [
+        assert registry.outcomes.live_features("BTC_USDT", "1h", "v1", limit=5) == [
             (AT, (0.25, -1e-9)),
             (AT + timedelta(hours=1), (1.0, 2.0)),
         ]

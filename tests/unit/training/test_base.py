@@ -20,16 +20,17 @@ import xgboost
 
 from trainfarm.shared.atomicio import sha256_file
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.dataset import DatasetSnapshot, build_snapshot
+from trainfarm.shared.dataset.features import FEATURE_NAMES
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot, build_snapshot
+from trainfarm.shared.dataset.splits import oof_index
 from trainfarm.shared.errors import ConfigError, DatasetError
-from trainfarm.shared.features import FEATURE_NAMES
-from trainfarm.shared.splits import oof_index
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training import BaseModelResult, result_path, train_base_model
 from trainfarm.shared.training import base as base_module
 from trainfarm.shared.training.base import BOOSTED_METRIC_KEYS, METRIC_KEYS, write_npz
 from trainfarm.shared.zoo import MODEL_NAMES, ModelSpec, get_spec
 from trainfarm.shared.zoo import family as real_family
+from trainfarm.shared.zoo.spec import FitOptions
 
 CONFIG = FarmConfig.model_validate({"training": {"base_rounds": 20}})
 RUN = "run-1"
@@ -98,6 +99,7 @@ def _rounds_in_file(name: str, path: Path) -> int:
     return _rounds_in(model)
 
 
+@pytest.mark.slow  # trains the whole zoo (the module's trained fixture)
 def test_every_model_trains_with_valid_probabilities(
     snapshot: DatasetSnapshot, trained: tuple[Path, dict[str, BaseModelResult]]
 ) -> None:
@@ -149,6 +151,7 @@ def test_every_model_trains_with_valid_probabilities(
         assert math.isfinite(result.seconds) and result.seconds > 0
 
 
+@pytest.mark.slow  # trains the whole zoo (the module's trained fixture)
 def test_predictions_are_what_the_saved_model_computes(
     snapshot: DatasetSnapshot, trained: tuple[Path, dict[str, BaseModelResult]]
 ) -> None:
@@ -162,6 +165,7 @@ def test_predictions_are_what_the_saved_model_computes(
         np.testing.assert_array_equal(fam.predict_proba(model, x_test, threads=2), arrays["test"])
 
 
+@pytest.mark.slow  # trains the whole zoo (the module's trained fixture)
 def test_same_seed_reproduces_models_and_predictions(
     snapshot: DatasetSnapshot, trained: tuple[Path, dict[str, BaseModelResult]], tmp_path: Path
 ) -> None:
@@ -177,6 +181,7 @@ def test_same_seed_reproduces_models_and_predictions(
             np.testing.assert_array_equal(_arrays(tmp_path, again)[key], array)
 
 
+@pytest.mark.slow  # trains the whole zoo (the module's trained fixture)
 def test_recall_returns_the_stored_result_without_training(
     snapshot: DatasetSnapshot,
     trained: tuple[Path, dict[str, BaseModelResult]],
@@ -199,6 +204,7 @@ def test_recall_returns_the_stored_result_without_training(
     assert {path: path.stat().st_mtime_ns for path in files} == mtimes
 
 
+@pytest.mark.slow  # trains the whole zoo (the module's trained fixture)
 def test_changed_files_or_another_run_retrain(
     snapshot: DatasetSnapshot,
     trained: tuple[Path, dict[str, BaseModelResult]],
@@ -263,9 +269,11 @@ class _RecordingFamily:
         self.real = real_family(spec)
         self.fits: list[dict[str, Any]] = []
 
-    def fit(self, spec: ModelSpec, x: Any, y: Any, w: Any, **kwargs: Any) -> Any:
-        model = self.real.fit(spec, x, y, w, **kwargs)
-        self.fits.append({"x": x, "model": model, **kwargs})
+    def fit(
+        self, spec: ModelSpec, x: Any, y: Any, w: Any, options: FitOptions, *, eval_set: Any = None
+    ) -> Any:
+        model = self.real.fit(spec, x, y, w, options, eval_set=eval_set)
+        self.fits.append({"x": x, "model": model, "options": options, "eval_set": eval_set})
         return model
 
     def __getattr__(self, name: str) -> Any:
@@ -294,7 +302,8 @@ def test_rounds_are_chosen_on_the_purged_inner_holdout_and_shared_by_every_fit(
 
     # 1. The early-stopping fit: base_rounds at most, on the rows before the holdout minus the purged ones.
     probe, rest = fits[0], fits[1:]
-    assert probe["rounds"] == 60 and probe["early_stopping_rounds"] == CONFIG.training.early_stopping_rounds
+    assert probe["options"].rounds == 60
+    assert probe["options"].early_stopping_rounds == CONFIG.training.early_stopping_rounds
     holdout = snapshot.inner_holdout(frame, fraction=0.2, min_train_rows=CONFIG.splits.min_fold_train_rows)
     first_held = int(holdout.valid_idx[0])
     assert first_held == train.height - round(0.2 * train.height)
@@ -311,7 +320,8 @@ def test_rounds_are_chosen_on_the_purged_inner_holdout_and_shared_by_every_fit(
     assert 1 <= chosen <= 60
     assert result.metrics["rounds"] == chosen
     for fit in rest:
-        assert fit["rounds"] == chosen and "eval_set" not in fit
+        assert fit["options"].rounds == chosen and fit["eval_set"] is None
+        assert fit["options"].early_stopping_rounds is None
         assert _rounds_in(fit["model"]) == chosen
     assert [f["x"].shape[0] for f in rest] == [*(f.train_idx.size for f in folds), train.height]
     assert _rounds_in_file(name, tmp_path / result.model_file) == chosen
@@ -347,6 +357,7 @@ def test_unknown_model_and_bad_arguments(snapshot: DatasetSnapshot, tmp_path: Pa
         _train(snapshot, "sk_logreg", tmp_path, training=typo)
 
 
+@pytest.mark.slow  # trains the whole zoo (the module's trained fixture)
 def test_result_json_round_trip_and_validation(trained: tuple[Path, dict[str, BaseModelResult]]) -> None:
     result = trained[1]["xgb_hist"]
     data = json.loads(json.dumps(result.to_json()))

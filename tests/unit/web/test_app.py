@@ -1,40 +1,32 @@
 """The dashboard's pages, auth and metrics through the ASGI app, on a real registry and a real Redis.
 
-The browser test (tests/integration/test_dashboard_browser.py) drives the same pages in Chromium.
+The browser test (tests/integration/web/test_browser.py) drives the same pages in Chromium; the pages of
+a real pack are in tests/integration/web/test_app.py.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.markets import crown
-from tests.packs import PACK_SYMBOL, PACK_TF, Pack, register_pack
+from tests.support.markets import crown
+from tests.support.web import basic_auth
 from trainfarm.shared.connections import EmbeddedRedis, redis_client
 from trainfarm.shared.registry import Registry, Signal
 from trainfarm.shared.settings import FarmSettings
-from trainfarm.shared.ui_auth import ui_credentials
 from trainfarm.web.app import create_app
 from trainfarm_client.contract import bot_key
-
-
-def _auth(settings: FarmSettings, password: str | None = None) -> dict[str, str]:
-    creds = ui_credentials(settings)
-    token = base64.b64encode(f"{creds.user}:{password or creds.password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 @pytest.fixture
 def web(settings: FarmSettings, server: EmbeddedRedis) -> Iterator[tuple[TestClient, Registry]]:
     registry = Registry.open(settings.database)
     with TestClient(create_app(settings)) as client:
-        client.headers.update(_auth(settings))
+        client.headers.update(basic_auth(settings))
         yield client, registry
 
 
@@ -54,7 +46,7 @@ def test_every_page_refuses_a_stranger_and_healthz_says_only_ok(
             response = client.get(path)
             assert response.status_code == 401, path
             assert response.headers["www-authenticate"] == 'Basic realm="trainfarm"'
-            assert client.get(path, headers=_auth(settings, "wrong")).status_code == 401
+            assert client.get(path, headers=basic_auth(settings, "wrong")).status_code == 401
         assert client.get("/", headers={"Authorization": "Basic !!notbase64"}).status_code == 401
         health = client.get("/healthz")
         assert health.status_code == 200 and health.json() == {"status": "ok"}
@@ -66,7 +58,7 @@ def test_the_grid_shows_champions_verdicts_and_live_win_rates(
     client, registry = web
     champion = crown(registry, "BTC_USDT", "1h")
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    registry.record_outcomes(
+    registry.outcomes.record(
         [
             Signal("bot", "BTC_USDT", "1h", champion, at + timedelta(hours=i), "up", 0.6, ret)
             for i, ret in enumerate((0.01, 0.02, -0.01, 0.03))
@@ -88,7 +80,7 @@ def test_runs_bots_and_a_missing_pack_are_shown(
 ) -> None:
     client, registry = web
     champion = crown(registry, "ETH_USDT", "12h")
-    running, _ = registry.claim_run("BTC_USDT", "1h", "schedule")
+    running, _ = registry.runs.claim("BTC_USDT", "1h", "schedule")
     redis = redis_client(settings)
     try:
         redis.hset(
@@ -117,7 +109,7 @@ def test_metrics_are_scraped_in_prometheus_format(
 ) -> None:
     client, registry = web
     crown(registry, "BTC_USDT", "1h")
-    registry.claim_run("ETH_USDT", "5m", "schedule")
+    registry.runs.claim("ETH_USDT", "5m", "schedule")
     redis = redis_client(settings)
     try:
         redis.lpush("cpu", b"{}")
@@ -135,59 +127,6 @@ def test_metrics_are_scraped_in_prometheus_format(
     assert set(ages) == {"BTC_USDT"} and ages["BTC_USDT"] >= 0
     assert "trainfarm_run_duration_seconds" in families and "trainfarm_gate_failures" in families
     assert "trainfarm_bots" in families and "trainfarm_bot_lag_seconds" in families
-
-
-def test_a_version_page_shows_gates_stacker_metrics_and_the_packs_plot(
-    pack: Pack, settings: FarmSettings, server: EmbeddedRedis
-) -> None:
-    """The session's real pack, registered in this farm's registry."""
-    from trainfarm.shared.artifacts import read_manifest
-
-    manifest = read_manifest(pack.path, expected_sha256=pack.manifest_sha256)
-    registry = Registry.open(settings.database)
-    version = register_pack(registry, pack.path, pack.manifest_sha256, "test")
-    with TestClient(create_app(settings)) as client:
-        client.headers.update(_auth(settings))
-        html = client.get(f"/versions/{version}").text
-        checks = manifest["gate_report"]["checks"]  # type: ignore[index]
-        assert all(c["name"] in html for c in checks)
-        assert "pack:" not in html and manifest["stacker"]["chosen"] in html  # type: ignore[index]
-        assert "prior (class shares)" in html and "best base model" in html
-        for plot in manifest["plots"]:  # type: ignore[union-attr]
-            assert f'src="/versions/{version}/{plot}"' in html
-            image = client.get(f"/versions/{version}/{plot}")
-            assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
-            assert image.content == (pack.path / plot).read_bytes()
-        # Only the manifest's plots, only inside the pack.
-        assert client.get(f"/versions/{version}/manifest.json").status_code == 404
-        assert client.get(f"/versions/{version}/../../../etc/passwd").status_code == 404
-
-
-def test_a_tampered_plot_is_not_served(pack: Pack, settings: FarmSettings, tmp_path: Path) -> None:
-    import shutil
-
-    from trainfarm.shared.artifacts import read_manifest
-
-    copy = tmp_path / "pack"
-    shutil.copytree(pack.path, copy)
-    manifest = read_manifest(copy)
-    plot = manifest["plots"][0]  # type: ignore[index]
-    (copy / plot).write_bytes(b"\x89PNG tampered")
-    registry = Registry.open(settings.database)
-    run = registry.create_run(PACK_SYMBOL, PACK_TF, "test")
-    registry.add_version(
-        "tampered",
-        PACK_SYMBOL,
-        PACK_TF.value,
-        run.id,
-        metrics={},
-        path=str(copy),
-        manifest_sha256=pack.manifest_sha256,
-    )
-    with TestClient(create_app(settings)) as client:
-        client.headers.update(_auth(settings))
-        assert client.get(f"/versions/tampered/{plot}").status_code == 404
-        assert "pack:" in client.get("/versions/tampered").text
 
 
 def test_a_champion_outside_the_universe_still_has_its_cell(web: tuple[TestClient, Registry]) -> None:
@@ -210,7 +149,7 @@ def test_no_page_shows_a_secret(settings: FarmSettings, server: EmbeddedRedis) -
     )
     crown(Registry.open(settings.database), "BTC_USDT", "1h")
     with TestClient(create_app(secret)) as client:
-        client.headers.update(_auth(secret))
+        client.headers.update(basic_auth(secret))
         pages = [client.get(p).text for p in ("/", "/runs", "/bots", "/metrics", "/fragments/markets")]
     for page in pages:
         for needle in ("ui-Secret-7", "T0KEN-123", "smtp-Secret-9"):

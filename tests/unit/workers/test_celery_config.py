@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import python_json
+from tests.support.services import python_json
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import build_config
@@ -177,7 +177,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("celery", 
 
 _ORCHESTRATION_IMPORT = """
 import json, sys
-import trainfarm.workers.stages, trainfarm.workers.runs, trainfarm.workers.jobs, trainfarm.workers.routing
+import trainfarm.workers.stages, trainfarm.workers.runs, trainfarm.workers.payloads, trainfarm.workers.routing
 print(json.dumps(sorted(m for m in ("celery", "kombu", "billiard", "trainfarm.cli") if m in sys.modules)))
 """
 
@@ -204,31 +204,3 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith(("trainfarm.beat"
 def test_the_workers_import_neither_beat_nor_the_cli(tmp_path: Path) -> None:
     """Layering: beat sits on top of the workers (its app is theirs plus the schedule), never below."""
     assert _python(_WORKERS_IMPORT, tmp_path / "home") == []
-
-
-# --- routing -------------------------------------------------------------------------------------------
-
-
-def test_only_transient_errors_are_retryable() -> None:
-    """Tasks retry TransientError only: the error tree decides which failures may go away by themselves."""
-    from trainfarm.shared.errors import (
-        BrokerUnavailableError,
-        ConfigMismatchError,
-        DataError,
-        FarmError,
-        HeaderResultError,
-        PoisonMessageError,
-        RedisUnavailableError,
-        RunEndedError,
-        StageTimeoutError,
-        TransientError,
-    )
-    from trainfarm.shared.registry import RegistryUnavailableError
-
-    for transient in (RedisUnavailableError, RegistryUnavailableError, BrokerUnavailableError):
-        assert issubclass(transient, TransientError)
-    for final in (DataError, ConfigMismatchError, HeaderResultError, PoisonMessageError, RunEndedError):
-        assert not issubclass(final, TransientError)
-    assert not issubclass(StageTimeoutError, TransientError)
-    assert issubclass(RegistryUnavailableError, TransientError)
-    assert not issubclass(DataError, TransientError) and not issubclass(FarmError, TransientError)

@@ -57,7 +57,7 @@ def test_a_malformed_base_payload_still_gets_a_queue(payload: dict[str, object] 
 
 
 _LAUNCH = """
-from trainfarm.workers.jobs import SnapshotRef, StageJob
+from trainfarm.workers.payloads import SnapshotRef, StageJob
 from trainfarm.workers.tasks import launch_chord
 ref = SnapshotRef(path="datasets/x.json", file_sha256="0" * 64, content_hash="0" * 64)
 launch_chord(StageJob(run_id="c" * 32, symbol="BTC_USDT", timeframe="1h", snapshot=ref, config_hash="0" * 64))

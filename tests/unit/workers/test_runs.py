@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import redis
 from kombu import Connection
 
+from tests.support.waiting import wait_until
 from trainfarm.shared.connections import EmbeddedRedis, celery_url, redis_client
 from trainfarm.shared.errors import FarmError, HeaderResultError, MissingHeaderResultError
 from trainfarm.shared.registry import Registry, dispose_engine, utc_now
@@ -71,20 +71,11 @@ def str_client(module_server: EmbeddedRedis) -> Iterator[redis.Redis]:
         conn.close()
 
 
-def _wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:  # bounded
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 # --- one active run per market, the reaper -------------------------------------------------------------
 
 
 @pytest.fixture
-def farm(server: EmbeddedRedis, settings: FarmSettings) -> Iterator[Registry]:
+def celery_registry(server: EmbeddedRedis, settings: FarmSettings) -> Iterator[Registry]:
     """The test home's registry, with the home's Celery app pointed at its embedded Redis (no worker)."""
     from trainfarm.workers.celery_app import rebind
 
@@ -98,7 +89,7 @@ def farm(server: EmbeddedRedis, settings: FarmSettings) -> Iterator[Registry]:
 
 def _enqueue_prepare(run_id: str) -> None:
     """Publish the run's prepare message exactly as `farm retrain` does; no worker consumes it."""
-    from trainfarm.workers.jobs import RunJob
+    from trainfarm.workers.payloads import RunJob
     from trainfarm.workers.tasks import prepare_run
 
     job = RunJob(run_id=run_id, symbol=SYMBOL, timeframe=TF)
@@ -110,11 +101,11 @@ def _enqueue_prepare(run_id: str) -> None:
 def _old_run(settings: FarmSettings, age: timedelta) -> str:
     """A queued run of the market created ``age`` ago (a registry whose clock is that far behind)."""
     past = Registry.open(settings.database, clock=lambda: utc_now() - age)
-    return past.create_run(SYMBOL, TF, "scheduled long ago").id
+    return past.runs.create(SYMBOL, TF, "scheduled long ago").id
 
 
-def test_a_queued_run_is_found_in_its_queue_and_while_a_worker_holds_it(farm: Registry) -> None:
-    run = farm.create_run(SYMBOL, TF, "test")
+def test_a_queued_run_is_found_in_its_queue_and_while_a_worker_holds_it(celery_registry: Registry) -> None:
+    run = celery_registry.runs.create(SYMBOL, TF, "test")
     client = redis_client(decode_responses=False)
     assert not broker_holds_run(client, run.id)
     _enqueue_prepare(run.id)
@@ -133,44 +124,49 @@ def test_a_queued_run_is_found_in_its_queue_and_while_a_worker_holds_it(farm: Re
 
 
 def test_a_run_queued_behind_a_long_backlog_still_blocks_a_second_one(
-    farm: Registry, settings: FarmSettings
+    celery_registry: Registry, settings: FarmSettings
 ) -> None:
     """Queued three days ago (longer than any time-to-live could have been), its message still waiting."""
     waiting = _old_run(settings, timedelta(days=3))
     _enqueue_prepare(waiting)
-    second = claim_run(SYMBOL, TF, "a trigger during the backlog", registry=farm)
+    second = claim_run(SYMBOL, TF, "a trigger during the backlog", registry=celery_registry)
     assert second.merged and second.run_id == waiting
-    assert [r.id for r in farm.list_runs(SYMBOL, TF)] == [waiting]
-    assert reap_abandoned_runs(registry=farm) == []
+    assert [r.id for r in celery_registry.runs.newest(SYMBOL, TF)] == [waiting]
+    assert reap_abandoned_runs(registry=celery_registry) == []
 
 
 def test_a_run_whose_messages_are_gone_is_reaped_once_and_a_new_run_starts(
-    farm: Registry, settings: FarmSettings, rds: redis.Redis
+    celery_registry: Registry, settings: FarmSettings, rds: redis.Redis
 ) -> None:
     lost = _old_run(settings, REAP_GRACE * 2)  # its prepare message never reached (or left) the broker
-    fresh = claim_run(SYMBOL, TF, "forced", registry=farm)
+    fresh = claim_run(SYMBOL, TF, "forced", registry=celery_registry)
     assert not fresh.merged and fresh.run_id != lost
-    reaped = farm.get_run(lost)
+    reaped = celery_registry.runs.get(lost)
     assert reaped.status == "failed" and reaped.error is not None and "abandoned" in reaped.error
     assert "forced" in reaped.error
     failures = [f for _, f in rds.xrange("farm:events") if f.get("event") == "failed"]
     assert [json.loads(f["data"])["run_id"] for f in failures] == [lost]
     # The new run is young: never reaped, even though no message of it was published in this test.
-    assert claim_run(SYMBOL, TF, "another trigger", registry=farm).run_id == fresh.run_id
-    assert reap_abandoned_runs(registry=farm) == []
+    assert claim_run(SYMBOL, TF, "another trigger", registry=celery_registry).run_id == fresh.run_id
+    assert reap_abandoned_runs(registry=celery_registry) == []
 
 
-def test_the_periodic_reaper_fails_only_abandoned_runs(farm: Registry, settings: FarmSettings) -> None:
+def test_the_periodic_reaper_fails_only_abandoned_runs(
+    celery_registry: Registry, settings: FarmSettings
+) -> None:
     alive = _old_run(settings, timedelta(hours=2))
     _enqueue_prepare(alive)
     past = Registry.open(settings.database, clock=lambda: utc_now() - timedelta(hours=2))
-    gone = past.create_run("ETH_USDT", TF, "lost").id
-    assert reap_abandoned_runs(registry=farm) == [gone]
-    assert farm.get_run(alive).status == "queued" and farm.get_run(gone).status == "failed"
-    assert reap_abandoned_runs(registry=farm) == []  # once
+    gone = past.runs.create("ETH_USDT", TF, "lost").id
+    assert reap_abandoned_runs(registry=celery_registry) == [gone]
+    assert (
+        celery_registry.runs.get(alive).status == "queued"
+        and celery_registry.runs.get(gone).status == "failed"
+    )
+    assert reap_abandoned_runs(registry=celery_registry) == []  # once
 
 
-def test_concurrent_claims_create_exactly_one_run(farm: Registry, settings: FarmSettings) -> None:
+def test_concurrent_claims_create_exactly_one_run(celery_registry: Registry, settings: FarmSettings) -> None:
     outcomes: list[tuple[str, bool]] = []
     lock = threading.Lock()
 
@@ -188,10 +184,10 @@ def test_concurrent_claims_create_exactly_one_run(farm: Registry, settings: Farm
     assert sorted(merged for _, merged in outcomes) == [False] + [True] * 5
 
 
-def test_claims_after_the_run_ended_start_a_new_run(farm: Registry) -> None:
-    first = claim_run(SYMBOL, TF, "first", registry=farm)
-    farm.fail_run(first.run_id, "ended")
-    second = claim_run(SYMBOL, TF, "second", registry=farm)
+def test_claims_after_the_run_ended_start_a_new_run(celery_registry: Registry) -> None:
+    first = claim_run(SYMBOL, TF, "first", registry=celery_registry)
+    celery_registry.runs.fail(first.run_id, "ended")
+    second = claim_run(SYMBOL, TF, "second", registry=celery_registry)
     assert not second.merged and second.run_id != first.run_id
 
 
@@ -218,7 +214,12 @@ def test_delivery_counter_increments_per_task(client: redis.Redis) -> None:
 def test_delivery_counter_expires(str_client: redis.Redis) -> None:
     assert count_delivery(str_client, "task-3", ttl_s=1) == 1
     assert count_delivery(str_client, "task-3", ttl_s=1) == 2
-    assert _wait_until(lambda: str_client.exists("farm:deliveries:task-3") == 0)
+    wait_until(
+        lambda: str_client.exists("farm:deliveries:task-3") == 0,
+        5.0,
+        "the delivery counter to expire",
+        every=0.05,
+    )
     assert count_delivery(str_client, "task-3", ttl_s=1) == 1  # counting starts afresh after expiry
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.markets import crown, two_markets
+from tests.support.markets import crown, two_markets
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.registry import Registry
 from trainfarm.workers.status import STALE_BOT_S, farm_status
@@ -17,20 +17,20 @@ from trainfarm_client.contract import bot_key
 
 
 @pytest.fixture
-def farm(tmp_path: Path) -> Iterator[tuple[Registry, FarmConfig, redis.Redis]]:
+def markets(tmp_path: Path) -> Iterator[tuple[Registry, FarmConfig, redis.Redis]]:
     with two_markets(tmp_path / "home") as markets:
         yield markets
 
 
 def test_status_flags_stale_champions_and_stale_or_lagging_bots(
-    farm: tuple[Registry, FarmConfig, redis.Redis],
+    markets: tuple[Registry, FarmConfig, redis.Redis],
 ) -> None:
-    registry, config, client = farm
+    registry, config, client = markets
     champion = crown(registry, "BTC_USDT")
-    running, _ = registry.claim_run("ETH_USDT", "1h", "schedule")
-    registry.claim_run("ETH_USDT", "1h", "trigger:no_champion")
+    running, _ = registry.runs.claim("ETH_USDT", "1h", "schedule")
+    registry.runs.claim("ETH_USDT", "1h", "trigger:no_champion")
     client.lpush("cpu", b"{}", b"{}")
-    built = registry.get_champion("BTC_USDT", "1h").created_at  # type: ignore[union-attr]
+    built = registry.champions.get("BTC_USDT", "1h").created_at  # type: ignore[union-attr]
     now = built + timedelta(days=4)  # 1h champions go stale after 3 days
     client.hset(
         bot_key("fresh-but-old-version"),
@@ -65,14 +65,14 @@ def test_status_flags_stale_champions_and_stale_or_lagging_bots(
     bots = {b.bot_id: b.flags for b in report.bots}
     assert bots == {"fresh-but-old-version": ["lagging"], "silent": ["stale", "error"]}
     # Lag: how long the champion has waited for the bot (since its promotion); 0 for a bot serving it.
-    promoted = registry.list_promotions("BTC_USDT", "1h")[0].at
+    promoted = registry.champions.history("BTC_USDT", "1h")[0].at
     lags = {b.bot_id: b.lag_s for b in report.bots}
     assert lags == {"fresh-but-old-version": pytest.approx((now - promoted).total_seconds()), "silent": 0.0}
     assert set(report.to_json()) == {"workers", "queues", "runs", "markets", "bots"}
 
 
-def test_status_of_an_empty_farm(farm: tuple[Registry, FarmConfig, redis.Redis]) -> None:
-    registry, config, client = farm
+def test_status_of_an_empty_farm(markets: tuple[Registry, FarmConfig, redis.Redis]) -> None:
+    registry, config, client = markets
     report = farm_status(registry, config, client, now=datetime.now(UTC))
     assert report.workers == [] and report.runs == [] and report.bots == []
     assert len(report.markets) == 2 and all(m.champion is None for m in report.markets)

@@ -58,7 +58,7 @@ def test_any_other_error_fails_at_once(app: Celery) -> None:
 def test_a_base_model_cancelled_by_its_worker_is_named_with_what_to_do() -> None:
     from celery.exceptions import ChordError
 
-    from trainfarm.workers.jobs import SnapshotRef, StageJob
+    from trainfarm.workers.payloads import SnapshotRef, StageJob
     from trainfarm.workers.tasks import _cancelled_base_model
 
     ref = SnapshotRef(path="datasets/x.json", file_sha256="a" * 64, content_hash="b" * 64)

@@ -15,12 +15,12 @@ import polars as pl
 import pytest
 
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.dataset import build_snapshot
-from trainfarm.shared.features import FEATURE_NAMES
-from trainfarm.shared.labels import class_weights, sample_weights
+from trainfarm.shared.dataset.features import FEATURE_NAMES
+from trainfarm.shared.dataset.labels import class_weights, sample_weights
+from trainfarm.shared.dataset.snapshot import build_snapshot
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.zoo import MODEL_NAMES, catboost_family, family, get_spec, sklearn_family
-from trainfarm.shared.zoo.spec import BOOSTING_FAMILIES, Device, check_fit_inputs
+from trainfarm.shared.zoo.spec import Device, EvalSet, FitOptions, check_fit_inputs
 
 ROUNDS = 10
 
@@ -58,22 +58,25 @@ def data(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Data:
 
 
 def _fit(
-    name: str, data: Data, *, seed: int = 7, device: Device = "cpu", rounds: int = ROUNDS, **early: Any
+    name: str,
+    data: Data,
+    *,
+    seed: int = 7,
+    device: Device = "cpu",
+    rounds: int = ROUNDS,
+    eval_set: EvalSet | None = None,
+    early_stopping_rounds: int | None = None,
 ) -> Any:
     spec = get_spec(name)
-    return family(spec).fit(
-        spec,
-        data.x,
-        data.y,
-        data.w,
+    options = FitOptions(
         rounds=rounds,
         learning_rate=0.1,
         seed=seed,
         threads=1,
         device=device,
-        overrides={},
-        **early,
+        early_stopping_rounds=early_stopping_rounds,
     )
+    return family(spec).fit(spec, data.x, data.y, data.w, options, eval_set=eval_set)
 
 
 BOOSTED = [name for name in MODEL_NAMES if get_spec(name).boosted]
@@ -214,11 +217,6 @@ def test_fit_refuses_mismatched_shapes(data: Data) -> None:
 def _eval_set(data: Data) -> tuple[Any, Any, Any]:
     # Weighted like the fit's rows (as the base-model training does).
     return data.x_new, data.y_new, sample_weights(data.y_new, class_weights(data.y))
-
-
-def test_boosting_families_are_the_three_booster_libraries() -> None:
-    assert BOOSTING_FAMILIES == ("lightgbm", "xgboost", "catboost")
-    assert len(BOOSTED) == 6 and not get_spec("sk_mlp").boosted
 
 
 @pytest.mark.parametrize("name", BOOSTED)

@@ -13,6 +13,7 @@ import pytest
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.errors import ConfigError
 from trainfarm.shared.zoo import MODEL_NAMES, ZOO, ModelSpec, family, get_spec
+from trainfarm.shared.zoo.spec import FitOptions
 from trainfarm.shared.zoo.threads import available_cores, threads_per_task
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -24,12 +25,14 @@ def _params(name: str, device: str = "cpu", overrides: dict[str, object] | None 
     return dict(
         family(spec).build_params(
             spec,
-            rounds=20,
-            learning_rate=0.1,
-            seed=3,
-            threads=2,
-            device=spec.effective_device(device),
-            overrides=overrides or {},  # type: ignore[arg-type]
+            FitOptions(
+                rounds=20,
+                learning_rate=0.1,
+                seed=3,
+                threads=2,
+                device=spec.effective_device(device),
+                overrides=overrides or {},  # type: ignore[arg-type]
+            ),
         )
     )
 
@@ -121,8 +124,7 @@ def test_params_layering_config_spec_device_overrides() -> None:
 def test_every_spec_builds_params_from_the_default_config() -> None:
     training = FarmConfig().training
     for spec in ZOO:
-        params = family(spec).build_params(
-            spec,
+        options = FitOptions(
             rounds=training.base_rounds,
             learning_rate=training.learning_rate,
             seed=training.seed,
@@ -130,6 +132,7 @@ def test_every_spec_builds_params_from_the_default_config() -> None:
             device="cpu",
             overrides=training.model_params.get(spec.name, {}),
         )
+        params = family(spec).build_params(spec, options)
         assert all(isinstance(value, int | float | str | bool) for value in params.values()), spec.name
 
 

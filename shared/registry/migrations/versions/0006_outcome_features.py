@@ -6,8 +6,8 @@ Create Date: 2026-12-01
 
 Bots report the feature vector they scored with each signal (a JSON list of numbers in the pack's feature
 order); the farm recomputes the features of the same bars from its own store and flags any difference
-(:mod:`trainfarm.workers.skew`). The column is nullable: older bots, and every row stored so far, have no
-features, and an outcome without them stays valid.
+(:mod:`trainfarm.workers.checks.skew`). The column is nullable: older bots, and every row stored so far, have
+no features, and an outcome without them stays valid.
 """
 
 from __future__ import annotations

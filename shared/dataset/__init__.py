@@ -1,0 +1,1 @@
+"""Datasets: causal features, labels, purged chronological splits and the content-hashed snapshot."""

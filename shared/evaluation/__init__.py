@@ -1,0 +1,1 @@
+"""Honest evaluation of a candidate: metrics, the trading book, the block bootstrap, the gates and plots."""

@@ -1,0 +1,302 @@
+"""Delivering alerts: events stream -> outbox -> webhook and e-mail, retried with backoff; Celery-free.
+
+:func:`run_alerts` is what beat's ``deliver-alerts`` entry runs (the task ``farm.deliver_alerts``), one
+pass at a time (a Redis lock, so two passes never deliver the same alert twice at once). What becomes an
+alert, the channels and the retry settings: docs/operations.md#watching-it. The mechanics:
+
+1. **Collect.** Events after the cursor ``farm:alerts:cursor`` become alerts
+   (:func:`trainfarm.shared.monitoring.alerts.alert_from_event`), as do silent bots. Each alert goes into
+   the outbox once per channel that takes its kind (a sorted set ``farm:alerts:outbox`` scored by the next
+   attempt's time, the alert and its attempt count in the hash ``farm:alerts:pending``), once: a ``SET NX``
+   marker per (channel, alert) kept for a week makes re-read events harmless. The cursor moves only after.
+2. **Deliver** what is due. A failure schedules the next attempt after ``retry_base x 2^(n-1)`` (capped at
+   ``retry_max``); ``farm:alerts:dead`` keeps the newest 1,000 dropped alerts. Every attempt is bounded by
+   the channel's timeout, and a pass delivers at most ``MAX_PER_PASS``: a dead mail server delays alerts,
+   never a task.
+
+Logs name a channel as ``webhook <scheme>://<host>`` or ``smtp <host>:<port>``: never the webhook's path or
+query (where tokens live) nor a password.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+from trainfarm.shared.config import AlertKind, AlertsConfig
+from trainfarm.shared.errors import ConfigError
+from trainfarm.shared.monitoring.alerts import Alert, alert_from_event, stale_bot_alert
+from trainfarm.shared.settings import FarmSettings
+from trainfarm_client.contract import BOT_KEY_PATTERN, EVENTS_STREAM
+
+log = logging.getLogger(__name__)
+
+CURSOR_KEY = "farm:alerts:cursor"
+OUTBOX_KEY = "farm:alerts:outbox"
+PENDING_KEY = "farm:alerts:pending"
+DEAD_KEY = "farm:alerts:dead"
+LOCK_KEY = "farm:alerts:lock"
+STALE_KEY = "farm:alerts:stale:{bot}"
+SEEN_KEY = "farm:alerts:seen:{member}"
+SEEN_TTL_S = 7 * 86400
+DEAD_KEEP = 1000
+#: Events read per pass, and deliveries attempted per pass (the next pass continues).
+READ_PER_PASS = 1000
+MAX_PER_PASS = 200
+
+Send = Callable[[Alert], None]
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A configured delivery channel: its name, the kinds it takes, how it sends, how logs may name it."""
+
+    name: str
+    kinds: tuple[AlertKind, ...]
+    send: Send
+    label: str
+
+
+@dataclass(frozen=True)
+class AlertsReport:
+    """What one pass did."""
+
+    queued: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dropped: int = 0
+    busy: bool = False  #: another pass held the lock: this one did nothing
+
+
+def webhook_label(url: str) -> str:
+    """How logs name a webhook: scheme and host only (tokens live in the path and the query)."""
+    parts = urlsplit(url)
+    return f"webhook {parts.scheme}://{parts.hostname or '?'}"
+
+
+def post_json(url: str, timeout_s: float) -> Send:
+    """A sender that POSTs the alert's JSON to ``url``; any non-2xx answer is a failure."""
+
+    def send(alert: Alert) -> None:
+        body = json.dumps(alert.to_json(), sort_keys=True, default=str).encode()
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            if not 200 <= response.status < 300:
+                raise OSError(f"HTTP {response.status}")
+
+    return send
+
+
+def send_mail(config: AlertsConfig, password: str | None) -> Send:
+    """A sender that mails the alert to ``[alerts.email] to`` (STARTTLS and login when configured)."""
+    mail = config.email
+    seconds = mail.timeout.total_seconds()
+
+    def send(alert: Alert) -> None:
+        message = EmailMessage()
+        message["Subject"] = f"[trainfarm] {alert.title}"[:200]
+        message["From"] = mail.sender
+        message["To"] = ", ".join(mail.to)
+        message.set_content(alert.body())
+        with smtplib.SMTP(mail.host, mail.port, timeout=seconds) as smtp:
+            if mail.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if mail.user:
+                smtp.login(mail.user, password or "")
+            smtp.send_message(message)
+
+    return send
+
+
+def channels(config: AlertsConfig, settings: FarmSettings) -> list[Channel]:
+    """The channels the settings and the config turn on (none: alerts are collected, not sent)."""
+    found = []
+    if settings.alert_webhook_url is not None:
+        url = settings.alert_webhook_url.get_secret_value()
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise ConfigError("FARM_ALERT_WEBHOOK_URL must be an http:// or https:// URL with a host")
+        timeout = config.webhook.timeout.total_seconds()
+        found.append(Channel("webhook", config.webhook.events, post_json(url, timeout), webhook_label(url)))
+    if config.email.to:
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        label = f"smtp {config.email.host}:{config.email.port}"
+        found.append(Channel("email", config.email.events, send_mail(config, password), label))
+    return found
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _queue(client: redis.Redis, alert: Alert, targets: Sequence[Channel], now: float) -> int:
+    queued = 0
+    for channel in targets:
+        if alert.kind not in channel.kinds:
+            continue
+        member = f"{channel.name}|{alert.id}"
+        # Once per (channel, alert) for a week, delivered or not: re-read events are no new alerts.
+        if not client.set(SEEN_KEY.format(member=member), 1, nx=True, ex=SEEN_TTL_S):
+            continue
+        record = json.dumps({"alert": alert.to_json(), "attempts": 0}, sort_keys=True, default=str)
+        client.hset(PENDING_KEY, member, record)
+        client.zadd(OUTBOX_KEY, {member: now}, nx=True)
+        queued += 1
+    return queued
+
+
+def collect(client: redis.Redis, targets: Sequence[Channel], config: AlertsConfig, now: datetime) -> int:
+    """Queue the alerts of new events and of newly stale bots; returns how many deliveries were queued."""
+    cursor = _text(client.get(CURSOR_KEY) or "0-0")
+    answer: Any = client.xread({EVENTS_STREAM: cursor}, count=READ_PER_PASS)
+    entries = (next(iter(answer.values())) if isinstance(answer, dict) else answer[0][1]) if answer else []
+    queued = 0
+    stamp = now.timestamp()
+    for entry_id, fields in entries:
+        decoded = {_text(k): _text(v) for k, v in (fields or {}).items()}
+        try:
+            data = json.loads(decoded.get("data", "{}"))
+        except ValueError:
+            data = {}
+        alert = alert_from_event(
+            _text(entry_id), decoded.get("event", ""), data if isinstance(data, dict) else {}
+        )
+        if alert is not None:
+            queued += _queue(client, alert, targets, stamp)
+    if entries:
+        client.set(CURSOR_KEY, _text(entries[-1][0]))
+    return queued + _collect_stale_bots(client, targets, config, now)
+
+
+def _collect_stale_bots(
+    client: redis.Redis, targets: Sequence[Channel], config: AlertsConfig, now: datetime
+) -> int:
+    limit = config.stale_bot_after.total_seconds()
+    queued = 0
+    for key in client.scan_iter(match=BOT_KEY_PATTERN, count=500):
+        fields = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
+        if not fields:
+            continue
+        bot = _text(key).split(":", 2)[-1]
+        seen_at = fields.get("seen_at")
+        try:
+            silent = (now - datetime.fromisoformat(seen_at)).total_seconds() if seen_at else None
+        except ValueError:
+            silent = None
+        marker = STALE_KEY.format(bot=bot)
+        if silent is not None and silent <= limit:
+            client.delete(marker)  # heard from again: its next silence alerts again
+            continue
+        if client.set(marker, seen_at or "never", nx=True, ex=7 * 86400):
+            alert = stale_bot_alert(
+                bot, fields.get("symbol", "?"), fields.get("timeframe", "?"), seen_at, silent
+            )
+            queued += _queue(client, alert, targets, now.timestamp())
+    return queued
+
+
+def deliver_due(
+    client: redis.Redis, targets: Sequence[Channel], config: AlertsConfig, now: datetime
+) -> AlertsReport:
+    """Attempt every queued delivery that is due (at most ``MAX_PER_PASS``)."""
+    by_name: Mapping[str, Channel] = {c.name: c for c in targets}
+    delivered = retried = dropped = 0
+    due = client.zrangebyscore(OUTBOX_KEY, "-inf", now.timestamp(), start=0, num=MAX_PER_PASS)
+    for raw_member in due:
+        member = _text(raw_member)
+        name = member.split("|", 1)[0]
+        record_raw = client.hget(PENDING_KEY, member)
+        channel = by_name.get(name)
+        if record_raw is None or channel is None:  # unconfigured since it was queued: nothing to send it with
+            client.zrem(OUTBOX_KEY, member)
+            client.hdel(PENDING_KEY, member)
+            continue
+        record = json.loads(_text(record_raw))
+        alert = Alert.from_json(record["alert"])
+        attempts = int(record["attempts"]) + 1
+        try:
+            channel.send(alert)
+        except (OSError, smtplib.SMTPException, urllib.error.URLError, ValueError) as exc:
+            problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if attempts >= config.max_attempts:
+                log.error(
+                    "alert %s to %s dropped after %d attempts: %s", alert.id, channel.label, attempts, problem
+                )
+                client.zrem(OUTBOX_KEY, member)
+                client.hdel(PENDING_KEY, member)
+                dead = {"channel": name, "alert": alert.to_json(), "attempts": attempts, "error": problem}
+                client.lpush(DEAD_KEY, json.dumps(dead, sort_keys=True, default=str))
+                client.ltrim(DEAD_KEY, 0, DEAD_KEEP - 1)
+                dropped += 1
+            else:
+                wait = config.backoff_s(attempts)
+                log.warning(
+                    "alert %s to %s failed (attempt %d), next in %.0f s: %s",
+                    alert.id,
+                    channel.label,
+                    attempts,
+                    wait,
+                    problem,
+                )
+                again = {"alert": alert.to_json(), "attempts": attempts}
+                client.hset(PENDING_KEY, member, json.dumps(again, sort_keys=True, default=str))
+                client.zadd(OUTBOX_KEY, {member: now.timestamp() + wait})
+                retried += 1
+            continue
+        client.zrem(OUTBOX_KEY, member)
+        client.hdel(PENDING_KEY, member)
+        delivered += 1
+    return AlertsReport(delivered=delivered, retried=retried, dropped=dropped)
+
+
+def run_alerts(
+    client: redis.Redis,
+    config: AlertsConfig,
+    targets: Sequence[Channel],
+    now: datetime | None = None,
+    *,
+    lock_s: int = 300,
+) -> AlertsReport:
+    """One pass: collect, then deliver what is due; does nothing while another pass holds the lock."""
+    now = now or datetime.now(UTC)
+    token = f"{time.monotonic_ns()}"
+    if not client.set(LOCK_KEY, token, nx=True, ex=lock_s):
+        return AlertsReport(busy=True)
+    try:
+        queued = collect(client, targets, config, now)
+        report = deliver_due(client, targets, config, now)
+        return AlertsReport(queued, report.delivered, report.retried, report.dropped)
+    finally:
+        if _text(client.get(LOCK_KEY) or "") == token:
+            client.delete(LOCK_KEY)
+
+
+__all__ = [
+    "CURSOR_KEY",
+    "DEAD_KEY",
+    "OUTBOX_KEY",
+    "PENDING_KEY",
+    "AlertsReport",
+    "Channel",
+    "channels",
+    "collect",
+    "deliver_due",
+    "post_json",
+    "run_alerts",
+    "send_mail",
+    "webhook_label",
+]
