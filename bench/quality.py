@@ -57,9 +57,9 @@ KNOWN_CAUSES = """## Where a target is missed, and why no real candidate is prom
   are in the table). The log-loss improvement over the recent prior is significant (bootstrap bound
   above 0, point at least 1%) on BTC at every timeframe, ETH 24h and SOL 1h/12h/24h. Two checks then stop
   them:
-  - `sharpe`: the fee-aware book (each signal 1/h of the capital for h bars, fees on entry and exit) loses
-    money at p* on the test period: an edge in probabilities that does not pay the fees is not a trading
-    model. This is the honest verdict.
+  - `sharpe`: the fee-aware book (each signal 1/h of the capital for h bars, fees on position changes) loses
+    money at p* on the test period (all of those but ETH 24h): an edge in probabilities that does not pay
+    the fees is not a trading model. This is the honest verdict.
   - `class_share_neutral`: the calibrated model predicts neutral on more than `max_class_share` (70%) of
     the test rows. On these labels about 40-50% of the rows are neutral and the directional skill is
     weak, so honest probabilities rarely put up or down on top; the same contradiction the strict

@@ -7,11 +7,14 @@ Sharpe by up to ``sqrt(h)``. The book instead gives each position ``1/h`` of the
 positions (the whole capital) are open, and measures the P&L of the whole book bar by bar:
 
     position[t] = (1/h) * sum(signal[t-k] for k in 0..h-1)        signal in {-1, 0, +1}
-    pnl[t]      = position[t] * bar_return[t] - fee/2 * (1/h) * (|signal[t]| + |signal[t-h]|)
+    pnl[t]      = position[t] * bar_return[t] - fee/2 * |position[t] - position[t-1]|
 
 ``bar_return[t]`` is the simple return from the close of row ``t`` to the close of the next row (0 on the
 last row, and across a gap between segments, where the book is flat by construction: no label reaches
-across a segment). ``fee`` is the round-trip cost, charged half on each entry and half on each exit. The
+across a segment). ``fee`` is the round-trip cost, charged as a trader pays it: half on each unit of
+position change (``position[-1] = 0``), plus closing what is still open at the last row. A signal that
+replaces an expiring one in the same direction changes no position and pays nothing; a constant signal
+pays exactly one round trip, however long it lasts. The
 per-bar series is what the Sharpe is computed on, annualised by ``sqrt(bars per year)``: the bars are the
 sampling unit, not the signals, so the annualisation is correct whatever the signal rate.
 """
@@ -31,8 +34,8 @@ def book_pnl(signal: npt.ArrayLike, bar_return: npt.ArrayLike, *, horizon: int, 
     """Per-bar P&L (fraction of capital) of the overlapping book; see the module docs for the formula.
 
     ``signal`` holds -1 (short), 0 (flat) or +1 (long) per row; ``bar_return`` the simple return of the
-    row's bar (same length, finite). Positions still open after the last row are closed there, so every
-    entry pays its exit fee inside the sample.
+    row's bar (same length, finite). What is still open after the last row is closed there, so every entry
+    pays its exit fee inside the sample.
     """
     s = np.asarray(signal, dtype=np.float64)
     r = np.asarray(bar_return, dtype=np.float64)
@@ -53,13 +56,10 @@ def book_pnl(signal: npt.ArrayLike, bar_return: npt.ArrayLike, *, horizon: int, 
     csum = np.concatenate([[0.0], np.cumsum(s)])
     lo = np.maximum(np.arange(1, n + 1) - horizon, 0)
     position = (csum[1:] - csum[lo]) / horizon
-    entries = np.abs(s)
-    exits = np.zeros(n)
-    if n > horizon:
-        exits[horizon:] = np.abs(s[:-horizon])
-    # Positions opened in the last h rows are closed at the last row (their exit is charged there).
-    exits[-1] += np.abs(s[max(0, n - horizon) :]).sum()
-    pnl: FloatArray = position * r - (fee / 2.0) * (entries + exits) / horizon
+    # Fees on what the book trades: each unit of position change, and the close of what is open at the end.
+    traded = np.abs(np.diff(position, prepend=0.0))
+    traded[-1] += abs(position[-1])
+    pnl: FloatArray = position * r - (fee / 2.0) * traded
     return pnl
 
 

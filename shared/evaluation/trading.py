@@ -124,9 +124,9 @@ def simulate(
     (``fee`` is the round-trip cost) and the win rate the share of signals with a realised return > 0.
 
     The Sharpe, drawdown and total return are the overlapping book's
-    (:mod:`trainfarm.shared.evaluation.book`): each
-    signal opens a position of ``1/horizon`` of the capital for ``horizon`` bars, fees are paid on every
-    entry and exit, and the Sharpe of the per-bar P&L is annualised by ``sqrt(periods_per_year)``.
+    (:mod:`trainfarm.shared.evaluation.book`): each signal opens a position of ``1/horizon`` of the capital
+    for ``horizon`` bars, fees are paid on every change of the book's position, and the Sharpe of the
+    per-bar P&L is annualised by ``sqrt(periods_per_year)``.
     ``bar_return`` is each row's one-bar simple return; with ``horizon == 1`` it may be omitted (it is
     then ``exp(fwd_return) - 1``, the same thing). Fewer than two bars or a zero std give Sharpe 0.0,
     never NaN or infinity, so the gate stays a plain comparison.

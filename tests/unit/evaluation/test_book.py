@@ -1,4 +1,4 @@
-"""The overlapping book: positions of 1/h for h bars, fees on every entry and exit, per-bar Sharpe."""
+"""The overlapping book: positions of 1/h for h bars, fees on position changes, per-bar Sharpe."""
 
 from __future__ import annotations
 
@@ -16,24 +16,50 @@ def test_book_by_hand_with_a_two_bar_horizon() -> None:
     bars = np.array([0.01, 0.02, -0.01, 0.03])
     pnl = book_pnl(signal, bars, horizon=2, fee=0.002)
     # position: 0.5, 1.0, 0.5 (the long from row 1), -0.5 (the short from row 3)
-    # fees (0.001 per entry or exit of a full position, halved by 1/h):
-    #   row 0: entry long 0                    -> 0.0005
-    #   row 1: entry long 1                    -> 0.0005
-    #   row 2: exit long 0                     -> 0.0005
-    #   row 3: exit long 1, entry short 3, and the short closed at the last row -> 0.0015
+    # fees: half the round trip (0.001) per unit of position change, and the close at the last row:
+    #   row 0: 0 -> 0.5                              -> 0.0005
+    #   row 1: 0.5 -> 1.0                            -> 0.0005
+    #   row 2: 1.0 -> 0.5                            -> 0.0005
+    #   row 3: 0.5 -> -0.5, then -0.5 closed at the end -> 0.0015
     expected = np.array(
         [0.5 * 0.01 - 0.0005, 1.0 * 0.02 - 0.0005, 0.5 * -0.01 - 0.0005, -0.5 * 0.03 - 0.0015]
     )
     np.testing.assert_allclose(pnl, expected, rtol=0, atol=1e-15)
 
 
-def test_every_entry_pays_its_exit_inside_the_sample() -> None:
+def _fees(signal: list[int] | np.ndarray, horizon: int, fee: float = 0.002) -> float:
+    """What the book charges on a flat market (every bar's return 0): its fees alone."""
+    return float(-book_pnl(np.asarray(signal), np.zeros(len(signal)), horizon=horizon, fee=fee).sum())
+
+
+def test_a_constant_signal_pays_exactly_one_round_trip() -> None:
+    # A signal that replaces an expiring one in the same direction changes no position: nothing to pay.
+    assert _fees([1] * 24, horizon=6) == pytest.approx(0.002)  # charged per slice, this was 0.008
+    assert _fees([1] * 10, horizon=1) == pytest.approx(0.002)  # ... and 10 round trips
+    assert _fees([0] * 5 + [-1] * 30 + [0] * 5, horizon=4) == pytest.approx(0.002)
+
+
+def test_alternating_signals_pay_on_every_change() -> None:
+    # Long, short, long, ... at h = 1: the first entry (half), a full reversal each bar (2 halves), and the
+    # close at the end (half): one round trip per bar.
+    n = 11
+    assert _fees([1 if t % 2 == 0 else -1 for t in range(n)], horizon=1) == pytest.approx(0.002 * n)
+
+
+def test_the_fees_are_those_of_the_position_a_trader_holds() -> None:
+    # Against a plain loop over the bars: the book's position, what changing it costs, and the final close.
     rng = np.random.default_rng(3)
-    signal = rng.choice([-1, 0, 1], size=200)
     for horizon in (1, 3, 12):
-        fees = -book_pnl(signal, np.zeros(200), horizon=horizon, fee=0.002).sum()
-        # One round trip per signal, on a position of 1/h of the capital: fee / h each.
-        assert fees == pytest.approx(0.002 / horizon * np.abs(signal).sum())
+        signal = rng.choice([-1, 0, 1], size=200)
+        held, paid = 0.0, 0.0
+        for t in range(signal.size):
+            position = signal[max(0, t - horizon + 1) : t + 1].sum() / horizon
+            paid += 0.001 * abs(position - held)
+            held = position
+        paid += 0.001 * abs(held)
+        assert _fees(signal, horizon) == pytest.approx(paid, abs=1e-12)
+        # Netting never costs more than paying every slice's own entry and exit.
+        assert _fees(signal, horizon) <= 0.002 / horizon * np.abs(signal).sum() + 1e-12
 
 
 def test_the_book_does_not_count_overlapping_moves_h_times() -> None:

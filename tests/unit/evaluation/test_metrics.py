@@ -144,17 +144,17 @@ def test_simulate_five_rows_by_hand() -> None:
     assert res.eligible_share == 0.8
     assert res.win_rate == 0.75
     assert res.mean_return == pytest.approx(0.041 / 4, rel=1e-12)
-    # The book (horizon 1): each signal is the whole capital for one bar, half the round-trip fee on
-    # entry and half on exit (the last position is closed at the last row):
-    #   row 0: +0.02 - entry 0.0005                       =  0.0195
-    #   row 1: +0.03 - exit 0.0005 - entry 0.0005         =  0.029
-    #   row 2: flat  - exit 0.0005                        = -0.0005
-    #   row 3: -0.01 - entry 0.0005                       = -0.0105
-    #   row 4: +0.005 - exit 0.0005 - entry and exit 0.001 =  0.0035
-    book = np.array([0.0195, 0.029, -0.0005, -0.0105, 0.0035])
-    assert res.total_return == pytest.approx(0.041, rel=1e-12)
+    # The book (horizon 1): each signal is the whole capital for one bar; half the round-trip fee on each
+    # unit of position change, and the last position closed at the last row:
+    #   row 0: +0.02 - 0 -> 1 0.0005                      =  0.0195
+    #   row 1: +0.03 - 1 -> -1 0.001                      =  0.029
+    #   row 2: flat  - -1 -> 0 0.0005                     = -0.0005
+    #   row 3: -0.01 - 0 -> 1 0.0005                      = -0.0105
+    #   row 4: +0.005, still long (no trade), closed 0.0005 =  0.0045
+    book = np.array([0.0195, 0.029, -0.0005, -0.0105, 0.0045])
+    assert res.total_return == pytest.approx(0.042, rel=1e-12)
     assert res.sharpe == pytest.approx(book.mean() / book.std(ddof=1) * math.sqrt(100.0), rel=1e-10)
-    # Cumulative: 0.0195, 0.0485, 0.048, 0.0375, 0.041 -> the worst fall from a peak is 0.0485 - 0.0375.
+    # Cumulative: 0.0195, 0.0485, 0.048, 0.0375, 0.042 -> the worst fall from a peak is 0.0485 - 0.0375.
     assert res.max_drawdown == pytest.approx(0.011, rel=1e-10)
 
 
