@@ -28,6 +28,7 @@ directional information.
   is what the farm needs to beat the class prior clearly, by its bootstrap bound, on 120 days of 1h bars
   with small models (at ``s = 0.2`` about one seed in eight falls short; the meta-learner and the
   calibrator, fitted on a few hundred rows, give back much of what the base models learn).
+* :func:`regime_flip_bars`: the planted cycle, its sign flipped partway through (a regime change).
 * :func:`trending_bars` and :func:`mean_reverting_bars`: the walk plus a drift proportional to the log
   price's distance from its own exponential moving average (pushed on, or pulled back): an edge that the
   price features see and the clock features do not. ``period_days=7`` gives :func:`planted_signal_bars`
@@ -158,12 +159,42 @@ def planted_signal_bars(
     ``strength`` is the peak drift per bar in units of a bar's noise std ``sigma``; 0 gives the random walk
     of the same seed exactly. The edge is learnable from the bar's time of day alone, a causal feature.
     """
+    drift = _planted_drift(n, start, sigma, price, strength, period_days)
+    return _bars(n, np.random.default_rng(seed), start=start, sigma=sigma, price=price, drift=drift)
+
+
+def _planted_drift(
+    n: int, start: datetime, sigma: float, price: float, strength: float, period_days: int = 1
+) -> FloatArray:
+    """The checked arguments' per-step drift of the planted cycle (:func:`daily_drift`) for ``n`` bars."""
     _check(n, start, sigma, price)
     if not math.isfinite(strength):
         raise ValueError(f"strength must be a finite number, got {strength}")
-    rng = np.random.default_rng(seed)
-    drift = daily_drift(_dates(n, start), strength, sigma, period_days=period_days)
-    return _bars(n, rng, start=start, sigma=sigma, price=price, drift=drift)
+    return daily_drift(_dates(n, start), strength, sigma, period_days=period_days)
+
+
+def regime_flip_bars(
+    n: int,
+    seed: int,
+    *,
+    strength: float = 0.25,
+    flip_at: float = 0.5,
+    start: datetime = DEFAULT_START,
+    sigma: float = DEFAULT_SIGMA,
+    price: float = 100.0,
+) -> pl.DataFrame:
+    """:func:`planted_signal_bars` whose daily cycle changes sign after the first ``flip_at`` of the bars.
+
+    A regime change: mornings rise and evenings fall until bar ``round(flip_at * n)``, then the reverse. A
+    model trained once before the flip keeps betting on the old cycle and loses after it; one retrained on
+    bars after the flip learns the new one (the replay's test of retraining). Same seed, same noise as
+    the walk and the planted market.
+    """
+    if not 0.0 < flip_at < 1.0:
+        raise ValueError(f"flip_at must be a fraction strictly between 0 and 1, got {flip_at}")
+    drift = _planted_drift(n, start, sigma, price, strength)
+    drift[round(flip_at * n) :] *= -1.0
+    return _bars(n, np.random.default_rng(seed), start=start, sigma=sigma, price=price, drift=drift)
 
 
 def mean_reverting_bars(

@@ -16,6 +16,7 @@ from trainfarm.shared.data.synthetic import (
     mean_reverting_bars,
     planted_signal_bars,
     random_walk_bars,
+    regime_flip_bars,
     trending_bars,
     volume_signal_bars,
 )
@@ -66,6 +67,23 @@ def test_the_planted_drift_follows_the_time_of_day() -> None:
     np.testing.assert_allclose(excess, per_hour[1:], atol=1e-12)
     morning, evening = excess[(hour[1:] >= 3) & (hour[1:] < 9)], excess[(hour[1:] >= 15) & (hour[1:] < 21)]
     assert morning.min() > 0 > evening.max()
+
+
+def test_the_regime_flip_reverses_the_cycle_at_the_flip() -> None:
+    """Before the flip the path minus the walk is the planted drift; after it, the same drift negated."""
+    days, strength = 20, 0.25
+    n = 288 * days
+    flipped = regime_flip_bars(n, 7, strength=strength, flip_at=0.25)
+    walk = random_walk_bars(n, 7)
+    excess = np.diff(np.log(flipped["close"].to_numpy())) - np.diff(np.log(walk["close"].to_numpy()))
+    per_bar = daily_drift(flipped["date"], strength) * 5  # five one-minute steps per 5m bar
+    cut = n // 4
+    np.testing.assert_allclose(excess[: cut - 1], per_bar[1:cut], atol=1e-12)
+    np.testing.assert_allclose(excess[cut - 1 :], -per_bar[cut:], atol=1e-12)
+    assert planted_signal_bars(n, 7, strength=strength)[:cut].equals(flipped[:cut])
+    validate_bars(flipped, file="regime_flip", min_rows=1)
+    with pytest.raises(ValueError, match="flip_at"):
+        regime_flip_bars(10, 1, flip_at=1.0)
 
 
 def test_bad_arguments_are_refused() -> None:
