@@ -98,10 +98,10 @@ def run_meta(job: RunJob, *, task_id: str, threads: int) -> str | None:
     with redis_connection(settings) as client:
         if not claim_meta(client, job.run_id, task_id, meta_guard_ttl_s()):
             return None
-    champion = registry.champions.get(job.symbol_id(), job.tf().value)
+    champion = registry.champions.get(job.symbol, job.timeframe.value)
     if champion is None:
         raise FarmError(
-            f"{job.symbol_id()} {job.tf()} has no champion: a meta-only retrain reuses the champion's "
+            f"{job.symbol} {job.timeframe} has no champion: a meta-only retrain reuses the champion's "
             "base models"
         )
     registry.runs.set_status(job.run_id, RunStatus.PREPARING)
@@ -110,9 +110,9 @@ def run_meta(job: RunJob, *, task_id: str, threads: int) -> str | None:
     if after is None:
         raise ArtifactError(f"the champion {champion.version} does not say what its data covers")
     snapshot = build_snapshot(
-        open_store().load(job.symbol_id()),
-        symbol=job.symbol_id(),
-        timeframe=job.tf(),
+        open_store().load(job.symbol),
+        symbol=job.symbol,
+        timeframe=job.timeframe,
         config=config,
         root=settings.datasets_dir,
         after=after,

@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 
 from trainfarm.shared.errors import DataError, PayloadError
 from trainfarm.shared.symbols import SymbolId
-from trainfarm.shared.timeframes import Timeframe, TimeframeName
+from trainfarm.shared.timeframes import TimeframeName
 
 _SHA256 = r"^[0-9a-f]{64}$"
 
@@ -45,12 +45,6 @@ class RunJob(_Payload):
     # both are held in their canonical spelling.
     symbol: SymbolId = Field(max_length=64)
     timeframe: TimeframeName
-
-    def symbol_id(self) -> str:
-        return self.symbol
-
-    def tf(self) -> Timeframe:
-        return self.timeframe
 
 
 class SnapshotRef(_Payload):

@@ -68,9 +68,9 @@ def prepare(job: RunJob) -> StageJob | None:
     if run.status.terminal or run.status in _LAUNCHED:
         return None
     registry.runs.set_status(job.run_id, RunStatus.PREPARING)
-    bars = open_store().load(job.symbol_id())
+    bars = open_store().load(job.symbol)
     snapshot = build_snapshot(
-        bars, symbol=job.symbol_id(), timeframe=job.tf(), config=config, root=settings.datasets_dir
+        bars, symbol=job.symbol, timeframe=job.timeframe, config=config, root=settings.datasets_dir
     )
     config_hash = config.config_hash()
     registry.runs.set_status(
@@ -88,8 +88,8 @@ def prepare(job: RunJob) -> StageJob | None:
     )
     return StageJob(
         run_id=job.run_id,
-        symbol=job.symbol_id(),
-        timeframe=job.tf().value,
+        symbol=job.symbol,
+        timeframe=job.timeframe.value,
         snapshot=ref,
         config_hash=config_hash,
     )
@@ -240,7 +240,7 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
             return None
     base = collect_results(job, results)
     registry.runs.set_status(job.run_id, RunStatus.META)
-    champion = registry.champions.get(job.symbol_id(), job.tf().value)
+    champion = registry.champions.get(job.symbol, job.timeframe.value)
     built = build_version(
         job,
         load_run_snapshot(job),
@@ -260,8 +260,8 @@ def register_built(registry: Registry, job: RunJob, built: BuiltVersion) -> str:
     """
     version = registry.versions.add(
         built.version,
-        job.symbol_id(),
-        job.tf().value,
+        job.symbol,
+        job.timeframe.value,
         job.run_id,
         metrics=built.metrics,
         path=str(built.path),

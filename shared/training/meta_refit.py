@@ -64,7 +64,7 @@ def build_meta_version(
     """
     settings = get_settings()
     version_id = new_version_id(run_created_at, job.run_id)
-    final = pack_dir(settings.artifacts_dir, job.symbol, job.tf().value, version_id)
+    final = pack_dir(settings.artifacts_dir, job.symbol, job.timeframe.value, version_id)
     if final.exists():
         return existing_version(final, job)
     fitted_until = champion.fitted_until

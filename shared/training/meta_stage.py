@@ -95,7 +95,8 @@ class RunIdentity(Protocol):
     @property
     def symbol(self) -> str: ...
 
-    def tf(self) -> Timeframe: ...
+    @property
+    def timeframe(self) -> Timeframe: ...
 
 
 def existing_version(final: Path, job: RunIdentity) -> BuiltVersion:
@@ -134,7 +135,7 @@ def build_version(
     """
     settings = get_settings()
     version_id = new_version_id(run_created_at, job.run_id)
-    final = pack_dir(settings.artifacts_dir, job.symbol, job.tf().value, version_id)
+    final = pack_dir(settings.artifacts_dir, job.symbol, job.timeframe.value, version_id)
     if final.exists():
         return existing_version(final, job)
     training = settings.load_config().training
@@ -190,9 +191,9 @@ def finish_version(
     # than alone (bench/fanout.py): hold them to the task's threads.
     with threadpool_limits(limits=threads):
         settings = get_settings()
-        final = pack_dir(settings.artifacts_dir, job.symbol, job.tf().value, version_id)
+        final = pack_dir(settings.artifacts_dir, job.symbol, job.timeframe.value, version_id)
         config = settings.load_config()
-        timeframe = job.tf()
+        timeframe = job.timeframe
         params = config.params(timeframe)
         judged = judge(
             snapshot, preds, timeframe, threads=threads, champion=champion, base_metrics=base_metrics
