@@ -22,6 +22,7 @@ from trainfarm.cli import (
     promotion_cmds,
     redis_cmds,
     registry_cmds,
+    replay_cmds,
     retrain_cmds,
     schedule_cmds,
     status_cmds,
@@ -77,6 +78,7 @@ def build_app() -> typer.Typer:
     flower_cmds.register(app)
     web_cmds.register(app)
     pack_cmds.register(app)
+    replay_cmds.register(app)
     health_cmds.register(app)
     app.command("config")(config)
     return app

@@ -70,6 +70,21 @@ class DataNotFoundError(FarmError):
     """
 
 
+class ReplayFailedError(FarmError):
+    """A replay point could not be trained (too few bars at its time, a model's error).
+
+    Handled by: the CLI (one line naming the point and its error, exit 1); `farm replay resume` retries the
+    failed points and reuses every trained one.
+    """
+
+
+class CausalityError(FarmError):
+    """A replay was about to score a bar with a model whose data reaches that bar (a look-ahead).
+
+    A bug, never retried. Handled by: the replay driver, which fails the replay naming the bar and model.
+    """
+
+
 class DatasetError(FarmError):
     """A dataset snapshot cannot be built: too few labelled rows for the splits, folds or horizon.
 
@@ -191,6 +206,13 @@ class RunNotFoundError(RegistryError):
 
 class VersionNotFoundError(RegistryError):
     """No version has the id asked for. Handled by: the CLI and promotion (refuses to promote)."""
+
+
+class ReplayNotFoundError(RegistryError):
+    """No replay has the id (or id prefix) asked for, or it has no such point.
+
+    Handled by: the CLI (`farm replay show/resume/delete`: one line, exit 1) and the web page (404).
+    """
 
 
 class AmbiguousRunIdError(RegistryError):

@@ -237,6 +237,21 @@ class Predictor:
         than its interval holds (a ``bars`` column, as the farm's store returns, says how many); or its
         features are incomplete (after a gap they warm up again). An older bar is never scored instead.
         """
+        found = self.newest_features(bars, now=now, grace=grace)
+        if found.features is None:
+            return found
+        # Only the newest row is predicted: every stage maps a row to its probabilities on its own.
+        probs = self.predict_features(found.features.reshape(1, -1))[0]
+        return NewestScore(found.bar, probs, None, found.features)
+
+    def newest_features(
+        self, bars: pl.DataFrame, *, now: datetime, grace: timedelta = DEFAULT_GRACE
+    ) -> NewestScore:
+        """The features :meth:`score_newest` scores the newest closed bar on (``probabilities`` None).
+
+        ``reason`` says why there are none, as :meth:`score_newest` does. A replay computes them once per
+        bar and predicts them with several packs of the same feature parameters.
+        """
         interval = timedelta(minutes=int(self.manifest["feature_params"]["interval_minutes"]))
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC)")
@@ -261,9 +276,8 @@ class Predictor:
                     None,
                     f"newest bar {newest.isoformat()} is incomplete: {have} of {expected} 5m bars",
                 )
-        # Only the newest row is computed and predicted: every stage maps a row to its probabilities on
-        # its own. Its features come from newest_feature_row (add_features' last row, without the cost of
-        # a polars query) unless the bars need add_features itself to decide.
+        # The newest row's features come from newest_feature_row (add_features' last row, without the cost
+        # of a polars query) unless the bars need add_features itself to decide.
         params = self.manifest["feature_params"]
         features = newest_feature_row(closed, interval=interval, max_gap_bars=int(params["max_gap_bars"]))
         if features is None:
@@ -276,8 +290,7 @@ class Predictor:
                     "features are warming up again after a gap)",
                 )
             features = rows.select(FEATURE_NAMES).tail(1).to_numpy().astype(np.float64)
-        probs = self.predict_features(features)[0]
-        return NewestScore(newest, probs, None, features[0])
+        return NewestScore(newest, None, None, features[0])
 
     def decide(self, probs_row: npt.ArrayLike) -> Decision:
         """The trading decision for one row of (down, neutral, up) probabilities under this pack's p*."""

@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.errors import ArtifactError
-from trainfarm.shared.registry import Registry, VersionNotFoundError
+from trainfarm.shared.registry import Registry, ReplayNotFoundError, VersionNotFoundError
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.ui_auth import UiCredentials, ui_credentials
 from trainfarm.web import views
@@ -153,6 +153,28 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
             path = views.plot_file(registry(), version_id, plot)
         except (VersionNotFoundError, ArtifactError) as exc:
             return PlainTextResponse(str(exc), status_code=404)
+        return FileResponse(path, media_type="image/png")
+
+    @app.get("/replays", response_class=HTMLResponse)
+    def replays_page(request: Request) -> HTMLResponse:
+        return render(request, "replays.html", page="replays", replays=views.replays(registry()))
+
+    @app.get("/replays/{replay_id}", response_class=HTMLResponse)
+    def replay_page(request: Request, replay_id: str) -> Response:
+        try:
+            page = views.replay_page(registry(), replay_id, settings.artifacts_dir)
+        except ReplayNotFoundError:
+            return PlainTextResponse(f"no replay {replay_id!r}", status_code=404)
+        return render(request, "replay.html", page="replays", r=page, policies=views.REPLAY_POLICIES)
+
+    @app.get("/replays/{replay_id}/plot.png")
+    def replay_plot(replay_id: str) -> Response:
+        try:
+            path = views.replay_plot_file(registry().replays.get(replay_id), settings.artifacts_dir)
+        except ReplayNotFoundError as exc:
+            return PlainTextResponse(str(exc), status_code=404)
+        if not path.is_file():
+            return PlainTextResponse("the replay has no plot yet", status_code=404)
         return FileResponse(path, media_type="image/png")
 
     @app.get("/metrics")

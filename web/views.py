@@ -17,7 +17,8 @@ import redis
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.errors import ArtifactError
 from trainfarm.shared.packs.artifacts import read_manifest
-from trainfarm.shared.registry import Registry, RunRecord, VersionRecord
+from trainfarm.shared.registry import Registry, ReplayRecord, RunRecord, VersionRecord
+from trainfarm.shared.replay.clock import replay_dir
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.workers.checks.live_window import load_champion
 from trainfarm.workers.status import BotInfo, MarketInfo, bot_infos, champions_of, market_infos
@@ -126,6 +127,47 @@ def plot_file(registry: Registry, version_id: str, name: str) -> Path:
     if not listed or not name.endswith(".png"):
         raise ArtifactError(f"{version_id} has no plot {name!r}")
     return Path(record.path) / name
+
+
+#: The policies of a replay, in the order the page shows them.
+REPLAY_POLICIES = ("gated", "always", "static", "prior")
+
+
+def replays(registry: Registry, limit: int = 100) -> list[ReplayRecord]:
+    """The newest replays first."""
+    return registry.replays.recent(limit=limit)
+
+
+@dataclass(frozen=True)
+class ReplayPage:
+    """One replay: its record, the four policies' figures, its degradation curve and decisions."""
+
+    record: ReplayRecord
+    policies: dict[str, dict[str, Any]]
+    degradation: list[dict[str, Any]]
+    points: int
+    has_plot: bool
+
+
+def replay_page(registry: Registry, replay_id: str, artifacts: Path) -> ReplayPage:
+    """What the replay page shows (raises ReplayNotFoundError)."""
+    record = registry.replays.get(replay_id)
+    result = record.result or {}
+    policies = result.get("policies")
+    degradation = result.get("degradation")
+    return ReplayPage(
+        record,
+        {p: dict(policies.get(p) or {}) for p in REPLAY_POLICIES} if isinstance(policies, dict) else {},
+        list(degradation) if isinstance(degradation, list) else [],
+        len(registry.replays.points(record.id)),
+        replay_plot_file(record, artifacts).is_file(),
+    )
+
+
+def replay_plot_file(record: ReplayRecord, artifacts: Path) -> Path:
+    """Where the replay's plot is (it may not exist yet: the replay has not finished)."""
+    plot = (record.result or {}).get("plot", "replay.png")
+    return replay_dir(artifacts, record.id) / str(plot)
 
 
 __all__ = [

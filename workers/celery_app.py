@@ -93,7 +93,7 @@ def build_config() -> dict[str, Any]:
 
 def create_app() -> Celery:
     """The Celery app; its settings are computed on first use (importing it starts nothing)."""
-    celery = Celery("trainfarm", include=["trainfarm.workers.tasks"])
+    celery = Celery("trainfarm", include=["trainfarm.workers.tasks", "trainfarm.workers.replay_tasks"])
     # Lazy: reading the settings may start the embedded Redis, which must not happen at import time.
     celery.add_defaults(build_config)
     return celery

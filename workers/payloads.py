@@ -14,6 +14,7 @@ path-traversal symbol never reaches the store or the artifact root.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from trainfarm.shared.errors import DataError, PayloadError
+from trainfarm.shared.replay.clock import point_id
 from trainfarm.shared.symbols import SymbolId
 from trainfarm.shared.timeframes import TimeframeName
 
@@ -85,6 +87,29 @@ class StageJob(RunJob):
 
     snapshot: SnapshotRef
     config_hash: str = Field(pattern=_SHA256)
+    model: str | None = Field(None, max_length=64)
+
+
+class ReplayJob(_Payload):
+    """One retrain point of a replay: train on the bars closed by ``at``, in the replay's own namespace."""
+
+    replay_id: str = Field(min_length=8, max_length=32, pattern=r"^[0-9a-f]+$")
+    idx: int = Field(ge=0, le=9999)
+    symbol: SymbolId = Field(max_length=64)
+    timeframe: TimeframeName
+    at: datetime
+    config_hash: str = Field(pattern=_SHA256)
+
+    @property
+    def run_id(self) -> str:
+        """The point's id (``<replay>-<idx>``): the prefix of its task ids, and its packs' run id."""
+        return point_id(self.replay_id, self.idx)
+
+
+class ReplayStageJob(ReplayJob):
+    """A replay point plus its snapshot: the payload of replay_base (with ``model``) and replay_meta."""
+
+    snapshot: SnapshotRef
     model: str | None = Field(None, max_length=64)
 
 

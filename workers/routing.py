@@ -3,10 +3,10 @@
 Call sites never name a queue. Celery asks :func:`route_task` for every message it sends (the chord
 header, the chord body a worker fires, retries), so a task's queue is decided here and only here:
 
-* ``farm.train_base``: ``gpu`` for a model declared ``gpu_capable`` when the farm has GPU workers
-  (``FARM_GPU_WORKERS``), else ``cpu``;
-* ``farm.train_meta`` and ``farm.meta_refit`` (a meta-only run): ``meta``, a small queue of its own, so
-  that a long backlog of base models never delays a meta stage that would finish a run;
+* ``farm.train_base`` and a replay point's ``farm.replay_base``: ``gpu`` for a model declared
+  ``gpu_capable`` when the farm has GPU workers (``FARM_GPU_WORKERS``), else ``cpu``;
+* ``farm.train_meta``, ``farm.meta_refit`` (a meta-only run) and ``farm.replay_meta``: ``meta``, a small
+  queue of its own, so that a long backlog of base models never delays a meta stage that would finish a run;
 * everything else (``farm.prepare_run``, control tasks): ``control``.
 
 Celery-free (a router is a plain function), so it is tested without Celery.
@@ -29,6 +29,12 @@ TRAIN_BASE = "farm.train_base"
 TRAIN_META = "farm.train_meta"
 #: A meta-only run (:mod:`trainfarm.workers.meta_runs`): one task on the ``meta`` queue, like a meta stage.
 META_REFIT = "farm.meta_refit"
+#: A replay point's tasks (:mod:`trainfarm.workers.replay_tasks`): base models and the meta stage go where
+#: a live run's go; preparing and the errback to ``control``.
+REPLAY_PREPARE = "farm.replay_prepare"
+REPLAY_BASE = "farm.replay_base"
+REPLAY_META = "farm.replay_meta"
+REPLAY_FAILED = "farm.replay_failed"
 #: Beat's full-retrain entries send this task (:mod:`trainfarm.beat.schedule`); queue ``control``.
 FAN_OUT_RETRAIN = "farm.fan_out_retrain"
 #: Beat's trigger-check entry sends this task; queue ``control``.
@@ -48,7 +54,7 @@ def queue_for_model(spec: ModelSpec, *, gpu_workers: bool) -> str:
 
 def queue_for_task(name: str, payload: Mapping[str, Any] | None, *, gpu_workers: bool) -> str:
     """The queue of a task named ``name`` whose first argument is ``payload``."""
-    if name == TRAIN_BASE:
+    if name in (TRAIN_BASE, REPLAY_BASE):
         model = payload.get("model") if payload is not None else None
         try:
             spec = get_spec(model) if isinstance(model, str) else None
@@ -58,7 +64,7 @@ def queue_for_task(name: str, payload: Mapping[str, Any] | None, *, gpu_workers:
             # A malformed payload still needs a queue: the task itself refuses it with a clear error.
             return "cpu"
         return queue_for_model(spec, gpu_workers=gpu_workers)
-    if name in (TRAIN_META, META_REFIT):
+    if name in (TRAIN_META, META_REFIT, REPLAY_META):
         return "meta"
     return DEFAULT_QUEUE
 

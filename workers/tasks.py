@@ -88,12 +88,12 @@ class FarmTask(Task):  # type: ignore[misc]
             )
 
 
-def _threads() -> int:
+def task_threads() -> int:
     """Threads per training task: configured, else this worker's share of the machine's cores."""
     return get_settings().worker_threads or threads_per_task(_worker_concurrency)
 
 
-def _device(task: Task) -> str:
+def device_of(task: Task) -> str:
     """GPU workers consume the 'gpu' queue: a task delivered from it trains on the GPU."""
     info = task.request.delivery_info or {}
     return "cuda" if info.get("routing_key") == "gpu" else "cpu"
@@ -149,8 +149,8 @@ def train_base(self: FarmTask, payload: dict[str, Any]) -> dict[str, object]:
     try:
         return stages.train_base(
             job,
-            threads=_threads(),
-            device=_device(self),
+            threads=task_threads(),
+            device=device_of(self),
             time_limit_errors=(SoftTimeLimitExceeded,),
             worker=self.request.hostname,
         )
@@ -165,7 +165,7 @@ def train_meta(self: FarmTask, results: list[Any], payload: dict[str, Any]) -> d
     job = parse_payload(StageJob, payload, task="farm.train_meta")
     self.guard_delivery()
     try:
-        version = stages.train_meta(job, results, task_id=self.request.id, threads=_threads())
+        version = stages.train_meta(job, results, task_id=self.request.id, threads=task_threads())
     except MissingHeaderResultError as exc:
         if self.request.retries < self.max_retries:
             # Fired early by a duplicated header task: wait for the model still training.
@@ -253,7 +253,7 @@ def meta_refit(self: FarmTask, payload: dict[str, Any]) -> dict[str, Any]:
     job = parse_payload(RunJob, payload, task=META_REFIT)
     try:
         self.guard_delivery()
-        version = meta_runs.run_meta(job, task_id=self.request.id, threads=_threads())
+        version = meta_runs.run_meta(job, task_id=self.request.id, threads=task_threads())
     except TransientError:
         raise
     except Exception as exc:

@@ -15,6 +15,7 @@ from trainfarm.shared.errors import (
     RegistryConflictError,
     RegistryError,
     RegistryUnavailableError,
+    ReplayNotFoundError,
     RunNotFoundError,
     VersionNotFoundError,
 )
@@ -33,6 +34,8 @@ from trainfarm.shared.registry.models import (
     metric,
 )
 from trainfarm.shared.registry.outcome_store import OutcomeCounts, OutcomeStore, Signal
+from trainfarm.shared.registry.replay_models import PointStatus, ReplayPointRecord, ReplayRecord, ReplayStatus
+from trainfarm.shared.registry.replay_store import ReplayStore
 from trainfarm.shared.registry.run_store import RunStore
 from trainfarm.shared.registry.store import Registry
 from trainfarm.shared.registry.version_store import VersionStore
@@ -47,6 +50,7 @@ __all__ = [
     "NoChampionError",
     "OutcomeCounts",
     "OutcomeStore",
+    "PointStatus",
     "PromotionReason",
     "PromotionRecord",
     "PromotionRefusedError",
@@ -55,6 +59,11 @@ __all__ = [
     "RegistryConflictError",
     "RegistryError",
     "RegistryUnavailableError",
+    "ReplayNotFoundError",
+    "ReplayPointRecord",
+    "ReplayRecord",
+    "ReplayStatus",
+    "ReplayStore",
     "RunKind",
     "RunNotFoundError",
     "RunRecord",

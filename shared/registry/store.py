@@ -1,7 +1,8 @@
-"""The registry as callers hold it: the four stores (runs, versions, champions, outcomes) on one database.
+"""The registry as callers hold it: five stores (runs, versions, champions, outcomes, replays), one database.
 
-``Registry.open()`` gives ``registry.runs``, ``registry.versions``, ``registry.champions`` and
-``registry.outcomes``, which share one :class:`~trainfarm.shared.registry.database.Database`. Every store
+``Registry.open()`` gives ``registry.runs``, ``registry.versions``, ``registry.champions``,
+``registry.outcomes`` and ``registry.replays``, which share one
+:class:`~trainfarm.shared.registry.database.Database`. Every store
 method is one short transaction and returns frozen records, never live ORM rows, so Celery tasks, the CLI and
 bots can call them from any process or thread without sharing sessions.
 """
@@ -16,13 +17,14 @@ from sqlalchemy import Engine
 from trainfarm.shared.registry.champion_store import ChampionStore
 from trainfarm.shared.registry.database import Database, open_engine, utc_now
 from trainfarm.shared.registry.outcome_store import OutcomeStore
+from trainfarm.shared.registry.replay_store import ReplayStore
 from trainfarm.shared.registry.run_store import RunStore
 from trainfarm.shared.registry.version_store import VersionStore
 from trainfarm.shared.settings import get_settings
 
 
 class Registry:
-    """Runs (with their base results), versions, champions and live outcomes, one store each."""
+    """Runs (with their base results), versions, champions, live outcomes and replays, one store each."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
         """Wrap an engine whose database is migrated already (see :meth:`open` and ``upgrade``)."""
@@ -31,6 +33,7 @@ class Registry:
         self.versions = VersionStore(self.database)
         self.champions = ChampionStore(self.database)
         self.outcomes = OutcomeStore(self.database)
+        self.replays = ReplayStore(self.database)
 
     @classmethod
     def open(cls, url: str | None = None, *, clock: Callable[[], datetime] | None = None) -> Registry:

@@ -169,6 +169,14 @@ def result_path(work_dir: Path, model: str) -> Path:
     return _Paths.of(work_dir, get_spec(model)).result
 
 
+def reusable_result(work_dir: Path, model: str, run_id: str) -> BaseModelResult | None:
+    """``model``'s stored result in ``work_dir`` when it belongs to ``run_id`` and its files are intact.
+
+    What :func:`train_base_model` returns instead of training again (a redelivered task, a resumed replay).
+    """
+    return _stored_result(work_dir, get_spec(model), run_id)
+
+
 def _stored_result(work_dir: Path, spec: ModelSpec, run_id: str) -> BaseModelResult | None:
     """The stored result when it belongs to this run and model and its files are intact, else None."""
     paths = _Paths.of(work_dir, spec)

@@ -98,6 +98,10 @@ class Judgement:
     metrics: dict[str, object]
     part: Mapping[str, pl.DataFrame]  #: the snapshot's rows per split
     labels: Mapping[str, IntArray]  #: class ids per split
+    #: What the gates scored: the candidate's test predictions, and the test rows' features (a champion
+    #: is scored on them). A replay keeps both to gate the candidate against a later-known champion.
+    candidate: ScoredPredictions
+    x_test: FloatArray
 
     @property
     def passed(self) -> bool:
@@ -190,7 +194,7 @@ def judge(
     metrics["stacker"] = choice.to_json()
     metrics["calibrator"] = calibrator.to_json()
     metrics["base"] = dict(base_metrics)
-    return Judgement(meta, p_star, gate_report, metrics, part, y)
+    return Judgement(meta, p_star, gate_report, metrics, part, y, candidate, x_test)
 
 
 def _bar_returns(rows: pl.DataFrame) -> FloatArray:

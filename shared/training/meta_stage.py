@@ -39,7 +39,7 @@ from trainfarm.shared.stacking.selection import FittedBooster
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.shared.training.base import BaseModelResult
 from trainfarm.shared.training.deploy import Deployment, Evaluated, deployment, label_end_of
-from trainfarm.shared.training.judging import judge
+from trainfarm.shared.training.judging import Judgement, judge
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm_client.arrays import FloatArray
 
@@ -119,6 +119,9 @@ def build_version(
     threads: int,
     run_created_at: datetime,
     champion: ChampionSource | None = None,
+    pack_root: Path | None = None,
+    always_deploy: bool = False,
+    on_judged: Callable[[Judgement], None] | None = None,
 ) -> BuiltVersion:
     """Run the meta stage for ``job`` and write its artifact pack; returns where and what.
 
@@ -132,10 +135,15 @@ def build_version(
     manifest and
     :attr:`BuiltVersion.gate_report`. A champion that fails to load or predict fails the report's
     ``champion_scored`` check instead of the run.
+
+    A replay (:mod:`trainfarm.workers.replay_points`) writes under its own ``pack_root`` instead of the
+    artifact store's, ships the refit models whatever the gates said (``always_deploy``: its policies
+    decide later, against the champion of each moment) and keeps the judgement (``on_judged``).
     """
     settings = get_settings()
     version_id = new_version_id(run_created_at, job.run_id)
-    final = pack_dir(settings.artifacts_dir, job.symbol, job.timeframe.value, version_id)
+    root = pack_root or settings.artifacts_dir
+    final = pack_dir(root, job.symbol, job.timeframe.value, version_id)
     if final.exists():
         return existing_version(final, job)
     training = settings.load_config().training
@@ -144,7 +152,14 @@ def build_version(
 
     def deploy(passed: bool, evaluated: Evaluated, sample_x: FloatArray) -> Deployment:
         return deployment(
-            passed, frame, base, work_dir, evaluated, sample_x=sample_x, training=training, threads=threads
+            passed or always_deploy,
+            frame,
+            base,
+            work_dir,
+            evaluated,
+            sample_x=sample_x,
+            training=training,
+            threads=threads,
         )
 
     return finish_version(
@@ -158,6 +173,8 @@ def build_version(
         deploy=deploy,
         kinds={m: base[m].family for m in order},
         base_metrics={m: base[m].metrics for m in order},
+        pack_root=root,
+        on_judged=on_judged,
     )
 
 
@@ -175,6 +192,8 @@ def finish_version(
     base_metrics: Mapping[str, object],
     feature_distribution: dict[str, object] | None = None,
     extra_data: Mapping[str, object] | None = None,
+    pack_root: Path | None = None,
+    on_judged: Callable[[Judgement], None] | None = None,
 ) -> BuiltVersion:
     """Stack, calibrate, choose p*, gate, deploy and write the pack, from the base models' predictions.
 
@@ -183,7 +202,8 @@ def finish_version(
     rows: out of fold, or out of sample), ``calibration`` and ``test`` probabilities of the snapshot's
     splits; ``deploy(passed, evaluated, sample_x)`` says what the pack ships; ``kinds`` are the base
     models' families; ``feature_distribution`` replaces the one computed from the snapshot (a meta-only
-    pack keeps its base models' own); ``extra_data`` joins the manifest's ``data``.
+    pack keeps its base models' own); ``extra_data`` joins the manifest's ``data``; ``pack_root`` is where
+    packs go (the artifact store's by default); ``on_judged`` sees the judgement before anything is written.
     """
     # NumPy's BLAS and any OpenMP runtime size their thread pools to the whole machine. On a worker slot
     # that shares the cores with other slots they oversubscribe them (the stackers' logistic regressions,
@@ -191,13 +211,15 @@ def finish_version(
     # than alone (bench/fanout.py): hold them to the task's threads.
     with threadpool_limits(limits=threads):
         settings = get_settings()
-        final = pack_dir(settings.artifacts_dir, job.symbol, job.timeframe.value, version_id)
+        final = pack_dir(pack_root or settings.artifacts_dir, job.symbol, job.timeframe.value, version_id)
         config = settings.load_config()
         timeframe = job.timeframe
         params = config.params(timeframe)
         judged = judge(
             snapshot, preds, timeframe, threads=threads, champion=champion, base_metrics=base_metrics
         )
+        if on_judged is not None:
+            on_judged(judged)
         meta, part, y = judged.meta, judged.part, judged.labels
         gate_report, metrics = judged.gate_report, judged.metrics
         choice, calibrator, test_probs, p_star = meta.choice, meta.calibrator, meta.test_probs, judged.p_star

@@ -26,7 +26,7 @@ from trainfarm.shared.registry.migrations import (
 )
 from trainfarm.shared.registry.models import Base
 
-TABLES = {"runs", "base_results", "versions", "promotions", "live_outcomes"}
+TABLES = {"runs", "base_results", "versions", "promotions", "live_outcomes", "replays", "replay_points"}
 
 
 def schema_diffs(url: str, metadata: MetaData = Base.metadata) -> list[object]:
@@ -41,8 +41,9 @@ def schema_diffs(url: str, metadata: MetaData = Base.metadata) -> list[object]:
 
 def test_the_package_ships_one_linear_history_and_its_template() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
-    assert [s.revision for s in scripts.walk_revisions()] == ["0006", "0005", "0004", "0003", "0002", "0001"]
-    assert head_revision() == "0006"
+    history = ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
+    assert [s.revision for s in scripts.walk_revisions()] == history
+    assert head_revision() == "0007"
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
 
 

@@ -35,6 +35,9 @@ def test_with_gpu_workers_only_gpu_capable_models_go_to_gpu(
     get_settings.cache_clear()
     routed = {m: route_task("farm.train_base", (_payload(m),), {}, {})["queue"] for m in MODEL_NAMES}
     assert {name for name, queue in routed.items() if queue == "gpu"} == GPU_CAPABLE
+    # A replay point's base models go where a live run's go.
+    replayed = {m: route_task("farm.replay_base", (_payload(m),), {}, {})["queue"] for m in MODEL_NAMES}
+    assert replayed == routed
     for spec in ZOO:
         # A task from the gpu queue trains on the GPU; one from cpu on the CPU whatever the worker has.
         assert spec.effective_device("cuda" if routed[spec.name] == "gpu" else "cpu") == (
@@ -47,6 +50,8 @@ def test_the_meta_stage_and_control_tasks_have_their_own_queues(farm_home: Path)
     assert route_task("farm.train_meta", ([{"model": "x"}], _payload()), {}, {}) == {"queue": "meta"}
     assert route_task("farm.meta_refit", (_payload(),), {}, {}) == {"queue": "meta"}  # a meta-only run
     assert route_task("farm.prepare_run", (_payload(),), {}, {}) == {"queue": "control"}
+    assert route_task("farm.replay_meta", ([{"model": "x"}], _payload()), {}, {}) == {"queue": "meta"}
+    assert route_task("farm.replay_prepare", (_payload(),), {}, {}) == {"queue": "control"}
     assert route_task("farm.something_new", (), {}, {}) == {"queue": "control"}
 
 

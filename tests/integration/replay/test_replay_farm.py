@@ -1,0 +1,112 @@
+"""`farm replay` end to end with a real worker: four policies on identical bars, a regime flip, a random
+walk, and a dashboard page in Chromium."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.integration.replay.conftest import FLIP_DAY, START, Replayed
+from trainfarm.shared.packs.predictor import Predictor
+from trainfarm.shared.registry import PointStatus, Registry
+
+POLICY_KEYS = {
+    "logloss",
+    "brier",
+    "sharpe",
+    "max_drawdown",
+    "signals",
+    "promotions",
+    "scored_bars",
+    "monthly",
+}
+POLICIES = ("gated", "always", "static", "prior")
+FLIP_TIME = START + timedelta(days=FLIP_DAY)
+
+
+def test_the_json_names_the_four_policies_and_their_figures(flip_replay: Replayed) -> None:
+    out = flip_replay.out
+    assert out["status"] == "finished"
+    assert set(out["policies"]) == {"gated", "always", "static", "prior"}
+    for figures in out["policies"].values():
+        assert set(figures) >= POLICY_KEYS
+        assert sum(m["bars"] for m in figures["monthly"]) == figures["scored_bars"]
+    assert out["policies"]["always"]["promotions"] == len(out["points"]) - 1 == out["retrain_points"] - 1
+    assert out["policies"]["static"]["promotions"] == 0
+    assert out["policies"]["prior"]["signals"] == 0
+
+
+def test_the_four_policies_score_identical_bars(flip_replay: Replayed) -> None:
+    scores = flip_replay.scores()
+    dates = {
+        p: scores.filter(pl.col("policy") == p)["date"].to_list()
+        for p in ("gated", "always", "static", "prior")
+    }
+    assert len({tuple(d) for d in dates.values()}) == 1
+    assert len(dates["prior"]) == flip_replay.policies["prior"]["scored_bars"] > 1000
+    # Each bar is scored by the model of its moment: always's model was trained at its interval's start.
+    always = scores.filter(pl.col("policy") == "always")
+    assert (always["trained_at"] <= always["date"]).all()
+    assert (always["date"] - always["trained_at"]).max() < timedelta(days=6)  # type: ignore[operator]
+
+
+def test_every_scored_bar_lies_after_its_models_data(flip_replay: Replayed) -> None:
+    scores = flip_replay.scores().filter(pl.col("version").is_not_null())
+    points = {p.version: p for p in Registry.open().replays.points(flip_replay.id)}
+    assert all(p.status is PointStatus.TRAINED and p.trainings == 1 for p in points.values())
+    for version, rows in scores.group_by("version"):
+        point = points[str(version[0])]
+        assert point.path is not None
+        label_end = datetime.fromisoformat(
+            Predictor.load(Path(point.path)).manifest["data"]["deployed"]["label_end"]
+        )
+        assert rows["date"].min() > label_end  # type: ignore[operator]
+
+
+def after_flip(replay: Replayed) -> dict[str, float]:
+    """Each policy's mean log-loss on the labelled bars after the flip."""
+    scores = replay.scores().filter((pl.col("date") >= FLIP_TIME) & pl.col("label").is_not_null())
+    probs = scores.select("p_down", "p_neutral", "p_up").to_numpy()
+    picked = probs[range(scores.height), scores["label"].to_numpy()]
+    losses = scores.with_columns(loss=-pl.Series(picked).clip(1e-15).log())
+    return {str(k[0]): float(v["loss"].mean()) for k, v in losses.group_by("policy")}  # type: ignore[arg-type]
+
+
+def test_after_a_regime_flip_the_static_model_loses_to_the_retrained_policies(flip_replay: Replayed) -> None:
+    after = after_flip(flip_replay)
+    print("log-loss after the flip:", after, flip_replay.out["degradation"])
+    assert after["static"] > after["gated"] > after["always"]
+    assert after["static"] > after["prior"]  # the old cycle, bet on in reverse
+    policies = flip_replay.policies
+    assert policies["always"]["logloss"] < policies["prior"]["logloss"]
+    assert policies["gated"]["promotions"] >= 1  # it took a model of the new regime in the end
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "measured (docs/REPLAY.md): after the flip the gates keep the old champion, far worse than the "
+        "prior by then, for weeks: every candidate that beats it but not the prior is rejected, and nothing "
+        "demotes a champion. Over the replay gated loses to the prior: the gates' problem, not the replay's."
+    ),
+)
+def test_after_a_regime_flip_gated_beats_the_prior(flip_replay: Replayed) -> None:
+    policies = flip_replay.policies
+    assert policies["gated"]["logloss"] < policies["prior"]["logloss"]
+
+
+def test_on_a_random_walk_gated_promotes_nothing_and_always_loses_money(walk_replay: Replayed) -> None:
+    policies = walk_replay.policies
+    print({p: (f["logloss"], f["sharpe"], f["total_return"], f["promotions"]) for p, f in policies.items()})
+    assert walk_replay.out["promotions"]["gated"] == []
+    # Without a champion the gated policy scores what the prior scores, bar for bar.
+    assert policies["gated"]["signals"] == 0
+    assert policies["gated"]["logloss"] == policies["prior"]["logloss"]
+    assert policies["gated"]["total_return"] == policies["prior"]["total_return"] == 0
+    # Always trades noise: its book pays fees for nothing. (Its log-loss need not be worse than the prior's:
+    # the prior is the class shares of a calibration split of 100-odd rows here; see docs/REPLAY.md.)
+    assert policies["always"]["signals"] > 0
+    assert policies["always"]["total_return"] < 0
