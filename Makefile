@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench-quality demo test test-fast test-load bench lint typecheck check docs lock clean
+.PHONY: bench-quality bench-replay demo test test-fast test-load bench lint typecheck check docs lock clean
 
 # Type checkers and editors cannot follow the editable install's import hook (python/mypy#13392): the
 # installed layout, trainfarm/{shared,workers,beat,cli,web}, is laid out as links to the folders under
@@ -46,6 +46,10 @@ bench: $(STAMP)
 # Model quality on the real data in ../shared/data (12 retrains, minutes): writes docs/QUALITY.md.
 bench-quality: $(STAMP)
 	$(BIN)/python -m bench quality
+
+# The farm replayed over the last two years of BTC, ETH and SOL (hours on 2 cores): docs/REPLAY.md.
+bench-replay: $(STAMP)
+	$(BIN)/python -m bench replay
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

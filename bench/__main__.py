@@ -35,7 +35,12 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
 }
 #: Named only: ``python -m bench quality`` (`make bench-quality`) retrains 12 real markets (minutes) and
 #: writes docs/QUALITY.md itself.
-ON_DEMAND: dict[str, Callable[[], None]] = {"quality": _module("quality")}
+ON_DEMAND: dict[str, Callable[[], None]] = {
+    "quality": _module("quality"),
+    # `make bench-replay`: the farm replayed over two years of three markets (hours); writes docs/REPLAY.md.
+    "replay": _module("replay"),
+    "replay-quick": lambda: importlib.import_module("bench.replay").main(quick=True),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -178,6 +178,19 @@ def train_meta(job: ReplayStageJob, results: Sequence[object], *, threads: int) 
     return built.version
 
 
+def train_here(job: ReplayJob, *, threads: int) -> str | None:
+    """Train one point in this process, stage after stage: the point-by-point baseline of `make
+    bench-replay`, and what the fan-out's chord does across workers. None when it was trained already."""
+    stage = prepare(job)
+    if stage is None:
+        return None
+    results = [
+        train_base(stage.model_copy(update={"model": model}), threads=threads, device="cpu")
+        for model in MODEL_NAMES
+    ]
+    return train_meta(stage, results, threads=threads)
+
+
 def fail(job: ReplayJob, error: str) -> None:
     """Record the point's failure (the driver fails the replay, naming the point)."""
     Registry.open().replays.point_failed(job.replay_id, job.idx, error)
@@ -191,5 +204,6 @@ __all__ = [
     "prepare",
     "staging_dir",
     "train_base",
+    "train_here",
     "train_meta",
 ]

@@ -109,7 +109,7 @@ def trained_point(point: ReplayPointRecord) -> TrainedPoint:
 def drive(
     replay_id: str,
     *,
-    submit: Callable[[ReplayJob], None],
+    submit: Callable[[ReplayJob], object],
     in_flight: Callable[[str], bool],
     poll_s: float = 1.0,
     timeout_s: float | None = None,

@@ -1,0 +1,161 @@
+"""`make bench-replay`: the farm replayed over the last two years of BTC, ETH and SOL (docs/REPLAY.md).
+
+Per market, one replay (docs/replay.md): 1h with weekly retrains, 12h and 24h with monthly ones, over the
+last two years of each file in ../shared/data, the config's training windows (a window longer than the
+history before a point takes what there is). All replays' points go to the workers together. Then one
+market is replayed again twice, alone: through the workers, and point by point in this process (each
+point's stages one after another with every core), for the fan-out's speed-up, measured in one run.
+Writes docs/replay.json and docs/REPLAY.md, whose answer is computed from the figures, whatever they are.
+
+``python -m bench replay-quick``: one market, 24h, three monthly points (a smoke run of the whole path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.bars import SHARED_DATA, bar_file
+from bench.replay_report import write_report
+from trainfarm.cli.output import console
+from trainfarm.shared.connections import embedded_redis, redis_connection
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.registry import ReplayRecord, dispose_engine
+from trainfarm.shared.settings import get_settings
+from trainfarm.shared.timeframes import parse_duration
+from trainfarm.shared.zoo.threads import available_cores
+
+SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT")
+#: (timeframe, cadence) of each symbol's replays.
+PLANS = (("1h", "7d"), ("12h", "30d"), ("24h", "30d"))
+YEARS = 2
+#: The market replayed again, alone, through the workers and point by point.
+SPEEDUP = ("SOL_USDT", "24h", "30d")
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+@dataclass(frozen=True)
+class Market:
+    """One replay to run: a market, its cadence, and the period (days before the file's end)."""
+
+    symbol: str
+    timeframe: str
+    cadence: str
+    days: int = 365 * YEARS
+
+    @property
+    def name(self) -> str:
+        return f"{self.symbol} {self.timeframe}"
+
+
+Submit = Callable[[Any], object]
+
+
+def _replay(market: Market, submit: Submit, in_flight: Callable[[str], bool]) -> ReplayRecord:
+    from trainfarm.workers.replay_runs import create_replay, drive
+
+    last = open_store().summary(market.symbol).last
+    end = last - timedelta(days=1)  # the newest bars' labels need their horizon
+    start = end - timedelta(days=market.days)
+    replay = create_replay(
+        market.symbol, market.timeframe, start=start, end=end, cadence=parse_duration(market.cadence)
+    )
+    started = time.perf_counter()
+    finished = drive(replay.id, submit=submit, in_flight=in_flight, poll_s=2.0)
+    points = (finished.result or {}).get("retrain_points")
+    console.print(f"{market.name}: {points} points {finished.status} in {time.perf_counter() - started:.0f}s")
+    return finished
+
+
+def _farm(markets: Sequence[Market]) -> tuple[list[ReplayRecord], float]:
+    """Every market's replay through the workers at once; the records and the wall time."""
+    from trainfarm.workers.replay_tasks import submit_point
+    from trainfarm.workers.runs import broker_holds_run
+
+    started = time.perf_counter()
+    with redis_connection(decode_responses=False) as client, ThreadPoolExecutor(len(markets)) as pool:
+
+        def in_flight(point: str) -> bool:
+            return broker_holds_run(client, point)
+
+        done = list(pool.map(lambda m: _replay(m, submit_point, in_flight), markets))
+    return done, time.perf_counter() - started
+
+
+def _here(market: Market, threads: int) -> tuple[ReplayRecord, float]:
+    """The market's replay trained point by point in this process; the record and the wall time."""
+    from trainfarm.workers.replay_points import train_here
+
+    started = time.perf_counter()
+    record = _replay(market, lambda job: train_here(job, threads=threads), lambda _point: False)
+    return record, time.perf_counter() - started
+
+
+def main(*, quick: bool = False) -> None:
+    """Run the replays and write docs/REPLAY.md and docs/replay.json (``quick``: a smoke run, no writes)."""
+    from trainfarm.cli.processes import WorkerProcess
+    from trainfarm.workers.celery_app import rebind
+
+    if not quick and not SHARED_DATA.is_dir():
+        raise SystemExit(f"bench replay needs the real data in {SHARED_DATA}")
+    cores = max(1, available_cores())
+    markets = (
+        [Market("BTC_USDT", "24h", "30d", days=90)]
+        if quick
+        else [Market(s, tf, cadence) for tf, cadence in PLANS for s in SYMBOLS]
+    )
+    speedup = markets[0] if quick else Market(*SPEEDUP)
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        os.environ["FARM_HOME"] = tmp
+        os.environ.pop("FARM_CONFIG_FILE", None)
+        get_settings.cache_clear()
+        rebind()
+        for symbol in sorted({m.symbol for m in markets}):
+            open_store().import_file(bar_file(symbol), symbol)
+        settings = get_settings()
+        workers = [WorkerProcess("bench-replay", dict(os.environ), settings.home / "logs", concurrency=cores)]
+        try:
+            for worker in workers:
+                worker.start()
+            replays, farm_s = _farm(markets)
+            (alone,), alone_s = _farm([speedup])
+            for worker in workers:
+                worker.stop()
+            _, here_s = _here(speedup, cores)
+        finally:
+            for worker in workers:
+                worker.stop()
+            embedded_redis().stop()
+            dispose_engine(settings.database)
+    figures = {
+        "markets": [
+            {"market": m.name, "cadence": m.cadence, "replay": r.to_json()}
+            for m, r in zip(markets, replays, strict=True)
+        ],
+        "wall_seconds": round(farm_s, 1),
+        "cores": cores,
+        "speedup": {
+            "market": speedup.name,
+            "cadence": speedup.cadence,
+            "points": int((alone.result or {}).get("retrain_points", 0)),
+            "farm_seconds": round(alone_s, 1),
+            "point_by_point_seconds": round(here_s, 1),
+            "ratio": round(here_s / alone_s, 2) if alone_s > 0 else None,
+        },
+        "quick": quick,
+    }
+    if quick:
+        console.print(json.dumps(figures["speedup"]))
+        console.print("quick run: docs/REPLAY.md and docs/replay.json are left as they are")
+        return
+    (DOCS / "replay.json").write_text(json.dumps(figures, indent=1) + "\n")
+    write_report(figures, DOCS / "REPLAY.md")
+    console.print(f"written: {DOCS / 'REPLAY.md'}")
