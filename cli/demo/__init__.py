@@ -4,7 +4,8 @@ Data (import, validate, gaps, resample, snapshots), then the training farm: two 
 processes on the farm's Redis, a retrain of every bundled symbol on every configured timeframe with live
 progress, and a table of runs, versions and test metrics; a planted-signal market promoted to a live bot;
 then the farm unattended (:mod:`trainfarm.cli.demo.unattended`): beat, triggers, a meta-only run, `farm
-status`. Everything it starts, it stops.
+status`; and a replay on a market whose regime flips (:mod:`trainfarm.cli.demo.replay_step`). Everything it
+starts, it stops.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import typer
 
+from trainfarm.cli.demo.replay_step import SYMBOL as REPLAY_SYMBOL
+from trainfarm.cli.demo.replay_step import run_replay_demo
 from trainfarm.cli.demo.sample_data import SAMPLE_DIR, run_data_demo
 from trainfarm.cli.demo.unattended import run_beat_demo
 from trainfarm.cli.output import console, print_table
@@ -266,8 +269,8 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
             f"(user [bold]{creds.user}[/], password [bold]{creds.password}[/], kept in {creds.source}; "
             "metrics at /metrics)"
         )
-        # The real markets; the synthetic one (left in the store by an earlier demo) has step 9 to itself.
-        symbols = [s for s in open_store().symbols() if s != SYNTHETIC]
+        # The real markets; the synthetic ones (left in the store by an earlier demo) have steps 9 and 11.
+        symbols = [s for s in open_store().symbols() if s not in (SYNTHETIC, REPLAY_SYMBOL)]
         timeframes = [tf.value for tf in config.universe.timeframes]
         console.print(
             f"[green]7.[/] retraining {len(symbols)} symbol(s) x {len(timeframes)} timeframe(s): "
@@ -290,6 +293,7 @@ def run_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
         for worker in workers:
             worker.stop()
         ok &= run_beat_demo(SYNTHETIC, SYNTHETIC_TF, env, logs)
+        ok &= run_replay_demo(env, logs, f"http://{settings.web_address}:{port}")
     finally:
         for worker in workers:
             worker.stop()

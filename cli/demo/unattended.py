@@ -54,7 +54,7 @@ PHASE_TIMEOUT_S = 420.0
 
 
 @contextmanager
-def _config(path: Path) -> Iterator[None]:
+def farm_config(path: Path) -> Iterator[None]:
     """This process reads ``path`` as its farm config while the block runs (workers get it by env)."""
     from trainfarm.workers.celery_app import rebind
 
@@ -204,7 +204,7 @@ def run_beat_demo(symbol: str, timeframe: str, env: dict[str, str], logs: Path) 
         *(WorkerProcess(f"unattended{i + 1}", env, logs) for i in range(2)),
         BeatProcess("beat", env, logs),
     ]
-    with _config(config_path):
+    with farm_config(config_path):
         registry = Registry.open()
         runs = _Runs(registry, symbol, timeframe)
         bot = LiveModel(
