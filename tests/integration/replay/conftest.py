@@ -28,12 +28,12 @@ DAYS = 130
 FLIP_DAY = 65
 FLIP, WALK = "FLIP_USDT", "WALK_USDT"
 TF = "1h"
-CADENCE = "6d"
-#: The flip market's replay: 16 retrain points from day 35 (the first model has a whole 30-day window of the
-#: first regime), the flip between the 5th and the 6th.
+CADENCE = "8d"
+#: The flip market's replay: 12 retrain points from day 35 (the first model has a whole 30-day window of the
+#: first regime), the flip between the 4th and the 5th.
 FLIP_PERIOD = (START + timedelta(days=35), START + timedelta(days=DAYS - 2))
-#: The random walk's: 6 retrain points.
-WALK_DAYS = 56
+#: The random walk's: 4 retrain points.
+WALK_DAYS = 54
 WALK_PERIOD = (START + timedelta(days=20), START + timedelta(days=WALK_DAYS - 2))
 CONFIG = '[timeframes.1h]\ntraining_window = "30d"\n'
 
