@@ -2,7 +2,9 @@
 
 Per market, one replay (docs/replay.md): 1h with weekly retrains, 12h and 24h with monthly ones, over the
 last two years of each file in ../shared/data, the config's training windows (a window longer than the
-history before a point takes what there is). All replays' points go to the workers together. Then one
+history before a point takes what there is). One market at a time, its points all sent to the workers
+together; each finished market is kept in docs/replay.json at once, so that a run cut short goes on later
+(the whole takes hours on 2 cores). Then one
 market is replayed again twice, alone: through the workers, and point by point in this process (each
 point's stages one after another with every core), for the fan-out's speed-up, measured in one run.
 Writes docs/replay.json and docs/REPLAY.md, whose answer is computed from the figures, whatever they are.
@@ -16,7 +18,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -99,8 +101,41 @@ def _here(market: Market, threads: int) -> tuple[ReplayRecord, float]:
     return record, time.perf_counter() - started
 
 
+def _key(symbols: Sequence[str]) -> dict[str, object]:
+    """What a stored market's figures are valid for: the config, the data files, the code version."""
+    import trainfarm.shared
+    from trainfarm.shared.atomicio import sha256_file
+
+    return {
+        "config_hash": get_settings().load_config().config_hash(),
+        "data_sha256": {s: sha256_file(bar_file(s)) for s in sorted(symbols)},
+        "code_version": trainfarm.shared.__version__,
+    }
+
+
+def _stored(path: Path, key: Mapping[str, object]) -> dict[str, Any]:
+    """The figures of an earlier, interrupted `make bench-replay` with the same key (else none)."""
+    if not path.is_file():
+        return {}
+    stored = json.loads(path.read_text())
+    return stored if isinstance(stored, dict) and stored.get("key") == key else {}
+
+
+def _save(path: Path, figures: Mapping[str, Any]) -> None:
+    from trainfarm.shared.atomicio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(figures, indent=1) + "\n")
+
+
 def main(*, quick: bool = False) -> None:
-    """Run the replays and write docs/REPLAY.md and docs/replay.json (``quick``: a smoke run, no writes)."""
+    """Run the replays and write docs/REPLAY.md and docs/replay.json (``quick``: a smoke run, no writes).
+
+    All of it takes hours on 2 cores (1h replays dominate: about half a minute per point on two cores).
+    The markets run one after another, the cheap timeframes first, and each finished one is kept in
+    docs/replay.json at once (with the config hash, the data files' sha256 and the code version it is
+    valid for): a run cut short goes on where it stopped the next time. REPLAY.md is written once every
+    market and the speed-up are in.
+    """
     from trainfarm.cli.processes import WorkerProcess
     from trainfarm.workers.celery_app import rebind
 
@@ -110,52 +145,61 @@ def main(*, quick: bool = False) -> None:
     markets = (
         [Market("BTC_USDT", "24h", "30d", days=90)]
         if quick
-        else [Market(s, tf, cadence) for tf, cadence in PLANS for s in SYMBOLS]
+        else [Market(s, tf, cadence) for tf, cadence in reversed(PLANS) for s in SYMBOLS]
     )
     speedup = markets[0] if quick else Market(*SPEEDUP)
+    out = DOCS / "replay.json"
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         os.environ["FARM_HOME"] = tmp
         os.environ.pop("FARM_CONFIG_FILE", None)
         get_settings.cache_clear()
         rebind()
+        key = _key([m.symbol for m in markets])
+        figures: dict[str, Any] = {} if quick else _stored(out, key)
+        figures |= {"key": key, "cores": cores, "quick": quick}
+        done: dict[str, Any] = dict(figures.get("by_market") or {})
         for symbol in sorted({m.symbol for m in markets}):
             open_store().import_file(bar_file(symbol), symbol)
         settings = get_settings()
-        workers = [WorkerProcess("bench-replay", dict(os.environ), settings.home / "logs", concurrency=cores)]
+        worker = WorkerProcess("bench-replay", dict(os.environ), settings.home / "logs", concurrency=cores)
         try:
-            for worker in workers:
-                worker.start()
-            replays, farm_s = _farm(markets)
-            (alone,), alone_s = _farm([speedup])
-            for worker in workers:
+            worker.start()
+            # A market at a time (its points fan out over the workers), kept as soon as it is done.
+            for market in markets:
+                if market.name in done:
+                    continue
+                (replay,), seconds = _farm([market])
+                done[market.name] = {
+                    "market": market.name,
+                    "cadence": market.cadence,
+                    "replay": replay.to_json(),
+                    "seconds": round(seconds, 1),
+                }
+                figures["by_market"] = done
+                if not quick:
+                    _save(out, figures)
+            if "speedup" not in figures:
+                (alone,), alone_s = _farm([speedup])
                 worker.stop()
-            _, here_s = _here(speedup, cores)
+                _, here_s = _here(speedup, cores)
+                figures["speedup"] = {
+                    "market": speedup.name,
+                    "cadence": speedup.cadence,
+                    "points": int((alone.result or {}).get("retrain_points", 0)),
+                    "farm_seconds": round(alone_s, 1),
+                    "point_by_point_seconds": round(here_s, 1),
+                    "ratio": round(here_s / alone_s, 2) if alone_s > 0 else None,
+                }
         finally:
-            for worker in workers:
-                worker.stop()
+            worker.stop()
             embedded_redis().stop()
             dispose_engine(settings.database)
-    figures = {
-        "markets": [
-            {"market": m.name, "cadence": m.cadence, "replay": r.to_json()}
-            for m, r in zip(markets, replays, strict=True)
-        ],
-        "wall_seconds": round(farm_s, 1),
-        "cores": cores,
-        "speedup": {
-            "market": speedup.name,
-            "cadence": speedup.cadence,
-            "points": int((alone.result or {}).get("retrain_points", 0)),
-            "farm_seconds": round(alone_s, 1),
-            "point_by_point_seconds": round(here_s, 1),
-            "ratio": round(here_s / alone_s, 2) if alone_s > 0 else None,
-        },
-        "quick": quick,
-    }
+    figures["markets"] = [done[m.name] for m in markets]
+    figures["wall_seconds"] = round(sum(m["seconds"] for m in figures["markets"]), 1)
     if quick:
         console.print(json.dumps(figures["speedup"]))
         console.print("quick run: docs/REPLAY.md and docs/replay.json are left as they are")
         return
-    (DOCS / "replay.json").write_text(json.dumps(figures, indent=1) + "\n")
+    _save(out, figures)
     write_report(figures, DOCS / "REPLAY.md")
     console.print(f"written: {DOCS / 'REPLAY.md'}")
