@@ -101,15 +101,29 @@ def _here(market: Market, threads: int) -> tuple[ReplayRecord, float]:
     return record, time.perf_counter() - started
 
 
+#: The code a replay's figures come from: a change to any of it makes the stored markets stale.
+CODE = ("shared", "workers", "trainfarm_client")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def code_sha256() -> str:
+    """sha256 over the replay's code (every ``*.py`` of :data:`CODE`, by path and content)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for folder in CODE for p in (REPO / folder).rglob("*.py")):
+        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def _key(symbols: Sequence[str]) -> dict[str, object]:
-    """What a stored market's figures are valid for: the config, the data files, the code version."""
-    import trainfarm.shared
+    """What a stored market's figures are valid for: the config, the data files, the code."""
     from trainfarm.shared.atomicio import sha256_file
 
     return {
         "config_hash": get_settings().load_config().config_hash(),
         "data_sha256": {s: sha256_file(bar_file(s)) for s in sorted(symbols)},
-        "code_version": trainfarm.shared.__version__,
+        "code_sha256": code_sha256(),
     }
 
 
@@ -132,8 +146,8 @@ def main(*, quick: bool = False) -> None:
 
     All of it takes hours on 2 cores (1h replays dominate: about half a minute per point on two cores).
     The markets run one after another, the cheap timeframes first, and each finished one is kept in
-    docs/replay.json at once (with the config hash, the data files' sha256 and the code version it is
-    valid for): a run cut short goes on where it stopped the next time. REPLAY.md is written once every
+    docs/replay.json at once (with the config hash, the data files' sha256 and the sha256 of the code it
+    is valid for): a run cut short goes on where it stopped the next time. REPLAY.md is written once every
     market and the speed-up are in.
     """
     from trainfarm.cli.processes import WorkerProcess
