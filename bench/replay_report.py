@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-POLICIES = ("gated", "always", "static", "prior")
+from trainfarm.shared.replay.metrics import POLICIES
+
 #: Months since the start shown in the degradation tables.
 MONTHS = (0, 1, 2, 3, 6, 9, 12, 18, 23)
 

@@ -19,6 +19,7 @@ from trainfarm.shared.errors import ArtifactError
 from trainfarm.shared.packs.artifacts import read_manifest
 from trainfarm.shared.registry import Registry, ReplayRecord, RunRecord, VersionRecord
 from trainfarm.shared.replay.clock import replay_dir
+from trainfarm.shared.replay.metrics import POLICIES
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.workers.checks.live_window import load_champion
 from trainfarm.workers.status import BotInfo, MarketInfo, bot_infos, champions_of, market_infos
@@ -130,7 +131,7 @@ def plot_file(registry: Registry, version_id: str, name: str) -> Path:
 
 
 #: The policies of a replay, in the order the page shows them.
-REPLAY_POLICIES = ("gated", "always", "static", "prior")
+REPLAY_POLICIES = POLICIES
 
 
 def replays(registry: Registry, limit: int = 100) -> list[ReplayRecord]:

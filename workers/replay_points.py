@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset.snapshot import DatasetSnapshot, build_snapshot, load_snapshot
-from trainfarm.shared.errors import ConfigMismatchError, DataError, FarmError
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot, build_snapshot
+from trainfarm.shared.errors import FarmError
 from trainfarm.shared.packs.artifacts import new_version_id, pack_dir
 from trainfarm.shared.registry import PointStatus, Registry
 from trainfarm.shared.replay.candidates import save_candidate
@@ -30,6 +30,7 @@ from trainfarm.shared.training.judging import Judgement
 from trainfarm.shared.zoo import MODEL_NAMES, get_spec
 from trainfarm.workers.payloads import ReplayJob, ReplayStageJob, SnapshotRef
 from trainfarm.workers.runs import one_result_per_model
+from trainfarm.workers.stages import check_config_hash, load_snapshot_ref
 
 
 def staging_dir(job: ReplayJob) -> Path:
@@ -44,13 +45,7 @@ def packs_root(replay_id: str) -> Path:
 
 def check_config(job: ReplayJob) -> None:
     """Refuse to work on a replay started with another config than this worker's."""
-    mine = get_settings().load_config().config_hash()
-    if mine != job.config_hash:
-        raise ConfigMismatchError(
-            f"replay {job.replay_id} was started with config {job.config_hash[:12]}, but this worker's "
-            f"config hashes to {mine[:12]}: every worker of a farm must read the same config file "
-            "(FARM_CONFIG_FILE)"
-        )
+    check_config_hash(job.config_hash, f"replay {job.replay_id} was started")
 
 
 def prepare(job: ReplayJob) -> ReplayStageJob | None:
@@ -81,13 +76,7 @@ def prepare(job: ReplayJob) -> ReplayStageJob | None:
 
 def load_point_snapshot(job: ReplayStageJob) -> DatasetSnapshot:
     """The snapshot a stage job names, refusing one whose recorded hash differs from the job's."""
-    meta_path = job.snapshot.resolve(get_settings().artifacts_dir)
-    snapshot = load_snapshot(meta_path)
-    if snapshot.file_sha256 != job.snapshot.file_sha256 or snapshot.content_hash != job.snapshot.content_hash:
-        raise DataError(
-            "snapshot differs from the one the replay point was prepared with", file=str(meta_path)
-        )
-    return snapshot
+    return load_snapshot_ref(job.snapshot, "the replay point was prepared with")
 
 
 def train_base(

@@ -102,21 +102,33 @@ def launched(job: StageJob) -> bool:
 
 def check_config(job: StageJob) -> None:
     """Refuse to work on a run prepared with another config than this worker's."""
+    check_config_hash(job.config_hash, f"run {job.run_id} was prepared")
+
+
+def check_config_hash(pinned: str, subject: str) -> None:
+    """Refuse work pinned to another config than this worker's; ``subject`` says what pinned it."""
     mine = get_settings().load_config().config_hash()
-    if mine != job.config_hash:
+    if mine != pinned:
         raise ConfigMismatchError(
-            f"run {job.run_id} was prepared with config {job.config_hash[:12]}, but this worker's config "
-            f"hashes to {mine[:12]}: every worker of a farm must read the same config file "
-            "(FARM_CONFIG_FILE)"
+            f"{subject} with config {pinned[:12]}, but this worker's config hashes to {mine[:12]}: every "
+            "worker of a farm must read the same config file (FARM_CONFIG_FILE)"
         )
 
 
 def load_run_snapshot(job: StageJob) -> DatasetSnapshot:
     """The snapshot a stage job names, refusing one whose recorded hash differs from the job's."""
-    meta_path = job.snapshot.resolve(get_settings().artifacts_dir)
+    return load_snapshot_ref(job.snapshot, "the run was started with")
+
+
+def load_snapshot_ref(ref: SnapshotRef, started: str) -> DatasetSnapshot:
+    """The snapshot ``ref`` names, refusing one whose recorded hashes differ from the reference's.
+
+    ``started`` completes "snapshot differs from the one ..." in the error.
+    """
+    meta_path = ref.resolve(get_settings().artifacts_dir)
     snapshot = load_snapshot(meta_path)
-    if snapshot.file_sha256 != job.snapshot.file_sha256 or snapshot.content_hash != job.snapshot.content_hash:
-        raise DataError("snapshot differs from the one the run was started with", file=str(meta_path))
+    if snapshot.file_sha256 != ref.file_sha256 or snapshot.content_hash != ref.content_hash:
+        raise DataError(f"snapshot differs from the one {started}", file=str(meta_path))
     return snapshot
 
 
@@ -327,9 +339,11 @@ def fail(job: RunJob, error: str, *, model: str | None) -> bool:
 __all__ = [
     "abandon_run",
     "check_config",
+    "check_config_hash",
     "collect_results",
     "fail",
     "launched",
+    "load_snapshot_ref",
     "poisoned",
     "prepare",
     "register_built",

@@ -18,9 +18,8 @@ from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.evaluation.gates import gate_candidate
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.replay.candidates import CANDIDATE_FILE, load_candidate
+from trainfarm.shared.replay.metrics import POLICIES
 from trainfarm.shared.timeframes import Timeframe
-
-POLICIES = ("gated", "always", "static", "prior")
 
 
 @dataclass(frozen=True)
