@@ -4,8 +4,9 @@ Retrains BTC, ETH and SOL from ``../shared/data`` on all four timeframes with th
 the farm's own stages (in this process, no broker), and reports per (symbol, timeframe), all on the run's
 test split: the class prior, every base model, the chosen stacker, the final calibrated model, its ECE
 next to the range a perfectly calibrated model would show on that many rows (simulated: labels drawn
-from the model's own probabilities), the bootstrap lower bound of the improvement over the prior, the
-gate verdict, and a plain single LightGBM on the same snapshot (train split in, no calibration) as a
+from the model's own probabilities), the gates' lower bound of the improvement over the prior, the
+directional improvement (up against down, on the rows that moved) and its lower bound, the gate
+verdict, and a plain single LightGBM on the same snapshot (train split in, no calibration) as a
 reference. Targets are checked and printed; nothing here is asserted by a test.
 """
 
@@ -86,7 +87,9 @@ class Row:
     final: float
     ece: float
     ece_perfect_95: float
-    bootstrap_bound: float | None
+    bound: float | None  #: logloss_vs_prior_bound: the improvement over the prior, lower bound
+    direction: float | None  #: direction_vs_prior: up/down log-loss improvement over the prior's ratio
+    direction_bound: float | None  #: direction_vs_prior_bound
     gates: str
     failed_checks: list[str]
     reference_lgbm: float
@@ -154,7 +157,11 @@ def _one(symbol: str, timeframe: str, threads: int, rng: np.random.Generator) ->
     checks = (
         {str(c["name"]): c for c in raw_checks if isinstance(c, dict)} if isinstance(raw_checks, list) else {}
     )
-    bound = checks.get("logloss_vs_prior_bootstrap", {}).get("value")
+
+    def value(name: str) -> float | None:
+        found = checks.get(name, {}).get("value")
+        return float(found) if isinstance(found, int | float) else None
+
     return Row(
         symbol=symbol,
         timeframe=timeframe,
@@ -168,7 +175,9 @@ def _one(symbol: str, timeframe: str, threads: int, rng: np.random.Generator) ->
         final=_num(metrics, "meta", "logloss"),
         ece=_num(metrics, "meta", "ece"),
         ece_perfect_95=_ece_range(probs, rng),
-        bootstrap_bound=float(bound) if isinstance(bound, int | float) else None,
+        bound=value("logloss_vs_prior_bound"),
+        direction=value("direction_vs_prior"),
+        direction_bound=value("direction_vs_prior_bound"),
         gates="passed" if report.get("passed") else "failed",
         failed_checks=[n for n, c in checks.items() if not c.get("passed")],
         reference_lgbm=_reference(frame, threads),
@@ -216,12 +225,13 @@ def _failed(row: Row) -> str:
 def _write(rows: list[Row], targets: list[str]) -> None:
     header = (
         "| market | test rows | prior | best base (out of fold) | stacker | final | plain LightGBM | ECE | "
-        "ECE 95% if perfect | bootstrap bound | gates |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "ECE 95% if perfect | bound | direction | direction bound | gates |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     body = "".join(
         f"| {r.market} | {r.test_rows} | {r.prior:.4f} | {r.best_base} {r.best_base_logloss:.4f} | "
         f"{r.stacker} | {r.final:.4f} | {r.reference_lgbm:.4f} | {r.ece:.4f} | {r.ece_perfect_95:.4f} | "
-        f"{_bound(r.bootstrap_bound)} | {r.gates}{_failed(r)} |\n"
+        f"{_bound(r.bound)} | {_bound(r.direction)} | {_bound(r.direction_bound)} | {r.gates}{_failed(r)} |\n"
         for r in rows
     )
     bases = "".join(
@@ -236,7 +246,10 @@ def _write(rows: list[Row], targets: list[str]) -> None:
         "otherwise; the prior is the calibration split's class shares (the gates' baseline); the best base "
         "model is chosen out of fold "
         "(never on test); the plain LightGBM is one model fitted on the same snapshot's train split "
-        "(150 rounds, no weights, no calibration), the plain reference a quant would fit first.\n\n"
+        "(150 rounds, no weights, no calibration), the plain reference a quant would fit first. `bound` is "
+        "the gates' 95% lower bound of the relative log-loss improvement over the prior; `direction` the "
+        "relative improvement of p_up / (p_up + p_down) over the prior's up/down ratio on the rows "
+        "labelled up or down, and `direction bound` its lower bound (docs/ml.md#gates).\n\n"
         + header
         + body
         + "\n## Targets\n\n"

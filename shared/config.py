@@ -36,8 +36,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-#: Selectable gate profiles: "default" applies each timeframe's ``gates``; "strict" replaces its class
-#: share, mean confidence and eligible share checks with the timeframe's ``gates.strict`` table.
+#: Selectable gate profiles: "default" applies each timeframe's ``gates``; "strict" adds class share
+#: targets and replaces the mean confidence and eligible share floors with the timeframe's ``gates.strict``
+#: table.
 GateProfile = Literal["default", "strict"]
 
 
@@ -83,20 +84,35 @@ class GateThresholds(_Strict):
     min_logloss_improvement: float = Field(
         0.01, ge=0.0, description="relative test log-loss improvement over the class-prior baseline"
     )
-    bootstrap_samples: int = Field(
-        1000, ge=100, le=100_000, description="resamples of the block bootstrap of that improvement"
+    min_direction_improvement: float = Field(
+        0.005,
+        ge=0.0,
+        description="relative log-loss improvement of p_up / (p_up + p_down) over the prior's up/down ratio, "
+        "on the test rows whose label is up or down (0.5% is about 54% directional accuracy at full "
+        "confidence)",
     )
-    bootstrap_confidence: float = Field(
+    confidence: float = Field(
         0.95,
         gt=0.5,
         lt=1.0,
-        description="confidence of the one-sided bootstrap bounds: the improvement over the prior must be "
-        "above 0 at it, and a candidate fails the champion comparison when worse beyond it",
+        description="confidence of the one-sided bounds: the improvements over the prior must be above 0 at "
+        "it, and a candidate fails the champion comparison when worse beyond it",
+    )
+    min_bound_blocks: int = Field(
+        20,
+        ge=2,
+        description="fewest contiguous blocks (each at least one label window) a t bound is computed over; "
+        "a series too short for them cannot be bounded honestly, and its check fails",
+    )
+    bootstrap_samples: int = Field(
+        1000,
+        ge=100,
+        le=100_000,
+        description="resamples of the block bootstrap of the book Sharpe's lower bound (sharpe_bootstrap)",
     )
     min_output_std: float = Field(
         0.02, ge=0.0, description="floor on the larger std of p_up - p_down and of the top probability"
     )
-    max_class_share: Fraction = Field(0.70, description="largest share one predicted class may take")
     min_mean_confidence: Fraction = Field(0.40, description="floor on the mean top-class probability")
     min_eligible_share: Fraction = Field(0.05, description="floor on the share of bars with p >= p*")
     min_sharpe: float = Field(
@@ -112,13 +128,14 @@ class GateThresholds(_Strict):
         0.0,
         ge=0.0,
         description="the lower bound of how much worse (%) the candidate's log-loss/Brier is than the "
-        "champion's (paired block bootstrap) may be at most this: 0 = not significantly worse",
+        "champion's (paired t bound over blocks) may be at most this: 0 = not significantly worse",
     )
     min_champion_rows: int = Field(
         50,
         ge=1,
-        description="fewest test rows after the champion's data for a champion comparison; fewer are "
-        "reported (champion_comparable_rows), not compared",
+        description="fewest test rows after the champion's data for a champion comparison (and at least "
+        "min_bound_blocks label windows); with fewer the champion is not compared and stays, unless it is "
+        "past its freshness limit or a live trigger asked for the retrain",
     )
     min_sharpe_fraction: float = Field(
         0.8, ge=0.0, description="Sharpe must reach this fraction of the champion's on the same window"

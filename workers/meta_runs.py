@@ -30,7 +30,13 @@ from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.workers.payloads import RunJob
 from trainfarm.workers.runs import claim_meta, run_dir
-from trainfarm.workers.stages import meta_guard_ttl_s, register_built, remove_staging, settle
+from trainfarm.workers.stages import (
+    champion_standing,
+    meta_guard_ttl_s,
+    register_built,
+    remove_staging,
+    settle,
+)
 
 #: Every reason of a meta-only request starts with this; a run's other reasons asked for a full retrain.
 META_REASON_PREFIX = "meta:"
@@ -128,7 +134,13 @@ def run_meta(job: RunJob, *, task_id: str, threads: int) -> str | None:
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
         built = build_meta_version(
-            job, snapshot, predictor, work_dir, threads=threads, run_created_at=run.created_at
+            job,
+            snapshot,
+            predictor,
+            work_dir,
+            threads=threads,
+            run_created_at=run.created_at,
+            standing=champion_standing(champion, run.reasons),
         )
     finally:
         remove_staging(job.run_id)

@@ -20,7 +20,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,10 +29,11 @@ from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot, build_snapshot, load_snapshot
 from trainfarm.shared.errors import ConfigMismatchError, DataError, FarmError, RunEndedError
+from trainfarm.shared.evaluation.gates import ChampionStanding
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.registry import PromotionReason, Registry, RunStatus, VersionRecord
 from trainfarm.shared.settings import get_settings
-from trainfarm.shared.timeframes import format_duration
+from trainfarm.shared.timeframes import Timeframe, format_duration
 from trainfarm.shared.training.base import BaseModelResult, result_path, train_base_model
 from trainfarm.shared.zoo import MODEL_NAMES, get_spec
 from trainfarm.workers.payloads import RunJob, SnapshotRef, StageJob
@@ -261,6 +262,7 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
         threads=threads,
         run_created_at=run.created_at,
         champion=_champion_loader(champion) if champion else None,
+        standing=champion_standing(champion, run.reasons) if champion else None,
     )
     return register_built(registry, job, built)
 
@@ -283,6 +285,14 @@ def register_built(registry: Registry, job: RunJob, built: BuiltVersion) -> str:
     settle(version)
     remove_staging(job.run_id)
     return built.version
+
+
+def champion_standing(champion: VersionRecord, reasons: list[str]) -> ChampionStanding:
+    """The champion's age now, its timeframe's freshness limit, and the live triggers among ``reasons``
+    (a run's): what may let a candidate replace it without a comparison."""
+    params = get_settings().load_config().params(Timeframe(champion.timeframe))
+    age = datetime.now(UTC) - champion.created_at
+    return ChampionStanding.from_reasons(age, params.freshness_limit, reasons)
 
 
 def _champion_loader(champion: VersionRecord) -> Callable[[], Predictor]:

@@ -8,7 +8,7 @@ non-finite number becomes ``null``) and ``from_json`` reads it back.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -62,6 +62,20 @@ class Check:
             passed=bool(data["passed"]),
             detail=str(data.get("detail", "")),
         )
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda v, t: v >= t,
+    "<=": lambda v, t: v <= t,
+    ">": lambda v, t: v > t,
+}
+
+
+def numeric_check(name: str, value: float | None, op: str, threshold: float, detail: str) -> Check:
+    """``value op threshold`` as a :class:`Check`; an undefined (None or NaN) value fails: a gate never
+    passes what it cannot see."""
+    ok = value is not None and math.isfinite(value) and _OPS[op](value, threshold)
+    return Check(name, finite_or_none(value), threshold, op, ok, detail)
 
 
 @dataclass(frozen=True)

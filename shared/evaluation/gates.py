@@ -5,10 +5,23 @@ says what was compared) and the verdict: a candidate passes when every check pas
 that is not in the report: a person reading ``farm models`` sees the same numbers. Every check is computed
 on the candidate's TEST split (the rows nothing was fitted or tuned on).
 
-The checks, their thresholds and why each exists: docs/ml.md#gates (the strict profile's targets:
-:class:`trainfarm.shared.config.StrictGates`). Intervals come from contiguous circular blocks
-(:mod:`trainfarm.shared.evaluation.block_bootstrap`), never single rows, because test rows are a time series
-whose labels overlap; the champion is scored only on rows at or after :attr:`ChampionModel.fitted_until`.
+The checks, in report order (thresholds and why each exists: docs/ml.md#gates):
+
+- skill (:mod:`trainfarm.shared.evaluation.skill_checks`): log-loss against the class prior, and the same
+  for direction alone (up against down);
+- shape and trading: output not constant, mean confidence, eligible share (the strict profile adds its
+  class share targets: :class:`trainfarm.shared.config.StrictGates`), the book's Sharpe and signal count.
+  The default profile has no check of the predicted class mix: a cap on each predicted class rejected
+  calibrated models (an honest p_neutral is the largest on most rows where 40-50% of labels are neutral
+  and direction is weak, and the book trades max(p_up, p_down) >= p*, never the argmax), and a band
+  around each class's test share rejected them whenever the mix moved between calibration and test
+  (docs/ml.md#gates); the log-loss checks already charge miscalibration;
+- the champion (:mod:`trainfarm.shared.evaluation.champion_checks`), on test rows at or after its own
+  data's end, or, with too few of them, whether it may be replaced without a comparison.
+
+Bounds are Student-t bounds over contiguous blocks (:mod:`trainfarm.shared.evaluation.bounds`), never
+single rows, because test rows are a time series whose labels overlap. The baseline's class shares are the
+calibration split's (the most recent rows the model may learn from), passed in by the judge.
 
 Deterministic: the same inputs and ``seed`` give the same report, bit for bit.
 """
@@ -17,7 +30,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,138 +38,24 @@ import numpy.typing as npt
 
 from trainfarm.shared.config import GateThresholds
 from trainfarm.shared.dataset.labels import CLASSES
-from trainfarm.shared.evaluation.block_bootstrap import block_bootstrap_means, block_length
-from trainfarm.shared.evaluation.book import book_pnl, sharpe_lower_bound
-from trainfarm.shared.evaluation.gate_report import Check, GateReport, finite_or_none
-from trainfarm.shared.evaluation.metrics import (
-    check_labels,
-    check_probs,
-    mean_confidence,
-    predicted_class_share,
+from trainfarm.shared.evaluation.book import sharpe_lower_bound
+from trainfarm.shared.evaluation.champion_checks import (
+    ChampionStanding,
+    champion_checks,
+    comparable_floor,
+    replaceable_check,
 )
-from trainfarm.shared.evaluation.trading import TradingResult, one_bar_returns, signal_series, simulate
+from trainfarm.shared.evaluation.gate_report import Check, GateReport, numeric_check
+from trainfarm.shared.evaluation.metrics import mean_confidence, predicted_class_share
+from trainfarm.shared.evaluation.scored import ScoredPredictions
+from trainfarm.shared.evaluation.skill_checks import direction_checks, prior_checks
 from trainfarm.shared.timeframes import Timeframe
-from trainfarm_client.arrays import FloatArray, IntArray
+from trainfarm_client.arrays import FloatArray
 
 PROFILES: tuple[str, ...] = ("default", "strict")
 #: How many times the gates' signal floors the p* search must leave on the calibration split (see
 #: :func:`p_star_floors`).
 P_STAR_FLOOR_MARGIN = 2.0
-#: Same clip as :func:`trainfarm.shared.evaluation.metrics.log_loss`, so per-row losses average to exactly
-#: its value.
-_LOG_EPS = 1e-15
-
-
-@dataclass(frozen=True, eq=False)
-class ScoredPredictions:
-    """One model's calibrated test-split predictions and what scoring them needs.
-
-    ``probs`` (n x 3, down/neutral/up), ``y`` (class ids) and ``fwd_return`` (log return over the label
-    horizon) are the test rows; ``prior`` the train split's class shares; ``p_star`` the model's own
-    decision threshold (chosen on its calibration split); ``fee`` and ``periods_per_year`` as in
-    :func:`trainfarm.shared.evaluation.trading.simulate`; ``label_horizon`` (bars) sets the bootstrap's
-    shortest
-    block.
-    """
-
-    probs: FloatArray
-    y: IntArray
-    fwd_return: FloatArray
-    prior: FloatArray
-    p_star: float
-    fee: float
-    periods_per_year: float
-    label_horizon: int = 1
-    name: str = "candidate"
-    #: each row's one-bar simple return (the overlapping book's P&L,
-    #: :mod:`trainfarm.shared.evaluation.book`); may be
-    #: omitted only when ``label_horizon`` is 1
-    bar_return: FloatArray | None = None
-    #: each row's bar time (datetime64): a champion is compared only on rows after its own data
-    dates: npt.NDArray[np.datetime64] | None = None
-    _row_ll: FloatArray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        probs = check_probs(self.probs, f"{self.name} probs")
-        n = probs.shape[0]
-        if n == 0:
-            raise ValueError(f"{self.name}: no test rows to gate on")
-        y = check_labels(self.y, n, f"{self.name} y")
-        fwd = np.asarray(self.fwd_return, dtype=np.float64)
-        if fwd.shape != (n,) or not np.isfinite(fwd).all():
-            raise ValueError(f"{self.name}: fwd_return must be {n} finite numbers, got shape {fwd.shape}")
-        prior = check_probs(np.asarray(self.prior, dtype=np.float64).reshape(1, -1), "prior")[0]
-        if self.label_horizon < 1:
-            raise ValueError(f"label_horizon must be at least 1 bar, got {self.label_horizon}")
-        object.__setattr__(self, "probs", probs)
-        object.__setattr__(self, "y", y)
-        object.__setattr__(self, "fwd_return", fwd)
-        object.__setattr__(self, "prior", prior)
-        if self.bar_return is not None:
-            bars = np.asarray(self.bar_return, dtype=np.float64)
-            if bars.shape != (n,) or not np.isfinite(bars).all():
-                raise ValueError(
-                    f"{self.name}: bar_return must be {n} finite numbers, got shape {bars.shape}"
-                )
-            object.__setattr__(self, "bar_return", bars)
-        elif self.label_horizon != 1:
-            raise ValueError(f"{self.name}: a {self.label_horizon}-bar horizon needs bar_return")
-        if self.dates is not None:
-            dates = np.asarray(self.dates).astype("datetime64[us]")
-            if dates.shape != (n,):
-                raise ValueError(f"{self.name}: dates must have {n} entries, got shape {dates.shape}")
-            object.__setattr__(self, "dates", dates)
-        picked = probs[np.arange(n), y]
-        object.__setattr__(self, "_row_ll", -np.log(np.clip(picked, _LOG_EPS, 1.0)))
-
-    @property
-    def rows(self) -> int:
-        """Number of test rows."""
-        return int(self.probs.shape[0])
-
-    def row_logloss(self) -> FloatArray:
-        """Per-row negative log-likelihood of the true class (its mean is :func:`log_loss`)."""
-        return self._row_ll
-
-    def prior_row_logloss(self) -> FloatArray:
-        """Per-row log-loss of the class-prior baseline on the same rows."""
-        out: FloatArray = -np.log(np.clip(self.prior[self.y], _LOG_EPS, 1.0))
-        return out
-
-    def with_probs(self, probs: npt.ArrayLike, *, p_star: float, name: str) -> ScoredPredictions:
-        """Another model's predictions of the same rows, scored under the same rules (a champion)."""
-        return replace(self, probs=np.asarray(probs, dtype=np.float64), p_star=p_star, name=name)
-
-    def subset(self, rows: npt.NDArray[np.bool_]) -> ScoredPredictions:
-        """The same predictions restricted to ``rows`` (a boolean mask), in order."""
-        return replace(
-            self,
-            probs=self.probs[rows],
-            y=self.y[rows],
-            fwd_return=self.fwd_return[rows],
-            bar_return=None if self.bar_return is None else self.bar_return[rows],
-            dates=None if self.dates is None else self.dates[rows],
-        )
-
-    def trading(self) -> TradingResult:
-        """The fee-aware simulation of these rows at this model's p* (:func:`simulate`)."""
-        return simulate(
-            self.probs,
-            self.fwd_return,
-            p_star=self.p_star,
-            fee=self.fee,
-            periods_per_year=self.periods_per_year,
-            bar_return=self.bar_return,
-            horizon=self.label_horizon,
-        )
-
-    def book(self) -> FloatArray:
-        """Per-bar P&L of the overlapping book at this model's p*
-        (:func:`trainfarm.shared.evaluation.book.book_pnl`)."""
-        bars = one_bar_returns(self.bar_return, self.fwd_return, self.label_horizon)
-        return book_pnl(
-            signal_series(self.probs, self.p_star), bars, horizon=self.label_horizon, fee=self.fee
-        )
 
 
 class ChampionModel(Protocol):
@@ -186,55 +84,6 @@ if TYPE_CHECKING:  # static proof that a loaded pack is a ChampionModel (no impo
     _PREDICTOR: type[ChampionModel] = Predictor
 
 
-# ------------------------------------------------------------------------------------------- checks
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": lambda v, t: v >= t,
-    "<=": lambda v, t: v <= t,
-    ">": lambda v, t: v > t,
-}
-
-
-def _compare(name: str, value: float | None, op: str, threshold: float, detail: str) -> Check:
-    """A numeric check; an undefined (None or NaN) value fails: a gate never passes what it cannot see."""
-    ok = value is not None and math.isfinite(value) and _OPS[op](value, threshold)
-    return Check(name, finite_or_none(value), threshold, op, ok, detail)
-
-
-def _prior_checks(cand: ScoredPredictions, th: GateThresholds, seed: int) -> list[Check]:
-    cand_ll, prior_row = cand.row_logloss(), cand.prior_row_logloss()
-    prior_ll, model_ll = float(prior_row.mean()), float(cand_ll.mean())
-    rel = (prior_ll - model_ll) / prior_ll if prior_ll > 0 else None
-    block = block_length(cand.rows, cand.label_horizon)
-    # Prior and candidate losses are resampled together (paired), and the relative improvement is taken
-    # per resample: a resample richer in one class changes both losses, not only the candidate's.
-    means = block_bootstrap_means(
-        np.column_stack([prior_row, cand_ll]), block=block, samples=th.bootstrap_samples, seed=seed
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel_samples = (means[:, 0] - means[:, 1]) / means[:, 0]
-    lower = float(np.quantile(rel_samples, 1.0 - th.bootstrap_confidence)) if rel is not None else None
-    pct = round(100 * th.bootstrap_confidence)
-    return [
-        _compare(
-            "logloss_vs_prior",
-            rel,
-            ">=",
-            th.min_logloss_improvement,
-            f"relative improvement of the test log-loss {model_ll:.4f} over the class prior's {prior_ll:.4f} "
-            f"on {cand.rows} rows",
-        ),
-        _compare(
-            "logloss_vs_prior_bootstrap",
-            lower,
-            ">",
-            0.0,
-            f"{pct}% one-sided lower bound of that relative improvement: circular block bootstrap, "
-            f"{th.bootstrap_samples} resamples of {block}-row blocks, seed {seed}",
-        ),
-    ]
-
-
 def _shape_checks(
     cand: ScoredPredictions, th: GateThresholds, profile: str, tf: Timeframe, seed: int
 ) -> list[Check]:
@@ -244,7 +93,7 @@ def _shape_checks(
     direction_std = float(np.std(p[:, 2] - p[:, 0]))
     top_std = float(np.std(p.max(axis=1)))
     checks = [
-        _compare(
+        numeric_check(
             "output_not_constant",
             max(direction_std, top_std),
             ">=",
@@ -253,14 +102,14 @@ def _shape_checks(
             f"({top_std:.4f})",
         )
     ]
-    shares = predicted_class_share(p)
     strict = th.strict
     if profile == "strict":
+        shares = predicted_class_share(p)
         tol = strict.class_share_tolerance
         for name, target in zip(CLASSES, strict.class_share, strict=True):
             share = shares[name]
             checks.append(
-                _compare(
+                numeric_check(
                     f"class_share_{name}_vs_target",
                     abs(share - target),
                     "<=",
@@ -270,16 +119,6 @@ def _shape_checks(
             )
         conf_floor, source = strict.min_mean_confidence, "strict"
     else:
-        for name in CLASSES:
-            checks.append(
-                _compare(
-                    f"class_share_{name}",
-                    shares[name],
-                    "<=",
-                    th.max_class_share,
-                    f"share of test rows predicted {name}",
-                )
-            )
         conf_floor, source = th.min_mean_confidence, "default"
     trading = cand.trading()
     if th.sharpe_bootstrap:
@@ -287,25 +126,25 @@ def _shape_checks(
             cand.book(),
             periods_per_year=cand.periods_per_year,
             horizon=cand.label_horizon,
-            confidence=th.bootstrap_confidence,
+            confidence=th.confidence,
             samples=th.bootstrap_samples,
             seed=seed,
         )
-        what = f"{round(100 * th.bootstrap_confidence)}% block-bootstrap lower bound of the annualised"
+        what = f"{round(100 * th.confidence)}% block-bootstrap lower bound of the annualised"
     else:
         sharpe, what = trading.sharpe, "annualised"
     checks += [
-        _compare(
+        numeric_check(
             "mean_confidence", mean_confidence(p), ">=", conf_floor, f"{source} {tf}: mean top probability"
         ),
-        _compare(
+        numeric_check(
             "eligible_share",
             trading.eligible_share,
             ">=",
             eligible_floor(th, profile),
             f"{source} {tf}: share of test rows with max(p_up, p_down) >= p* = {cand.p_star:.3f}",
         ),
-        _compare(
+        numeric_check(
             "sharpe",
             sharpe,
             ">=",
@@ -314,99 +153,9 @@ def _shape_checks(
             f"1/{cand.label_horizon} of the capital for {cand.label_horizon} bars, a {cand.fee:g} round-trip "
             f"fee; win rate {trading.win_rate:.2f}, mean {trading.mean_return:+.5f} per signal)",
         ),
-        _compare("signals", float(trading.signals), ">=", float(th.min_signals), "test signals at p*"),
+        numeric_check("signals", float(trading.signals), ">=", float(th.min_signals), "test signals at p*"),
     ]
     return checks
-
-
-def _worse_pct(
-    champ_rows: FloatArray, cand_rows: FloatArray, th: GateThresholds, horizon: int, seed: int
-) -> tuple[float, float]:
-    """Point estimate and one-sided lower bound of how much worse (%) the candidate's mean score is.
-
-    Paired circular block bootstrap of the two per-row scores (same blocks for both): a positive lower
-    bound means the candidate is worse than the champion beyond what the luck of this window explains.
-    """
-    theirs, mine = float(champ_rows.mean()), float(cand_rows.mean())
-    if theirs <= 0:
-        point = 0.0 if mine <= theirs else math.inf
-        return point, point
-    means = block_bootstrap_means(
-        np.column_stack([champ_rows, cand_rows]),
-        block=block_length(champ_rows.size, horizon),
-        samples=th.bootstrap_samples,
-        seed=seed,
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pct = (means[:, 1] - means[:, 0]) / means[:, 0] * 100.0
-    return (mine - theirs) / theirs * 100.0, float(np.quantile(pct, 1.0 - th.bootstrap_confidence))
-
-
-def _row_brier(s: ScoredPredictions) -> FloatArray:
-    out: FloatArray = np.sum((s.probs - np.eye(s.probs.shape[1])[s.y]) ** 2, axis=1)
-    return out
-
-
-def _champion_checks(
-    cand: ScoredPredictions, champ: ScoredPredictions, th: GateThresholds, seed: int, where: str
-) -> list[Check]:
-    # Same rows and labels: evaluate_gates checked it before taking both subsets.
-    checks = [Check("champion_scored", float(cand.rows), None, "ok", True, f"{champ.name} on {where}")]
-    pct = round(100 * th.bootstrap_confidence)
-    for metric, rows in (
-        ("logloss", lambda s: s.row_logloss()),
-        ("brier", _row_brier),
-    ):
-        point, lower = _worse_pct(rows(champ), rows(cand), th, cand.label_horizon, seed)
-        checks.append(
-            _compare(
-                f"{metric}_vs_champion",
-                lower,
-                "<=",
-                th.max_regression_pct,
-                f"{pct}% lower bound of how much worse (%) the candidate's {metric} is than the "
-                f"champion's (paired block bootstrap of per-row scores); point estimate {point:+.2f}% "
-                f"({float(rows(cand).mean()):.4f} vs {float(rows(champ).mean()):.4f})",
-            )
-        )
-    mine_sr, theirs_sr = cand.trading().sharpe, champ.trading().sharpe
-    if theirs_sr > 0:
-        checks.append(
-            _compare(
-                "sharpe_vs_champion",
-                mine_sr,
-                ">=",
-                th.min_sharpe_fraction * theirs_sr,
-                f"{th.min_sharpe_fraction:g} x the champion's book Sharpe {theirs_sr:.3f} (at its own p*)",
-            )
-        )
-    else:
-        checks.append(
-            Check(
-                "sharpe_vs_champion",
-                finite_or_none(mine_sr),
-                None,
-                ">=",
-                True,
-                f"champion book Sharpe {theirs_sr:.3f} <= 0 on these rows: no edge to keep (the sharpe "
-                "floor still applies)",
-            )
-        )
-    return checks
-
-
-def _uncomparable(rows: int, th: GateThresholds, detail: str) -> Check:
-    """Too few rows after the champion's data for an honest comparison: reported, not failed."""
-    return Check(
-        "champion_comparable_rows",
-        float(rows),
-        float(th.min_champion_rows),
-        ">=",
-        True,
-        f"{detail}: fewer than {th.min_champion_rows} of the candidate's test rows lie after the "
-        "champion's data, and a champion scored on rows it was fitted on would win by memory, not skill; "
-        "not compared (the candidate stands on the prior checks)",
-    )
 
 
 def evaluate_gates(
@@ -420,19 +169,23 @@ def evaluate_gates(
     champion_error: str | None = None,
     champion_rows: npt.NDArray[np.bool_] | None = None,
     champion_note: str = "",
+    standing: ChampionStanding | None = None,
 ) -> GateReport:
     """Run every gate check on ``candidate`` (and against ``champion`` when given); see the module docs.
 
     ``champion`` must be scored on the same test rows as ``candidate``; ``champion_rows`` (a boolean mask,
-    default all) picks the rows the comparison may use: those after the champion's own data. Fewer than
-    ``min_champion_rows`` of them give a passing ``champion_comparable_rows`` check that says so instead
-    of a comparison. ``champion_error`` says why an existing champion could not be scored: the report
-    then carries a failing ``champion_scored`` check. ``profile`` is "default" or "strict".
+    default all) picks the rows the comparison may use: those after the champion's own data. With fewer
+    than :func:`~trainfarm.shared.evaluation.champion_checks.comparable_floor` of them there is no
+    comparison: a ``champion_replaceable`` check passes only when ``standing`` says the champion is stale
+    or a live trigger fired (unknown standing: it stays). ``champion_error`` says why an existing champion
+    could not be scored: the report then carries a failing ``champion_scored`` check. ``profile`` is
+    "default" or "strict"; ``seed`` drives the optional Sharpe bootstrap only.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown gate profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    checks = _prior_checks(candidate, thresholds, seed)
-    checks += _shape_checks(candidate, thresholds, profile, timeframe, seed)
+    th = thresholds
+    checks = prior_checks(candidate, th) + direction_checks(candidate, th)
+    checks += _shape_checks(candidate, th, profile, timeframe, seed)
     if champion_error is not None:
         checks.append(Check("champion_scored", None, None, "ok", False, champion_error))
     elif champion is not None:
@@ -443,11 +196,12 @@ def evaluate_gates(
             raise ValueError(f"champion_rows must be a boolean mask of {candidate.rows} rows")
         kept = int(rows.sum())
         where = f"{kept} of the candidate's {candidate.rows} test rows{champion_note}"
-        if kept < thresholds.min_champion_rows:
+        floor = comparable_floor(th, candidate.label_horizon)
+        if kept < floor:
             checks.append(Check("champion_scored", float(kept), None, "ok", True, f"{champion.name} loaded"))
-            checks.append(_uncomparable(kept, thresholds, f"{champion.name}: {where}"))
+            checks.append(replaceable_check(kept, floor, standing, f"{champion.name}: {where}"))
         else:
-            checks += _champion_checks(candidate.subset(rows), champion.subset(rows), thresholds, seed, where)
+            checks += champion_checks(candidate.subset(rows), champion.subset(rows), th, where)
     return GateReport(checks=tuple(checks), passed=all(c.passed for c in checks), profile=profile)
 
 
@@ -475,6 +229,7 @@ def gate_candidate(
     timeframe: Timeframe,
     profile: str,
     seed: int,
+    standing: ChampionStanding | None = None,
 ) -> GateReport:
     """:func:`evaluate_gates` with the champion scored here on ``x_test``, the candidate's test features.
 
@@ -482,7 +237,9 @@ def gate_candidate(
     Any failure to load or score it becomes a failing ``champion_scored`` check instead of an exception:
     the run still records its candidate, which simply cannot replace a champion it was not compared with.
     The comparison uses only the test rows at or after the champion's ``fitted_until`` (when the candidate
-    carries ``dates``): the champion's training and calibration rows end before them.
+    carries ``dates``): the champion's training and calibration rows end before them. ``standing`` (the
+    champion's age and the live triggers behind the run) decides whether a champion with too few such
+    rows may be replaced (see :func:`evaluate_gates`).
     """
     scored: ScoredPredictions | None = None
     error: str | None = None
@@ -510,6 +267,7 @@ def gate_candidate(
         champion_error=error,
         champion_rows=rows,
         champion_note=note,
+        standing=standing,
     )
 
 
@@ -537,6 +295,7 @@ __all__ = [
     "P_STAR_FLOOR_MARGIN",
     "ChampionModel",
     "ChampionSource",
+    "ChampionStanding",
     "Check",
     "GateReport",
     "ScoredPredictions",

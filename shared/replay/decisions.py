@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.evaluation.gates import gate_candidate
+from trainfarm.shared.evaluation.gates import ChampionStanding, gate_candidate
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.replay.candidates import CANDIDATE_FILE, load_candidate
 from trainfarm.shared.replay.metrics import POLICIES
@@ -81,6 +81,8 @@ class GatedPolicy:
             timeframe=self._timeframe,
             profile=self._config.gates.profile,
             seed=self._config.training.seed,
+            # A replay has no live feed, so no live trigger: only age may excuse a missing comparison.
+            standing=ChampionStanding(point.at - before.at, params.freshness_limit) if before else None,
         ).to_json()
         decision = Decision(point.idx, bool(report["passed"]), before.version if before else None, report)
         if decision.passed:

@@ -15,7 +15,6 @@ stacker, so the farm and bots apply it with the same code.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +23,7 @@ import numpy as np
 
 from trainfarm.shared.dataset.labels import CLASSES
 from trainfarm.shared.errors import DatasetError
+from trainfarm.shared.evaluation.bounds import block_mean_bound
 from trainfarm.shared.evaluation.metrics import log_loss
 from trainfarm.shared.stacking.learner import MetaModel, fit_meta
 from trainfarm_client.arrays import FloatArray, IntArray
@@ -189,19 +189,21 @@ def choose_stacker(
 def _choose(rows: Mapping[str, FloatArray], purge: int) -> str:
     """The candidate with the lowest out-of-fold log-loss among those that beat the prior clearly.
 
-    A candidate must beat the prior by more than one standard error of the paired per-row difference
-    (rows of overlapping labels are dependent, so the effective row count is divided by the label
-    horizon): on a few hundred noisy rows, a candidate's lead of a fraction of a percent is as likely luck
-    as skill, and the prior is what a run without signal should ship.
+    A candidate must beat the prior by more than one standard error of the paired per-row difference. The
+    rows are in time order (the validation folds, concatenated) and dependent (overlapping labels,
+    persistent inputs), so the standard error is that of the means of about 20 contiguous blocks of at
+    least ``purge`` rows (:func:`trainfarm.shared.evaluation.bounds.block_mean_bound`), not of the rows
+    divided by the horizon, which assumed the dependence ends with the label window. On a few hundred
+    noisy rows a lead of a fraction of a percent is as likely luck as skill, and the prior is what a run
+    without signal should ship.
     """
     prior = rows["prior"]
-    effective = max(2.0, prior.size / max(1, purge))
     clear = []
     for name, losses in rows.items():
         if name == "prior" or not np.isfinite(losses).all():
             continue
-        gain = prior - losses
-        if gain.mean() - float(gain.std(ddof=1)) / math.sqrt(effective) > 0:
+        gain = block_mean_bound(prior - losses, label_horizon=max(1, purge))
+        if gain.mean - gain.se > 0:
             clear.append(name)
     return min(clear, key=lambda k: float(rows[k].mean())) if clear else "prior"
 

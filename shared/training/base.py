@@ -1,10 +1,14 @@
 """Train one base model of one retrain run: out-of-fold, calibration and test probabilities plus the model.
 
 The stacker learns on the out-of-fold probabilities and is then applied to the final model's, so both come
-from comparable fits: a boosted model chooses its rounds once per (run, model) by early stopping on the
-purged inner holdout (:func:`trainfarm.shared.dataset.splits.inner_holdout`), and every fold model
-(:func:`trainfarm.shared.dataset.splits.walk_forward_folds`) and the final model are fitted with exactly
-those rounds and no eval set. The recipe, the rounds and the parameter overrides:
+from comparable fits with the same parameters and the same early-stopping rule: a boosted model's rounds
+are chosen by early stopping on the purged tail (``inner_holdout_fraction``) of the rows it is fitted on
+(:func:`trainfarm.shared.dataset.splits.inner_holdout`). The final model early-stops on the tail of the
+train split and is refitted on the whole split with those rounds; each fold model
+(:func:`trainfarm.shared.dataset.splits.walk_forward_folds`) early-stops on the tail of its own training
+rows and predicts its validation chunk with that fit. (The train split's tail lies inside the
+out-of-fold region, so fold models using its rounds would predict rows their rounds were tuned on.)
+The recipe, the rounds and the parameter overrides:
 docs/ml.md#the-8-base-models; the splits: docs/ml.md#features-labels-splits-snapshots.
 
 ``metrics["rounds"]`` is the rounds the saved model holds: refitting with ``rounds=int(metrics["rounds"])``
@@ -50,7 +54,7 @@ from trainfarm.shared.config import SplitParams, TrainingParams
 from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.dataset.labels import class_weights, sample_weights
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot
-from trainfarm.shared.dataset.splits import Fold
+from trainfarm.shared.dataset.splits import Fold, inner_holdout
 from trainfarm.shared.errors import ConfigError, DatasetError
 from trainfarm.shared.zoo import MODEL_NAMES, Family, ModelSpec, family, get_spec
 from trainfarm.shared.zoo.spec import N_CLASSES, Device, EvalSet, FitOptions
@@ -302,23 +306,27 @@ class Fitter:
         weights = _weights(y, self.spec.name, where)
         return self.fam.fit(self.spec, x, y, weights, options, eval_set=eval_set)
 
-    def choose_rounds(self, x: FloatArray, y: IntArray, holdout: Fold) -> tuple[int, float]:
-        """Early-stop on the inner holdout: (the best round, at least 1; the holdout's log-loss there)."""
+    def early_stopped(self, x: FloatArray, y: IntArray, holdout: Fold, where: str) -> Any:
+        """Fit on ``holdout.train_idx`` of ``x``, early-stopping on ``holdout.valid_idx`` (the model holds
+        the rounds up to the best one)."""
         fit_y, held_y = y[holdout.train_idx], y[holdout.valid_idx]
-        where = "fit before the inner holdout"
         # The holdout is weighted like the fit's rows: the log-loss early stopping watches is the one the
         # weighted fit minimises.
         held_w = sample_weights(held_y, _class_weights(fit_y, self.spec.name, where))
-        held_x = x[holdout.valid_idx]
-        probe = self.fit(
+        return self.fit(
             x[holdout.train_idx],
             fit_y,
             where,
             rounds=self.training.base_rounds,
-            eval_set=(held_x, held_y, held_w),
+            eval_set=(x[holdout.valid_idx], held_y, held_w),
         )
+
+    def choose_rounds(self, x: FloatArray, y: IntArray, holdout: Fold) -> tuple[int, float]:
+        """Early-stop on the inner holdout: (the best round, at least 1; the holdout's log-loss there)."""
+        probe = self.early_stopped(x, y, holdout, "fit before the inner holdout")
         rounds = max(1, self.fam.best_rounds(probe))
-        return rounds, _logloss(held_y, self.fam.predict_proba(probe, held_x, threads=self.threads))
+        held = holdout.valid_idx
+        return rounds, _logloss(y[held], self.fam.predict_proba(probe, x[held], threads=self.threads))
 
 
 def train_base_model(
@@ -397,9 +405,24 @@ def train_base_model(
             )
 
         oof = np.full((train.y.size, N_CLASSES), np.nan)
+        times = frame.filter(pl.col("split") == "train").select("date", "label_end")
         for fold in folds:
             where = f"fold {fold.index + 1} of {len(folds)}"
-            fitted = fitter.fit(train.x[fold.train_idx], train.y[fold.train_idx], where, rounds=rounds)
+            fx, fy = train.x[fold.train_idx], train.y[fold.train_idx]
+            if spec.boosted:
+                # The run's inner holdout is the end of train, inside the out-of-fold region: rounds chosen
+                # there would be tuned on rows these fold models predict. Each fold early-stops on the
+                # purged tail of its own training rows instead, and predicts with that fit.
+                own = times[fold.train_idx]
+                tail = inner_holdout(
+                    own["date"],
+                    own["label_end"],
+                    fraction=training.inner_holdout_fraction,
+                    min_train_rows=splits.min_fold_train_rows,
+                )
+                fitted = fitter.early_stopped(fx, fy, tail, f"{where}, before its own holdout")
+            else:
+                fitted = fitter.fit(fx, fy, where, rounds=rounds)
             oof[fold.valid_idx] = fam.predict_proba(fitted, train.x[fold.valid_idx], threads=threads)
         final = fitter.fit(train.x, train.y, "final fit on the train split", rounds=rounds)
         # What the saved model holds (an override of the library's rounds parameter wins over ``rounds``).

@@ -19,7 +19,13 @@ from trainfarm.shared.config import TrainingParams
 from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.evaluation.book import bar_returns
-from trainfarm.shared.evaluation.gates import ChampionSource, ScoredPredictions, gate_candidate, p_star_floors
+from trainfarm.shared.evaluation.gates import (
+    ChampionSource,
+    ChampionStanding,
+    ScoredPredictions,
+    gate_candidate,
+    p_star_floors,
+)
 from trainfarm.shared.evaluation.metrics import class_prior, evaluate
 from trainfarm.shared.evaluation.trading import choose_p_star, periods_per_year
 from trainfarm.shared.settings import get_settings
@@ -117,13 +123,14 @@ def judge(
     threads: int,
     champion: ChampionSource | None,
     base_metrics: Mapping[str, object],
+    standing: ChampionStanding | None = None,
 ) -> Judgement:
     """Stack, calibrate, choose p*, gate and score a candidate from its base models' predictions.
 
     ``preds[model]`` holds ``oof`` (the stacker's training rows: out of fold, or out of sample),
     ``calibration`` and ``test`` probabilities of the snapshot's splits; ``champion`` is scored on the
-    same test rows (see :func:`trainfarm.shared.evaluation.gates.gate_candidate`); ``base_metrics`` join the
-    metrics.
+    same test rows (see :func:`trainfarm.shared.evaluation.gates.gate_candidate`), and ``standing`` says
+    whether it may be replaced without a comparison; ``base_metrics`` join the metrics.
     """
     config = get_settings().load_config()
     params = config.params(timeframe)
@@ -176,6 +183,7 @@ def judge(
         timeframe=timeframe,
         profile=profile,
         seed=training.seed,
+        standing=standing,
     ).to_json()
     metrics = evaluate(
         meta_probs_test=test_probs,

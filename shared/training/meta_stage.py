@@ -28,7 +28,7 @@ from trainfarm.shared.dataset.features import FEATURE_NAMES, FEATURE_SPEC_VERSIO
 from trainfarm.shared.dataset.labels import CLASSES
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.errors import ArtifactError
-from trainfarm.shared.evaluation.gates import ChampionSource
+from trainfarm.shared.evaluation.gates import ChampionSource, ChampionStanding
 from trainfarm.shared.evaluation.plots import confidence_diagram, reliability_diagram
 from trainfarm.shared.monitoring.drift import FeatureDistribution
 from trainfarm.shared.packs.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
@@ -119,6 +119,7 @@ def build_version(
     threads: int,
     run_created_at: datetime,
     champion: ChampionSource | None = None,
+    standing: ChampionStanding | None = None,
     pack_root: Path | None = None,
     always_deploy: bool = False,
     on_judged: Callable[[Judgement], None] | None = None,
@@ -131,10 +132,10 @@ def build_version(
 
     ``champion`` is the current champion (a loaded :class:`trainfarm.shared.packs.predictor.Predictor`, or a
     zero-argument loader of one) or None when there is none. The candidate is gated
-    (:mod:`trainfarm.shared.evaluation.gates`) against it on the same test rows; the report goes into the
-    manifest and
-    :attr:`BuiltVersion.gate_report`. A champion that fails to load or predict fails the report's
-    ``champion_scored`` check instead of the run.
+    (:mod:`trainfarm.shared.evaluation.gates`) against it on the same test rows; ``standing`` (its age and
+    the live triggers behind the run) decides whether it may be replaced when too few of those rows are
+    new to it. The report goes into the manifest and :attr:`BuiltVersion.gate_report`. A champion that
+    fails to load or predict fails the report's ``champion_scored`` check instead of the run.
 
     A replay (:mod:`trainfarm.workers.replay_points`) writes under its own ``pack_root`` instead of the
     artifact store's, ships the refit models whatever the gates said (``always_deploy``: its policies
@@ -170,6 +171,7 @@ def build_version(
         version_id=version_id,
         threads=threads,
         champion=champion,
+        standing=standing,
         deploy=deploy,
         kinds={m: base[m].family for m in order},
         base_metrics={m: base[m].metrics for m in order},
@@ -188,6 +190,7 @@ def finish_version(
     threads: int,
     champion: ChampionSource | None,
     deploy: Callable[[bool, Evaluated, FloatArray], Deployment],
+    standing: ChampionStanding | None = None,
     kinds: Mapping[str, str],
     base_metrics: Mapping[str, object],
     feature_distribution: dict[str, object] | None = None,
@@ -203,7 +206,8 @@ def finish_version(
     splits; ``deploy(passed, evaluated, sample_x)`` says what the pack ships; ``kinds`` are the base
     models' families; ``feature_distribution`` replaces the one computed from the snapshot (a meta-only
     pack keeps its base models' own); ``extra_data`` joins the manifest's ``data``; ``pack_root`` is where
-    packs go (the artifact store's by default); ``on_judged`` sees the judgement before anything is written.
+    packs go (the artifact store's by default); ``on_judged`` sees the judgement before anything is written;
+    ``standing`` is the champion's (see :func:`trainfarm.shared.evaluation.gates.evaluate_gates`).
     """
     # NumPy's BLAS and any OpenMP runtime size their thread pools to the whole machine. On a worker slot
     # that shares the cores with other slots they oversubscribe them (the stackers' logistic regressions,
@@ -216,7 +220,13 @@ def finish_version(
         timeframe = job.timeframe
         params = config.params(timeframe)
         judged = judge(
-            snapshot, preds, timeframe, threads=threads, champion=champion, base_metrics=base_metrics
+            snapshot,
+            preds,
+            timeframe,
+            threads=threads,
+            champion=champion,
+            base_metrics=base_metrics,
+            standing=standing,
         )
         if on_judged is not None:
             on_judged(judged)

@@ -95,8 +95,8 @@ class CandidateBench:
 
 
 def bound(built: Judged) -> float:
-    """The bootstrap lower bound of the improvement over the prior."""
-    value = built.report.check("logloss_vs_prior_bootstrap").value
+    """The lower bound of the improvement over the prior (logloss_vs_prior_bound)."""
+    value = built.report.check("logloss_vs_prior_bound").value
     assert value is not None
     return value
 
@@ -116,7 +116,7 @@ def table(builds: Mapping[int, Judged]) -> str:
         values = {c.name: c.value for c in b.report.checks}
         lines.append(
             f"seed {seed}: {'PASS' if b.report.passed else 'fail'} improvement {values['logloss_vs_prior']} "
-            f"lower bound {values['logloss_vs_prior_bootstrap']} sharpe {values['sharpe']} "
+            f"lower bound {values['logloss_vs_prior_bound']} sharpe {values['sharpe']} "
             f"failed {[c.name for c in b.report.failed()]}"
         )
     return "\n".join(lines)

@@ -31,13 +31,13 @@ def test_partial_override_keeps_other_defaults(tmp_path: Path) -> None:
     path = tmp_path / "farm.toml"
     path.write_text(
         '[universe]\nsymbols = ["btc/usdt", "SOL-USDT"]\n[timeframes.1d]\nlabel_horizon = 3\n'
-        "[timeframes.1h.gates]\nmax_class_share = 0.6\n"
+        "[timeframes.1h.gates]\nmin_direction_improvement = 0.02\n"
     )
     cfg = load_config(path)
     assert cfg.universe.symbols == ("BTC_USDT", "SOL_USDT")
     assert cfg.params(Timeframe.D1).label_horizon == 3  # "1d" is the 24h timeframe
     assert cfg.params(Timeframe.D1).training_window == FarmConfig().params(Timeframe.D1).training_window
-    assert cfg.params(Timeframe.H1).gates.max_class_share == 0.6
+    assert cfg.params(Timeframe.H1).gates.min_direction_improvement == 0.02
     assert cfg.params(Timeframe.H1).gates.min_sharpe_fraction == 0.8
     assert cfg.config_hash() != FarmConfig().config_hash()
 

@@ -114,17 +114,18 @@ _bound, _table = bound, table
 def test_random_walks_never_pass_the_gates(noise: dict[int, Judged], bench: CandidateBench) -> None:
     """No seed passes; the improvement over the prior is rarely even significant.
 
-    The bootstrap check asks for a 95% lower bound above 0, so on noise about one seed in twenty may
-    clear it by chance (and is then stopped by the point estimate's floor or another check); more than
-    two of twelve would mean the interval is too narrow.
+    The bound check asks for a 95% lower bound above 0, so on noise about one seed in twenty may clear it
+    by chance (and is then stopped by the point estimate's floor or another check). Twelve seeds cannot
+    measure that rate (more than two of twelve passes 89% of the time at a true 10%): the rates are
+    measured on thousands of cases in test_gate_null_rates.py and tests/unit/evaluation/test_bounds.py.
     """
     print("\nrandom walks:\n" + _table(noise))
     for seed, built in noise.items():
         assert not built.report.passed, f"seed {seed} promoted a model trained on a random walk"
-        check = built.report.check("logloss_vs_prior_bootstrap")
+        check = built.report.check("logloss_vs_prior_bound")
         assert check.op == ">" and check.threshold == 0.0
     significant = [seed for seed, built in noise.items() if _bound(built) > 0.0]
-    assert len(significant) <= 2, f"the bootstrap bound cleared 0 on {significant}"
+    assert len(significant) <= 2, f"the bound cleared 0 on {significant}"
 
 
 def test_a_planted_signal_passes_clearly(signal: dict[int, Judged], bench: CandidateBench) -> None:
@@ -264,6 +265,6 @@ def test_the_strict_profile_applies_the_1h_row(rejected: Built, bench: Candidate
     assert report.check("class_share_neutral_vs_target").threshold == gates.strict.class_share_tolerance
     # Everything the strict table does not name is checked exactly as under the default profile.
     default = {c.name: c for c in built.report.checks}
-    for name in ("logloss_vs_prior", "logloss_vs_prior_bootstrap", "output_not_constant", "sharpe"):
+    for name in ("logloss_vs_prior", "logloss_vs_prior_bound", "output_not_constant", "sharpe"):
         assert report.check(name) == default[name]
     assert np.isfinite(report.check("class_share_up_vs_target").value or np.nan)

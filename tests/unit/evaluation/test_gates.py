@@ -17,6 +17,7 @@ import pytest
 from trainfarm.shared.config import FarmConfig, GateThresholds, load_config
 from trainfarm.shared.errors import ConfigError
 from trainfarm.shared.evaluation.block_bootstrap import block_bootstrap_means, block_length
+from trainfarm.shared.evaluation.bounds import block_mean_bound
 from trainfarm.shared.evaluation.gate_report import Check, GateReport
 from trainfarm.shared.evaluation.gates import (
     ChampionSource,
@@ -34,11 +35,10 @@ TF = Timeframe.H1
 TH = FarmConfig().params(TF).gates
 DEFAULT_NAMES = [
     "logloss_vs_prior",
-    "logloss_vs_prior_bootstrap",
+    "logloss_vs_prior_bound",
+    "direction_vs_prior",
+    "direction_vs_prior_bound",
     "output_not_constant",
-    "class_share_down",
-    "class_share_neutral",
-    "class_share_up",
     "mean_confidence",
     "eligible_share",
     "sharpe",
@@ -122,10 +122,12 @@ def test_the_class_prior_itself_fails_the_prior_and_constant_checks() -> None:
     prior = np.tile(good.prior, (good.rows, 1))
     report = _gate(_scored(prior, good.y, prior=good.prior, horizon=6))
     failed = {c.name for c in report.failed()}
-    assert {"logloss_vs_prior", "logloss_vs_prior_bootstrap", "output_not_constant"} <= failed
+    skill = {"logloss_vs_prior", "logloss_vs_prior_bound", "direction_vs_prior", "direction_vs_prior_bound"}
+    assert skill | {"output_not_constant"} <= failed
     assert report.check("logloss_vs_prior").value == pytest.approx(0.0, abs=1e-12)
+    assert report.check("direction_vs_prior").value == pytest.approx(0.0, abs=1e-12)
     assert report.check("output_not_constant").value == pytest.approx(0.0, abs=1e-12)
-    assert report.summary().startswith("failed: logloss_vs_prior, logloss_vs_prior_bootstrap")
+    assert report.summary().startswith("failed: logloss_vs_prior, logloss_vs_prior_bound, direction_vs_prior")
 
 
 def test_unknown_profile_is_refused() -> None:
@@ -147,7 +149,7 @@ def test_logloss_vs_prior_is_the_relative_improvement() -> None:
     assert not _gate(cand, th=higher).check("logloss_vs_prior").passed
 
 
-def test_a_small_lucky_edge_passes_the_point_estimate_but_not_the_bootstrap() -> None:
+def test_a_small_lucky_edge_passes_the_point_estimate_but_not_the_bound() -> None:
     """40 rows, 3.5% better than the prior on average: within what one short window gives by chance."""
     rng = np.random.default_rng(4)
     y = rng.integers(0, 3, 40)
@@ -156,20 +158,40 @@ def test_a_small_lucky_edge_passes_the_point_estimate_but_not_the_bootstrap() ->
     probs = np.repeat(((1 - p_true) / 2)[:, None], 3, axis=1)
     probs[np.arange(40), y] = p_true
     report = _gate(_scored(probs, y))
-    point, bound = report.check("logloss_vs_prior"), report.check("logloss_vs_prior_bootstrap")
+    point, bound = report.check("logloss_vs_prior"), report.check("logloss_vs_prior_bound")
     assert point.passed and point.value is not None and point.value > 0.02
     assert not bound.passed and bound.value is not None and bound.value < 0 < point.value
-    assert "7-row blocks" in bound.detail  # ceil(sqrt(40)) = 7 > horizon 1
+    assert "t(19) over 20 contiguous blocks of 2+ rows" in bound.detail  # 40 // 20 = 2 > horizon 1
 
 
-def test_the_bootstrap_is_deterministic_per_seed() -> None:
+def test_the_prior_bound_is_the_t_bound_of_the_per_row_gain() -> None:
+    cand = _good()
+    gain = cand.prior_row_logloss() - cand.row_logloss()
+    bound = block_mean_bound(gain, label_horizon=cand.label_horizon)
+    expected = bound.lower(TH.confidence) / cand.prior_row_logloss().mean()
+    assert _value(_gate(cand).check("logloss_vs_prior_bound")) == pytest.approx(expected, rel=1e-12)
+    assert (bound.blocks, bound.block) == (20, 30)  # 600 rows // 20; longer than the 6-bar horizon
+
+
+def test_too_short_a_test_split_cannot_be_bounded_and_fails() -> None:
+    """108 rows with a 12-bar horizon (a meta-only 5m test) make 9 blocks: no honest bound, no pass."""
+    good = _good(n=108)
+    cand = replace(good, label_horizon=12, bar_return=np.expm1(good.fwd_return) / 12)
+    report = _gate(cand)
+    for name, blocks in (("logloss_vs_prior_bound", 9), ("direction_vs_prior_bound", 6)):
+        check = report.check(name)  # direction: only the 82 rows labelled up or down
+        assert not check.passed and check.value is None
+        assert f"only {blocks} blocks of 12" in check.detail and "fewer than the 20" in check.detail
+
+
+def test_the_report_is_deterministic_and_the_seed_drives_only_the_sharpe_bootstrap() -> None:
     cand = _good(n=300)
     first, again, other = _gate(cand, seed=3), _gate(cand, seed=3), _gate(cand, seed=4)
-    assert first.to_json() == again.to_json()
-    assert first.check("logloss_vs_prior_bootstrap") != other.check("logloss_vs_prior_bootstrap")
-    assert [c for c in first.checks if "bootstrap" not in c.name] == [
-        c for c in other.checks if "bootstrap" not in c.name
-    ]
+    assert first.to_json() == again.to_json() == other.to_json()
+    resampled = _th(sharpe_bootstrap=True)
+    assert _gate(cand, th=resampled, seed=3).check("sharpe") != _gate(cand, th=resampled, seed=4).check(
+        "sharpe"
+    )
 
 
 def test_block_length_covers_the_label_window_and_grows_with_sqrt_n() -> None:
@@ -222,17 +244,6 @@ def test_near_constant_output_fails_but_a_steady_confidence_does_not() -> None:
     assert "0.0000" in check.detail  # the top probability's std is reported too
 
 
-def test_class_share_caps_each_predicted_class() -> None:
-    y = np.tile([0, 1, 2, 2], 50)
-    probs = np.tile([0.1, 0.2, 0.7], (200, 1))
-    probs[:20] = [0.7, 0.2, 0.1]
-    report = _gate(_scored(probs, y))
-    up = report.check("class_share_up")
-    assert (up.value, up.threshold, up.op, up.passed) == (0.9, 0.7, "<=", False)
-    assert report.check("class_share_down").value == pytest.approx(0.1)
-    assert report.check("class_share_down").passed and report.check("class_share_neutral").value == 0.0
-
-
 def test_mean_confidence_and_eligible_share_floors() -> None:
     cand = _good()
     report = _gate(cand)
@@ -283,11 +294,15 @@ def test_the_strict_profile_ships_the_requirement_table(tf: Timeframe) -> None:
         check = report.check(f"class_share_{name}_vs_target")
         assert (check.threshold, check.op) == (gates.strict.class_share_tolerance, "<=")
         assert f"target {target:.2f}" in check.detail
-    with pytest.raises(KeyError):
-        report.check("class_share_up")  # the default cap is replaced, not added to
     # Everything the table does not name applies as under the default profile.
     default = _gate(_good(), th=gates, tf=tf)
-    for name in ("logloss_vs_prior", "logloss_vs_prior_bootstrap", "sharpe", "signals"):
+    for name in (
+        "logloss_vs_prior",
+        "logloss_vs_prior_bound",
+        "direction_vs_prior_bound",
+        "sharpe",
+        "signals",
+    ):
         assert report.check(name) == default.check(name)
 
 
@@ -324,7 +339,7 @@ def test_a_better_candidate_passes_the_champion_checks_with_its_numbers() -> Non
     ll = report.check("logloss_vs_champion")
     mine, theirs = log_loss(cand.probs, cand.y), log_loss(champ.probs, cand.y)
     point = (mine - theirs) / theirs * 100
-    # The value is the bootstrap's lower bound of how much worse the candidate is; the point is in detail.
+    # The value is the lower bound of how much worse the candidate is; the point is in detail.
     assert _value(ll) < point < 0 and f"point estimate {point:+.2f}%" in ll.detail
     assert ll.threshold == TH.max_regression_pct == 0.0
     br = report.check("brier_vs_champion")
@@ -333,19 +348,14 @@ def test_a_better_candidate_passes_the_champion_checks_with_its_numbers() -> Non
     assert report.check("champion_scored").passed and "champion x" in report.check("champion_scored").detail
 
 
-def test_the_champion_comparison_is_a_paired_block_bootstrap() -> None:
-    """The check's value is the one-sided lower bound of the relative worsening, resampled in pairs."""
+def test_the_champion_comparison_is_a_paired_t_bound() -> None:
+    """The check's value is the one-sided lower bound of the relative worsening, from paired row losses."""
     cand = _good()
     champ = _blurred(cand, 0.5)
     value = _value(_gate(cand, champ).check("logloss_vs_champion"))
-    means = block_bootstrap_means(
-        np.column_stack([champ.row_logloss(), cand.row_logloss()]),
-        block=block_length(cand.rows, cand.label_horizon),
-        samples=TH.bootstrap_samples,
-        seed=7,
-    )
-    expected = np.quantile((means[:, 1] - means[:, 0]) / means[:, 0] * 100, 1 - TH.bootstrap_confidence)
-    assert value == pytest.approx(expected)
+    bound = block_mean_bound(cand.row_logloss() - champ.row_logloss(), label_horizon=cand.label_horizon)
+    expected = bound.lower(TH.confidence) / champ.row_logloss().mean() * 100
+    assert value == pytest.approx(expected, rel=1e-12)
 
 
 def test_a_candidate_worse_by_noise_only_is_not_significantly_worse() -> None:
@@ -456,19 +466,6 @@ def test_the_champion_is_compared_only_on_rows_after_its_own_data() -> None:
     assert not everything.check("logloss_vs_champion").passed
 
 
-def test_too_few_rows_after_the_champion_are_reported_not_compared() -> None:
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    cand = _dated(_good(), start)
-    champion = _FakeChampion(lambda x: np.full((x.shape[0], 3), 1 / 3))
-    champion.fitted_until = start + timedelta(hours=cand.rows - TH.min_champion_rows + 1)
-    report = gate_candidate(cand, champion, np.zeros((cand.rows, 4)), **GATE_ARGS)
-    check = report.check("champion_comparable_rows")
-    assert check.passed and check.value == TH.min_champion_rows - 1
-    assert "not compared" in check.detail
-    assert "logloss_vs_champion" not in {c.name for c in report.checks}
-    assert report.passed
-
-
 def test_a_champion_that_cannot_be_scored_fails_the_report_without_raising() -> None:
     def broken_loader() -> _FakeChampion:
         raise OSError("pack folder is gone")
@@ -541,7 +538,9 @@ def test_a_strict_override_keeps_the_other_keys_of_its_timeframe(tmp_path: Path)
     [
         ('[gates]\nprofile = "lenient"\n', "gates.profile"),
         ("[timeframes.1h.gates.strict]\nclass_share = [0.5, 0.5, 0.5]\n", "sum to 1"),
-        ("[timeframes.1h.gates]\nbootstrap_confidence = 0.4\n", "bootstrap_confidence"),
+        ("[timeframes.1h.gates]\nconfidence = 0.4\n", "confidence"),
+        ("[timeframes.1h.gates]\nmin_bound_blocks = 1\n", "min_bound_blocks"),
+        ("[timeframes.1h.gates]\nmax_class_share = 0.7\n", "max_class_share"),  # gone: named, not ignored
     ],
 )
 def test_bad_gate_settings_name_the_key(tmp_path: Path, text: str, needle: str) -> None:

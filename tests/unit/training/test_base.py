@@ -258,7 +258,9 @@ def test_class_absent_from_a_fold_names_model_and_fold(snapshot: DatasetSnapshot
     path = tmp_path / "no_up.parquet"
     no_up.drop("i").write_parquet(path)
     edited = dataclasses.replace(snapshot, path=str(path), file_sha256=sha256_file(path))
-    with pytest.raises(DatasetError, match=r"base model lgbm_gbdt, fold 1 of 4: class 'up'"):
+    with pytest.raises(
+        DatasetError, match=r"base model lgbm_gbdt, fold 1 of 4, before its own holdout: class 'up'"
+    ):
         _train(edited, "lgbm_gbdt", tmp_path / "run")
 
 
@@ -281,7 +283,7 @@ class _RecordingFamily:
 
 
 @pytest.mark.parametrize("name", ["lgbm_gbdt", "xgb_hist", "cat_depthwise"])
-def test_rounds_are_chosen_on_the_purged_inner_holdout_and_shared_by_every_fit(
+def test_every_fit_early_stops_on_the_purged_tail_of_its_own_rows(
     name: str, snapshot: DatasetSnapshot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorder: list[_RecordingFamily] = []
@@ -298,10 +300,10 @@ def test_rounds_are_chosen_on_the_purged_inner_holdout_and_shared_by_every_fit(
     train = frame.filter(pl.col("split") == "train")
     train_x = train.select(FEATURE_NAMES).to_numpy().astype(np.float64)
     folds = _folds(snapshot, frame)
-    assert len(fits) == 1 + len(folds) + 1  # inner-holdout fit, folds, final
+    assert len(fits) == 1 + len(folds) + 1  # inner-holdout fit, one early-stopped fit per fold, final
 
-    # 1. The early-stopping fit: base_rounds at most, on the rows before the holdout minus the purged ones.
-    probe, rest = fits[0], fits[1:]
+    # 1. The run's early-stopping fit: base_rounds at most, on the rows before the holdout minus the purged.
+    probe, fold_fits, final = fits[0], fits[1:-1], fits[-1]
     assert probe["options"].rounds == 60
     assert probe["options"].early_stopping_rounds == CONFIG.training.early_stopping_rounds
     holdout = snapshot.inner_holdout(frame, fraction=0.2, min_train_rows=CONFIG.splits.min_fold_train_rows)
@@ -315,15 +317,27 @@ def test_rounds_are_chosen_on_the_purged_inner_holdout_and_shared_by_every_fit(
     assert holdout.train_idx.size == first_held - horizon  # the last horizon rows before it are purged
     assert np.array_equal(holdout.train_idx, np.arange(first_held - horizon))
 
-    # 2. Folds and final fit: the rounds it chose, no eval set; every model holds exactly those rounds.
+    # 2. Each fold early-stops on the purged last fifth of ITS OWN training rows, all before its validation
+    #    chunk (the run's holdout lies inside the out-of-fold region: its rounds would be tuned on rows the
+    #    fold models predict), and predicts with that fit.
+    assert any(f.valid_idx[-1] >= first_held for f in folds)  # the leak the per-fold rule removes
+    for fit, fold in zip(fold_fits, folds, strict=True):
+        own = fold.train_idx
+        tail_start = own.size - round(0.2 * own.size)
+        assert fit["options"].rounds == 60
+        assert fit["options"].early_stopping_rounds == CONFIG.training.early_stopping_rounds
+        np.testing.assert_array_equal(fit["eval_set"][0], train_x[own[tail_start:]])
+        assert fit["x"].shape[0] == tail_start - horizon  # purged against its own tail
+        np.testing.assert_array_equal(fit["x"], train_x[own[: tail_start - horizon]])
+        assert own[-1] < fold.valid_idx[0]  # every row it fits or stops on precedes what it predicts
+
+    # 3. The final fit: the run's chosen rounds on the whole split, no eval set.
     chosen = _rounds_in(probe["model"])
     assert 1 <= chosen <= 60
     assert result.metrics["rounds"] == chosen
-    for fit in rest:
-        assert fit["options"].rounds == chosen and fit["eval_set"] is None
-        assert fit["options"].early_stopping_rounds is None
-        assert _rounds_in(fit["model"]) == chosen
-    assert [f["x"].shape[0] for f in rest] == [*(f.train_idx.size for f in folds), train.height]
+    assert final["options"].rounds == chosen and final["eval_set"] is None
+    assert final["options"].early_stopping_rounds is None
+    assert _rounds_in(final["model"]) == chosen and final["x"].shape[0] == train.height
     assert _rounds_in_file(name, tmp_path / result.model_file) == chosen
 
 
