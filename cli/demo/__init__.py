@@ -29,12 +29,12 @@ from trainfarm.cli.output import console, print_table
 from trainfarm.cli.processes import WebProcess, WorkerProcess
 from trainfarm.cli.registry_cmds import print_run_metrics
 from trainfarm.cli.retrain_cmds import follow
-from trainfarm.shared.champions.publish import gate_summary, rollback
+from trainfarm.shared.champions.publish import gate_summary, promote_version, rollback
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.data.synthetic import planted_signal_bars
 from trainfarm.shared.errors import FarmError
-from trainfarm.shared.registry import Registry, metric
+from trainfarm.shared.registry import PromotionReason, Registry, metric
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.ui_auth import ui_credentials
 from trainfarm.shared.zoo.threads import available_cores
@@ -184,6 +184,8 @@ def _bot_demo(env: dict[str, str]) -> bool:
             run_id = _submit(SYNTHETIC, SYNTHETIC_TF, f"demo promotion {attempt}").run_id
             ok &= not follow([run_id], timeout=1800)
             _gate_table([run_id])
+            if attempt == 2:
+                ok &= _override(run_id)
             output.wait_reloads(attempt, timeout=30)
         try:
             result = rollback(SYNTHETIC, SYNTHETIC_TF)
@@ -226,6 +228,29 @@ def _bot_demo(env: dict[str, str]) -> bool:
         console.print(f"[red]the bot reloaded {len(reloads)} time(s), expected 3[/]")
         return False
     return ok
+
+
+def _override(run_id: str) -> bool:
+    """The second retrain ran on the same bars a minute after the first: none of its test rows is new to
+    the champion, so the gates keep that fresh champion (``champion_replaceable``, docs/ml.md#gates). An
+    operator who wants the new version anyway promotes it by hand (`farm promote VERSION`, reason manual)."""
+    registry = Registry.open()
+    version = registry.runs.get(run_id).version
+    if version is None:
+        console.print("[red]   the second retrain wrote no version[/]")
+        return False
+    record = registry.versions.get(version)
+    if record.status == "champion":
+        return True
+    replaceable = next(
+        (c for c in (record.gate_report or {}).get("checks", []) if c.get("name") == "champion_replaceable"),
+        None,
+    )
+    if replaceable is not None:
+        console.print(f"   the gates kept the champion: {replaceable.get('detail')}")
+    result = promote_version(version, PromotionReason.MANUAL)
+    console.print(f"   `farm promote {version}` (manual): {result.previous_version} -> {result.version}")
+    return True
 
 
 def _port(preferred: int) -> int:

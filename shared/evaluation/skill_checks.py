@@ -19,7 +19,6 @@ and says so: a gate never passes what it cannot bound.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 from trainfarm.shared.config import GateThresholds
 from trainfarm.shared.dataset.labels import CLASSES
@@ -116,6 +115,10 @@ def direction_checks(cand: ScoredPredictions, th: GateThresholds) -> list[Check]
 
 
 def _pr_auc_lift(up: np.ndarray, q: np.ndarray) -> float | None:
+    # Imported here, as in metrics.pr_auc_lift: the worker's parent process imports the gates and must not
+    # load scikit-learn (tests/unit/workers/test_celery_config.py).
+    from sklearn.metrics import average_precision_score
+
     share = float(up.mean())
     if share in (0.0, 1.0):
         return None

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from tests.integration.replay.conftest import CADENCE, FLIP_DAY, START, Replayed
 from trainfarm.shared.packs.predictor import Predictor
@@ -84,20 +83,19 @@ def test_after_a_regime_flip_the_static_model_loses_to_the_retrained_policies(fl
     assert after["static"] > after["prior"]  # the old cycle, bet on in reverse
     policies = flip_replay.policies
     assert policies["always"]["logloss"] < policies["prior"]["logloss"]
-    assert policies["gated"]["promotions"] >= 1  # it took a model of the new regime in the end
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "measured (docs/replay.md, Limits): after the flip the gates keep the old champion, far worse "
-        "than the prior by then, for weeks: every candidate that beats it but not the prior is rejected, "
-        "and nothing demotes a champion. Over this replay gated loses to the prior: the gates' problem."
-    ),
-)
-def test_after_a_regime_flip_gated_beats_the_prior(flip_replay: Replayed) -> None:
-    policies = flip_replay.policies
-    assert policies["gated"]["logloss"] < policies["prior"]["logloss"]
+def test_on_test_splits_too_short_to_bound_the_gated_policy_is_the_prior(flip_replay: Replayed) -> None:
+    """Each point's test split holds a few days of 1h bars here (a 30-day window): too few rows for 20
+    blocks of the 6-bar label window, so neither bound can be made honestly and every candidate is refused
+    saying so (docs/ml.md#gates); the gated policy then scores the prior, bar for bar. (With the percentile
+    bootstrap the gates used before, this replay promoted and then kept a champion of the old regime.)"""
+    decisions = flip_replay.out["decisions"]
+    print([d["failed"] for d in decisions])
+    bounds = {"logloss_vs_prior_bound", "direction_vs_prior_bound"}
+    assert decisions and all(bounds <= set(d["failed"]) for d in decisions)
+    gated, prior = flip_replay.policies["gated"], flip_replay.policies["prior"]
+    assert gated["promotions"] == 0 and gated["logloss"] == prior["logloss"]
 
 
 def test_on_a_random_walk_gated_promotes_nothing_and_equals_the_prior(walk_replay: Replayed) -> None:
