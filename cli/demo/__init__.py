@@ -34,6 +34,7 @@ from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.data.synthetic import planted_signal_bars
 from trainfarm.shared.errors import FarmError
+from trainfarm.shared.evaluation.gate_report import GateReport
 from trainfarm.shared.registry import PromotionReason, Registry, metric
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.ui_auth import ui_credentials
@@ -242,12 +243,9 @@ def _override(run_id: str) -> bool:
     record = registry.versions.get(version)
     if record.status == "champion":
         return True
-    replaceable = next(
-        (c for c in (record.gate_report or {}).get("checks", []) if c.get("name") == "champion_replaceable"),
-        None,
-    )
-    if replaceable is not None:
-        console.print(f"   the gates kept the champion: {replaceable.get('detail')}")
+    if record.gate_report is not None:
+        for check in GateReport.from_json(record.gate_report).failed():
+            console.print(f"   the gates kept the champion: {check.name}: {check.detail}")
     result = promote_version(version, PromotionReason.MANUAL)
     console.print(f"   `farm promote {version}` (manual): {result.previous_version} -> {result.version}")
     return True

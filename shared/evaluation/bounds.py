@@ -1,7 +1,7 @@
 """Studentized bounds of a time series' mean over contiguous blocks (batch means), for the gates.
 
-A gate asks whether the mean of a per-row series (a log-loss improvement, a calibration error, a loss
-difference against the champion) is above or near zero. Rows of a test split are a time series: labels
+A gate asks whether the mean of a per-row series (a log-loss improvement, a loss difference against the
+champion) is above zero. Rows of a test split are a time series: labels
 overlap for ``label_horizon`` bars and features are persistent, so rows are not independent. The rows are
 cut into ``k`` contiguous blocks (the fixed-number-of-batches method of Kiefer and Vogelsang's fixed-b
 theory): with blocks much longer than the dependence, the block means are nearly independent and

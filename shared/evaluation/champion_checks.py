@@ -51,10 +51,8 @@ class ChampionStanding:
     @classmethod
     def from_reasons(cls, age: timedelta, freshness_limit: timedelta, reasons: list[str]) -> ChampionStanding:
         """The standing of a run asked for by ``reasons`` (``trigger:<policy>`` names a trigger)."""
-        fired = tuple(
-            r.removeprefix("trigger:") for r in reasons if r.removeprefix("trigger:") in LIVE_TRIGGERS
-        )
-        return cls(age, freshness_limit, fired)
+        policies = (r.removeprefix("trigger:") for r in reasons if r.startswith("trigger:"))
+        return cls(age, freshness_limit, tuple(p for p in policies if p in LIVE_TRIGGERS))
 
 
 def comparable_floor(th: GateThresholds, label_horizon: int) -> int:
@@ -67,31 +65,20 @@ def replaceable_check(rows: int, floor: int, standing: ChampionStanding | None, 
     trigger fired, and says which held."""
     why = f"{detail}: {rows} rows after the champion's data, fewer than the {floor} a comparison needs"
     if standing is None:
-        return Check(
-            "champion_replaceable",
-            float(rows),
-            float(floor),
-            ">=",
-            False,
-            f"{why}; its age is unknown, so it stays",
-        )
-    age = _days(standing.age)
-    limit = _days(standing.freshness_limit)
-    if standing.live_triggers:
-        held = f"live trigger {', '.join(standing.live_triggers)} fired"
-    elif standing.stale:
-        held = f"the champion is {age} old, past its {limit} freshness limit"
+        passed, verdict = False, "its age is unknown, so it stays"
     else:
-        return Check(
-            "champion_replaceable",
-            float(rows),
-            float(floor),
-            ">=",
-            False,
-            f"{why}; the champion is {age} old, within its {limit} freshness limit, and no live trigger "
-            "fired: it stays",
-        )
-    return Check("champion_replaceable", float(rows), float(floor), ">=", True, f"{why}; replaceable: {held}")
+        age, limit = _days(standing.age), _days(standing.freshness_limit)
+        passed = bool(standing.live_triggers) or standing.stale
+        if standing.live_triggers:
+            verdict = f"replaceable: live trigger {', '.join(standing.live_triggers)} fired"
+        elif standing.stale:
+            verdict = f"replaceable: the champion is {age} old, past its {limit} freshness limit"
+        else:
+            verdict = (
+                f"the champion is {age} old, within its {limit} freshness limit, and no live trigger "
+                "fired: it stays"
+            )
+    return Check("champion_replaceable", float(rows), float(floor), ">=", passed, f"{why}; {verdict}")
 
 
 def _days(span: timedelta) -> str:

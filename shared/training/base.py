@@ -390,10 +390,19 @@ def train_base_model(
         fitter = Fitter(spec=spec, fam=fam, training=training, threads=threads, device=used_device)
         rounds = training.base_rounds
         holdout_metrics: dict[str, float] = {}
-        if spec.boosted:
-            holdout = snapshot.inner_holdout(
-                frame, fraction=training.inner_holdout_fraction, min_train_rows=splits.min_fold_train_rows
+        times = frame.filter(pl.col("split") == "train").select("date", "label_end")
+
+        def tail_of(rows: pl.DataFrame) -> Fold:
+            """The purged inner holdout at the end of ``rows`` (train rows, in time order)."""
+            return inner_holdout(
+                rows["date"],
+                rows["label_end"],
+                fraction=training.inner_holdout_fraction,
+                min_train_rows=splits.min_fold_train_rows,
             )
+
+        if spec.boosted:
+            holdout = tail_of(times)
             rounds, holdout_metrics["inner_holdout_logloss"] = fitter.choose_rounds(train.x, train.y, holdout)
             log.info(
                 "run %s: %s early-stopped at %d of %d rounds on %d inner-holdout rows",
@@ -405,7 +414,6 @@ def train_base_model(
             )
 
         oof = np.full((train.y.size, N_CLASSES), np.nan)
-        times = frame.filter(pl.col("split") == "train").select("date", "label_end")
         for fold in folds:
             where = f"fold {fold.index + 1} of {len(folds)}"
             fx, fy = train.x[fold.train_idx], train.y[fold.train_idx]
@@ -413,13 +421,7 @@ def train_base_model(
                 # The run's inner holdout is the end of train, inside the out-of-fold region: rounds chosen
                 # there would be tuned on rows these fold models predict. Each fold early-stops on the
                 # purged tail of its own training rows instead, and predicts with that fit.
-                own = times[fold.train_idx]
-                tail = inner_holdout(
-                    own["date"],
-                    own["label_end"],
-                    fraction=training.inner_holdout_fraction,
-                    min_train_rows=splits.min_fold_train_rows,
-                )
+                tail = tail_of(times[fold.train_idx])
                 fitted = fitter.early_stopped(fx, fy, tail, f"{where}, before its own holdout")
             else:
                 fitted = fitter.fit(fx, fy, where, rounds=rounds)
