@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench-quality bench-replay demo test test-fast test-load bench lint typecheck check docs lock clean
+.PHONY: bench-gates bench-quality bench-replay demo test test-fast test-load bench lint typecheck check docs lock clean
 
 # Type checkers and editors cannot follow the editable install's import hook (python/mypy#13392): the
 # installed layout, trainfarm/{shared,workers,beat,cli,web}, is laid out as links to the folders under
@@ -50,6 +50,10 @@ bench-quality: $(STAMP)
 # The farm replayed over the last two years of BTC, ETH and SOL (hours on 2 cores): docs/REPLAY.md.
 bench-replay: $(STAMP)
 	$(BIN)/python -m bench replay
+
+# The gates' repeated-testing Monte Carlo (about an hour on 2 cores): a section of docs/QUALITY.md.
+bench-gates: $(STAMP)
+	$(BIN)/python -m bench gates
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,6 +40,8 @@ ON_DEMAND: dict[str, Callable[[], None]] = {
     # `make bench-replay`: the farm replayed over two years of three markets (hours); writes docs/REPLAY.md.
     "replay": _module("replay"),
     "replay-quick": lambda: importlib.import_module("bench.replay").main(quick=True),
+    # `make bench-gates`: the gates' repeated-testing Monte Carlo (about an hour); a section of QUALITY.md.
+    "gates": _module("gates"),
 }
 
 

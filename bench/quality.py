@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -51,9 +52,10 @@ KNOWN_CAUSES = """## Where a target is missed, and why no real candidate is prom
 - **ECE on 5m, 1h and 12h/24h.** Two numbers (temperature, shrinkage) are fitted on the calibration
   split; where its volatility regime differs from the test period's (BTC 5m and 1h, ETH 1h, SOL 1h), the
   top-label ECE stays above 0.03, and on 12h/24h (about 200-330 calibration rows) above the range a
-  perfectly calibrated model shows on that many test rows (BTC 12h/24h). A promoted pack's calibrator is
-  refit on the calibration and test rows (twice as many, and the newest); per-regime calibration (scaling
-  the temperature by the recent volatility) is what would reach the target where regimes shift.
+  perfectly calibrated model shows on that many test rows (BTC 12h/24h). A promoted pack ships the
+  calibrator the gates judged (issue 22: refitting it on calibration + test paired it with a p* chosen for
+  another); per-regime calibration (scaling the temperature by the recent volatility) is what would reach
+  the target where regimes shift.
 - **Most of the gain over the prior is not direction.** The three-class log-loss beats the recent prior on
   most markets (the `bound` column), but the label's neutral band is drawn from the trailing volatility,
   which the features see: a model can know when the price will sit still without knowing which way it
@@ -237,6 +239,9 @@ def _write(rows: list[Row], targets: list[str]) -> None:
         f"| {r.market} | " + " | ".join(f"{v:.4f}" for v in r.base.values()) + " |\n" for r in rows
     )
     REPORT.parent.mkdir(parents=True, exist_ok=True)
+    # `make bench-gates` writes its own section of the file: kept as it is.
+    current = REPORT.read_text() if REPORT.exists() else ""
+    kept = re.search(r"<!-- bench gates -->.*?<!-- /bench gates -->\n?", current, re.DOTALL)
     REPORT.write_text(
         "# Model quality on the real data (`make bench-quality`)\n\n"
         f"Written by `python -m bench quality` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: BTC, ETH and SOL "
@@ -261,6 +266,7 @@ def _write(rows: list[Row], targets: list[str]) -> None:
         + "---|" * len(MODEL_NAMES)
         + "\n"
         + bases
+        + ("\n" + kept.group(0) if kept else "")
     )
 
 

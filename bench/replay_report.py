@@ -161,6 +161,27 @@ def write_report(figures: Mapping[str, Any], path: Path) -> None:
     for timeframe in ("1h", "12h", "24h"):
         lines += [f"### {timeframe}", "", *_degradation(markets, timeframe), ""]
     lines += [
+        "## What ships: each pack's signal rate after its data against the gated rate",
+        "",
+        "Every replayed pack ships refit (docs/ml.md#fresh-deployed-models). On the bars it scored (after "
+        "its data: out of sample for every part of it) its signal rate is compared with the gated "
+        "pipeline's on its test split; consistent: within both 95% half-widths in quadrature, so about 95% "
+        "of packs are expected to be.",
+        "",
+        "| market | packs | consistent | median shipped - gated |",
+        "|---|---:|---:|---:|",
+    ]
+    for market in markets:
+        rates = (market["replay"].get("result") or {}).get("signal_rates") or {}
+        per_pack = rates.get("per_pack") or []
+        gaps = sorted(float(p["shipped"]) - float(p["gated"]) for p in per_pack)
+        median = gaps[len(gaps) // 2] if gaps else None
+        lines.append(
+            f"| {market['market']} | {rates.get('packs', '-')} | {rates.get('consistent', '-')} | "
+            f"{_num(median, '+.3f')} |"
+        )
+    lines += [
+        "",
         "## The fan-out",
         "",
         f"{speed['market']}, {speed['points']} monthly points, alone: {speed['farm_seconds']} s through the "

@@ -32,6 +32,7 @@ from trainfarm.workers.payloads import RunJob
 from trainfarm.workers.runs import claim_meta, run_dir
 from trainfarm.workers.stages import (
     champion_standing,
+    market_lineage,
     meta_guard_ttl_s,
     register_built,
     remove_staging,
@@ -141,6 +142,7 @@ def run_meta(job: RunJob, *, task_id: str, threads: int) -> str | None:
             threads=threads,
             run_created_at=run.created_at,
             standing=champion_standing(champion, run.reasons),
+            lineage=market_lineage(registry, job.symbol, job.timeframe),
         )
     finally:
         remove_staging(job.run_id)

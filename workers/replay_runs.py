@@ -23,11 +23,12 @@ from pathlib import Path
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.errors import ConfigError, ConfigMismatchError, DataNotFoundError, ReplayFailedError
 from trainfarm.shared.evaluation.trading import periods_per_year
+from trainfarm.shared.packs.artifacts import read_manifest
 from trainfarm.shared.registry import PointStatus, Registry, ReplayPointRecord, ReplayRecord, ReplayStatus
 from trainfarm.shared.replay.candidates import load_candidate
 from trainfarm.shared.replay.clock import point_id, replay_dir, retrain_points
 from trainfarm.shared.replay.decisions import Decision, GatedPolicy, TrainedPoint, promotions, timeline
-from trainfarm.shared.replay.metrics import degradation_curve, policy_metrics
+from trainfarm.shared.replay.metrics import degradation_curve, policy_metrics, shipped_signal_rates
 from trainfarm.shared.replay.plot import replay_plot
 from trainfarm.shared.replay.scoring import score_bars, write_scores
 from trainfarm.shared.settings import get_settings
@@ -204,6 +205,10 @@ def finish(replay: ReplayRecord, trained: list[TrainedPoint], decisions: list[De
     result: dict[str, object] = {
         "policies": metrics,
         "degradation": degradation_curve(scores),
+        # Every pack ships refit: its signal rate on the bars after its data against the gated one.
+        "signal_rates": shipped_signal_rates(
+            scores, {p.version: _recorded_rate(p) for p in trained}, horizon=params.label_horizon
+        ),
         "retrain_points": len(trained),
         "promotions": {
             policy: [{"at": p.at.isoformat(), "version": p.version} for p in points]
@@ -226,6 +231,14 @@ def finish(replay: ReplayRecord, trained: list[TrainedPoint], decisions: list[De
         ),
     }
     return Registry.open().replays.finish(replay.id, result)
+
+
+def _recorded_rate(point: TrainedPoint) -> dict[str, object]:
+    """The pack's ``data.deployed.signal_rate`` (empty when it records none)."""
+    data = read_manifest(point.path).get("data")
+    deployed = data.get("deployed") if isinstance(data, dict) else None
+    rate = deployed.get("signal_rate") if isinstance(deployed, dict) else None
+    return rate if isinstance(rate, dict) else {}
 
 
 def _failed_checks(decision: Decision) -> list[str]:

@@ -29,7 +29,8 @@ from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot, build_snapshot, load_snapshot
 from trainfarm.shared.errors import ConfigMismatchError, DataError, FarmError, RunEndedError
-from trainfarm.shared.evaluation.gates import ChampionStanding
+from trainfarm.shared.evaluation.gates import ChampionStanding, Lineage
+from trainfarm.shared.evaluation.repeat_checks import PreviousJudgement
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.registry import PromotionReason, Registry, RunStatus, VersionRecord
 from trainfarm.shared.settings import get_settings
@@ -263,6 +264,7 @@ def train_meta(job: StageJob, results: Sequence[object], *, task_id: str, thread
         run_created_at=run.created_at,
         champion=_champion_loader(champion) if champion else None,
         standing=champion_standing(champion, run.reasons) if champion else None,
+        lineage=market_lineage(registry, job.symbol, job.timeframe),
     )
     return register_built(registry, job, built)
 
@@ -293,6 +295,16 @@ def champion_standing(champion: VersionRecord, reasons: list[str]) -> ChampionSt
     params = get_settings().load_config().params(Timeframe(champion.timeframe))
     age = datetime.now(UTC) - champion.created_at
     return ChampionStanding.from_reasons(age, params.freshness_limit, reasons)
+
+
+def market_lineage(registry: Registry, symbol: str, timeframe: Timeframe) -> Lineage:
+    """The market's previous judged candidate (its newest version with a gate report), for the gates'
+    ``confirmed`` check; None inside when the market has none (this candidate is its first)."""
+    market = f"{symbol} {timeframe}"
+    for version in registry.versions.of_market(symbol, timeframe):
+        if version.gate_report is not None:
+            return Lineage(market, PreviousJudgement.of_report(version.version, version.gate_report))
+    return Lineage(market)
 
 
 def _champion_loader(champion: VersionRecord) -> Callable[[], Predictor]:

@@ -17,7 +17,9 @@ The checks, in report order (thresholds and why each exists: docs/ml.md#gates):
   around each class's test share rejected them whenever the mix moved between calibration and test
   (docs/ml.md#gates); the log-loss checks already charge miscalibration;
 - the champion (:mod:`trainfarm.shared.evaluation.champion_checks`), on test rows at or after its own
-  data's end, or, with too few of them, whether it may be replaced without a comparison.
+  data's end, or, with too few of them, whether it may be replaced without a comparison;
+- repeated testing (:mod:`trainfarm.shared.evaluation.repeat_checks`): the market's previous judged
+  candidate passed too, or this is its first.
 
 Bounds are Student-t bounds over contiguous blocks (:mod:`trainfarm.shared.evaluation.bounds`), never
 single rows, because test rows are a time series whose labels overlap. The baseline's class shares are the
@@ -47,6 +49,7 @@ from trainfarm.shared.evaluation.champion_checks import (
 )
 from trainfarm.shared.evaluation.gate_report import Check, GateReport, numeric_check
 from trainfarm.shared.evaluation.metrics import mean_confidence, predicted_class_share
+from trainfarm.shared.evaluation.repeat_checks import Lineage, confirmed_check
 from trainfarm.shared.evaluation.scored import ScoredPredictions
 from trainfarm.shared.evaluation.skill_checks import direction_checks, prior_checks
 from trainfarm.shared.timeframes import Timeframe
@@ -170,6 +173,7 @@ def evaluate_gates(
     champion_rows: npt.NDArray[np.bool_] | None = None,
     champion_note: str = "",
     standing: ChampionStanding | None = None,
+    lineage: Lineage | None = None,
 ) -> GateReport:
     """Run every gate check on ``candidate`` (and against ``champion`` when given); see the module docs.
 
@@ -178,7 +182,9 @@ def evaluate_gates(
     than :func:`~trainfarm.shared.evaluation.champion_checks.comparable_floor` of them there is no
     comparison: a ``champion_replaceable`` check passes only when ``standing`` says the champion is stale
     or a live trigger fired (unknown standing: it stays). ``champion_error`` says why an existing champion
-    could not be scored: the report then carries a failing ``champion_scored`` check. ``profile`` is
+    could not be scored: the report then carries a failing ``champion_scored`` check. ``lineage`` (the
+    market's previous judged candidate) adds the ``confirmed`` check of
+    :mod:`trainfarm.shared.evaluation.repeat_checks` (None: not known here, no check). ``profile`` is
     "default" or "strict"; ``seed`` drives the optional Sharpe bootstrap only.
     """
     if profile not in PROFILES:
@@ -202,6 +208,8 @@ def evaluate_gates(
             checks.append(replaceable_check(kept, floor, standing, f"{champion.name}: {where}"))
         else:
             checks += champion_checks(candidate.subset(rows), champion.subset(rows), th, where)
+    if lineage is not None:
+        checks.append(confirmed_check(lineage))
     return GateReport(checks=tuple(checks), passed=all(c.passed for c in checks), profile=profile)
 
 
@@ -230,6 +238,7 @@ def gate_candidate(
     profile: str,
     seed: int,
     standing: ChampionStanding | None = None,
+    lineage: Lineage | None = None,
 ) -> GateReport:
     """:func:`evaluate_gates` with the champion scored here on ``x_test``, the candidate's test features.
 
@@ -239,7 +248,7 @@ def gate_candidate(
     The comparison uses only the test rows at or after the champion's ``fitted_until`` (when the candidate
     carries ``dates``): the champion's training and calibration rows end before them. ``standing`` (the
     champion's age and the live triggers behind the run) decides whether a champion with too few such
-    rows may be replaced (see :func:`evaluate_gates`).
+    rows may be replaced, and ``lineage`` whether its pass needs confirming (see :func:`evaluate_gates`).
     """
     scored: ScoredPredictions | None = None
     error: str | None = None
@@ -268,6 +277,7 @@ def gate_candidate(
         champion_rows=rows,
         champion_note=note,
         standing=standing,
+        lineage=lineage,
     )
 
 
@@ -298,6 +308,7 @@ __all__ = [
     "ChampionStanding",
     "Check",
     "GateReport",
+    "Lineage",
     "ScoredPredictions",
     "eligible_floor",
     "evaluate_gates",

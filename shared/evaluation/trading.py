@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trainfarm.shared.evaluation.book import annualised_sharpe, book_pnl
+from trainfarm.shared.evaluation.bounds import block_mean_bound
 from trainfarm_client.arrays import FloatArray
 from trainfarm_client.probs import check_probs
 
@@ -216,3 +217,49 @@ def choose_p_star(
         if sharpe >= best_sharpe:
             best_t, best_sharpe = float(threshold), sharpe
     return best_t
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How a run chooses p*: :func:`choose_p_star`'s settings, applied to whichever rows a fit never saw.
+
+    The judge applies it to the calibration split's cross-fitted probabilities (the gated p*), and a
+    refit pack to the calibration and test splits' (:mod:`trainfarm.shared.training.deploy`): one rule,
+    so the shipped threshold is chosen exactly as the evaluated one was.
+    """
+
+    fee: float
+    min_signals: int
+    min_eligible_share: float
+    periods_per_year: float
+    horizon: int
+
+    def choose(self, probs: npt.ArrayLike, fwd_return: npt.ArrayLike, bar_return: npt.ArrayLike) -> float:
+        """p* for these rows (see :func:`choose_p_star`)."""
+        return choose_p_star(
+            probs,
+            fwd_return,
+            fee=self.fee,
+            min_signals=self.min_signals,
+            periods_per_year=self.periods_per_year,
+            min_eligible_share=self.min_eligible_share,
+            bar_return_cal=bar_return,
+            horizon=self.horizon,
+        )
+
+
+def signal_indicator(probs: npt.ArrayLike, p_star: float) -> FloatArray:
+    """Per row, 1.0 where ``max(p_up, p_down) >= p_star`` (a signal), else 0.0; its mean is the rate."""
+    out: FloatArray = np.abs(signal_series(probs, p_star))
+    return out
+
+
+#: Confidence of a signal rate's interval (:func:`signal_rate_error`).
+SIGNAL_RATE_CONFIDENCE = 0.95
+
+
+def signal_rate_error(signals: npt.ArrayLike, label_horizon: int) -> float:
+    """Half-width of the 95% interval of a signal rate (``signals``: 1.0 per signal row, in time order):
+    Student's t over contiguous blocks (:func:`trainfarm.shared.evaluation.bounds.block_mean_bound`)."""
+    bound = block_mean_bound(signals, label_horizon=label_horizon)
+    return bound.half_width(SIGNAL_RATE_CONFIDENCE)

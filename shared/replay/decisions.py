@@ -1,7 +1,8 @@
 """The policies' champions over time: the gated decisions, taken in time order, and who scores each interval.
 
 ``gated`` gates each point's candidate against the champion it would have met (the last candidate that
-passed before it), with the farm's own :func:`~trainfarm.shared.evaluation.gates.gate_candidate`;
+passed before it), with the farm's own :func:`~trainfarm.shared.evaluation.gates.gate_candidate`, the
+previous point's verdict standing for the market's previous judged candidate (``confirmed``);
 ``always`` makes every point's pack the champion; ``static`` keeps the first point's pack; ``prior``
 scores the class shares of the moment's calibration split and never trades. Before its first promotion
 the gated policy has no model either, and scores as the prior does.
@@ -15,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.evaluation.gates import ChampionStanding, gate_candidate
+from trainfarm.shared.evaluation.gates import ChampionStanding, Lineage, gate_candidate
+from trainfarm.shared.evaluation.repeat_checks import PreviousJudgement
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.replay.candidates import CANDIDATE_FILE, load_candidate
 from trainfarm.shared.replay.metrics import POLICIES
@@ -61,6 +63,7 @@ class GatedPolicy:
         self._timeframe = timeframe
         self._champion: TrainedPoint | None = None
         self._loaded: Predictor | None = None
+        self._previous: PreviousJudgement | None = None
         self.decisions: list[Decision] = []
 
     @property
@@ -83,7 +86,11 @@ class GatedPolicy:
             seed=self._config.training.seed,
             # A replay has no live feed, so no live trigger: only age may excuse a missing comparison.
             standing=ChampionStanding(point.at - before.at, params.freshness_limit) if before else None,
+            # Two passes in a row, as the farm asks (the replay's previous point is the market's previous
+            # judged candidate).
+            lineage=Lineage(f"replay {self._timeframe}", self._previous),
         ).to_json()
+        self._previous = PreviousJudgement.of_report(point.version, report)
         decision = Decision(point.idx, bool(report["passed"]), before.version if before else None, report)
         if decision.passed:
             self._champion, self._loaded = point, None

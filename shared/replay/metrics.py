@@ -23,7 +23,7 @@ from trainfarm.shared.dataset.labels import CLASSES
 from trainfarm.shared.errors import DataError
 from trainfarm.shared.evaluation.book import annualised_sharpe, book_pnl
 from trainfarm.shared.evaluation.metrics import brier, expected_calibration_error, log_loss
-from trainfarm.shared.evaluation.trading import max_drawdown
+from trainfarm.shared.evaluation.trading import max_drawdown, signal_rate_error
 from trainfarm_client.arrays import FloatArray, IntArray
 
 POLICIES = ("gated", "always", "static", "prior")
@@ -181,6 +181,45 @@ def degradation_curve(scores: pl.DataFrame) -> list[dict[str, object]]:
     ]
 
 
+def shipped_signal_rates(
+    scores: pl.DataFrame, recorded: Mapping[str, Mapping[str, object]], *, horizon: int
+) -> dict[str, object]:
+    """Each ``always`` pack's signal rate on the bars it scored (after its data: out of sample for every
+    part of it) against the gated rate its manifest records (``data.deployed.signal_rate``).
+
+    ``recorded`` maps a version to that record; packs without one (not refit) are skipped. A pack is
+    ``consistent`` when the two rates differ by at most the two 95% half-widths in quadrature
+    (:func:`trainfarm.shared.training.deploy.rate_error` of each). Returns the counts and one entry per
+    pack: version, bars, gated, shipped (out of sample), error, consistent.
+    """
+    check_scores(scores)
+    frame = _policy_frame(scores, "always")
+    packs: list[dict[str, object]] = []
+    for (version,), rows in frame.group_by("version", maintain_order=True):
+        record = recorded.get(str(version), {})
+        gated, gated_error = record.get("gated_rate"), record.get("sampling_error")
+        signals = (rows.sort("date")["signal"].to_numpy() != 0).astype(np.float64)
+        if not isinstance(gated, float) or not isinstance(gated_error, float) or signals.size < 2:
+            continue
+        error = math.hypot(gated_error, signal_rate_error(signals, horizon))
+        shipped = float(signals.mean())
+        packs.append(
+            {
+                "version": str(version),
+                "bars": int(signals.size),
+                "gated": gated,
+                "shipped": shipped,
+                "error": _finite(error),
+                "consistent": bool(abs(shipped - gated) <= error),
+            }
+        )
+    return {
+        "packs": len(packs),
+        "consistent": sum(bool(p["consistent"]) for p in packs),
+        "per_pack": packs,
+    }
+
+
 def rolling_logloss_vs_prior(scores: pl.DataFrame, *, window: int) -> pl.DataFrame:
     """Per labelled bar: the mean over the last ``window`` labelled bars of each model policy's per-bar
     log-loss minus the prior's (columns ``date``, ``gated``, ``always``, ``static``).
@@ -300,4 +339,5 @@ __all__ = [
     "equity_curves",
     "policy_metrics",
     "rolling_logloss_vs_prior",
+    "shipped_signal_rates",
 ]

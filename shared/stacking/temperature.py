@@ -45,16 +45,18 @@ def fit_temperature_shrink(probs: FloatArray, y: IntArray) -> TemperatureShrinkC
     prior = class_shares(y)
     prior_t = (float(prior[0]), float(prior[1]), float(prior[2]))
     floor = min_shrink(y.size)
-    shrinks = (floor, *(w for w in SHRINKS if w > floor))
+    shrinks = np.array([floor, *(w for w in SHRINKS if w > floor)])
+    picked_p = prior[y]
+    rows = np.arange(y.size)
     best: tuple[float, float, float] | None = None
     for t in TEMPERATURES:
-        tempered = TemperatureShrinkCalibration(t, 0.0, prior_t).transform(probs)
-        picked_t = tempered[np.arange(y.size), y]
-        picked_p = prior[y]
-        for w in shrinks:
-            loss = float(-np.mean(np.log(np.clip((1 - w) * picked_t + w * picked_p, 1e-15, 1.0))))
+        picked_t = TemperatureShrinkCalibration(t, 0.0, prior_t).transform(probs)[rows, y]
+        # Every shrink of this temperature at once (row by row the same arithmetic as one at a time).
+        mixed = (1 - shrinks)[:, None] * picked_t[None, :] + shrinks[:, None] * picked_p[None, :]
+        losses = -np.mean(np.log(np.clip(mixed, 1e-15, 1.0)), axis=1)
+        for w, loss in zip(shrinks, losses, strict=True):
             if best is None or loss < best[0] - 1e-12:
-                best = (loss, t, w)
+                best = (float(loss), t, float(w))
     assert best is not None
     return TemperatureShrinkCalibration(best[1], best[2], prior_t)
 

@@ -3,13 +3,15 @@
 What is refit, on which rows, what is kept and why: docs/ml.md#fresh-deployed-models. In short, each base
 model repeats its evaluated recipe (``metrics["rounds"]`` of its result when the base stage chose the
 rounds by early stopping, else the configured ``base_rounds``) on every row of the snapshot; the stacker
-and p* are kept; the calibrator is refit on the calibration and test rows' stacked probabilities from the
-EVALUATED base models, which never saw those rows. A refit that fails raises: the run fails loudly rather
-than promoting a stale pack.
+and the calibrator and p* the gates judged are kept, so that the only change from the evaluated pipeline
+is the base models' newer rows; the manifest records the shipped pack's signal rate on the newest rows
+beside the gated pipeline's, with the gated rate's sampling error (:class:`SignalRates`). A refit that
+fails raises: the run fails loudly rather than promoting a stale pack.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ import polars as pl
 from trainfarm.shared.config import TrainingParams
 from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.errors import DatasetError
-from trainfarm.shared.stacking.temperature import fit_temperature_shrink
+from trainfarm.shared.evaluation.trading import signal_indicator, signal_rate_error
 from trainfarm.shared.training.base import BaseModelResult, Fitter, save_model
 from trainfarm.shared.zoo import family, get_spec
 from trainfarm_client.arrays import FloatArray, IntArray
@@ -60,7 +62,8 @@ def refit_base_models(
 
     ``frame`` is the snapshot's frame (train, calibration and test rows, in time order). Each model is
     written atomically to ``<work_dir>/deploy/<model>.<ext>``, read back, and the READ-BACK model predicts
-    ``predict_rows`` (the manifest's sample rows), exactly as a bot loading the pack will.
+    ``predict_rows`` (the test split's rows, which end with the manifest's sample rows), exactly as a bot
+    loading the pack will.
     """
     x = np.ascontiguousarray(frame.select(FEATURE_NAMES).to_numpy(), dtype=np.float64)
     y = frame["label"].cast(pl.Int64).to_numpy()
@@ -94,6 +97,49 @@ class Evaluated:
     raw: Mapping[str, FloatArray]  #: the stacker's uncalibrated "calibration" and "test" probabilities
     labels: Mapping[str, IntArray]  #: class ids per split
     sample_expected: FloatArray  #: the evaluated pipeline's output on the sample rows
+    p_star: float  #: the gated threshold (chosen on the calibration split)
+    x_test: FloatArray  #: the test split's feature rows (the newest labelled rows; the sample rows end it)
+
+
+@dataclass(frozen=True)
+class SignalRates:
+    """A refit pack's signal rate on the newest rows beside the gated pipeline's, at the same p*.
+
+    Both are on the test split: ``gated_rate`` through the evaluated base models (which never saw those
+    rows), ``shipped_rate`` through the written pack, its refit base models read back from their files,
+    which were fitted on those rows too: in sample for them, so a refit that made the models sharper shows
+    here first. ``sampling_error`` is the half-width of the gated rate's 95% interval (Student's t over
+    contiguous blocks). Out of sample, on the bars after the pack's data, the same comparison (with the
+    two rates' errors in quadrature) is the real test: the suite's, and the replay's over every pack.
+    """
+
+    gated_rate: float
+    shipped_rate: float
+    sampling_error: float
+    rows: int
+
+    @classmethod
+    def of(cls, gated: FloatArray, shipped: FloatArray, p_star: float, label_horizon: int) -> SignalRates:
+        """The rates of two pipelines' probabilities on the same rows at ``p_star``."""
+        on_gated, on_shipped = signal_indicator(gated, p_star), signal_indicator(shipped, p_star)
+        spread = signal_rate_error(on_gated, label_horizon)
+        return cls(float(on_gated.mean()), float(on_shipped.mean()), spread, int(on_gated.size))
+
+    @property
+    def consistent(self) -> bool:
+        """Whether the shipped rate lies within the gated rate's sampling error."""
+        return abs(self.shipped_rate - self.gated_rate) <= self.sampling_error
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-safe dict (an unbounded sampling error, from too few rows, is null)."""
+        return {
+            "rows": self.rows,
+            "gated_rate": self.gated_rate,
+            "shipped_rate": self.shipped_rate,
+            "in_sample": True,  # the test split, which the refit models were fitted on
+            "sampling_error": self.sampling_error if math.isfinite(self.sampling_error) else None,
+            "consistent": self.consistent,
+        }
 
 
 @dataclass(frozen=True)
@@ -116,6 +162,7 @@ def deployment(
     sample_x: FloatArray,
     training: TrainingParams,
     threads: int,
+    label_horizon: int,
 ) -> Deployment:
     """The evaluated models as they are (a rejected candidate), or refit on the whole snapshot (passed).
 
@@ -136,26 +183,26 @@ def deployment(
                 "rows": int(frame.filter(pl.col("split") == "train").height),
             },
         )
-    models, sample_probs = refit_base_models(
-        frame, base, work_dir, training=training, threads=threads, predict_rows=sample_x
+    # The refit models predict every test row (the sample rows are its last ones) from their files.
+    models, test_probs = refit_base_models(
+        frame, base, work_dir, training=training, threads=threads, predict_rows=evaluated.x_test
     )
-    calibrator = fit_temperature_shrink(
-        np.vstack([evaluated.raw["calibration"], evaluated.raw["test"]]),
-        np.concatenate([evaluated.labels["calibration"], evaluated.labels["test"]]),
+    shipped = evaluated.calibrator.transform(evaluated.stacker.predict(test_probs, len(evaluated.x_test)))
+    rates = SignalRates.of(
+        evaluated.calibrator.transform(evaluated.raw["test"]), shipped, evaluated.p_star, label_horizon
     )
-    stacked = evaluated.stacker.predict(sample_probs, len(sample_x))
     return Deployment(
         {m: (d.file, d.sha256, d.device) for m, d in models.items()},
-        calibrator,
-        calibrator.transform(stacked),
+        evaluated.calibrator,
+        shipped[-len(sample_x) :],
         {
             "refit": True,
             "base_models_fitted_on": ["train", "calibration", "test"],
-            "calibrator_fitted_on": ["calibration", "test"],
+            "calibrator_fitted_on": ["calibration"],
             "label_end": label_end_of(frame, ("train", "calibration", "test")),
             "rows": int(frame.height),
             "rounds": {m: d.rounds for m, d in models.items()},
-            "calibrator": calibrator.to_json(),
+            "signal_rate": rates.to_json(),
         },
     )
 
@@ -174,6 +221,7 @@ __all__ = [
     "DeployedModel",
     "Deployment",
     "Evaluated",
+    "SignalRates",
     "deployed_rounds",
     "deployment",
     "label_end_of",

@@ -22,12 +22,13 @@ from trainfarm.shared.evaluation.book import bar_returns
 from trainfarm.shared.evaluation.gates import (
     ChampionSource,
     ChampionStanding,
+    Lineage,
     ScoredPredictions,
     gate_candidate,
     p_star_floors,
 )
 from trainfarm.shared.evaluation.metrics import class_prior, evaluate
-from trainfarm.shared.evaluation.trading import choose_p_star, periods_per_year
+from trainfarm.shared.evaluation.trading import ThresholdRule, periods_per_year
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.stacking.selection import BoosterParams, StackerChoice, choose_stacker
 from trainfarm.shared.stacking.temperature import cross_fitted, fit_temperature_shrink
@@ -124,13 +125,15 @@ def judge(
     champion: ChampionSource | None,
     base_metrics: Mapping[str, object],
     standing: ChampionStanding | None = None,
+    lineage: Lineage | None = None,
 ) -> Judgement:
     """Stack, calibrate, choose p*, gate and score a candidate from its base models' predictions.
 
     ``preds[model]`` holds ``oof`` (the stacker's training rows: out of fold, or out of sample),
     ``calibration`` and ``test`` probabilities of the snapshot's splits; ``champion`` is scored on the
     same test rows (see :func:`trainfarm.shared.evaluation.gates.gate_candidate`), and ``standing`` says
-    whether it may be replaced without a comparison; ``base_metrics`` join the metrics.
+    whether it may be replaced without a comparison, ``lineage`` whether a pass needs confirming;
+    ``base_metrics`` join the metrics.
     """
     config = get_settings().load_config()
     params = config.params(timeframe)
@@ -147,16 +150,14 @@ def judge(
     # p* must leave room for the gates' signal floors, with a margin (see
     # trainfarm.shared.evaluation.gates.p_star_floors).
     floor_signals, floor_share = p_star_floors(params.gates, profile, scoring.min_signals)
-    p_star = choose_p_star(
-        cal_probs,
-        fwd["calibration"],
+    rule = ThresholdRule(
         fee=scoring.fee,
         min_signals=floor_signals,
-        periods_per_year=per_year,
         min_eligible_share=floor_share,
-        bar_return_cal=_bar_returns(part["calibration"]),
+        periods_per_year=per_year,
         horizon=params.label_horizon,
     )
+    p_star = rule.choose(cal_probs, fwd["calibration"], _bar_returns(part["calibration"]))
     test_probs = meta.test_probs
     test_bars = _bar_returns(part["test"])
     candidate = ScoredPredictions(
@@ -184,6 +185,7 @@ def judge(
         profile=profile,
         seed=training.seed,
         standing=standing,
+        lineage=lineage,
     ).to_json()
     metrics = evaluate(
         meta_probs_test=test_probs,

@@ -23,7 +23,7 @@ import polars as pl
 from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.errors import ArtifactError
-from trainfarm.shared.evaluation.gates import ChampionStanding
+from trainfarm.shared.evaluation.gates import ChampionStanding, Lineage
 from trainfarm.shared.packs.artifacts import new_version_id, pack_dir
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.settings import get_settings
@@ -55,12 +55,13 @@ def build_meta_version(
     threads: int,
     run_created_at: datetime,
     standing: ChampionStanding | None = None,
+    lineage: Lineage | None = None,
 ) -> BuiltVersion:
     """Refit the stacker and the calibration of ``champion`` on ``snapshot`` (bars after its data).
 
     ``snapshot`` must come from :func:`~trainfarm.shared.dataset.snapshot.build_snapshot` with ``after`` set
     to ``champion.fitted_until``; a row at or before it is refused (the base models may have seen its
-    label). ``standing`` is the champion's, as for
+    label). ``standing`` is the champion's and ``lineage`` the market's, as for
     :func:`~trainfarm.shared.training.meta_stage.build_version`; like it, a redelivery that finds the
     run's pack written already returns it.
     """
@@ -125,6 +126,7 @@ def build_meta_version(
         threads=threads,
         champion=champion,
         standing=standing,
+        lineage=lineage,
         deploy=deploy,
         kinds={m: kind for m, (_, _, _, kind) in models.items()},
         base_metrics=base_metrics if isinstance(base_metrics, dict) else {},

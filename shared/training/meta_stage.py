@@ -28,7 +28,7 @@ from trainfarm.shared.dataset.features import FEATURE_NAMES, FEATURE_SPEC_VERSIO
 from trainfarm.shared.dataset.labels import CLASSES
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.errors import ArtifactError
-from trainfarm.shared.evaluation.gates import ChampionSource, ChampionStanding
+from trainfarm.shared.evaluation.gates import ChampionSource, ChampionStanding, Lineage
 from trainfarm.shared.evaluation.plots import confidence_diagram, reliability_diagram
 from trainfarm.shared.monitoring.drift import FeatureDistribution
 from trainfarm.shared.packs.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
@@ -120,6 +120,7 @@ def build_version(
     run_created_at: datetime,
     champion: ChampionSource | None = None,
     standing: ChampionStanding | None = None,
+    lineage: Lineage | None = None,
     pack_root: Path | None = None,
     always_deploy: bool = False,
     on_judged: Callable[[Judgement], None] | None = None,
@@ -134,7 +135,8 @@ def build_version(
     zero-argument loader of one) or None when there is none. The candidate is gated
     (:mod:`trainfarm.shared.evaluation.gates`) against it on the same test rows; ``standing`` (its age and
     the live triggers behind the run) decides whether it may be replaced when too few of those rows are
-    new to it. The report goes into the manifest and :attr:`BuiltVersion.gate_report`. A champion that
+    new to it; ``lineage`` (the market's previous judged candidate) whether a pass needs confirming. The
+    report goes into the manifest and :attr:`BuiltVersion.gate_report`. A champion that
     fails to load or predict fails the report's ``champion_scored`` check instead of the run.
 
     A replay (:mod:`trainfarm.workers.replay_points`) writes under its own ``pack_root`` instead of the
@@ -161,6 +163,7 @@ def build_version(
             sample_x=sample_x,
             training=training,
             threads=threads,
+            label_horizon=settings.load_config().params(job.timeframe).label_horizon,
         )
 
     return finish_version(
@@ -172,6 +175,7 @@ def build_version(
         threads=threads,
         champion=champion,
         standing=standing,
+        lineage=lineage,
         deploy=deploy,
         kinds={m: base[m].family for m in order},
         base_metrics={m: base[m].metrics for m in order},
@@ -191,6 +195,7 @@ def finish_version(
     champion: ChampionSource | None,
     deploy: Callable[[bool, Evaluated, FloatArray], Deployment],
     standing: ChampionStanding | None = None,
+    lineage: Lineage | None = None,
     kinds: Mapping[str, str],
     base_metrics: Mapping[str, object],
     feature_distribution: dict[str, object] | None = None,
@@ -207,7 +212,8 @@ def finish_version(
     models' families; ``feature_distribution`` replaces the one computed from the snapshot (a meta-only
     pack keeps its base models' own); ``extra_data`` joins the manifest's ``data``; ``pack_root`` is where
     packs go (the artifact store's by default); ``on_judged`` sees the judgement before anything is written;
-    ``standing`` is the champion's (see :func:`trainfarm.shared.evaluation.gates.evaluate_gates`).
+    ``standing`` is the champion's and ``lineage`` the market's (see
+    :func:`trainfarm.shared.evaluation.gates.evaluate_gates`).
     """
     # NumPy's BLAS and any OpenMP runtime size their thread pools to the whole machine. On a worker slot
     # that shares the cores with other slots they oversubscribe them (the stackers' logistic regressions,
@@ -227,6 +233,7 @@ def finish_version(
             champion=champion,
             base_metrics=base_metrics,
             standing=standing,
+            lineage=lineage,
         )
         if on_judged is not None:
             on_judged(judged)
@@ -239,7 +246,15 @@ def finish_version(
         sample_x = part["test"].select(FEATURE_NAMES).tail(SAMPLE_ROWS).to_numpy().astype(np.float64)
         deployed = deploy(
             judged.passed,
-            Evaluated(meta.choice.stacker, meta.calibrator, meta.raw, y, meta.test_probs[-SAMPLE_ROWS:]),
+            Evaluated(
+                meta.choice.stacker,
+                meta.calibrator,
+                meta.raw,
+                y,
+                meta.test_probs[-SAMPLE_ROWS:],
+                p_star,
+                judged.x_test,
+            ),
             sample_x,
         )
         with tempfile.TemporaryDirectory(dir=work_dir) as tmp:

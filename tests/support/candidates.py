@@ -77,16 +77,20 @@ class CandidateBench:
         assert built.gate_report is not None
         return Built(snapshot, GateReport.from_json(built.gate_report), built.metrics, built)
 
-    def _train(
-        self, bars: pl.DataFrame
-    ) -> tuple[DatasetSnapshot, Path, StageJob, dict[str, BaseModelResult]]:
-        snapshot = build_snapshot(
+    def snapshot(self, bars: pl.DataFrame) -> DatasetSnapshot:
+        """The snapshot a run would build from ``bars``."""
+        return build_snapshot(
             bars,
             symbol=self.symbol,
             timeframe=self.timeframe,
             config=self.config,
             root=self.settings.datasets_dir,
         )
+
+    def _train(
+        self, bars: pl.DataFrame
+    ) -> tuple[DatasetSnapshot, Path, StageJob, dict[str, BaseModelResult]]:
+        snapshot = self.snapshot(bars)
         work_dir = self.home / "runs" / uuid.uuid4().hex
         stage, results = train_base_models(
             snapshot, work_dir, self.config, symbol=self.symbol, timeframe=self.timeframe

@@ -110,7 +110,6 @@ def planted_case(timeframe: Timeframe, seed: int, *, config: FarmConfig, strengt
 
 def _simulate(timeframe: Timeframe, seed: int, *, config: FarmConfig, strength: float) -> SimulatedCase:
     params = config.params(timeframe)
-    scoring = config.evaluation
     horizon, n = params.label_horizon, TEST_ROWS[timeframe]
     rng = np.random.default_rng([seed, _TIMEFRAME_STREAM[timeframe]])
     sigma = bar_sigma(timeframe)
@@ -134,31 +133,64 @@ def _simulate(timeframe: Timeframe, seed: int, *, config: FarmConfig, strength: 
     raw = _softmax(np.log(known) + noise)
 
     cal, test = slice(0, n), slice(n + horizon, rows)
-    calibrator = fit_temperature_shrink(raw[cal], y[cal])
+    calibrator, candidate = judged(
+        timeframe,
+        config,
+        raw=raw[cal],
+        y=y[cal],
+        fwd=fwd[cal],
+        close=close[cal],
+        test_raw=raw[test],
+        test_y=y[test],
+        test_fwd=fwd[test],
+        test_close=close[test],
+    )
+    return SimulatedCase(timeframe, seed, persistence, logit_scale, strength, calibrator, candidate)
+
+
+def judged(
+    timeframe: Timeframe,
+    config: FarmConfig,
+    *,
+    raw: FloatArray,
+    y: IntArray,
+    fwd: FloatArray,
+    close: FloatArray,
+    test_raw: FloatArray,
+    test_y: IntArray,
+    test_fwd: FloatArray,
+    test_close: FloatArray,
+) -> tuple[TemperatureShrinkCalibration, ScoredPredictions]:
+    """Calibrate on the calibration rows, choose p* on them cross-fitted, and score the test rows, as
+    :func:`trainfarm.shared.training.judging.judge` does (see the module docs, step 4)."""
+    params = config.params(timeframe)
+    scoring = config.evaluation
+    horizon = params.label_horizon
+    calibrator = fit_temperature_shrink(raw, y)
     per_year = periods_per_year(timeframe.minutes)
     floor_signals, floor_share = p_star_floors(params.gates, config.gates.profile, scoring.min_signals)
     p_star = choose_p_star(
-        cross_fitted(raw[cal], y[cal], horizon),
-        fwd[cal],
+        cross_fitted(raw, y, horizon),
+        fwd,
         fee=scoring.fee,
         min_signals=floor_signals,
         periods_per_year=per_year,
         min_eligible_share=floor_share,
-        bar_return_cal=_split_bar_returns(close[cal]),
+        bar_return_cal=_split_bar_returns(close),
         horizon=horizon,
     )
     candidate = ScoredPredictions(
-        probs=calibrator.transform(raw[test]),
-        y=y[test],
-        fwd_return=fwd[test],
-        prior=class_prior(y[cal]),
+        probs=calibrator.transform(test_raw),
+        y=test_y,
+        fwd_return=test_fwd,
+        prior=class_prior(y),
         p_star=p_star,
         fee=scoring.fee,
         periods_per_year=per_year,
         label_horizon=horizon,
-        bar_return=_split_bar_returns(close[test]),
+        bar_return=_split_bar_returns(test_close),
     )
-    return SimulatedCase(timeframe, seed, persistence, logit_scale, strength, calibrator, candidate)
+    return calibrator, candidate
 
 
 def _posterior(reading: FloatArray, strength: float, threshold: float) -> FloatArray:
@@ -201,6 +233,7 @@ __all__ = [
     "TEST_ROWS",
     "SimulatedCase",
     "bar_sigma",
+    "judged",
     "null_case",
     "planted_case",
 ]

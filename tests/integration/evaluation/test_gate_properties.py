@@ -14,6 +14,7 @@ the same steps up to the gate report and metrics (:meth:`tests.support.candidate
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, cast
@@ -30,7 +31,7 @@ from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.evaluation.book import bar_returns
 from trainfarm.shared.evaluation.gates import ScoredPredictions, evaluate_gates
 from trainfarm.shared.evaluation.metrics import class_prior
-from trainfarm.shared.evaluation.trading import periods_per_year
+from trainfarm.shared.evaluation.trading import periods_per_year, signal_indicator, signal_rate_error
 from trainfarm.shared.packs.artifacts import read_manifest
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.timeframes import Timeframe
@@ -268,3 +269,39 @@ def test_the_strict_profile_applies_the_1h_row(rejected: Built, bench: Candidate
     for name in ("logloss_vs_prior", "logloss_vs_prior_bound", "output_not_constant", "sharpe"):
         assert report.check(name) == default[name]
     assert np.isfinite(report.check("class_share_up_vs_target").value or np.nan)
+
+
+def test_a_promoted_pack_ships_the_gated_calibrator_and_p_star_and_trades_like_them(
+    promoted: Built, bench: CandidateBench
+) -> None:
+    """The refit pack keeps the calibrator and p* the gates judged, and on the bars after its data (out of
+    sample for every part of it) it signals as often as the gated pipeline did on its test split, within
+    the sampling error of the difference. The manifest records its in-sample rate beside the gated one."""
+    manifest: dict[str, Any] = read_manifest(promoted.version.path)
+    deployed = manifest["data"]["deployed"]
+    assert manifest["p_star"] == promoted.metrics["p_star"]
+    assert deployed["calibrator_fitted_on"] == ["calibration"]
+    recorded = deployed["signal_rate"]
+    assert recorded["rows"] == promoted.snapshot.split_rows["test"] and recorded["in_sample"] is True
+    assert recorded["sampling_error"] is not None and recorded["sampling_error"] > 0
+
+    pack = Predictor.load(promoted.version.path)
+    later = bench.snapshot(planted_signal_bars(BARS_5M + 30 * 288, SIGNAL_SEEDS[0], strength=STRENGTH))
+    assert pack.fitted_until is not None
+    after = later.frame().filter(pl.col("date") >= pack.fitted_until)
+    assert after.height >= 500  # 30 days of 1h rows, less the label horizon
+    probs = pack.predict_features(after.select(FEATURE_NAMES).to_numpy().astype(np.float64))
+    signals = signal_indicator(probs, pack.p_star)
+    error = math.hypot(recorded["sampling_error"], signal_rate_error(signals, label_horizon=6))
+    out_of_sample = float(signals.mean())
+    print(
+        f"gated {recorded['gated_rate']:.3f}, in sample {recorded['shipped_rate']:.3f}, after "
+        f"{out_of_sample:.3f} +- {error:.3f}"
+    )
+    assert abs(out_of_sample - recorded["gated_rate"]) <= error
+
+
+def test_a_rejected_pack_records_no_shipped_rate(rejected: Built) -> None:
+    manifest: dict[str, Any] = read_manifest(rejected.version.path)
+    assert manifest["p_star"] == rejected.metrics["p_star"]
+    assert "signal_rate" not in manifest["data"]["deployed"]
