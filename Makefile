@@ -51,9 +51,9 @@ bench-quality: $(STAMP)
 bench-replay: $(STAMP)
 	$(BIN)/python -m bench replay
 
-# The gates' repeated-testing Monte Carlo (about an hour on 2 cores): a section of docs/QUALITY.md.
+# The gates at scale (hours on 2 cores): repeated testing, noise and power end to end; docs/QUALITY.md.
 bench-gates: $(STAMP)
-	$(BIN)/python -m bench gates
+	$(BIN)/python -m bench gates gate-power
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,8 +40,10 @@ ON_DEMAND: dict[str, Callable[[], None]] = {
     # `make bench-replay`: the farm replayed over two years of three markets (hours); writes docs/REPLAY.md.
     "replay": _module("replay"),
     "replay-quick": lambda: importlib.import_module("bench.replay").main(quick=True),
-    # `make bench-gates`: the gates' repeated-testing Monte Carlo (about an hour); a section of QUALITY.md.
+    # `make bench-gates`: the gates' repeated-testing Monte Carlo (about an hour) and the gates end to end
+    # at real sizes (an hour and a half): two sections of docs/QUALITY.md.
     "gates": _module("gates"),
+    "gate-power": _module("gate_power"),
 }
 
 

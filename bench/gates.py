@@ -4,8 +4,8 @@ Repeated testing (issue 22, point 6): :mod:`tests.support.retests` re-tests one 
 period at every timeframe, with one model throughout (``same``) and with a new model at each re-test
 (``fresh``), ``TRAINFARM_RETEST_PERIODS`` periods each (1,000 by default; a period is 0.1 s at 24h to 2 s at
 1h of one core, so 1,000 of each are about an hour on two cores). Each rate is printed and written with its
-95% Clopper-Pearson interval into docs/gates.json and into the section of docs/QUALITY.md between the
-``<!-- bench gates -->`` markers (``make bench-quality`` keeps that section as it is).
+95% Clopper-Pearson interval into docs/gates.json and into the ``<!-- bench gates -->`` section of
+docs/QUALITY.md (:func:`write_marked`; ``make bench-quality`` keeps that section as it is).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from trainfarm.shared.zoo.threads import available_cores
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 REPORT = DOCS / "QUALITY.md"
 FIGURES = DOCS / "gates.json"
-BEGIN, END = "<!-- bench gates -->", "<!-- /bench gates -->"
 
 
 def _periods(job: tuple[Timeframe, str, int, int]) -> list[Period]:
@@ -121,10 +120,10 @@ def repeated_testing(periods: int) -> list[Row]:
 
 
 def section(rows: list[Row], periods: int) -> str:
-    """The docs/QUALITY.md section, markers included."""
+    """The docs/QUALITY.md section (without its markers)."""
     table = "".join("| " + " | ".join(row.cells()) + " |\n" for row in rows)
     return (
-        f"{BEGIN}\n## Repeated testing\n\n"
+        "## Repeated testing\n\n"
         f"Written by `python -m bench gates` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. A market's "
         "candidates are judged again and again on almost the same test rows (meta-only runs hourly at 5m "
         "and every 6 h at 1h, full retrains, triggers), each judgement a test at the bounds' 95%: over a "
@@ -153,14 +152,16 @@ def section(rows: list[Row], periods: int) -> str:
         "skill bounds pass somewhere in many periods, twice in a row in few; with one model throughout a "
         "lucky pass tends to repeat, so there two passes cost little more than one, and that case relies on "
         "the other checks and on the champion comparison.\n"
-        f"{END}\n"
     )
 
 
-def write_section(text: str) -> None:
-    """Replace the marked section of docs/QUALITY.md (append it when absent)."""
+def write_marked(name: str, body: str) -> None:
+    """Replace the section of docs/QUALITY.md between ``<!-- bench NAME -->`` and ``<!-- /bench NAME -->``
+    with ``body`` (appended when absent); `make bench-quality` keeps such sections as they are."""
+    begin, end = f"<!-- bench {name} -->", f"<!-- /bench {name} -->"
+    text = f"{begin}\n{body.rstrip()}\n{end}\n"
     current = REPORT.read_text() if REPORT.exists() else ""
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
     if pattern.search(current):
         REPORT.write_text(pattern.sub(lambda _: text, current))
     else:
@@ -172,5 +173,5 @@ def main() -> None:
     rows = repeated_testing(periods)
     figures: dict[str, object] = {"periods": periods, "repeated_testing": [r.to_json() for r in rows]}
     FIGURES.write_text(json.dumps(figures, indent=2) + "\n")
-    write_section(section(rows, periods))
-    console.print(f"written: {FIGURES}, {REPORT} (section {BEGIN})")
+    write_marked("gates", section(rows, periods))
+    console.print(f"written: {FIGURES} and {REPORT}")

@@ -239,9 +239,12 @@ def _write(rows: list[Row], targets: list[str]) -> None:
         f"| {r.market} | " + " | ".join(f"{v:.4f}" for v in r.base.values()) + " |\n" for r in rows
     )
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    # `make bench-gates` writes its own section of the file: kept as it is.
+    # `make bench-gates` writes its own sections of the file (bench.gates.write_marked): kept as they are.
     current = REPORT.read_text() if REPORT.exists() else ""
-    kept = re.search(r"<!-- bench gates -->.*?<!-- /bench gates -->\n?", current, re.DOTALL)
+    kept = "".join(
+        m.group(0)
+        for m in re.finditer(r"<!-- bench ([\w-]+) -->.*?<!-- /bench \1 -->\n?", current, re.DOTALL)
+    )
     REPORT.write_text(
         "# Model quality on the real data (`make bench-quality`)\n\n"
         f"Written by `python -m bench quality` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: BTC, ETH and SOL "
@@ -266,7 +269,7 @@ def _write(rows: list[Row], targets: list[str]) -> None:
         + "---|" * len(MODEL_NAMES)
         + "\n"
         + bases
-        + ("\n" + kept.group(0) if kept else "")
+        + ("\n" + kept if kept else "")
     )
 
 
