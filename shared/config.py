@@ -55,7 +55,7 @@ class StrictGates(_Strict):
     skill, honest probabilities rarely put up or down on top, so its predicted mix is mostly the majority
     class; a target like 45/10/45 can then be met only by an overconfident model (or by pushing the
     argmax around), and ``min_mean_confidence`` of 0.50-0.65 asks for confidence that calibration on
-    these labels does not give (the default profile's floor is 0.40). The strict profile is kept for
+    these labels does not give (the default profile has no such floor). The strict profile is kept for
     operators who trade only a sharp, balanced directional book and accept that it rejects most
     calibrated candidates; the default profile gates on proper scores instead.
     """
@@ -113,7 +113,6 @@ class GateThresholds(_Strict):
     min_output_std: float = Field(
         0.02, ge=0.0, description="floor on the larger std of p_up - p_down and of the top probability"
     )
-    min_mean_confidence: Fraction = Field(0.40, description="floor on the mean top-class probability")
     min_eligible_share: Fraction = Field(0.05, description="floor on the share of bars with p >= p*")
     min_sharpe: float = Field(
         0.0, description="floor on the annualised Sharpe of the overlapping book's per-bar P&L"

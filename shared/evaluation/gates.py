@@ -9,8 +9,9 @@ The checks, in report order (thresholds and why each exists: docs/ml.md#gates):
 
 - skill (:mod:`trainfarm.shared.evaluation.skill_checks`): log-loss against the class prior, and the same
   for direction alone (up against down);
-- shape and trading: output not constant, mean confidence, eligible share (the strict profile adds its
-  class share targets: :class:`trainfarm.shared.config.StrictGates`), the book's Sharpe and signal count.
+- shape and trading: output not constant, eligible share (the strict profile adds its class share targets
+  and a mean confidence floor: :class:`trainfarm.shared.config.StrictGates`), the book's Sharpe and signal
+  count.
   The default profile has no check of the predicted class mix: a cap on each predicted class rejected
   calibrated models (an honest p_neutral is the largest on most rows where 40-50% of labels are neutral
   and direction is weak, and the book trades max(p_up, p_down) >= p*, never the argmax), and a band
@@ -120,9 +121,20 @@ def _shape_checks(
                     f"strict {tf}: predicted {name} share {share:.3f}, target {target:.2f} +- {tol:.2f}",
                 )
             )
-        conf_floor, source = strict.min_mean_confidence, "strict"
+        # A floor on sharpness, not skill: in the default profile it rejected calibrated candidates with a
+        # real but weak signal (docs/ml.md#gates), so only the strict profile keeps it.
+        checks.append(
+            numeric_check(
+                "mean_confidence",
+                mean_confidence(p),
+                ">=",
+                strict.min_mean_confidence,
+                f"strict {tf}: mean top probability",
+            )
+        )
+        source = "strict"
     else:
-        conf_floor, source = th.min_mean_confidence, "default"
+        source = "default"
     trading = cand.trading()
     if th.sharpe_bootstrap:
         sharpe = sharpe_lower_bound(
@@ -137,9 +149,6 @@ def _shape_checks(
     else:
         sharpe, what = trading.sharpe, "annualised"
     checks += [
-        numeric_check(
-            "mean_confidence", mean_confidence(p), ">=", conf_floor, f"{source} {tf}: mean top probability"
-        ),
         numeric_check(
             "eligible_share",
             trading.eligible_share,
