@@ -3,6 +3,7 @@ computed from them, whatever they say."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -118,8 +119,51 @@ def _degradation(markets: Sequence[Mapping[str, Any]], timeframe: str) -> list[s
     return out
 
 
-def write_report(figures: Mapping[str, Any], path: Path) -> None:
-    """Write docs/REPLAY.md."""
+#: The figures of the gates before issue 22 (make bench-replay at 2372b84), kept for the comparison.
+BASELINE = Path(__file__).resolve().parents[1] / "docs" / "replay-baseline.json"
+
+
+def goal(markets: Sequence[Mapping[str, Any]]) -> str:
+    """Issue 22's goal, checked: gated never worse than prior, and better than always, by log-loss."""
+    n = len(markets)
+    not_worse = _count(markets, "prior", "gated", "logloss", higher=False)
+    better = _count(markets, "gated", "always", "logloss", higher=False)
+    return (
+        f"**The gates' goal** (issue 22): the gated policy never worse than the prior out of sample, and "
+        f"better than always. By log-loss it is worse than the prior on {not_worse} of {n} markets and "
+        f"better than always on {better} of {n}."
+    )
+
+
+def before_after(markets: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any]) -> list[str]:
+    """The gated policy now against the same market's replay with the gates before issue 22."""
+    lines = [
+        f"## The gated policy before and after issue 22\n\nBefore: `make bench-replay` at {baseline['code']} "
+        "(docs/replay-baseline.json), the same markets, bars and cadences. `vs prior`: log-loss minus the "
+        "prior's on the same bars (negative is better); `always` is the same in both (every retrain "
+        "promoted), up to the refit pack's calibrator.",
+        "",
+        "| market | gated before: vs prior | Sharpe | promotions | gated after: vs prior | Sharpe | "
+        "promotions | always after: vs prior |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    old_markets = baseline.get("markets") or {}
+    for market in markets:
+        old = (old_markets.get(market["market"]) or {}).get("gated") or {}
+        new = _policies(market)
+        gated, always = new.get("gated", {}), new.get("always", {})
+        lines.append(
+            f"| {market['market']} | {_num(old.get('logloss_vs_prior'))} | "
+            f"{_num(old.get('sharpe'), '.2f')} | {old.get('promotions', '-')} | "
+            f"{_num(gated.get('logloss_vs_prior'))} | "
+            f"{_num(gated.get('sharpe'), '.2f')} | {gated.get('promotions', '-')} | "
+            f"{_num(always.get('logloss_vs_prior'))} |"
+        )
+    return [*lines, ""]
+
+
+def write_report(figures: Mapping[str, Any], path: Path, baseline: Path = BASELINE) -> None:
+    """Write docs/REPLAY.md (with the before/after table when ``baseline`` exists)."""
     markets = list(figures["markets"])
     speed = figures["speedup"]
     lines = [
@@ -132,6 +176,8 @@ def write_report(figures: Mapping[str, Any], path: Path) -> None:
         "## The answer",
         "",
         *[line + "\n" for line in answer(markets)],
+        goal(markets) + "\n",
+        *(before_after(markets, json.loads(baseline.read_text())) if baseline.is_file() else []),
         "## The four policies on identical bars",
         "",
         "Log-loss and Brier over every labelled bar of the period; `vs prior`: log-loss minus the prior's on "

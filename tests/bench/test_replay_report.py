@@ -61,3 +61,29 @@ def test_the_report_holds_every_market_and_policy(tmp_path: Path) -> None:
     for policy in ("gated", "always", "static", "prior"):
         assert f"| BTC_USDT 1h | 7d | 10 | {policy} |" in text
     assert "speed-up of **1.20** on 2 cores" in text and "## The answer" in text
+
+
+def test_the_report_compares_the_gated_policy_with_the_baseline(tmp_path: Path) -> None:
+    markets = [market("BTC_USDT 1h", RETRAINING_HELPS, SHARPE, (1.0, 1.1))]
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(
+        '{"code": "abc1234", "markets": {"BTC_USDT 1h": {"gated": '
+        '{"logloss_vs_prior": 0.0123, "sharpe": -1.5, "promotions": 4}}}}'
+    )
+    figures = {
+        "markets": markets,
+        "wall_seconds": 60.0,
+        "cores": 2,
+        "speedup": {
+            "market": "M",
+            "points": 2,
+            "farm_seconds": 1.0,
+            "point_by_point_seconds": 1.0,
+            "ratio": 1.0,
+        },
+    }
+    write_report(figures, tmp_path / "REPLAY.md", baseline=baseline)
+    text = (tmp_path / "REPLAY.md").read_text()
+    assert "at abc1234" in text
+    assert "| BTC_USDT 1h | 0.0123 | -1.50 | 4 | -0.0200 | 1.00 | - | -0.0100 |" in text
+    assert "worse than the prior on 0 of 1 markets and better than always on 1 of 1" in text
