@@ -223,6 +223,35 @@ def _failed(row: Row) -> str:
     return f": {', '.join(row.failed_checks)}" if row.failed_checks else ""
 
 
+#: The verdicts of the gates before issue 22 (make bench-quality at 2372b84), kept for the comparison.
+BASELINE = REPORT.parent / "quality-baseline.json"
+
+
+def before_after(verdicts: Mapping[str, tuple[list[str], float | None]], baseline: Path = BASELINE) -> str:
+    """The section comparing each market's verdict with the baseline's (empty without a baseline).
+
+    ``verdicts``: market -> (failed checks, logloss_vs_prior_bound) of this run.
+    """
+    if not baseline.is_file():
+        return ""
+    old = json.loads(baseline.read_text())
+    lines = [
+        "## Before and after issue 22\n",
+        f"Before: `make bench-quality` at {old['code']}, the gates before issue 22 (a percentile block "
+        "bootstrap bound, a cap on each predicted class's share, a mean confidence floor, no directional "
+        "check); after: this run. Neither passes a real candidate; what rejects them changed.\n",
+        "| market | before: bound | before: failed | after: bound | after: failed |",
+        "|---|---:|---|---:|---|",
+    ]
+    for market, (failed, bound) in verdicts.items():
+        was = old["markets"].get(market, {})
+        lines.append(
+            f"| {market} | {_bound(was.get('bound'))} | {', '.join(was.get('failed', [])) or 'passed'} | "
+            f"{_bound(bound)} | {', '.join(failed) or 'passed'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _write(rows: list[Row], targets: list[str]) -> None:
     header = (
         "| market | test rows | prior | best base (out of fold) | stacker | final | plain LightGBM | ECE | "
@@ -263,6 +292,8 @@ def _write(rows: list[Row], targets: list[str]) -> None:
         + "\n".join(targets)
         + "\n\n"
         + KNOWN_CAUSES
+        + "\n"
+        + before_after({r.market: (r.failed_checks, r.bound) for r in rows})
         + "\n## Every base model (test log-loss)\n\n| market | "
         + " | ".join(MODEL_NAMES)
         + " |\n|---|"

@@ -254,6 +254,25 @@ def signal_indicator(probs: npt.ArrayLike, p_star: float) -> FloatArray:
     return out
 
 
+def matched_threshold(chosen_on: npt.ArrayLike, p_star: float, apply_to: npt.ArrayLike) -> float:
+    """The threshold that leaves on ``apply_to`` as many signals as ``p_star`` leaves on ``chosen_on``.
+
+    Both are probabilities of the same rows from two calibrations: p* is chosen on cross-fitted ones
+    (each half calibrated by a fit on the other, so the choice is out of sample), but the test split is
+    calibrated by the fit on all of them, which may shrink more or less. A threshold carried over as a
+    number then leaves another share of signals (on a third of the null cases of
+    tests/support/null_cases.py it lay above every test probability); carried over as a count, the
+    selectivity the rule chose is kept. Without signals at ``p_star``, ``p_star`` itself.
+    """
+    chosen, target = check_probs(chosen_on, "chosen_on"), check_probs(apply_to, "apply_to")
+    if chosen.shape != target.shape:
+        raise ValueError(f"both calibrations must be of the same rows: {chosen.shape} vs {target.shape}")
+    count = int((_directions(chosen)[0] >= p_star).sum())
+    if count == 0:
+        return float(p_star)
+    return float(np.sort(_directions(target)[0])[::-1][count - 1])
+
+
 #: Confidence of a signal rate's interval (:func:`signal_rate_error`).
 SIGNAL_RATE_CONFIDENCE = 0.95
 

@@ -28,7 +28,7 @@ from trainfarm.shared.evaluation.gates import (
     p_star_floors,
 )
 from trainfarm.shared.evaluation.metrics import class_prior, evaluate
-from trainfarm.shared.evaluation.trading import ThresholdRule, periods_per_year
+from trainfarm.shared.evaluation.trading import ThresholdRule, matched_threshold, periods_per_year
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.stacking.selection import BoosterParams, StackerChoice, choose_stacker
 from trainfarm.shared.stacking.temperature import cross_fitted, fit_temperature_shrink
@@ -157,7 +157,13 @@ def judge(
         periods_per_year=per_year,
         horizon=params.label_horizon,
     )
-    p_star = rule.choose(cal_probs, fwd["calibration"], _bar_returns(part["calibration"]))
+    # Chosen out of sample (cross-fitted), applied as the same count of signals to the calibrator that
+    # calibrates the test split (trainfarm.shared.evaluation.trading.matched_threshold).
+    p_star = matched_threshold(
+        cal_probs,
+        rule.choose(cal_probs, fwd["calibration"], _bar_returns(part["calibration"])),
+        calibrator.transform(meta.raw["calibration"]),
+    )
     test_probs = meta.test_probs
     test_bars = _bar_returns(part["test"])
     candidate = ScoredPredictions(

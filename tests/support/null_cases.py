@@ -53,7 +53,7 @@ from trainfarm.shared.dataset.labels import DOWN, NEUTRAL, UP
 from trainfarm.shared.evaluation.book import bar_returns
 from trainfarm.shared.evaluation.gates import ScoredPredictions, p_star_floors
 from trainfarm.shared.evaluation.metrics import class_prior
-from trainfarm.shared.evaluation.trading import choose_p_star, periods_per_year
+from trainfarm.shared.evaluation.trading import choose_p_star, matched_threshold, periods_per_year
 from trainfarm.shared.stacking.temperature import cross_fitted, fit_temperature_shrink
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm_client.arrays import FloatArray, IntArray
@@ -169,8 +169,9 @@ def judged(
     calibrator = fit_temperature_shrink(raw, y)
     per_year = periods_per_year(timeframe.minutes)
     floor_signals, floor_share = p_star_floors(params.gates, config.gates.profile, scoring.min_signals)
-    p_star = choose_p_star(
-        cross_fitted(raw, y, horizon),
+    crossed = cross_fitted(raw, y, horizon)
+    chosen = choose_p_star(
+        crossed,
         fwd,
         fee=scoring.fee,
         min_signals=floor_signals,
@@ -179,6 +180,7 @@ def judged(
         bar_return_cal=_split_bar_returns(close),
         horizon=horizon,
     )
+    p_star = matched_threshold(crossed, chosen, calibrator.transform(raw))
     candidate = ScoredPredictions(
         probs=calibrator.transform(test_raw),
         y=test_y,

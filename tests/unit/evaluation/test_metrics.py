@@ -29,6 +29,7 @@ from trainfarm.shared.evaluation.metrics import (
 from trainfarm.shared.evaluation.trading import (
     TradingResult,
     choose_p_star,
+    matched_threshold,
     max_drawdown,
     periods_per_year,
     simulate,
@@ -344,3 +345,19 @@ def test_evaluate_refuses_missing_base_models() -> None:
             periods_per_year=1.0,
             ece_bins=10,
         )
+
+
+def test_a_threshold_is_carried_to_another_calibration_as_a_count_of_signals() -> None:
+    """p* chosen on one calibration of the rows leaves as many signals on another, however it shrinks."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0.0, 1.0, (400, 3))
+    sharp = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    flat = 0.5 * sharp + 0.5 * np.array([0.3, 0.4, 0.3])  # the same order, pulled toward the prior
+    p_star = 0.7  # above any flat probability: 0.5 * 1 + 0.5 * 0.3
+    count = int((np.maximum(sharp[:, 0], sharp[:, 2]) >= p_star).sum())
+    assert count > 0 and not (np.maximum(flat[:, 0], flat[:, 2]) >= p_star).any()  # as a number: none
+    carried = matched_threshold(sharp, p_star, flat)
+    assert int((np.maximum(flat[:, 0], flat[:, 2]) >= carried).sum()) == count
+    assert matched_threshold(sharp, 0.99, flat) == 0.99  # no signal to carry: unchanged
+    with pytest.raises(ValueError, match="same rows"):
+        matched_threshold(sharp, p_star, flat[:10])
