@@ -11,8 +11,9 @@ without Celery). Two questions (issue 22, point 4):
   (20) seeds each: how many pass (the issue's target: at least 80%). The signals and their strengths are
   :data:`SIGNALS`; what each plants: :mod:`trainfarm.shared.data.synthetic`.
 
-Rates are printed and written with 95% Clopper-Pearson intervals into docs/gate_power.json and the
-``<!-- bench gate-power -->`` section of docs/QUALITY.md. A candidate takes seconds at 5m to about a
+Rates are printed and written with 95% Clopper-Pearson intervals into docs/gate_power.json (every case
+kept as soon as it is judged, with the sha256 of the code: a run cut short goes on where it stopped) and
+the ``<!-- bench gate-power -->`` section of docs/QUALITY.md. A candidate takes seconds at 5m to about a
 minute at 1h on two cores; the defaults take about an hour and a half.
 """
 
@@ -129,25 +130,83 @@ def section(noise: list[Case], power: dict[str, list[Case]]) -> str:
     )
 
 
+def _key() -> dict[str, object]:
+    """What stored cases are valid for: the code (as the replay's key) and the cases asked for."""
+    from bench.replay import code_sha256
+
+    return {"code_sha256": code_sha256(), "signals": [f"{s} at {tf}" for s, tf in SIGNALS]}
+
+
+def _stored(key: dict[str, object]) -> list[Case]:
+    """The cases an interrupted run with the same key already judged (else none)."""
+    if not FIGURES.is_file():
+        return []
+    stored = json.loads(FIGURES.read_text())
+    if not isinstance(stored, dict) or stored.get("key") != key:
+        return []
+    return [
+        Case(c["signal"], Timeframe(c["timeframe"]), c["seed"], c["passed"], tuple(c["failed"]), c["seconds"])
+        for c in stored.get("cases", [])
+    ]
+
+
+def _save(key: dict[str, object], cases: list[Case], summary: dict[str, object] | None = None) -> None:
+    from trainfarm.shared.atomicio import atomic_write_text
+
+    figures: dict[str, object] = {
+        "key": key,
+        "cases": [
+            {
+                "signal": c.signal,
+                "timeframe": c.timeframe.value,
+                "seed": c.seed,
+                "passed": c.passed,
+                "failed": list(c.failed),
+                "seconds": c.seconds,
+            }
+            for c in cases
+        ],
+    }
+    if summary is not None:
+        figures |= summary
+    atomic_write_text(FIGURES, json.dumps(figures, indent=1) + "\n")
+
+
 def main() -> None:
+    """Judge every case (each kept in docs/gate_power.json at once: an interrupted run goes on where it
+    stopped, for the same code), then write the summary and the docs/QUALITY.md section."""
     noise_seeds = int(os.environ.get("TRAINFARM_NOISE_SEEDS", "60"))
     signal_seeds = int(os.environ.get("TRAINFARM_SIGNAL_SEEDS", "20"))
-    noise = []
-    for seed in range(noise_seeds):
-        case = judge_case("noise", Timeframe.D1, 7000 + seed, random_walk_bars)
-        console.print(f"noise 24h seed {case.seed}: {'PASS' if case.passed else 'fail'} ({case.seconds} s)")
-        noise.append(case)
+    key = _key()
+    cases = _stored(key)
+    done = {(c.signal, c.timeframe, c.seed) for c in cases}
+    plan: list[tuple[str, Timeframe, int, Bars]] = [
+        ("noise", Timeframe.D1, 7000 + seed, random_walk_bars) for seed in range(noise_seeds)
+    ]
+    plan += [
+        (signal, timeframe, 8000 + seed, bars)
+        for (signal, timeframe), bars in SIGNALS.items()
+        for seed in range(signal_seeds)
+    ]
+    for signal, timeframe, seed, bars in plan:
+        if (signal, timeframe, seed) in done:
+            continue
+        case = judge_case(signal, timeframe, seed, bars)
+        verdict = "PASS" if case.passed else "fail"
+        console.print(f"{signal} at {timeframe} seed {seed}: {verdict} {case.failed} ({case.seconds} s)")
+        cases.append(case)
+        _save(key, cases)
+    wanted = {(s, tf, seed) for s, tf, seed, _ in plan}
+    judged = [c for c in cases if (c.signal, c.timeframe, c.seed) in wanted]
+    noise = [c for c in judged if c.signal == "noise"]
     power: dict[str, list[Case]] = {}
-    for (signal, timeframe), bars in SIGNALS.items():
-        name = f"{signal} at {timeframe}"
-        for seed in range(signal_seeds):
-            case = judge_case(signal, timeframe, 8000 + seed, bars)
-            console.print(f"{name} seed {case.seed}: {'PASS' if case.passed else 'fail'} {case.failed}")
-            power.setdefault(name, []).append(case)
-    figures = {
+    for c in judged:
+        if c.signal != "noise":
+            power.setdefault(f"{c.signal} at {c.timeframe}", []).append(c)
+    summary = {
         "noise_24h": _summary(noise),
-        "power": {name: _summary(cases) for name, cases in power.items()},
+        "power": {name: _summary(group) for name, group in power.items()},
     }
-    FIGURES.write_text(json.dumps(figures, indent=2) + "\n")
+    _save(key, cases, summary)
     write_marked("gate-power", section(noise, power))
     console.print(f"written: {FIGURES} and docs/QUALITY.md")

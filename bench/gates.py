@@ -47,6 +47,8 @@ class Rate:
     n: int
 
     def interval(self) -> tuple[float, float]:
+        if self.n == 0:
+            return 0.0, 1.0  # nothing measured: nothing known
         ci = binomtest(self.k, self.n).proportion_ci(0.95)
         return float(ci.low), float(ci.high)
 
@@ -56,7 +58,8 @@ class Rate:
 
     def to_json(self) -> dict[str, object]:
         low, high = self.interval()
-        return {"k": self.k, "n": self.n, "rate": self.k / self.n, "low": low, "high": high}
+        rate = self.k / self.n if self.n else None
+        return {"k": self.k, "n": self.n, "rate": rate, "low": low, "high": high}
 
 
 @dataclass(frozen=True)
