@@ -297,13 +297,19 @@ def champion_standing(champion: VersionRecord, reasons: list[str]) -> ChampionSt
     return ChampionStanding.from_reasons(age, params.freshness_limit, reasons)
 
 
+#: Versions of a market read at first when looking for its previous judged candidate.
+LINEAGE_BATCH = 20
+
+
 def market_lineage(registry: Registry, symbol: str, timeframe: Timeframe) -> Lineage:
     """The market's previous judged candidate (its newest version with a gate report), for the gates'
     ``confirmed`` check; None inside when the market has none (this candidate is its first)."""
     market = f"{symbol} {timeframe}"
-    for version in registry.versions.of_market(symbol, timeframe):
-        if version.gate_report is not None:
-            return Lineage(market, PreviousJudgement.of_report(version.version, version.gate_report))
+    # Nearly every version has a report (a run's pack always does): the newest few are read first.
+    for limit in (LINEAGE_BATCH, None):
+        for version in registry.versions.of_market(symbol, timeframe, limit=limit):
+            if version.gate_report is not None:
+                return Lineage(market, PreviousJudgement.of_report(version.version, version.gate_report))
     return Lineage(market)
 
 

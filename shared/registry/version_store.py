@@ -103,13 +103,17 @@ class VersionStore:
                 raise VersionNotFoundError(f"no version {version_id!r}")
             return VersionRecord.from_row(row)
 
-    def of_market(self, symbol: str, timeframe: Timeframe | str) -> list[VersionRecord]:
-        """Every version of one (symbol, timeframe), newest first."""
+    def of_market(
+        self, symbol: str, timeframe: Timeframe | str, *, limit: int | None = None
+    ) -> list[VersionRecord]:
+        """Every version of one (symbol, timeframe), newest first (only the newest ``limit`` when given: a
+        market retrained hourly has thousands, each with its metrics and gate report)."""
         stmt = (
             select(Version)
             .where(Version.symbol == canonical_symbol(symbol))
             .where(Version.timeframe == parse_timeframe(timeframe).value)
             .order_by(Version.created_at.desc(), Version.id.desc())
+            .limit(limit)
         )
         with self._db.read() as s:
             return [VersionRecord.from_row(row) for row in s.scalars(stmt)]

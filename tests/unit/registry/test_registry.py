@@ -421,3 +421,11 @@ def test_cli_errors_print_one_line_and_exit_1(
         assert exit_info.value.code == 1
         err = capsys.readouterr().err
         assert err.startswith("error:") and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_the_newest_versions_of_a_market_can_be_read_alone(
+    registry: Registry, new_run: Callable[..., str]
+) -> None:
+    made = [add_version(registry, new_run(), f"v{i}").version for i in range(5)]
+    assert [v.version for v in registry.versions.of_market("BTC_USDT", "1h", limit=2)] == made[::-1][:2]
+    assert len(registry.versions.of_market("BTC_USDT", "1h", limit=None)) == 5
