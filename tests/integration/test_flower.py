@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.farm import SYMBOL, TF, Farm
 from tests.support.services import free_port
+from tests.support.waiting import wait_until
 from trainfarm.cli.flower_cmds import flower_env
 from trainfarm.cli.processes import FlowerProcess
 from trainfarm.shared.settings import get_settings
@@ -49,10 +50,19 @@ def test_flower_shows_a_finished_retrain_only_to_its_user(farm: Farm, tmp_path: 
         url = f"http://127.0.0.1:{port}/api/task/result/{run.run_id}-meta"
         assert _get(url, None)[0] == 401
         assert _get(url, f"{creds.user}:not-the-password")[0] == 401
-        status, body = _get(url, f"{creds.user}:{creds.password}")
-        assert status == 200, body
-        answer = json.loads(body)
-        assert answer["state"] == "SUCCESS" and answer["task-id"] == f"{run.run_id}-meta"
+        # The run is recorded as succeeded with its version; the meta task then settles it (promotion,
+        # announcement) and frees its staging before its own result is SUCCESS: wait for that, bounded.
+        seen: dict[str, object] = {}
+
+        def meta_succeeded() -> bool:
+            status, body = _get(url, f"{creds.user}:{creds.password}")
+            assert status == 200, body
+            seen.update(json.loads(body))
+            return seen.get("state") == "SUCCESS"
+
+        wait_until(meta_succeeded, 60, "the meta task's result in Flower", every=0.25)
+        answer = seen
+        assert answer["task-id"] == f"{run.run_id}-meta"
         version = farm.registry().runs.get(run.run_id).version
         assert answer["result"] == {"run_id": run.run_id, "version": version}
         assert creds.password not in flower.log()

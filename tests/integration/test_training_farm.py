@@ -47,7 +47,11 @@ def test_full_run_trains_eight_models_and_writes_a_verified_pack(farm: Farm) -> 
     predictor = Predictor.load(pack)
     predictor.self_check()  # rebuilds features -> 8 base models -> 55 features -> meta -> calibration
     assert not list(pack.parent.glob(".staging-*"))
-    assert not (get_settings().runs_dir / run.id).exists()
+    # The run is recorded as succeeded with its version, then settled; its staging goes last.
+    staging = get_settings().runs_dir / run.id
+    wait_until(
+        lambda: not staging.exists(), 60, "staging folder removed", process=farm.workers[0], every=0.25
+    )
     # The market is free again: a new trigger makes a new run.
     assert submit_retrain(SYMBOL, TF, "after").run_id != run.id
 
