@@ -99,6 +99,27 @@ def _logs(unattended: Unattended) -> str:
     return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in unattended.processes)
 
 
+def _first_champion(registry: Registry, unattended: Unattended) -> str:
+    """The market's champion once the first run is settled (recorded as succeeded, then promoted: waited
+    for, bounded); what the gates said when none comes."""
+
+    def version() -> str | None:
+        found = registry.champions.get(SYMBOL, TF)
+        return found.version if found else None
+
+    try:
+        wait_until(lambda: version() is not None, 60, "the first champion", every=0.25)
+    except AssertionError:
+        versions = [
+            (v.version, v.status, (v.gate_report or {}).get("failed"))
+            for v in registry.versions.of_market(SYMBOL, TF)
+        ]
+        pytest.fail(f"no champion after the scheduled run; versions {versions}\n{_logs(unattended)}")
+    found = version()
+    assert found is not None
+    return found
+
+
 def test_scheduled_and_triggered_runs_promote_and_reach_the_bot(unattended: Unattended) -> None:
     registry = Registry.open()
 
@@ -122,8 +143,7 @@ def test_scheduled_and_triggered_runs_promote_and_reach_the_bot(unattended: Unat
         pytest.fail(f"no scheduled run finished; runs {runs}\n{_logs(unattended)}")
     first = registry.runs.get(scheduled()[0])
     assert first.status == "succeeded" and first.version is not None, (first.error, _logs(unattended))
-    first_version = champion()
-    assert first_version is not None
+    first_version = _first_champion(registry, unattended)
     bot = LiveModel(SYMBOL, TF, redis_url=redis_url(), recheck_interval=1.0, heartbeat_interval=1.0)
     unattended.bot = bot
     bot.start()
