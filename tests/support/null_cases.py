@@ -53,7 +53,7 @@ from trainfarm.shared.dataset.labels import DOWN, NEUTRAL, UP
 from trainfarm.shared.evaluation.book import bar_returns
 from trainfarm.shared.evaluation.gates import ScoredPredictions, p_star_floors
 from trainfarm.shared.evaluation.metrics import class_prior
-from trainfarm.shared.evaluation.trading import choose_p_star, matched_threshold, periods_per_year
+from trainfarm.shared.evaluation.trading import ThresholdRule, matched_threshold, periods_per_year
 from trainfarm.shared.stacking.temperature import cross_fitted, fit_temperature_shrink
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm_client.arrays import FloatArray, IntArray
@@ -116,12 +116,8 @@ def _simulate(timeframe: Timeframe, seed: int, *, config: FarmConfig, strength: 
 
     # Rows: calibration [0, n), purge gap [n, n + h), test [n + h, 2n + h); h more bars end the last label.
     rows = 2 * n + horizon
-    log_close = np.concatenate([[0.0], np.cumsum(rng.normal(0.0, sigma, rows + horizon))])
-    close = 100.0 * np.exp(log_close)
-    fwd: FloatArray = log_close[horizon : rows + horizon] - log_close[:rows]
-    scale = params.label_threshold * sigma * math.sqrt(horizon)
-    y: IntArray = np.where(fwd < -scale, DOWN, np.where(fwd > scale, UP, NEUTRAL)).astype(np.int64)
-
+    walk = null_walk(rng, timeframe, config, rows)
+    fwd = walk.fwd
     persistence = float(rng.choice(PERSISTENCE))
     logit_scale = float(rng.choice(LOGIT_SCALES))
     noise = rng.normal(0.0, BIAS_SD, 3) + _ar1(rng, rows, persistence, logit_scale)
@@ -131,66 +127,65 @@ def _simulate(timeframe: Timeframe, seed: int, *, config: FarmConfig, strength: 
     else:
         known = np.broadcast_to(_posterior(np.zeros(1), 0.0, params.label_threshold), (rows, 3))
     raw = _softmax(np.log(known) + noise)
-
-    cal, test = slice(0, n), slice(n + horizon, rows)
     calibrator, candidate = judged(
-        timeframe,
-        config,
-        raw=raw[cal],
-        y=y[cal],
-        fwd=fwd[cal],
-        close=close[cal],
-        test_raw=raw[test],
-        test_y=y[test],
-        test_fwd=fwd[test],
-        test_close=close[test],
+        timeframe, config, walk, raw, cal=slice(0, n), test=slice(n + horizon, rows)
     )
     return SimulatedCase(timeframe, seed, persistence, logit_scale, strength, calibrator, candidate)
+
+
+@dataclass(frozen=True)
+class NullWalk:
+    """A Gaussian random walk and its labels: each row's close, forward log return and class."""
+
+    close: FloatArray
+    fwd: FloatArray  #: log return over the next ``label_horizon`` bars
+    y: IntArray  #: its class against ``label_threshold * sigma * sqrt(horizon)`` with the TRUE sigma
+
+
+def null_walk(rng: np.random.Generator, timeframe: Timeframe, config: FarmConfig, rows: int) -> NullWalk:
+    """``rows`` labelled rows of a random walk with the timeframe's sigma (``label_horizon`` more bars are
+    drawn to end the last label); see the module docs, steps 1 and 2."""
+    params = config.params(timeframe)
+    horizon, sigma = params.label_horizon, bar_sigma(timeframe)
+    log_close = np.concatenate([[0.0], np.cumsum(rng.normal(0.0, sigma, rows + horizon))])
+    fwd: FloatArray = log_close[horizon : rows + horizon] - log_close[:rows]
+    scale = params.label_threshold * sigma * math.sqrt(horizon)
+    y: IntArray = np.where(fwd < -scale, DOWN, np.where(fwd > scale, UP, NEUTRAL)).astype(np.int64)
+    return NullWalk(100.0 * np.exp(log_close), fwd, y)
 
 
 def judged(
     timeframe: Timeframe,
     config: FarmConfig,
-    *,
+    walk: NullWalk,
     raw: FloatArray,
-    y: IntArray,
-    fwd: FloatArray,
-    close: FloatArray,
-    test_raw: FloatArray,
-    test_y: IntArray,
-    test_fwd: FloatArray,
-    test_close: FloatArray,
+    *,
+    cal: slice,
+    test: slice,
 ) -> tuple[TemperatureShrinkCalibration, ScoredPredictions]:
-    """Calibrate on the calibration rows, choose p* on them cross-fitted, and score the test rows, as
+    """Calibrate on the ``cal`` rows, choose p* on them cross-fitted, and score the ``test`` rows, as
     :func:`trainfarm.shared.training.judging.judge` does (see the module docs, step 4)."""
     params = config.params(timeframe)
     scoring = config.evaluation
     horizon = params.label_horizon
-    calibrator = fit_temperature_shrink(raw, y)
+    y, fwd, close = walk.y[cal], walk.fwd[cal], walk.close[cal]
+    calibrator = fit_temperature_shrink(raw[cal], y)
     per_year = periods_per_year(timeframe.minutes)
     floor_signals, floor_share = p_star_floors(params.gates, config.gates.profile, scoring.min_signals)
-    crossed = cross_fitted(raw, y, horizon)
-    chosen = choose_p_star(
-        crossed,
-        fwd,
-        fee=scoring.fee,
-        min_signals=floor_signals,
-        periods_per_year=per_year,
-        min_eligible_share=floor_share,
-        bar_return_cal=_split_bar_returns(close),
-        horizon=horizon,
-    )
-    p_star = matched_threshold(crossed, chosen, calibrator.transform(raw))
+    rule = ThresholdRule(scoring.fee, floor_signals, floor_share, per_year, horizon)
+    crossed = cross_fitted(raw[cal], y, horizon)
+    chosen = rule.choose(crossed, fwd, _split_bar_returns(close))
+    p_star = matched_threshold(crossed, chosen, calibrator.transform(raw[cal]))
     candidate = ScoredPredictions(
-        probs=calibrator.transform(test_raw),
-        y=test_y,
-        fwd_return=test_fwd,
+        probs=calibrator.transform(raw[test]),
+        y=walk.y[test],
+        fwd_return=walk.fwd[test],
         prior=class_prior(y),
         p_star=p_star,
         fee=scoring.fee,
         periods_per_year=per_year,
         label_horizon=horizon,
-        bar_return=_split_bar_returns(test_close),
+        bar_return=_split_bar_returns(walk.close[test]),
     )
     return calibrator, candidate
 
@@ -233,9 +228,11 @@ __all__ = [
     "LOGIT_SCALES",
     "PERSISTENCE",
     "TEST_ROWS",
+    "NullWalk",
     "SimulatedCase",
     "bar_sigma",
     "judged",
     "null_case",
+    "null_walk",
     "planted_case",
 ]

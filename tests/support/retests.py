@@ -22,7 +22,6 @@ without it (any pass promotes, as before issue 22). No champion is held meanwhil
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,11 +36,10 @@ from tests.support.null_cases import (
     _ar1,
     _posterior,
     _softmax,
-    bar_sigma,
     judged,
+    null_walk,
 )
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.dataset.labels import DOWN, NEUTRAL, UP
 from trainfarm.shared.evaluation.gates import evaluate_gates
 from trainfarm.shared.evaluation.repeat_checks import (
     NOT_EVIDENCE,
@@ -91,13 +89,8 @@ def retest_period(timeframe: Timeframe, seed: int, *, config: FarmConfig, model:
     horizon, n = params.label_horizon, TEST_ROWS[timeframe]
     retests, step = schedule(timeframe, params.freshness_limit)
     rng = np.random.default_rng([seed, _STREAM[timeframe], MODELS.index(model)])
-    sigma = bar_sigma(timeframe)
     rows = 2 * n + horizon + step * (retests - 1)
-    log_close = np.concatenate([[0.0], np.cumsum(rng.normal(0.0, sigma, rows + horizon))])
-    close = 100.0 * np.exp(log_close)
-    fwd: FloatArray = log_close[horizon : rows + horizon] - log_close[:rows]
-    scale = params.label_threshold * sigma * math.sqrt(horizon)
-    y = np.where(fwd < -scale, DOWN, np.where(fwd > scale, UP, NEUTRAL)).astype(np.int64)
+    walk = null_walk(rng, timeframe, config, rows)
     known = np.log(np.broadcast_to(_posterior(np.zeros(1), 0.0, params.label_threshold), (rows, 3)))
 
     def model_probs() -> FloatArray:
@@ -112,18 +105,13 @@ def retest_period(timeframe: Timeframe, seed: int, *, config: FarmConfig, model:
         if model == "fresh" and j > 0:
             raw = model_probs()
         o = j * step
-        cal, test = slice(o, o + n), slice(o + n + horizon, o + 2 * n + horizon)
         _, candidate = judged(
             timeframe,
             config,
-            raw=raw[cal],
-            y=y[cal],
-            fwd=fwd[cal],
-            close=close[cal],
-            test_raw=raw[test],
-            test_y=y[test],
-            test_fwd=fwd[test],
-            test_close=close[test],
+            walk,
+            raw,
+            cal=slice(o, o + n),
+            test=slice(o + n + horizon, o + 2 * n + horizon),
         )
         report = evaluate_gates(
             candidate=candidate,
