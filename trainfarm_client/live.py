@@ -316,14 +316,15 @@ class LiveModel:
             self._fail(f"refused version {champion.version}: {type(exc).__name__}: {exc}")
             self._beat()  # the heartbeat hash says why at once, not one heartbeat later
             return False
+        # Cleared before the swap: a reader that sees the new version never sees the old problem.
+        self._refused = None
+        self.last_error = None
         with self._swap_lock:
             old = self._current
             self._current = _Loaded(champion, predictor, time.time())
         if is_remote(champion.uri):  # keep the served and the previous version in the cache, no more
             keep = {champion.version} | ({old.champion.version} if old else set())
             prune_cache(self.cache_dir, champion.uri, keep)
-        self._refused = None
-        self.last_error = None
         self.reloads += 1
         log.info("%s %s: serving version %s", self.symbol, self.timeframe, champion.version)
         for callback in self._callbacks:
