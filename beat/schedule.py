@@ -18,6 +18,7 @@ from trainfarm.workers.routing import (
     CHECK_TRIGGERS,
     DELIVER_ALERTS,
     FAN_OUT_RETRAIN,
+    INGEST_BARS,
     INGEST_OUTCOMES,
     RECONCILE_CHAMPIONS,
 )
@@ -28,6 +29,8 @@ FAN_OUT_TASK = FAN_OUT_RETRAIN
 TRIGGER_CHECK_ENTRY = "check-triggers"
 #: The entry that ingests the bots' outcome stream every ``[beat] outcome_ingest``.
 OUTCOME_INGEST_ENTRY = "ingest-outcomes"
+#: The entry that syncs new bars from each symbol's source every ``[data] sync``.
+BAR_INGEST_ENTRY = "ingest-bars"
 #: The entry that delivers alerts (webhook, e-mail) every ``[alerts] check``.
 ALERTS_ENTRY = "deliver-alerts"
 #: The entry that re-announces champions whose pointer or Redis key disagrees with the registry.
@@ -56,7 +59,8 @@ def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
     delivery
     (:mod:`trainfarm.workers.checks.alert_delivery`) every ``[alerts] check`` and the reconciliation of
     champion pointers
-    and keys (:mod:`trainfarm.shared.champions.reconcile`) every ``[beat] reconcile``.
+    and keys (:mod:`trainfarm.shared.champions.reconcile`) every ``[beat] reconcile``; and, where a symbol
+    of the universe has a source, the bar sync (:mod:`trainfarm.shared.data.sync`) every ``[data] sync``.
 
     A message that waited longer than one cadence is dropped (``expires``): the next slot's message
     supersedes it, so a backlog never turns into a burst of identical fan-outs.
@@ -67,6 +71,9 @@ def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
         ALERTS_ENTRY: _every(DELIVER_ALERTS, config.alerts.check),
         RECONCILE_ENTRY: _every(RECONCILE_CHAMPIONS, config.beat.reconcile),
     }
+    sync = config.data.sync
+    if sync is not None and any(config.data.source_of(symbol) for symbol in config.universe.symbols):
+        schedule[BAR_INGEST_ENTRY] = _every(INGEST_BARS, sync)
     for tf in config.universe.timeframes:
         cadence: timedelta = config.params(tf).cadence
         schedule[full_retrain_entry(tf.value)] = {
@@ -104,6 +111,7 @@ def beat_settings(config: FarmConfig, redis_url: str) -> dict[str, Any]:
 
 __all__ = [
     "ALERTS_ENTRY",
+    "BAR_INGEST_ENTRY",
     "FAN_OUT_TASK",
     "KEY_PREFIX",
     "MAX_LOOP_INTERVAL_S",

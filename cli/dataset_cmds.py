@@ -51,9 +51,11 @@ def build(
     settings = get_settings()
     config = settings.load_config()
     sym = canonical_symbol(symbol)
-    bars = open_store().load(sym)
+    store = open_store()
     snapshots = [
-        build_snapshot(bars, symbol=sym, timeframe=tf, config=config, root=settings.datasets_dir)
+        build_snapshot(
+            store.load(sym, tf), symbol=sym, timeframe=tf, config=config, root=settings.datasets_dir
+        )
         for tf in timeframes_option(timeframe)
     ]
     if as_json:

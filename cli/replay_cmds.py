@@ -8,14 +8,13 @@ points go on training, and ``farm replay resume ID`` picks it up without trainin
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+from trainfarm.cli.options import utc_time
 from trainfarm.cli.output import console, print_json, print_table
-from trainfarm.shared.errors import ConfigError
 from trainfarm.shared.registry import Registry, ReplayRecord
 from trainfarm.shared.replay.clock import replay_dir
 from trainfarm.shared.settings import get_settings
@@ -39,14 +38,6 @@ app = typer.Typer(
 )
 
 
-def _when(text: str, name: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{name} {text!r} is not a date (YYYY-MM-DD, or an ISO 8601 time)") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 @app.command("run")
 def run(
     symbol: Annotated[str, typer.Argument(help="market, e.g. BTC/USDT")],
@@ -64,8 +55,8 @@ def run(
     replay = create_replay(
         symbol,
         timeframe,
-        start=_when(start, "--start"),
-        end=_when(end, "--end"),
+        start=utc_time(start, "--start"),
+        end=utc_time(end, "--end"),
         cadence=parse_duration(cadence) if cadence else None,
     )
     points = len(Registry.open().replays.points(replay.id))

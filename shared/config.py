@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trainfarm.shared.data.intervals import BarInterval, IntervalName
 from trainfarm.shared.errors import ConfigError, FarmError
 from trainfarm.shared.symbols import SymbolId
 from trainfarm.shared.timeframes import (
@@ -390,10 +391,54 @@ class SplitParams(_Strict):
         return self
 
 
-class DataParams(_Strict):
-    """Import rules for the bar store."""
+class SourceConfig(_Strict):
+    """Where ``farm data sync`` and beat's ``ingest-bars`` entry fetch a symbol's new bars from.
 
-    min_rows: int = Field(288, ge=1, description="refuse a file with fewer 5m bars (288 = one day)")
+    ``exchange``: the exchange's REST API through ccxt (the ``trainfarm[exchange]`` extra); ``folder``: a
+    freqtrade data folder (``user_data/data/<exchange>``, whose ``PAIR-<interval>.feather`` files
+    ``freqtrade download-data`` keeps current).
+    """
+
+    kind: Literal["exchange", "folder"] = Field(description="exchange (ccxt) or folder (freqtrade's files)")
+    exchange: str = Field("binance", description="ccxt exchange id (kind = exchange)")
+    api_url: str | None = Field(
+        None,
+        description="replaces the exchange's REST base URL: a proxy or a test exchange (kind = exchange)",
+    )
+    folder: Path | None = Field(None, description="the freqtrade data folder (kind = folder)")
+    interval: IntervalName = Field(
+        BarInterval.M5, description="the bar interval fetched and stored: 5m, 1h or 1d"
+    )
+
+    @model_validator(mode="after")
+    def _folder_for_folders(self) -> SourceConfig:
+        if self.kind == "folder" and self.folder is None:
+            raise ValueError(
+                "a folder source needs folder = the freqtrade data folder (user_data/data/<exchange>)"
+            )
+        return self
+
+
+class DataParams(_Strict):
+    """Import rules for the bar store, and where new bars come from."""
+
+    min_rows: int = Field(
+        288, ge=1, description="refuse a first import covering fewer 5m slots (288 = one day: 24 1h bars)"
+    )
+    sync: DurationOrOff = Field(
+        timedelta(minutes=5),
+        description="how often beat's ingest-bars entry syncs every symbol that has a source (off: never)",
+    )
+    source: SourceConfig | None = Field(
+        None, description="every symbol's source, unless sources names its own"
+    )
+    sources: dict[SymbolId, SourceConfig] = Field(
+        default_factory=dict, description='per-symbol sources, e.g. {SOL_USDT = {kind = "folder", ...}}'
+    )
+
+    def source_of(self, symbol: str) -> SourceConfig | None:
+        """The source of canonical ``symbol``: its own, else the default one, else None (not synced)."""
+        return self.sources.get(symbol, self.source)
 
 
 ParamValue = float | int | str | bool

@@ -106,6 +106,15 @@ class TransientError(FarmError):
     """
 
 
+class SourceUnavailableError(TransientError):
+    """A bar source could not answer after its own retries: the exchange is down, rate-limits us or answers
+    5xx, or a watched file is being written while it is read.
+
+    Handled by: the bar sync, which writes nothing for that symbol, reports it in one line and tries again
+    at its next run (beat's ``ingest-bars`` entry, or the next ``farm data sync``).
+    """
+
+
 class RedisUnavailableError(TransientError):
     """Redis did not answer within the connection timeout.
 

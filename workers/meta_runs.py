@@ -15,7 +15,7 @@ to a cheaper one. Celery-free.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from trainfarm.shared.config import FarmConfig
@@ -76,7 +76,7 @@ def skip_reason(
     store = open_store()
     if not store.has(symbol):
         return f"no stored bars of {symbol}"
-    last = store.summary(symbol).last + timedelta(minutes=5)
+    last = store.newest_close(symbol)
     fresh = int((last - after) / tf.duration) - params.label_horizon
     if fresh < params.meta_min_rows:
         return (
@@ -117,7 +117,7 @@ def run_meta(job: RunJob, *, task_id: str, threads: int) -> str | None:
     if after is None:
         raise ArtifactError(f"the champion {champion.version} does not say what its data covers")
     snapshot = build_snapshot(
-        open_store().load(job.symbol),
+        open_store().load(job.symbol, job.timeframe),
         symbol=job.symbol,
         timeframe=job.timeframe,
         config=config,

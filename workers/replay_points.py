@@ -55,9 +55,9 @@ def prepare(job: ReplayJob) -> ReplayStageJob | None:
     if registry.replays.point(job.replay_id, job.idx).status is PointStatus.TRAINED:
         return None
     settings = get_settings()
-    # Only the bars whose 5m bars all closed by the point's time: the snapshot's labels then end by it too
+    # Only the bars whose stored bars all closed by the point's time: the snapshot's labels then end by it too
     # (the newest rows get none), the causal cut every backtest must make.
-    bars = open_store().load(job.symbol, end=job.at)
+    bars = open_store().load(job.symbol, job.timeframe, end=job.at)
     snapshot = build_snapshot(
         bars,
         symbol=job.symbol,

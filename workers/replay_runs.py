@@ -68,14 +68,15 @@ def create_replay(
     store = open_store()
     if not store.has(market):
         raise DataNotFoundError(f"no stored bars of {market}: import them first (farm data import)")
-    summary = store.summary(market)
+    # The bars the timeframe is built from: its finest interval, extended back by coarser ones.
+    summaries = [store.summary(market, interval) for interval in store.serving(market, tf)]
+    first, last = min(s.first for s in summaries), max(s.end for s in summaries)
     step = cadence or config.params(tf).cadence
     points = retrain_points(start, end, step, tf)
-    if points[0] <= summary.first or points[-1] > summary.last:
+    if points[0] <= first or points[-1] >= last:
         raise ConfigError(
             f"the replay period {points[0].isoformat()} .. {end.isoformat()} must lie inside the stored bars "
-            f"of {market} ({summary.first.isoformat()} .. {summary.last.isoformat()}), after enough history "
-            "to train on"
+            f"of {market} ({first.isoformat()} .. {last.isoformat()}), after enough history to train on"
         )
     return Registry.open().replays.create(
         market,

@@ -41,6 +41,8 @@ FAN_OUT_RETRAIN = "farm.fan_out_retrain"
 CHECK_TRIGGERS = "farm.check_triggers"
 #: Beat's outcome-ingestion entry sends this task; queue ``control``.
 INGEST_OUTCOMES = "farm.ingest_outcomes"
+#: Beat's bar-ingestion entry sends this task (new bars from each symbol's source); queue ``control``.
+INGEST_BARS = "farm.ingest_bars"
 #: Beat's alert-delivery entry sends this task; queue ``control``.
 DELIVER_ALERTS = "farm.deliver_alerts"
 #: Beat's reconciliation entry sends this task; queue ``control``.

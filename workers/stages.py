@@ -70,7 +70,7 @@ def prepare(job: RunJob) -> StageJob | None:
     if run.status.terminal or run.status in _LAUNCHED:
         return None
     registry.runs.set_status(job.run_id, RunStatus.PREPARING)
-    bars = open_store().load(job.symbol)
+    bars = open_store().load(job.symbol, job.timeframe)
     snapshot = build_snapshot(
         bars, symbol=job.symbol, timeframe=job.timeframe, config=config, root=settings.datasets_dir
     )

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict
 
 from trainfarm.shared.champions.reconcile import reconcile
 from trainfarm.shared.connections import redis_connection
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.data.sync import sync_all
 from trainfarm.shared.errors import (
     BrokerUnavailableError,
     ConfigError,
@@ -43,6 +45,7 @@ from trainfarm.workers.routing import (
     CHECK_TRIGGERS,
     DELIVER_ALERTS,
     FAN_OUT_RETRAIN,
+    INGEST_BARS,
     INGEST_OUTCOMES,
     META_REFIT,
     RECONCILE_CHAMPIONS,
@@ -331,6 +334,17 @@ def ingest_outcomes() -> dict[str, Any]:
     with redis_connection(get_settings()) as client:
         report = outcome_ingest.ingest(client, Registry.open())
     return asdict(report)
+
+
+@app.task(base=FarmTask, name=INGEST_BARS)
+def ingest_bars() -> list[dict[str, Any]]:
+    """Beat's bar sync: new closed bars from each symbol's source into the store (:mod:`.sync`). A source
+    that fails is reported and tried again at the next sync, never retried here."""
+    settings = get_settings()
+    reports = sync_all(open_store(settings), settings.load_config())
+    for report in reports:
+        (log.info if report.ok else log.warning)("bar sync: %s", report.line())
+    return [report.to_json() for report in reports]
 
 
 @app.task(base=FarmTask, name=DELIVER_ALERTS)

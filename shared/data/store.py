@@ -1,17 +1,20 @@
-"""The bar store: validated 5-minute bars per symbol, on local disk.
+"""The bar store: validated bars per symbol, at 5m, 1h or 1d, on local disk.
 
 Layout under the store root, one folder per canonical symbol id (see :mod:`trainfarm.shared.symbols`)::
 
-    <root>/<SYMBOL_ID>/bars-5m.parquet   date, open, high, low, close, volume; sorted, unique, 5m grid
-    <root>/<SYMBOL_ID>/bars.json         the record of the data file: symbol, display symbol, its
-                                         sha256/rows/first/last, and every imported source (file name,
-                                         sha256, rows, first, last, imported_at)
+    <root>/<SYMBOL_ID>/bars-5m.parquet   date, open, high, low, close, volume; sorted, unique, on the grid
+    <root>/<SYMBOL_ID>/bars-1h.parquet   the same at 1h, where hourly bars were imported or synced
+    <root>/<SYMBOL_ID>/bars-1d.parquet   ... and at 1d
+    <root>/<SYMBOL_ID>/bars.json         the record: per interval, its data file's sha256/rows/first/last and
+                                         every source (:mod:`trainfarm.shared.data.records`)
 
-Imports are all-or-nothing. A file is read and validated whole before the store is touched; overlapping
-bars must agree exactly with what is stored (or the caller asks to replace the symbol's bars); the data file
-is written atomically first and ``bars.json`` last, so a reader sees the old state or the new one. On any
-error the store's files are left byte for byte as they were. Imports into one store are serialised with
-an advisory lock on the root folder (one machine; the store is not meant for network file systems).
+A timeframe is built from the finest stored interval that divides it (:meth:`BarStore.load`); a coarser
+one extends it back where it starts earlier. Writes are all-or-nothing. New bars are validated whole before
+the store is touched; overlapping bars must agree exactly with what is stored, and a symbol's intervals must
+agree with each other (:mod:`trainfarm.shared.data.merge`); the data file is written atomically first and
+``bars.json`` last, so a reader sees the old state or the new one. On any error the store's files are left
+byte for byte as they were. Writes into one store are serialised with an advisory lock on the root folder
+(one machine; the store is not meant for network file systems).
 """
 
 from __future__ import annotations
@@ -19,34 +22,41 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
 from trainfarm.shared.atomicio import atomic_write_bytes, atomic_write_text, sha256_file
 from trainfarm.shared.data.gaps import Gap, find_gaps
-from trainfarm.shared.data.readers import BAR_COLUMNS, VALUE_COLUMNS, read_bars
+from trainfarm.shared.data.intervals import ALL_INTERVALS, BarInterval
+from trainfarm.shared.data.merge import check_agreement, merge_bars
+from trainfarm.shared.data.readers import BAR_COLUMNS, read_bars
+from trainfarm.shared.data.records import (
+    LEGACY_RECORD_FILE,
+    RECORD_FILE,
+    IntervalRecord,
+    Source,
+    data_file,
+    read_record,
+    record_json,
+    record_path,
+)
 from trainfarm.shared.data.resample import resample
-from trainfarm.shared.data.validation import validate_bars
+from trainfarm.shared.data.validation import detect_interval, validate_bars
 from trainfarm.shared.errors import DataError, DataNotFoundError, SymbolError
 from trainfarm.shared.settings import FarmSettings, get_settings
-from trainfarm.shared.symbols import canonical_symbol, display_symbol
+from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe
 
-DATA_FILE = "bars-5m.parquet"
-RECORD_FILE = "bars.json"
-#: Where stores written before the record's rename kept it; read when RECORD_FILE is absent, removed at
-#: the next write.
-LEGACY_RECORD_FILE = "meta.json"
-#: Version of the record's layout; bump when its keys change meaning.
-RECORD_FORMAT = 1
+#: The 5m data file (stores before intervals had only this one).
+DATA_FILE = data_file(BarInterval.M5)
+
+__all__ = ["DATA_FILE", "LEGACY_RECORD_FILE", "RECORD_FILE", "BarStore", "open_store"]
 
 
 def _iso(moment: datetime) -> str:
@@ -55,23 +65,30 @@ def _iso(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class StoreSummary:
-    """What the store holds for one symbol."""
+    """What the store holds for one symbol at one interval."""
 
     symbol: str
     first: datetime
     last: datetime
     rows: int
     gaps: list[Gap] = field(default_factory=list)
+    interval: BarInterval = BarInterval.M5
+
+    @property
+    def end(self) -> datetime:
+        """When the newest stored bar closed."""
+        return self.last + self.interval.duration
 
     @property
     def missing_bars(self) -> int:
-        """Total 5m bars missing inside [first, last]."""
+        """Total bars missing inside [first, last]."""
         return sum(gap.missing for gap in self.gaps)
 
     def to_json(self) -> dict[str, object]:
         """JSON-ready summary; ``gaps`` is the number of gaps (see :meth:`gap_list` for the gaps)."""
         return {
             "symbol": self.symbol,
+            "interval": self.interval.value,
             "first": _iso(self.first),
             "last": _iso(self.last),
             "rows": self.rows,
@@ -85,8 +102,8 @@ class StoreSummary:
 
 @dataclass(frozen=True)
 class ImportReport:
-    """Outcome of one import. ``first``, ``last``, ``rows_total`` and ``gaps`` describe the stored series
-    after the import; ``rows_in_file`` and ``rows_added`` describe the file."""
+    """Outcome of one import or sync. ``first``, ``last``, ``rows_total`` and ``gaps`` describe the stored
+    series of ``interval`` after it; ``rows_in_file``, ``rows_added`` and ``rows_revised`` the new bars."""
 
     symbol: str
     file: str
@@ -96,14 +113,18 @@ class ImportReport:
     first: datetime
     last: datetime
     gaps: list[Gap] = field(default_factory=list)
+    interval: BarInterval = BarInterval.M5
+    rows_revised: int = 0
 
     def to_json(self) -> dict[str, object]:
         """JSON-ready report, gaps included."""
         return {
             "symbol": self.symbol,
+            "interval": self.interval.value,
             "file": self.file,
             "rows_in_file": self.rows_in_file,
             "rows_added": self.rows_added,
+            "rows_revised": self.rows_revised,
             "rows_total": self.rows_total,
             "first": _iso(self.first),
             "last": _iso(self.last),
@@ -113,27 +134,32 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """Result of :meth:`BarStore.check`: the data is valid and matches its record (bars.json)."""
+    """Result of :meth:`BarStore.check`: every interval's data is valid and matches the record, and the
+    intervals agree. ``summary`` is the finest interval's; ``summaries`` has them all, finest first."""
 
     summary: StoreSummary
     gaps: list[Gap]
     missing_bars: int
     sources: int
+    summaries: list[StoreSummary] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
-        """JSON-ready report: the summary plus the gap list, missing-bar total and source count."""
+        """JSON-ready report: the finest summary plus its gap list, missing-bar total and source count,
+        and every interval's summary."""
         return {
             **self.summary.to_json(),
             "gap_list": self.summary.gap_list(),
             "missing_bars": self.missing_bars,
             "sources": self.sources,
+            "intervals": [s.to_json() for s in self.summaries],
         }
 
 
 class BarStore:
-    """Per-symbol store of validated 5m bars under ``root`` (see the module docstring).
+    """Per-symbol store of validated bars under ``root`` (see the module docstring).
 
-    ``min_rows`` is the fewest bars an imported file may have (``DataParams.min_rows``).
+    ``min_rows`` is the fewest 5-minute slots a first import of an interval must cover
+    (``DataParams.min_rows``; 288 is a day: 288 5m bars, 24 hourly or one daily bar).
     """
 
     def __init__(self, root: Path, *, min_rows: int = 288) -> None:
@@ -162,32 +188,46 @@ class BarStore:
                 is_symbol = canonical_symbol(entry.name) == entry.name
             except SymbolError:
                 continue
-            if is_symbol and (entry / DATA_FILE).is_file():
+            if is_symbol and any((entry / data_file(i)).is_file() for i in ALL_INTERVALS):
                 found.append(entry.name)
         return sorted(found)
 
-    def has(self, symbol: str) -> bool:
-        """Whether bars are stored for ``symbol``."""
-        return (self.folder(symbol) / DATA_FILE).is_file()
+    def intervals(self, symbol: str) -> tuple[BarInterval, ...]:
+        """The intervals stored for ``symbol``, finest first (empty when none)."""
+        folder = self.folder(symbol)
+        return tuple(i for i in ALL_INTERVALS if (folder / data_file(i)).is_file())
 
-    # -- import ----------------------------------------------------------------------------------------
+    def has(self, symbol: str) -> bool:
+        """Whether bars of any interval are stored for ``symbol``."""
+        return bool(self.intervals(symbol))
+
+    # -- writing ---------------------------------------------------------------------------------------
 
     def import_file(
-        self, path: Path, symbol: str, *, assume_utc: bool = False, replace: bool = False
+        self,
+        path: Path,
+        symbol: str,
+        *,
+        interval: BarInterval | None = None,
+        assume_utc: bool = False,
+        replace: bool = False,
     ) -> ImportReport:
-        """Validate the bar file at ``path`` and merge it into ``symbol``'s bars.
+        """Validate the bar file at ``path`` and merge it into ``symbol``'s bars of its interval.
 
-        Bars already stored must agree exactly with the file where both have a timestamp; otherwise a
-        :class:`DataError` names the first disagreeing row and column. ``replace=True`` replaces the
-        symbol's bars (and source list) with this file instead. On any error the store is unchanged.
+        Without ``interval`` the file's median spacing names it (a spacing that is not 5m, 1h or 1d is
+        refused, naming it). Bars already stored must agree exactly with the file where both have a
+        timestamp, and the symbol's other intervals must agree with the result; otherwise a
+        :class:`DataError` names the first disagreeing bar. ``replace=True`` replaces that interval's bars
+        (and source list) with this file instead. On any error the store is unchanged.
         """
         path = Path(path)
-        folder = self.folder(symbol)
-        symbol_id = folder.name
         name = str(path)
         bars = read_bars(path, assume_utc=assume_utc)
-        validate_bars(bars, file=name, min_rows=self.min_rows)
-        source = {
+        if interval is None:
+            # Fewer than two bars have no spacing: validated as 5m, they are refused as too few rows.
+            interval = detect_interval(bars, file=name) if bars.height >= 2 else BarInterval.M5
+        validate_bars(bars, file=name, min_rows=self.min_rows, interval=interval)
+        source: Source = {
             "file": path.name,
             "sha256": sha256_file(path),
             "rows": bars.height,
@@ -195,23 +235,105 @@ class BarStore:
             "last": _iso(bars["date"][-1]),
             "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        return self._merge_in(symbol, interval, bars, origin=name, source=source, wholesale=replace)
+
+    def append(
+        self,
+        symbol: str,
+        interval: BarInterval,
+        bars: pl.DataFrame,
+        *,
+        origin: str,
+        source: str,
+        replace: bool,
+    ) -> ImportReport:
+        """Validate closed ``bars`` from a sync and merge them into ``symbol``'s ``interval`` bars.
+
+        ``origin`` names them in errors (the source's endpoint or file); ``source`` is the sync's entry in
+        the record. A stored bar with other values is refused unless ``replace`` (then the new values
+        are taken, counted in ``rows_revised``). The first bars of an interval must cover ``min_rows``
+        five-minute slots, like an import; later ones may be a single bar. On any error the store is
+        unchanged.
+        """
+        folder = self.folder(symbol)
+        first_write = not (folder / data_file(interval)).is_file()
+        validate_bars(bars, file=origin, min_rows=self.min_rows if first_write else 1, interval=interval)
+        entry: Source = {
+            "sync": source,
+            "first": _iso(bars["date"][0]),
+            "last": _iso(bars["date"][-1]),
+            "rows": bars.height,
+            "synced_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        return self._merge_in(
+            symbol, interval, bars, origin=origin, source=entry, revise=replace, new_name="the source"
+        )
+
+    def _merge_in(
+        self,
+        symbol: str,
+        interval: BarInterval,
+        bars: pl.DataFrame,
+        *,
+        origin: str,
+        source: Source,
+        wholesale: bool = False,
+        revise: bool = False,
+        new_name: str = "the file",
+    ) -> ImportReport:
+        folder = self.folder(symbol)
+        symbol_id = folder.name
         self.root.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            data_path = folder / DATA_FILE
-            if replace or not data_path.is_file():
-                merged, added, sources = bars, bars.height, [source]
+            record = read_record(folder) if folder.is_dir() else {}
+            data_path = folder / data_file(interval)
+            if wholesale or not data_path.is_file():
+                merged, added, revised = bars, bars.height, 0
+                sources: list[Source] = [source]
             else:
-                recorded = self._read_record(folder)["sources"]
-                merged, added = _merge(self._read_stored(data_path), bars, name, symbol_id)
-                known = any(old.get("sha256") == source["sha256"] for old in recorded)
-                if added == 0 and known:
+                result = merge_bars(
+                    self._read_stored(data_path),
+                    bars,
+                    origin=origin,
+                    symbol_id=symbol_id,
+                    replace=revise,
+                    new_name=new_name,
+                )
+                merged, added, revised = result.bars, result.added, result.revised
+                old = record.get(interval) or IntervalRecord("", 0, "", "")
+                if added == 0 and revised == 0 and old.with_source(source) is old:
                     # The same file again: nothing to write, and the store's bytes stay as they are.
-                    return self._report(symbol_id, name, bars.height, 0, merged)
-                sources = recorded if known else [*recorded, source]
-            self._write(folder, merged, sources, rewrite_data=replace or added > 0)
-        return self._report(symbol_id, name, bars.height, added, merged)
+                    return self._report(symbol_id, interval, origin, bars.height, 0, 0, merged)
+                sources = old.with_source(source).sources
+            self._check_intervals(folder, interval, merged, origin)
+            self._write(
+                folder, interval, merged, record, sources, rewrite_data=wholesale or added + revised > 0
+            )
+        return self._report(symbol_id, interval, origin, bars.height, added, revised, merged)
 
-    def _report(self, symbol_id: str, name: str, rows: int, added: int, merged: pl.DataFrame) -> ImportReport:
+    def _check_intervals(self, folder: Path, interval: BarInterval, bars: pl.DataFrame, origin: str) -> None:
+        """The symbol's other stored intervals must agree with ``interval``'s new ``bars``."""
+        for other in ALL_INTERVALS:
+            path = folder / data_file(other)
+            if other is interval or not path.is_file():
+                continue
+            stored = self._read_stored(path)
+            fine, coarse = (bars, interval), (stored, other)
+            if other.minutes < interval.minutes:
+                fine, coarse = coarse, fine
+            if coarse[1].minutes % fine[1].minutes == 0:
+                check_agreement(*fine, *coarse, origin=origin, symbol_id=folder.name)
+
+    def _report(
+        self,
+        symbol_id: str,
+        interval: BarInterval,
+        name: str,
+        rows: int,
+        added: int,
+        revised: int,
+        merged: pl.DataFrame,
+    ) -> ImportReport:
         dates = merged["date"]
         return ImportReport(
             symbol=symbol_id,
@@ -221,39 +343,42 @@ class BarStore:
             rows_total=merged.height,
             first=dates[0],
             last=dates[-1],
-            gaps=_gaps(dates),
+            gaps=find_gaps(dates, interval.duration),
+            interval=interval,
+            rows_revised=revised,
         )
 
     @staticmethod
     def _write(
-        folder: Path, bars: pl.DataFrame, sources: list[dict[str, Any]], *, rewrite_data: bool
+        folder: Path,
+        interval: BarInterval,
+        bars: pl.DataFrame,
+        record: dict[BarInterval, IntervalRecord],
+        sources: list[Source],
+        *,
+        rewrite_data: bool,
     ) -> None:
-        data_path, record_path = folder / DATA_FILE, folder / RECORD_FILE
+        data_path, path = folder / data_file(interval), folder / RECORD_FILE
         payload = b""
         if rewrite_data:
             # Serialised in memory once, so the sha256 recorded in bars.json is of exactly these bytes.
             buffer = io.BytesIO()
             bars.select(BAR_COLUMNS).write_parquet(buffer, compression="zstd")
             payload = buffer.getvalue()
-        record = {
-            "format": RECORD_FORMAT,
-            "symbol": folder.name,
-            "display": display_symbol(folder.name),
-            "data": {
-                "file": DATA_FILE,
-                "sha256": hashlib.sha256(payload).hexdigest() if rewrite_data else sha256_file(data_path),
-                "rows": bars.height,
-                "first": _iso(bars["date"][0]),
-                "last": _iso(bars["date"][-1]),
-            },
-            "sources": sources,
-        }
+        entry = IntervalRecord(
+            sha256=hashlib.sha256(payload).hexdigest() if rewrite_data else sha256_file(data_path),
+            rows=bars.height,
+            first=_iso(bars["date"][0]),
+            last=_iso(bars["date"][-1]),
+            sources=sources,
+        )
+        text = record_json(folder.name, {**record, interval: entry})
         folder_existed = folder.is_dir()
         old_data = data_path.read_bytes() if rewrite_data and data_path.is_file() else None
         try:
             if rewrite_data:
                 atomic_write_bytes(data_path, payload)
-            atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
+            atomic_write_text(path, text)
         except BaseException:
             # The record is the last step; if it fails, put the data file back so the pair stays consistent.
             if rewrite_data:
@@ -279,12 +404,21 @@ class BarStore:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def _data_path(self, symbol: str) -> Path:
-        path = self.folder(symbol) / DATA_FILE
+    def _not_found(self, symbol: str) -> DataNotFoundError:
+        return DataNotFoundError(
+            f"no bars stored for {canonical_symbol(symbol)} in {self.root}; "
+            "import a file first with `farm data import`, or sync them with `farm data sync`"
+        )
+
+    def _data_path(self, symbol: str, interval: BarInterval) -> Path:
+        path = self.folder(symbol) / data_file(interval)
         if not path.is_file():
+            stored = self.intervals(symbol)
+            if not stored:
+                raise self._not_found(symbol)
             raise DataNotFoundError(
-                f"no bars stored for {canonical_symbol(symbol)} in {self.root}; "
-                "import a file first with `farm data import`"
+                f"no {interval} bars stored for {canonical_symbol(symbol)} (it has "
+                f"{', '.join(i.value for i in stored)} bars)"
             )
         return path
 
@@ -300,26 +434,22 @@ class BarStore:
                 row=exc.row,
             ) from exc
 
-    @staticmethod
-    def _record_path(folder: Path) -> Path:
-        """The symbol's record file: bars.json, or the legacy meta.json of a store written before it."""
-        path = folder / RECORD_FILE
-        legacy = folder / LEGACY_RECORD_FILE
-        return legacy if not path.is_file() and legacy.is_file() else path
-
-    @classmethod
-    def _read_record(cls, folder: Path) -> dict[str, Any]:
-        path = cls._record_path(folder)
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(
-                f"cannot read the store's record of its bars ({exc}); re-import with --replace",
-                file=str(path),
-            ) from exc
-        if not isinstance(record, dict) or not isinstance(record.get("sources"), list):
-            raise DataError(f"not a bar-store {path.name}; re-import with --replace", file=str(path))
-        return record
+    def serving(self, symbol: str, timeframe: Timeframe) -> tuple[BarInterval, ...]:
+        """The stored intervals that ``timeframe`` is built from, finest first: the first serves it, the
+        others extend it back. Raises :class:`DataNotFoundError` saying why when none divides it."""
+        stored = self.intervals(symbol)
+        if not stored:
+            raise self._not_found(symbol)
+        usable = tuple(i for i in stored if i.serves(timeframe))
+        if not usable:
+            have = ", ".join(i.value for i in stored)
+            need = " or ".join(i.value for i in ALL_INTERVALS if i.serves(timeframe))
+            raise DataNotFoundError(
+                f"{canonical_symbol(symbol)} has {have} bars only: {timeframe} bars cannot be built from "
+                f"them (a {timeframe} bar needs {need} bars, an interval that divides it); "
+                "import or sync those"
+            )
+        return usable
 
     def load(
         self,
@@ -329,67 +459,108 @@ class BarStore:
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> pl.DataFrame:
-        """Bars of ``symbol`` at ``timeframe`` whose 5m bars lie in [start, end) (zone-aware datetimes).
+        """Bars of ``symbol`` at ``timeframe`` built from stored bars that open at or after ``start`` and
+        close by ``end`` (zone-aware datetimes).
 
         5m bars come back with date, open, high, low, close, volume; other timeframes are resampled
-        (see :mod:`trainfarm.shared.data.resample`) and add ``bars``, the number of 5m bars inside each bar;
-        buckets cut by ``start``/``end`` or by the data's ends are dropped. Raises :class:`DataNotFoundError`
-        for a symbol the store does not hold.
+        (see :mod:`trainfarm.shared.data.resample`) from the finest stored interval that divides them,
+        extended back by a coarser one where that starts earlier, and add ``bars``, the 5-minute slots
+        inside each bar; buckets cut by ``start``/``end`` or by the data's ends are dropped. Raises
+        :class:`DataNotFoundError` for a symbol the store does not hold or cannot build ``timeframe`` for.
         """
-        bars = self._read_stored(self._data_path(symbol))
-        if start is not None:
-            bars = bars.filter(pl.col("date") >= _utc(start, "start"))
-        if end is not None:
-            bars = bars.filter(pl.col("date") < _utc(end, "end"))
-        if timeframe is BASE_TIMEFRAME:
-            return bars
-        return resample(bars, timeframe)
+        intervals = self.serving(symbol, timeframe)
+        parts: list[pl.DataFrame] = []
+        for interval in intervals:
+            bars = self._read_stored(self._data_path(symbol, interval))
+            if start is not None:
+                bars = bars.filter(pl.col("date") >= _utc(start, "start"))
+            if end is not None:
+                bars = bars.filter(pl.col("date") + interval.duration <= _utc(end, "end"))
+            if timeframe is BASE_TIMEFRAME:
+                return bars
+            built = resample(bars, timeframe, interval)
+            if parts and parts[0].height:
+                built = built.filter(pl.col("date") < parts[0]["date"][0])  # only what the finer lacks
+            parts.insert(0, built)
+        return pl.concat(parts) if len(parts) > 1 else parts[0]
 
-    def summary(self, symbol: str) -> StoreSummary:
-        """First and last bar, row count and gaps of ``symbol``'s stored bars."""
-        path = self._data_path(symbol)
+    def summary(self, symbol: str, interval: BarInterval | None = None) -> StoreSummary:
+        """First and last bar, row count and gaps of ``symbol``'s stored bars at ``interval`` (default: the
+        finest stored)."""
+        interval = interval or self._finest(symbol)
+        path = self._data_path(symbol, interval)
         try:
             dates = pl.read_parquet(path, columns=["date"])["date"]
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise DataError(
                 f"cannot read stored bars ({exc}); run `farm data check`", file=str(path)
             ) from exc
-        return _summary(canonical_symbol(symbol), dates)
+        return _summary(canonical_symbol(symbol), dates, interval)
+
+    def summaries(self, symbol: str) -> list[StoreSummary]:
+        """:meth:`summary` of every stored interval, finest first."""
+        return [self.summary(symbol, interval) for interval in self.intervals(symbol)]
+
+    def newest_close(self, symbol: str) -> datetime:
+        """When the newest bar of any stored interval closed: how current the symbol's data is."""
+        return max(summary.end for summary in self.summaries(symbol))
+
+    def _finest(self, symbol: str) -> BarInterval:
+        stored = self.intervals(symbol)
+        if not stored:
+            raise self._not_found(symbol)
+        return stored[0]
 
     def check(self, symbol: str) -> CheckReport:
-        """Re-validate ``symbol``'s stored bars and verify their record (bars.json) against them.
+        """Re-validate ``symbol``'s stored bars at every interval, verify the record (bars.json) against
+        them, and that the intervals agree.
 
-        Raises :class:`DataError` naming the file when the data file is unreadable or breaks a validation
-        rule, or when the record is missing, unreadable or does not describe the data file.
+        Raises :class:`DataError` naming the file when a data file is unreadable or breaks a validation
+        rule, when the record is missing, unreadable or does not describe a data file, or when two
+        intervals disagree.
         """
-        data_path = self._data_path(symbol)
-        bars = self._read_stored(data_path)
-        # min_rows=1: imports enforce the row minimum; here only an empty file is a sign of damage.
-        validate_bars(bars, file=str(data_path), min_rows=1)
-        record_path = self._record_path(data_path.parent)
-        record = self._read_record(data_path.parent)
-        summary = _summary(data_path.parent.name, bars["date"])
-        recorded_data = record.get("data")
-        data: dict[str, Any] = recorded_data if isinstance(recorded_data, dict) else {}
-        expected = {
-            "symbol": (record.get("symbol"), summary.symbol),
-            "data sha256": (data.get("sha256"), sha256_file(data_path)),
-            "rows": (data.get("rows"), summary.rows),
-            "first bar": (data.get("first"), _iso(summary.first)),
-            "last bar": (data.get("last"), _iso(summary.last)),
-        }
-        for what, (recorded, actual) in expected.items():
-            if recorded != actual:
+        folder = self.folder(symbol)
+        stored = self.intervals(symbol)
+        if not stored:
+            raise self._not_found(symbol)
+        record = read_record(folder)
+        path = record_path(folder)
+        summaries = []
+        for interval in stored:
+            data_path = folder / data_file(interval)
+            bars = self._read_stored(data_path)
+            # min_rows=1: imports enforce the row minimum; here only an empty file is a sign of damage.
+            validate_bars(bars, file=str(data_path), min_rows=1, interval=interval)
+            summary = _summary(folder.name, bars["date"], interval)
+            entry = record.get(interval)
+            if entry is None:
                 raise DataError(
-                    f"{record_path.name} does not match {DATA_FILE}: {what} is {recorded!r} in "
-                    f"{record_path.name} but {actual!r} in the data; re-import the sources with --replace",
-                    file=str(record_path),
+                    f"{path.name} does not list the {interval} bars in {data_path.name}; re-import the "
+                    "sources with --replace",
+                    file=str(path),
                 )
+            expected = {
+                "data sha256": (entry.sha256, sha256_file(data_path)),
+                "rows": (entry.rows, summary.rows),
+                "first bar": (entry.first, _iso(summary.first)),
+                "last bar": (entry.last, _iso(summary.last)),
+            }
+            for what, (recorded, actual) in expected.items():
+                if recorded != actual:
+                    raise DataError(
+                        f"{path.name} does not match {data_path.name}: {what} is {recorded!r} in {path.name} "
+                        f"but {actual!r} in the data; re-import the sources with --replace",
+                        file=str(path),
+                    )
+            self._check_intervals(folder, interval, bars, str(data_path))
+            summaries.append(summary)
+        finest = summaries[0]
         return CheckReport(
-            summary=summary,
-            gaps=summary.gaps,
-            missing_bars=summary.missing_bars,
-            sources=len(record["sources"]),
+            summary=finest,
+            gaps=finest.gaps,
+            missing_bars=finest.missing_bars,
+            sources=sum(len(e.sources) for e in record.values()),
+            summaries=summaries,
         )
 
 
@@ -399,37 +570,15 @@ def _utc(moment: datetime, what: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _gaps(dates: pl.Series) -> list[Gap]:
-    return find_gaps(dates, BASE_TIMEFRAME.duration)
-
-
-def _summary(symbol_id: str, dates: pl.Series) -> StoreSummary:
-    return StoreSummary(symbol=symbol_id, first=dates[0], last=dates[-1], rows=dates.len(), gaps=_gaps(dates))
-
-
-def _merge(stored: pl.DataFrame, bars: pl.DataFrame, name: str, symbol_id: str) -> tuple[pl.DataFrame, int]:
-    """Stored bars plus the file's new ones; raise if a shared timestamp has different values.
-
-    ``bars`` is validated, so its order is time order and its row numbers are the file's.
-    """
-    numbered = bars.with_row_index("_row", offset=1)
-    both = numbered.join(stored, on="date", how="inner", suffix="_stored", maintain_order="left")
-    differs = [pl.col(col) != pl.col(f"{col}_stored") for col in VALUE_COLUMNS]
-    conflicts = both.filter(pl.any_horizontal(differs)).head(1)
-    if conflicts.height:
-        row = conflicts.row(0, named=True)
-        column = next(col for col in VALUE_COLUMNS if row[col] != row[f"{col}_stored"])
-        raise DataError(
-            f"at {_iso(row['date'])}: {column} is {row[column]} in the file but {row[f'{column}_stored']} "
-            f"in the stored bars of {symbol_id}; the sources disagree, so nothing was imported "
-            "(use --replace to replace the stored bars with this file)",
-            file=name,
-            column=column,
-            row=int(row["_row"]),
-        )
-    new = numbered.join(stored, on="date", how="anti").drop("_row")
-    merged = pl.concat([stored, new]).sort("date")
-    return merged, new.height
+def _summary(symbol_id: str, dates: pl.Series, interval: BarInterval) -> StoreSummary:
+    return StoreSummary(
+        symbol=symbol_id,
+        first=dates[0],
+        last=dates[-1],
+        rows=dates.len(),
+        gaps=find_gaps(dates, interval.duration),
+        interval=interval,
+    )
 
 
 def open_store(settings: FarmSettings | None = None) -> BarStore:

@@ -1,11 +1,11 @@
 """Dataset snapshots: the exact rows one retrain run learns from, written once and addressed by hash.
 
-A snapshot is built from the store's 5m bars: resample to the timeframe, compute the causal features,
-label the forward return, keep the timeframe's training window, split chronologically with purge gaps.
-It is written as Parquet under ``<datasets>/<SYMBOL>/<TF>/<hash>.parquet`` with a JSON sidecar. The hash
-covers the column values and the recipe (feature-spec version, label and split parameters), not the
-Parquet bytes, so identical inputs give the identical hash whatever the Parquet writer's version; the
-file's own sha256 is recorded too, for integrity checks before use.
+A snapshot is built from the store's bars at the timeframe (or 5m bars, resampled here): compute the
+causal features, label the forward return, keep the timeframe's training window, split chronologically
+with purge gaps. It is written as Parquet under ``<datasets>/<SYMBOL>/<TF>/<hash>.parquet`` with a JSON
+sidecar. The hash covers the column values and the recipe (feature-spec version, label and split
+parameters), not the Parquet bytes, so identical inputs give the identical hash whatever the Parquet
+writer's version; the file's own sha256 is recorded too, for integrity checks before use.
 """
 
 from __future__ import annotations
@@ -96,16 +96,20 @@ META_TEST_FRACTION = 0.25
 
 
 def build_frame(
-    bars_5m: pl.DataFrame, timeframe: Timeframe, config: FarmConfig, *, after: datetime | None = None
+    bars: pl.DataFrame, timeframe: Timeframe, config: FarmConfig, *, after: datetime | None = None
 ) -> pl.DataFrame:
-    """Features, labels and the split column for ``bars_5m``; no I/O. Deterministic in its inputs.
+    """Features, labels and the split column for ``bars``; no I/O. Deterministic in its inputs.
+
+    ``bars`` are the timeframe's bars with their ``bars`` count, as :meth:`BarStore.load` gives them (built
+    from whatever interval is stored), or plain 5m bars, resampled here.
 
     With ``after`` (a meta-only run: the champion's data ends there), only rows after it are kept, at
     least the timeframe's ``meta_min_rows`` of them, split by :data:`META_CALIBRATION_FRACTION` and
     :data:`META_TEST_FRACTION`.
     """
     params = config.params(timeframe)
-    bars = resample(bars_5m, timeframe)
+    if "bars" not in bars.columns:
+        bars = resample(bars, timeframe)
     if bars.is_empty():
         raise DatasetError(f"no complete {timeframe} bars in the data")
     # Features and labels use all available history and the training window is cut afterwards: the EMAs
@@ -193,7 +197,7 @@ def content_hash(frame: pl.DataFrame, recipe: dict[str, object]) -> str:
 
 
 def build_snapshot(
-    bars_5m: pl.DataFrame,
+    bars: pl.DataFrame,
     *,
     symbol: str,
     timeframe: Timeframe,
@@ -203,10 +207,11 @@ def build_snapshot(
 ) -> DatasetSnapshot:
     """Build (or reuse, when the same hash exists) the snapshot of ``symbol`` at ``timeframe``.
 
-    ``after``: a meta-only run's snapshot, of the rows after the champion's data (see :func:`build_frame`).
+    ``bars``: see :func:`build_frame`. ``after``: a meta-only run's snapshot, of the rows after the
+    champion's data (see :func:`build_frame`).
     """
     params = config.params(timeframe)
-    frame = build_frame(bars_5m, timeframe, config, after=after)
+    frame = build_frame(bars, timeframe, config, after=after)
     train = frame.filter(pl.col("split") == "train")
     weights = class_weights(train["label"])
     recipe: dict[str, object] = {

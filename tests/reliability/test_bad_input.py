@@ -211,6 +211,7 @@ class BadFile:
     write: Writer
     says: tuple[str, ...]
     symbol: str = "BTC/USDT"
+    options: tuple[str, ...] = ()
 
 
 #: Every validation rule (shared/data/validation.py) and reader refusal (readers.py), one case each, plus
@@ -267,11 +268,22 @@ BAD_FILES: dict[str, BadFile] = {
     ),
     "rule-1h-bars-as-5m": BadFile(
         _resampled(Timeframe.H1),
-        ("{file}, column 'date': file has 1h bars (median spacing 60 min), the store holds 5m bars",),
+        ("{file}, column 'date': file has 1h bars (median spacing 60 min), not 5m bars", "--interval 1h"),
+        options=("--interval", "5m"),
     ),
-    "rule-1d-bars-as-5m": BadFile(
-        _resampled(Timeframe.D1),
-        ("{file}, column 'date': file has 1d bars (median spacing 1440 min)", "import a 5m file"),
+    "rule-1h-bars-as-1d": BadFile(
+        _resampled(Timeframe.H1),
+        ("{file}, column 'date': file has 1h bars (median spacing 60 min), not 1d bars", "--interval 1h"),
+        options=("--interval", "1d"),
+    ),
+    "rule-12h-bars-are-no-store-interval": BadFile(
+        _resampled(Timeframe.H12),
+        ("{file}, column 'date': file has 12h bars (median spacing 720 min)", "keeps 5m, 1h or 1d bars"),
+    ),
+    "rule-unknown-interval-option": BadFile(
+        _resampled(Timeframe.H1),
+        ("unknown bar interval '4h'; the store keeps 5m, 1h, 1d bars",),
+        options=("--interval", "4h"),
     ),
     # empty files
     "empty-file": BadFile(csv_text("empty.csv", lambda b: ""), ("{file}: cannot read the file",)),
@@ -350,7 +362,7 @@ BAD_FILES: dict[str, BadFile] = {
     # the store's own refusals
     "disagrees-with-stored-bars": BadFile(
         parquet("disagrees.parquet", lambda b: set_value(b, "volume", 200, b["volume"][199] + 1.0)),
-        ("{file}, column 'volume', row 200:", "in the stored bars of BTC_USDT; the sources disagree"),
+        ("{file}, column 'volume', row 200:", "in the stored bars of BTC_USDT (1 bar(s) differ)"),
     ),
     "new-symbol-bad-file": BadFile(
         parquet("sol-high-below-low.parquet", lambda b: set_value(b, "high", 3, b["low"][2] - 1.0)),
@@ -375,7 +387,9 @@ def test_bad_bar_file_is_refused_by_farm_data_import(
     bad = BAD_FILES[case]
     path = bad.write(work, stocked.bars)
     with unchanged(stocked.settings):
-        line = cli_refuses(["data", "import", str(path), "--symbol", bad.symbol], capsys, monkeypatch)
+        line = cli_refuses(
+            ["data", "import", str(path), "--symbol", bad.symbol, *bad.options], capsys, monkeypatch
+        )
     assert_names(line, *(part.format(file=path) for part in bad.says))
     assert open_store().symbols() == ["BTC_USDT", "ETH_USDT"]
 

@@ -60,3 +60,12 @@ def set_value(frame: pl.DataFrame, column: str, row: int, value: object) -> pl.D
     return frame.with_columns(
         pl.when(index).then(pl.lit(value, dtype=dtype)).otherwise(pl.col(column)).alias(column)
     )
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every file and folder under ``root``, with file bytes (None for folders); {} when absent."""
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))
+    }

@@ -100,8 +100,9 @@ def feature_frame(
     """
     interval = interval_of(manifest, timeframe)
     params = manifest.get("feature_params") or {}
-    # Resampled here (not by store.load) so that 5m bars get their ``bars`` column too.
-    bars = resample(store.load(symbol, start=since - (MIN_HISTORY_BARS + 1) * interval), timeframe)
+    bars = store.load(symbol, timeframe, start=since - (MIN_HISTORY_BARS + 1) * interval)
+    if "bars" not in bars.columns:  # 5m bars come back as stored; they get their ``bars`` count too
+        bars = resample(bars, timeframe)
     return add_features(bars, interval=interval, max_gap_bars=int(params.get("max_gap_bars", 3)))
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from trainfarm.beat.schedule import (
+    BAR_INGEST_ENTRY,
     FAN_OUT_TASK,
     TRIGGER_CHECK_ENTRY,
     beat_schedule,
@@ -94,3 +95,23 @@ def test_beat_uses_redbeat_in_the_farms_redis() -> None:
     assert settings["redbeat_key_prefix"].startswith("farm:")
     # The lock outlives several sleeps of the beat holding it, or a second beat would take over.
     assert settings["redbeat_lock_timeout"] >= 2 * settings["beat_max_loop_interval"]
+
+
+def test_the_bar_sync_entry_runs_where_a_symbol_has_a_source(tmp_path: Path) -> None:
+    assert BAR_INGEST_ENTRY not in beat_schedule(FarmConfig())  # no source configured: nothing to sync
+    path = tmp_path / "farm.toml"
+    path.write_text(
+        """
+[universe]
+symbols = ["BTC_USDT", "SOL_USDT"]
+[data]
+sync = "2m"
+[data.sources.SOL_USDT]
+kind = "folder"
+folder = "user_data/data/binance"
+"""
+    )
+    entry = beat_schedule(load_config(path))[BAR_INGEST_ENTRY]
+    assert (entry["task"], entry["schedule"]) == ("farm.ingest_bars", timedelta(minutes=2))
+    path.write_text(path.read_text().replace('sync = "2m"', 'sync = "off"'))
+    assert BAR_INGEST_ENTRY not in beat_schedule(load_config(path))

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.support.bars import MIN_ROWS, START, MakeBars, Refused, Snapshot, build_bars
+from tests.support.bars import MIN_ROWS, START, MakeBars, Refused, Snapshot, build_bars, tree
 from trainfarm.shared.data.store import BarStore
 from trainfarm.shared.data.validation import validate_bars
 from trainfarm.shared.errors import DataError
@@ -23,16 +23,7 @@ def make_bars() -> MakeBars:
 @pytest.fixture
 def snapshot() -> Snapshot:
     """Every file and folder under a root, with file bytes (None for folders); {} when absent."""
-
-    def take(root: Path) -> dict[str, bytes | None]:
-        if not root.exists():
-            return {}
-        return {
-            str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(root.rglob("*"))
-        }
-
-    return take
+    return tree
 
 
 @pytest.fixture

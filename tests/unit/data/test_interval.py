@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.support.bars import MIN_ROWS, START, MakeBars, Refused
+from tests.support.bars import MIN_ROWS, START, MakeBars
 from trainfarm.shared.data.readers import read_bars
 from trainfarm.shared.data.resample import resample
 from trainfarm.shared.data.validation import validate_bars
@@ -30,18 +30,22 @@ def _spaced(make_bars: MakeBars, n: int, minutes: int) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize(
-    ("minutes", "name"), [(60, "1h"), (720, "12h"), (1440, "1d"), (15, "15m"), (10, "10m")]
+    ("minutes", "name", "fix"),
+    [
+        (60, "1h", "import it as 1h bars (--interval 1h)"),
+        (1440, "1d", "import it as 1d bars (--interval 1d)"),
+        (720, "12h", "the store keeps 5m, 1h or 1d bars: resample the file to one of them"),
+        (15, "15m", "the store keeps 5m, 1h or 1d bars"),
+        (10, "10m", "the store keeps 5m, 1h or 1d bars"),
+    ],
 )
-def test_bars_of_another_interval_are_refused_naming_it(
-    make_bars: MakeBars, refused: Refused, minutes: int, name: str
+def test_bars_of_another_interval_are_refused_as_5m_naming_it(
+    make_bars: MakeBars, minutes: int, name: str, fix: str
 ) -> None:
-    error = refused(
-        _spaced(make_bars, 12, minutes),
-        column="date",
-        row=None,
-        says=f"file has {name} bars (median spacing {minutes} min), the store holds 5m bars",
-    )
-    assert "resample or import a 5m file" in str(error)
+    with pytest.raises(DataError) as caught:
+        validate_bars(_spaced(make_bars, 12, minutes), file="bars.csv", min_rows=1)
+    assert (caught.value.file, caught.value.column, caught.value.row) == ("bars.csv", "date", None)
+    assert f"file has {name} bars (median spacing {minutes} min), not 5m bars; {fix}" in str(caught.value)
 
 
 def test_gaps_do_not_make_5m_bars_look_like_another_interval(make_bars: MakeBars) -> None:

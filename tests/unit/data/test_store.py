@@ -7,6 +7,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import polars as pl
 import pytest
@@ -93,6 +94,10 @@ def test_symlinked_symbol_folder_outside_root_is_refused(
     assert list(outside.iterdir()) == []
 
 
+def _record(store: BarStore) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads((store.root / "BTC_USDT" / RECORD_FILE).read_text()))
+
+
 # -- merging -------------------------------------------------------------------------------------------
 
 
@@ -105,7 +110,7 @@ def test_overlapping_import_adds_only_new_bars(store: BarStore, make_bars: MakeB
     assert (second.first, second.last) == (START, START + timedelta(minutes=5 * 29))
     assert second.gaps == []
     assert store.load("BTC/USDT").equals(bars)
-    sources = json.loads((store.root / "BTC_USDT" / RECORD_FILE).read_text())["sources"]
+    sources = _record(store)["intervals"]["5m"]["sources"]
     assert [(s["file"], s["rows"]) for s in sources] == [("a.parquet", 20), ("b.parquet", 20)]
     assert sources[1]["first"] == "2024-01-01T00:50:00+00:00"
     assert set(sources[0]) == {"file", "sha256", "rows", "first", "last", "imported_at"}
@@ -154,7 +159,7 @@ def test_replace_replaces_wholesale(store: BarStore, make_bars: MakeBars, tmp_pa
     report = store.import_file(write(other, tmp_path / "b.parquet"), "BTC/USDT", replace=True)
     assert (report.rows_added, report.rows_total) == (8, 8)
     assert store.load("BTC/USDT").equals(other)
-    sources = json.loads((store.root / "BTC_USDT" / RECORD_FILE).read_text())["sources"]
+    sources = _record(store)["intervals"]["5m"]["sources"]
     assert [s["file"] for s in sources] == ["b.parquet"]
     store.check("BTC/USDT")
 
@@ -227,6 +232,7 @@ def test_summary_json(store: BarStore, make_bars: MakeBars, tmp_path: Path) -> N
     summary = store.summary("BTC/USDT")
     assert summary.to_json() == {
         "symbol": "BTC_USDT",
+        "interval": "5m",
         "first": "2024-01-01T00:00:00+00:00",
         "last": "2024-01-01T01:35:00+00:00",
         "rows": 17,
@@ -274,7 +280,7 @@ def test_check_compares_the_record_with_the_data(
     store.import_file(write(make_bars(12), tmp_path / "a.parquet"), "BTC/USDT")
     record_path = store.root / "BTC_USDT" / RECORD_FILE
     record = json.loads(record_path.read_text())
-    record["data"]["rows"] = 13
+    record["intervals"]["5m"]["rows"] = 13
     record_path.write_text(json.dumps(record))
     with pytest.raises(DataError, match=r"bars\.json does not match"):
         store.check("BTC/USDT")
@@ -293,8 +299,24 @@ def test_a_store_written_with_the_legacy_record_name_is_read_then_moved(
     assert store.check("BTC/USDT").sources == 1
     store.import_file(write(make_bars(14), tmp_path / "b.parquet"), "BTC/USDT")
     assert sorted(p.name for p in folder.iterdir()) == [DATA_FILE, RECORD_FILE]
-    assert len(json.loads((folder / RECORD_FILE).read_text())["sources"]) == 2
+    assert len(_record(store)["intervals"]["5m"]["sources"]) == 2
     assert store.check("BTC/USDT").summary.rows == 14
+
+
+def test_a_format_1_record_is_read_as_5m_bars_and_rewritten_as_format_2(
+    store: BarStore, make_bars: MakeBars, tmp_path: Path
+) -> None:
+    # Before stores kept 1h and 1d bars, bars.json described the one 5m data file at its top level.
+    store.import_file(write(make_bars(12), tmp_path / "a.parquet"), "BTC/USDT")
+    path = store.root / "BTC_USDT" / RECORD_FILE
+    entry = _record(store)["intervals"]["5m"]
+    sources = entry.pop("sources")
+    path.write_text(json.dumps({"format": 1, "symbol": "BTC_USDT", "data": entry, "sources": sources}))
+    assert store.check("BTC/USDT").sources == 1
+    store.import_file(write(make_bars(14), tmp_path / "b.parquet"), "BTC/USDT")
+    record = _record(store)
+    assert record["format"] == 2
+    assert [s["file"] for s in record["intervals"]["5m"]["sources"]] == ["a.parquet", "b.parquet"]
 
 
 # -- real data -----------------------------------------------------------------------------------------
