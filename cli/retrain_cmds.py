@@ -67,12 +67,15 @@ def retrain(
             if tf not in asked and not as_json:
                 console.print(f"{sym} {tf}: no trigger policy asks for a retrain (--force retrains anyway)")
     kind = RunKind.META if meta else RunKind.FULL
-    submitted = [submit_retrain(sym, tf, " + ".join(why), kind=kind) for tf, why in asked.items()]
+    submitted = [
+        submit_retrain(sym, tf, " + ".join(why), kind=kind, hold=not force) for tf, why in asked.items()
+    ]
     skipped = [s for s in submitted if s.skipped]
     submitted = [s for s in submitted if not s.skipped]
     if not as_json:
         for s in skipped:
-            console.print(f"{s.symbol} {s.timeframe}: meta-only retrain skipped: {s.skipped}")
+            what = "meta-only retrain" if s.kind is RunKind.META else "retrain"
+            console.print(f"{s.symbol} {s.timeframe}: {what} skipped: {s.skipped} (--force retrains anyway)")
         for s in submitted:
             note = " (already running: merged)" if s.merged else ""
             console.print(f"run [bold]{s.run_id}[/] {s.symbol} {s.timeframe} {s.kind}{note}")

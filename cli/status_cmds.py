@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
 
 from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.connections import redis_connection
+from trainfarm.shared.data.freshness import human_age
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import inspect_workers
@@ -70,13 +72,16 @@ def _print(report: FarmStatus) -> None:
                 m.last_version or "-",
                 m.last_verdict or "-",
                 _skew_cell(m.skew),
+                _data_cell(m.data_newest, m.data_age_s, m.data_stale),
+                f"[red]HELD[/] {m.held}" if m.held else "-",
             ]
         )
     print_table(
         "markets",
-        ["symbol", "tf", "champion", "age (h)", "limit (h)", "fresh", "last version", "last gates", "skew"],
+        ["symbol", "tf", "champion", "age (h)", "limit (h)", "fresh", "last version", "last gates", "skew",
+         "newest bar", "held"],
         markets,
-    )
+    )  # fmt: skip
     bots = [
         [b.bot_id, b.symbol, b.timeframe, b.version or "-", _num(b.seen_s_ago), ",".join(b.flags) or "ok",
          b.last_error or "-"]
@@ -87,6 +92,14 @@ def _print(report: FarmStatus) -> None:
         ["bot", "symbol", "tf", "version", "seen (s ago)", "flags", "error"],
         bots,
     )
+
+
+def _data_cell(newest: datetime | None, age_s: float | None, stale: bool) -> str:
+    """The symbol's newest bar close and its age, red when its source let it go stale."""
+    if newest is None or age_s is None:
+        return "[red]no bars[/]" if stale else "no bars"
+    text = f"{newest:%Y-%m-%d %H:%M} ({human_age(timedelta(seconds=age_s))} ago)"
+    return f"[red]STALE[/] {text}" if stale else text
 
 
 def _skew_cell(skew: dict[str, object] | None) -> str:

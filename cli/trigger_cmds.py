@@ -27,14 +27,19 @@ def triggers(json_out: Annotated[bool, typer.Option("--json", help="print JSON")
         return
     rows: list[list[object]] = []
     for r in reports:
+        if r.held is not None:
+            rows.append([r.symbol, r.timeframe, r.held.flag, "-", "-", "HELD", r.held.reason])
         for d in r.decisions:
             wait = r.cooldown_s.get(d.policy, 0)
             flag = "FLAG" if d.flagged else "-"
             verdict = ("RETRAIN" if d.retrain else flag) + (f" (cooling {wait}s)" if wait else "")
+            if r.held is not None and d.retrain:
+                verdict = "held"
             value, threshold = _number(d.value), _number(d.threshold)
             rows.append([r.symbol, r.timeframe, d.policy, value, threshold, verdict, d.detail])
     print_table(
-        "trigger policies (beat's check-triggers fires each RETRAIN once per cooldown; FLAG never retrains)",
+        "trigger policies (beat's check-triggers fires each RETRAIN once per cooldown; FLAG never retrains; "
+        "a HELD market fires nothing until its hold is released)",
         ["symbol", "tf", "policy", "value", "threshold", "decision", "detail"],
         rows,
     )

@@ -224,8 +224,8 @@ class BeatParams(_Strict):
 
 
 #: The kinds of alert (:mod:`trainfarm.shared.monitoring.alerts` says what each is).
-AlertKind = Literal["promotion", "rejection", "failure", "trigger", "stale_bot"]
-ALERT_KINDS: tuple[AlertKind, ...] = ("promotion", "rejection", "failure", "trigger", "stale_bot")
+AlertKind = Literal["promotion", "rejection", "failure", "trigger", "stale_bot", "held"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("promotion", "rejection", "failure", "trigger", "stale_bot", "held")
 
 
 class WebhookConfig(_Strict):
@@ -428,6 +428,12 @@ class DataParams(_Strict):
     sync: DurationOrOff = Field(
         timedelta(minutes=5),
         description="how often beat's ingest-bars entry syncs every symbol that has a source (off: never)",
+    )
+    stale_after: int = Field(
+        3,
+        ge=1,
+        description="a synced symbol whose newest bar closed more than this many of its intervals (plus one "
+        "sync) ago is stale_data: its retrains are held back until its bars are current again",
     )
     source: SourceConfig | None = Field(
         None, description="every symbol's source, unless sources names its own"

@@ -39,6 +39,8 @@ REJECTED = "rejected"
 FAILED = "failed"
 #: A trigger policy fired a retrain (events stream only; the farm's alerts read it).
 TRIGGERED = "triggered"
+#: A market's retrains are held back (stale_data, cannot_train), once per hold (events stream only).
+HELD = "held"
 
 
 def champion_key(symbol: str, timeframe: str) -> str:

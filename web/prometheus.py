@@ -20,7 +20,7 @@ from trainfarm.shared.registry import Registry
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.checks.live_window import load_champion
 from trainfarm.workers.runs import queue_depths
-from trainfarm.workers.status import BotInfo, bot_infos, champions_of, market_infos
+from trainfarm.workers.status import BotInfo, MarketInfo, bot_infos, champions_of, market_infos
 
 #: Finished runs the duration histograms are computed from.
 RECENT_RUNS = 500
@@ -62,6 +62,7 @@ class FarmCollector(Collector):
                 age.add_metric([m.symbol, m.timeframe], m.age_h * 3600.0)
         yield age
         yield limit
+        yield from self._data(markets, now)
         yield self._gate_failures(registry, [(m.symbol, m.timeframe) for m in markets])
         with redis_connection(settings) as client:
             depth = GaugeMetricFamily("trainfarm_queue_depth", "messages waiting per queue", labels=["queue"])
@@ -69,6 +70,38 @@ class FarmCollector(Collector):
                 depth.add_metric([queue], float(n))
             yield depth
             yield from self._bots(bot_infos(client, champions_of(registry, markets), now))
+
+    @staticmethod
+    def _data(markets: Sequence[MarketInfo], now: datetime) -> Iterator[Metric]:
+        """Each symbol's newest bar (close time and age) and each market's holds."""
+        newest = GaugeMetricFamily(
+            "trainfarm_data_newest_bar_close_timestamp_seconds",
+            "when each symbol's newest stored bar closed (Unix time)",
+            labels=["symbol"],
+        )
+        age = GaugeMetricFamily(
+            "trainfarm_data_age_seconds", "age of each symbol's newest stored bar", labels=["symbol"]
+        )
+        stale = GaugeMetricFamily(
+            "trainfarm_data_stale", "1 when a synced symbol's bars are stale (stale_data)", labels=["symbol"]
+        )
+        held = GaugeMetricFamily(
+            "trainfarm_market_held",
+            "1 when a market's retrains are held back, by flag (stale_data, cannot_train)",
+            labels=["symbol", "timeframe", "flag"],
+        )
+        seen = set()
+        for m in markets:
+            if m.symbol not in seen and m.data_newest is not None and m.data_age_s is not None:
+                newest.add_metric([m.symbol], m.data_newest.timestamp())
+                age.add_metric([m.symbol], m.data_age_s)
+            if m.symbol not in seen:
+                stale.add_metric([m.symbol], 1.0 if m.data_stale else 0.0)
+            seen.add(m.symbol)
+            for flag in ("stale_data", "cannot_train"):
+                on = m.held is not None and m.held.startswith(f"{flag}:")
+                held.add_metric([m.symbol, m.timeframe, flag], 1.0 if on else 0.0)
+        yield from (newest, age, stale, held)
 
     @staticmethod
     def _runs(registry: Registry) -> Iterator[Metric]:

@@ -41,13 +41,17 @@ class Grid:
     symbols: list[str]
     timeframes: list[str]
     cells: dict[tuple[str, str], MarketCell]
+    #: each symbol's data freshness, as one of its markets reports it (newest bar, age, stale)
+    data: dict[str, MarketInfo]
 
 
 def grid(registry: Registry, config: FarmConfig, now: datetime | None = None) -> Grid:
     """Every market of the universe, and every other market that has a champion (the universe may have
-    dropped it), with its champion, age against the limit, last verdict and live win rate."""
+    dropped it), with its champion, age against the limit, last verdict, hold and live win rate, and each
+    symbol's newest bar."""
     now = now or datetime.now(UTC)
     cells = {}
+    data: dict[str, MarketInfo] = {}
     extra = registry.champions.markets()
     for info in market_infos(registry, config, now, None, load_champion, extra=extra):
         live = (
@@ -57,10 +61,11 @@ def grid(registry: Registry, config: FarmConfig, now: datetime | None = None) ->
         )
         rate = sum(r > 0 for _, r in live) / len(live) if live else None
         cells[(info.symbol, info.timeframe)] = MarketCell(info, len(live), rate)
+        data.setdefault(info.symbol, info)
     symbols = list(dict.fromkeys([*config.universe.symbols, *(s for s, _ in extra)]))
     shown = {tf.value for tf in config.universe.timeframes} | {tf for _, tf in extra}
     timeframes: list[str] = [str(tf.value) for tf in Timeframe if tf.value in shown]
-    return Grid(symbols, timeframes, cells)
+    return Grid(symbols, timeframes, cells, data)
 
 
 def runs(registry: Registry, limit: int = 100) -> list[RunRecord]:

@@ -7,6 +7,9 @@ limit is ``stale``; a bot whose heartbeat is older than ``STALE_BOT_S`` is ``sta
 another version than its market's champion is ``lagging``; a bot with a ``last_error`` says so. A market
 whose bots reported live features that the farm's recomputation contradicts is flagged ``skew``
 (:mod:`trainfarm.workers.checks.skew`: rows checked, mismatching, not checked, the worst feature and bar).
+Each market shows its symbol's newest bar and its age (:mod:`trainfarm.shared.data.freshness`), and
+``held`` with the reason when its retrains are held back (:mod:`trainfarm.workers.holds`: ``stale_data``,
+``cannot_train``).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from datetime import UTC, datetime
 import redis
 
 from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.data.freshness import Freshness, freshness
 from trainfarm.shared.data.store import BarStore, open_store
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.registry.models import VersionRecord
 from trainfarm.shared.timeframes import Timeframe, parse_timeframe
 from trainfarm.workers.checks.live_window import PackLoader, load_champion
 from trainfarm.workers.checks.skew import skew_report
+from trainfarm.workers.holds import hold_of
 from trainfarm.workers.runs import queue_depths
 from trainfarm_client.contract import BOT_KEY_PATTERN
 
@@ -51,6 +56,13 @@ class MarketInfo:
     #: train/serve skew of the champion's reported live features (:meth:`SkewReport.to_json` plus
     #: ``flagged`` and ``note``); None without a champion or with the check off
     skew: dict[str, object] | None = None
+    #: when the symbol's newest stored bar closed, and how long ago (None: no bars stored)
+    data_newest: datetime | None = None
+    data_age_s: float | None = None
+    #: the symbol has a source and its newest bar is older than its limit
+    data_stale: bool = False
+    #: why the market's retrains are held back ("stale_data: ...", "cannot_train: ..."), or None
+    held: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,11 @@ class FarmStatus:
 
     def to_json(self) -> dict[str, object]:
         """JSON-safe dict (what `farm status --json` prints)."""
-        return asdict(self)
+        data = asdict(self)
+        for market in data["markets"]:
+            newest = market["data_newest"]
+            market["data_newest"] = newest.isoformat() if newest is not None else None
+        return data
 
 
 def _age_s(text: str | None, now: datetime) -> float | None:
@@ -132,6 +148,8 @@ def market_infos(
     refreshes every few seconds passes None. ``extra`` markets (e.g. champions the universe no longer
     lists) follow the universe's."""
     out = []
+    bars = store or open_store()  # freshness is read on every page; only the skew check needs ``store``
+    fresh: dict[str, Freshness] = {}
     markets = [(symbol, tf) for tf in config.universe.timeframes for symbol in config.universe.symbols]
     markets += [
         (symbol, parse_timeframe(tf)) for symbol, tf in extra if (symbol, parse_timeframe(tf)) not in markets
@@ -145,6 +163,11 @@ def market_infos(
         verdict = None
         if last is not None and last.gate_report is not None:
             verdict = "passed" if last.gate_report.get("passed") else "failed"
+        if symbol not in fresh:
+            fresh[symbol] = freshness(bars, config, symbol)
+        data = fresh[symbol]
+        age = data.age(now)
+        hold = hold_of(registry, bars, config, symbol, tf, now)
         out.append(
             MarketInfo(
                 symbol,
@@ -156,6 +179,10 @@ def market_infos(
                 last.version if last else None,
                 verdict,
                 _skew(registry, store, champion, tf, config, load) if champion and store else None,
+                data.newest,
+                age.total_seconds() if age is not None else None,
+                data.stale(now),
+                hold.line() if hold else None,
             )
         )
     return out

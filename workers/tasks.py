@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, chord, group, signals
@@ -37,7 +38,7 @@ from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
-from trainfarm.workers import meta_runs, stages
+from trainfarm.workers import holds, meta_runs, stages
 from trainfarm.workers.celery_app import app
 from trainfarm.workers.checks import alert_delivery, outcome_ingest, trigger_check
 from trainfarm.workers.payloads import RunJob, StageJob, parse_payload
@@ -217,16 +218,27 @@ def _cancelled_base_model(job: StageJob, exc: BaseException) -> tuple[str, str] 
     )
 
 
-def submit_retrain(symbol: str, timeframe: str, reason: str, *, kind: RunKind = RunKind.FULL) -> Submitted:
+def submit_retrain(
+    symbol: str, timeframe: str, reason: str, *, kind: RunKind = RunKind.FULL, hold: bool = True
+) -> Submitted:
     """Claim the market's active run and enqueue it; a trigger that finds one under way gets that one.
 
     The config file is validated before anything is claimed (:class:`ConfigError` naming the key).
-    A meta-only request (``kind=RunKind.META``) that is not due (no champion, too few new bars) asks for
-    no run: the answer is ``skipped`` with the reason.
+    A market whose retrains are held back (:mod:`.holds`: stale data, data that cannot train) asks for no
+    run unless ``hold=False`` (a person's forced retrain); nor does a meta-only request
+    (``kind=RunKind.META``) that is not due (no champion, too few new bars): the answer is ``skipped``
+    with the reason.
     """
     # The config first: a file the workers would refuse (unknown key or model, impossible value) must not
     # leave a claimed run and a queued message behind; the submitter hears about it now instead.
     config = get_settings().load_config()
+    if hold:
+        market_tf = parse_timeframe(timeframe)
+        held = holds.hold_of(Registry.open(), open_store(), config, symbol, market_tf, datetime.now(UTC))
+        if held is not None:
+            return Submitted(
+                "", canonical_symbol(symbol), market_tf.value, merged=False, kind=kind, skipped=held.line()
+            )
     if kind is RunKind.META:
         skip = meta_runs.skip_reason(Registry.open(), config, symbol, timeframe)
         if skip is not None:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -24,7 +25,7 @@ import typer
 from trainfarm.cli.demo.replay_step import SYMBOL as REPLAY_SYMBOL
 from trainfarm.cli.demo.replay_step import run_replay_demo
 from trainfarm.cli.demo.sample_data import SAMPLE_DIR, run_data_demo
-from trainfarm.cli.demo.unattended import run_beat_demo
+from trainfarm.cli.demo.unattended import history_start, run_beat_demo
 from trainfarm.cli.output import console, print_table
 from trainfarm.cli.processes import WebProcess, WorkerProcess
 from trainfarm.cli.registry_cmds import print_run_metrics
@@ -151,7 +152,7 @@ def _bot_demo(env: dict[str, str]) -> bool:
     store = open_store()
     path = settings.home / "demo" / f"{SYNTHETIC}-5m.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    planted_signal_bars(SYNTHETIC_BARS, seed=1).write_parquet(path)
+    planted_signal_bars(SYNTHETIC_BARS, seed=1, start=history_start(datetime.now(UTC))).write_parquet(path)
     store.import_file(path, SYNTHETIC)
     console.print(
         f"[green]9.[/] a market with a planted, learnable signal ({SYNTHETIC}: a random walk plus a daily "

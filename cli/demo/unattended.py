@@ -1,24 +1,31 @@
 """`farm demo`, step 10: the farm unattended on short cadences; nobody types `farm retrain`.
 
-The planted-signal market of step 9 becomes the whole universe, with demo cadences: beat fires a meta-only
-retrain every 20 s and a full retrain every 40 s, checks the trigger policies every 3 s and ingests the
-bots' outcomes every 2 s. A month of new bars arrives first, so the meta-only run has bars after the
-champion's data to refit its stacker and calibration on (the champion's base models are kept, byte for
-byte). A bot then reports losing outcomes; beat ingests them and the live win-rate policy fires a retrain.
-`farm status` shows the workers, the market and the bot at the end. Everything started here is stopped.
-The demo market's trigger cooldowns are cleared first (and are 30 s here), so a demo run again within
-the hour fires its trigger again.
+The planted-signal market of step 9 becomes the whole universe, with demo cadences: beat syncs new bars
+every 2 s, fires a meta-only retrain every 20 s and a full retrain every 40 s, checks the trigger policies
+every 3 s and ingests the bots' outcomes every 2 s. Step 9's history ends a month before today; the month
+since then arrives through the sync path, as on a real farm: a feeder plays freqtrade's `download-data`,
+keeping a freqtrade data folder current (the month at once, then each bar as it closes), and beat's
+``ingest-bars`` entry syncs it into the store. Until the first sync the market's bars are a month old, so
+its retrains are held (``stale_data``). With the month in, the meta-only run has bars after the champion's
+data to refit its stacker and calibration on (the champion's base models are kept, byte for byte). A bot
+then reports losing outcomes; beat ingests them and the live win-rate policy fires a retrain. `farm
+status` shows the workers, the market and the bot at the end. Everything started here is stopped. The
+demo market's trigger cooldowns are cleared first (and are 30 s here), so a demo run again within the hour
+fires its trigger again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import polars as pl
 
 from trainfarm.cli.output import console, print_table
 from trainfarm.cli.processes import BeatProcess, WorkerProcess
@@ -31,11 +38,17 @@ from trainfarm.shared.registry import Registry, RunRecord
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.checks.trigger_check import COOLDOWN_KEY
 
-#: The unattended phase's config: one market, second-scale cadences (the rest: the defaults).
+#: The unattended phase's config: one market synced from a freqtrade folder, second-scale cadences (the
+#: rest: the defaults).
 BEAT_CONFIG = """
 [universe]
 symbols = ["{symbol}"]
 timeframes = ["{timeframe}"]
+[data]
+sync = "2s"
+[data.sources.{symbol}]
+kind = "folder"
+folder = "{folder}"
 [beat]
 trigger_check = "3s"
 outcome_ingest = "2s"
@@ -45,8 +58,11 @@ meta_cadence = "20s"
 [timeframes.{timeframe}.triggers]
 cooldown = "30s"
 """
-#: New 5m bars that "arrive" before beat starts: a month, 720 1h bars (a meta-only run needs 400).
+#: Step 9's history ends this many days before today: the month of new 5m bars the sync brings (720 1h
+#: bars and more; a meta-only run needs 400).
 NEW_DAYS = 30
+#: Days of bars in step 9's history.
+HISTORY_DAYS = 365
 #: Losing outcomes the bot reports: the live win-rate policy's minimum.
 LOSSES = 20
 #: Deadlines against hangs (each phase normally takes well under a minute).
@@ -81,16 +97,52 @@ def _clear_cooldowns(symbol: str, timeframe: str) -> None:
             client.delete(key)
 
 
-def _new_bars(symbol: str, path: Path) -> int:
-    """A month of planted-signal bars continuing the stored ones; returns how many were imported."""
-    store = open_store()
-    stored = store.load(symbol)
-    last = stored.row(-1, named=True)
-    bars = planted_signal_bars(
-        NEW_DAYS * 288, seed=2, start=last["date"] + timedelta(minutes=5), price=float(last["close"])
+def history_start(now: datetime) -> datetime:
+    """Where step 9's history starts: the Monday (the weekday of the synthetic bars' default start, so the
+    same seed gives the same market) whose HISTORY_DAYS end at least NEW_DAYS before ``now``."""
+    latest = (now - timedelta(days=NEW_DAYS + HISTORY_DAYS)).replace(
+        hour=0, minute=0, second=0, microsecond=0
     )
-    bars.write_parquet(path)
-    return store.import_file(path, symbol).rows_added
+    return latest - timedelta(days=latest.weekday())
+
+
+class _Feed:
+    """Plays freqtrade's `download-data` for one pair: keeps ``folder``'s ``<SYMBOL>-5m.feather`` holding the
+    bars after the stored ones that have closed by now (rewritten every second while it runs)."""
+
+    def __init__(self, symbol: str, folder: Path) -> None:
+        store = open_store()
+        last = store.load(symbol).row(-1, named=True)
+        start = last["date"] + timedelta(minutes=5)
+        days = (datetime.now(UTC) - start).days + 2  # to now, and beyond for a demo that runs long
+        self.bars = planted_signal_bars(days * 288, seed=2, start=start, price=float(last["close"]))
+        self.path = folder / f"{symbol}-5m.feather"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.published = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-feed", daemon=True)
+
+    def publish(self) -> int:
+        """Write the bars closed by now (atomically); returns how many the file holds."""
+        closed = self.bars.filter(pl.col("date") + timedelta(minutes=5) <= datetime.now(UTC))
+        if closed.height != self.published:
+            tmp = self.path.with_suffix(".tmp")
+            closed.write_ipc(tmp)
+            tmp.replace(self.path)
+            self.published = closed.height
+        return self.published
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.publish()
+
+    def start(self) -> None:
+        self.publish()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _wait(check: Callable[[], bool], what: str, processes: list[WorkerProcess | BeatProcess]) -> bool:
@@ -183,6 +235,35 @@ def _triggered(run: RunRecord) -> bool:
     return "trigger:live_win_rate" in run.reasons
 
 
+def _start_feed(symbol: str, timeframe: str, config_path: Path, folder: Path) -> _Feed:
+    """Write the phase's config (syncing ``folder``) and start feeding the folder."""
+    config_path.write_text(BEAT_CONFIG.format(symbol=symbol, timeframe=timeframe, folder=folder))
+    feed = _Feed(symbol, folder)
+    feed.start()
+    console.print(
+        f"[green]10.[/] the farm unattended: a freqtrade data folder ({folder}) receives the "
+        f"{feed.published} 5m bars of {symbol} since its history ended, then each new bar as it closes; "
+        f"beat syncs it every 2 s, fires a meta-only retrain every 20 s and a full one every 40 s "
+        f"({config_path}), checks the triggers every 3 s"
+    )
+    return feed
+
+
+def _wait_for_sync(
+    symbol: str, before: int, feed: _Feed, processes: list[WorkerProcess | BeatProcess]
+) -> bool:
+    """Wait until beat's ingest-bars has stored every bar the feed published, and say so."""
+    store = open_store()
+    if not _wait(lambda: store.summary(symbol).rows >= before + feed.published, "the bar sync", processes):
+        return False
+    summary = store.summary(symbol)
+    console.print(
+        f"   ingest-bars synced {summary.rows - before} new bars of {symbol} from the folder; newest bar "
+        f"{summary.last:%Y-%m-%d %H:%M} UTC"
+    )
+    return True
+
+
 def run_beat_demo(symbol: str, timeframe: str, env: dict[str, str], logs: Path) -> bool:
     """Step 10 of the demo on ``symbol``/``timeframe`` (which has a champion); False when it went wrong."""
     from trainfarm.cli.status_cmds import status
@@ -192,12 +273,8 @@ def run_beat_demo(symbol: str, timeframe: str, env: dict[str, str], logs: Path) 
     demo_dir = settings.home / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     config_path = demo_dir / "beat.toml"
-    config_path.write_text(BEAT_CONFIG.format(symbol=symbol, timeframe=timeframe))
-    added = _new_bars(symbol, demo_dir / f"{symbol}-5m-new.parquet")
-    console.print(
-        f"[green]10.[/] the farm unattended: {added} new 5m bars of {symbol} arrive; beat fires a meta-only "
-        f"retrain every 20 s and a full one every 40 s ({config_path}), checks the triggers every 3 s"
-    )
+    before = open_store().summary(symbol).rows
+    feed = _start_feed(symbol, timeframe, config_path, demo_dir / "user_data" / "data" / "binance")
     _clear_cooldowns(symbol, timeframe)
     env = env | {"FARM_CONFIG_FILE": str(config_path)}
     processes: list[WorkerProcess | BeatProcess] = [
@@ -232,7 +309,8 @@ def run_beat_demo(symbol: str, timeframe: str, env: dict[str, str], logs: Path) 
             for process in processes:
                 process.start()
             bot.start()
-            ok = _wait(lambda: runs.ended(_meta_run), "the meta-only run", processes)
+            ok = _wait_for_sync(symbol, before, feed, processes)
+            ok = ok and _wait(lambda: runs.ended(_meta_run), "the meta-only run", processes)
             if ok:
                 _describe_meta(registry, next(r for r in runs.all() if _meta_run(r)))
             ok = ok and _wait(lambda: runs.ended(_scheduled_full), "a scheduled full run", processes)
@@ -249,4 +327,5 @@ def run_beat_demo(symbol: str, timeframe: str, env: dict[str, str], logs: Path) 
             bot.close()
             for process in reversed(processes):
                 process.stop()
+            feed.stop()
     return ok

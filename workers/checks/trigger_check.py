@@ -6,6 +6,9 @@ Redis (``SET NX EX``: atomic, so two checkers never both fire) and submits the r
 a run already under way. A submit that fails (the broker is down) clears the key again, so the next check
 retries. Celery-free: the caller passes the submit function.
 
+A market whose retrains are held back (:mod:`trainfarm.workers.holds`: stale data, data that cannot
+train) fires nothing: its report says why, and :func:`check` records one ``held`` event per hold.
+
 Besides the registry, :func:`markets` reads the farm's bar store for the drift policies' live window
 (:mod:`trainfarm.workers.checks.live_window`) and the bots' reported features for the skew flag
 (:mod:`trainfarm.workers.checks.skew`); a market whose bars or pack cannot be read reports why in those
@@ -29,6 +32,7 @@ from trainfarm.shared.monitoring.policies import Decision, Market, evaluate
 from trainfarm.shared.registry import Registry
 from trainfarm.workers.checks.live_window import PackLoader, drift_inputs, load_champion
 from trainfarm.workers.checks.skew import skew_report
+from trainfarm.workers.holds import Hold, hold_of, track
 from trainfarm.workers.runs import Submitted
 from trainfarm_client.contract import TRIGGERED
 
@@ -46,12 +50,14 @@ class MarketReport:
     timeframe: str
     decisions: list[Decision]
     cooldown_s: dict[str, int] = field(default_factory=dict)
+    held: Hold | None = None  #: why its retrains are held back (nothing fires while it holds)
 
     def to_json(self) -> dict[str, object]:
         """What `farm triggers --json` prints per market."""
         return {
             "symbol": self.symbol,
             "timeframe": self.timeframe,
+            "held": self.held.line() if self.held else None,
             "policies": [
                 d.to_json() | {"cooldown_s": self.cooldown_s.get(d.policy, 0)} for d in self.decisions
             ],
@@ -130,12 +136,15 @@ def report(
     store: BarStore | None = None,
     load: PackLoader = load_champion,
 ) -> list[MarketReport]:
-    """Every market's decisions and cooldowns, changing nothing."""
+    """Every market's decisions, cooldowns and hold, changing nothing."""
+    now = now or datetime.now(UTC)
+    store = store or open_store()
     out = []
     for market in markets(registry, config, now, store=store, load=load):
         decisions = evaluate(market, config.params(market.timeframe))
         cooling = {d.policy: max(0, int(client.ttl(_key(market, d.policy)))) for d in decisions}
-        out.append(MarketReport(market.symbol, market.timeframe.value, decisions, cooling))
+        held = hold_of(registry, store, config, market.symbol, market.timeframe, now)
+        out.append(MarketReport(market.symbol, market.timeframe.value, decisions, cooling, held))
     return out
 
 
@@ -149,16 +158,24 @@ def check(
     store: BarStore | None = None,
     load: PackLoader = load_champion,
 ) -> list[Fired]:
-    """Fire every policy that says "retrain" and is not cooling down; returns what fired."""
+    """Fire every policy that says "retrain" and is not cooling down, on markets that are not held back;
+    returns what fired."""
+    now = now or datetime.now(UTC)
+    store = store or open_store()
     fired = []
+    held: dict[tuple[str, str], Hold | None] = {}
     for market in markets(registry, config, now, store=store, load=load):
         params = config.params(market.timeframe)
+        hold = hold_of(registry, store, config, market.symbol, market.timeframe, now)
+        held[(market.symbol, market.timeframe.value)] = hold
+        if hold is not None:
+            continue
         for decision in evaluate(market, params):
             if not decision.retrain:
                 continue
             key = _key(market, decision.policy)
             cooldown = max(1, int(params.triggers.cooldown.total_seconds()))
-            if not client.set(key, (now or datetime.now(UTC)).isoformat(), nx=True, ex=cooldown):
+            if not client.set(key, now.isoformat(), nx=True, ex=cooldown):
                 continue  # fired within the cooldown (by this checker or another)
             try:
                 submitted = submit(market.symbol, market.timeframe.value, f"trigger:{decision.policy}")
@@ -183,6 +200,8 @@ def check(
             # History (and the alerts): the run is submitted whether or not this append gets through.
             with contextlib.suppress(TransientError):
                 record_event(client, TRIGGERED, event)
+    with contextlib.suppress(TransientError):
+        track(client, held)  # one held event (and alert) per hold; history only, like the triggered ones
     return fired
 
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.markets import crown
+from tests.support.packs import farm_settings
 from tests.support.web import basic_auth
-from trainfarm.shared.connections import EmbeddedRedis, redis_client
+from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client
+from trainfarm.shared.data.intervals import BarInterval
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.data.synthetic import random_walk_bars
 from trainfarm.shared.registry import Registry, Signal
 from trainfarm.shared.settings import FarmSettings
 from trainfarm.web.app import create_app
@@ -154,3 +160,43 @@ def test_no_page_shows_a_secret(settings: FarmSettings, server: EmbeddedRedis) -
     for page in pages:
         for needle in ("ui-Secret-7", "T0KEN-123", "smtp-Secret-9"):
             assert needle not in page
+
+
+def test_the_grid_and_metrics_show_each_symbols_newest_bar_and_its_holds(tmp_path: Path) -> None:
+    """BTC is synced from a folder but its newest bar is years old: stale, and its markets held; ETH was
+    imported by hand: its age is shown, nothing is held."""
+    config = (
+        '[universe]\nsymbols = ["BTC_USDT", "ETH_USDT"]\ntimeframes = ["1h"]\n'
+        '[data.sources.BTC_USDT]\nkind = "folder"\nfolder = "user_data/data/binance"\n'
+    )
+    with farm_settings(tmp_path / "home", config) as settings:
+        embedded_redis(settings).ensure_running()
+        try:
+            html, families = _data_page(settings)
+        finally:
+            embedded_redis(settings).stop()
+    assert html.count("(stale)") == 1 and "held: stale_data" in html
+    stale = {s.labels["symbol"]: s.value for s in families["trainfarm_data_stale"].samples}
+    assert stale == {"BTC_USDT": 1.0, "ETH_USDT": 0.0}
+    ages = {s.labels["symbol"]: s.value for s in families["trainfarm_data_age_seconds"].samples}
+    assert set(ages) == {"BTC_USDT", "ETH_USDT"} and ages["BTC_USDT"] > 86_400
+    held = {
+        (s.labels["symbol"], s.labels["flag"]): s.value for s in families["trainfarm_market_held"].samples
+    }
+    assert held[("BTC_USDT", "stale_data")] == 1.0 and held[("ETH_USDT", "stale_data")] == 0.0
+
+
+def _data_page(settings: FarmSettings) -> tuple[str, dict[str, Metric]]:
+    store = open_store(settings)
+    for symbol in ("BTC_USDT", "ETH_USDT"):
+        bars = random_walk_bars(600, seed=1)
+        store.append(symbol, BarInterval.M5, bars, origin="test", source="test", replace=False)
+    with TestClient(create_app(settings)) as client:
+        client.headers.update(basic_auth(settings))
+        html = client.get("/").text
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    newest = families["trainfarm_data_newest_bar_close_timestamp_seconds"].samples
+    assert {s.labels["symbol"]: s.value for s in newest}["BTC_USDT"] == store.newest_close(
+        "BTC_USDT"
+    ).timestamp()
+    return html, families

@@ -34,7 +34,7 @@ from trainfarm.workers.checks.alert_delivery import (
     run_alerts,
     webhook_label,
 )
-from trainfarm_client.contract import FAILED, PROMOTED, REJECTED, TRIGGERED, bot_key
+from trainfarm_client.contract import FAILED, HELD, PROMOTED, REJECTED, TRIGGERED, bot_key
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TOKEN = "s3cr3t-T0KEN"
@@ -103,6 +103,7 @@ def _events(rds: redis.Redis) -> None:
     )
     record_event(rds, FAILED, market | {"run_id": "abcdef123456", "model": "xgb_deep", "error": "boom"})
     record_event(rds, TRIGGERED, market | {"policy": "stale", "run_id": "1234abcd", "detail": "old"})
+    record_event(rds, HELD, market | {"flag": "stale_data", "reason": "the newest bar closed 2h ago"})
     record_event(rds, "something_else", market)
 
 
@@ -113,15 +114,16 @@ def test_every_event_kind_reaches_the_webhook_once(
     targets = _webhook(settings, hook, config)
     _events(rds)
     report = run_alerts(rds, config, targets, T0)
-    assert (report.queued, report.delivered, report.retried) == (4, 4, 0)
-    assert [a["kind"] for a in hook.received] == ["promotion", "rejection", "failure", "trigger"]
+    assert (report.queued, report.delivered, report.retried) == (5, 5, 0)
+    assert [a["kind"] for a in hook.received] == ["promotion", "rejection", "failure", "trigger", "held"]
+    assert "retrains held back (stale_data): the newest bar closed 2h ago" in hook.received[4]["title"]
     assert "v2 promoted (was v1)" in hook.received[0]["title"]
     assert "sharpe" in hook.received[1]["title"] and "gate_report" not in hook.received[1]["data"]
     assert "xgb_deep" in hook.received[2]["title"] and "stale" in hook.received[3]["title"]
     # Re-reading the stream (a crash before the cursor moved) sends nothing twice.
     rds.delete("farm:alerts:cursor")
     assert run_alerts(rds, config, targets, T0 + timedelta(seconds=1)).queued == 0
-    assert len(hook.received) == 4 and rds.zcard(OUTBOX_KEY) == 0
+    assert len(hook.received) == 5 and rds.zcard(OUTBOX_KEY) == 0
 
 
 def test_a_failing_webhook_is_retried_with_backoff_then_delivered(
