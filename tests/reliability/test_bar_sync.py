@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from tests.support.bars import set_value, tree
+from tests.support.exchange_server import BinanceServer
 from trainfarm.shared.data.intervals import BarInterval
 from trainfarm.shared.data.readers import read_bars
 from trainfarm.shared.data.sources.folder import FolderSource
@@ -174,3 +175,31 @@ def test_every_row_before_the_newest_is_compared_again(
     publish(folder, set_value(sui.head(2600), "volume", 10, sui["volume"][9] + 0.001))
     report = sync(store, folder)
     assert report.outcome is Outcome.REFUSED and "row 10" in report.message
+
+
+def test_a_symbol_the_exchange_does_not_list_is_refused_in_one_line_and_nothing_changes(
+    farm_home: Path,
+    sample_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`farm data sync DOGE/USDT` against an exchange (ccxt, real HTTP, loopback) that lists only BTC/USDT."""
+    from trainfarm.cli.app import main
+
+    bars = read_bars(sample_dir / "BTC_USDT-5m.parquet").head(600)
+    with BinanceServer({"BTC_USDT": bars}) as server:
+        config = tmp_path / "farm.toml"
+        config.write_text(
+            '[universe]\nsymbols = ["BTC_USDT", "DOGE_USDT"]\n[data]\n'
+            f'source = {{ kind = "exchange", api_url = "{server.url}" }}\n'
+        )
+        monkeypatch.setenv("FARM_CONFIG_FILE", str(config))
+        monkeypatch.setattr("sys.argv", ["farm", "data", "sync", "DOGE/USDT"])
+        before = tree(farm_home)
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    assert tree(farm_home) == before  # no store folder, no record: nothing written
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 1 and len(err) == 1, err
+    assert err[0] == "error: DOGE_USDT 5m: refused: binance lists no spot market DOGE/USDT"
