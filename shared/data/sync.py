@@ -30,7 +30,13 @@ from trainfarm.shared.data.intervals import BarInterval
 from trainfarm.shared.data.sources import BarSource
 from trainfarm.shared.data.store import BarStore
 from trainfarm.shared.data.validation import validate_bars
-from trainfarm.shared.errors import DataError, DataNotFoundError, SourceUnavailableError, SymbolError
+from trainfarm.shared.errors import (
+    ConfigError,
+    DataError,
+    DataNotFoundError,
+    SourceUnavailableError,
+    SymbolError,
+)
 from trainfarm.shared.symbols import canonical_symbol
 
 
@@ -137,7 +143,7 @@ def sync_symbol(
         )
     except SourceUnavailableError as exc:
         return _with(report, outcome=Outcome.UNAVAILABLE, message=_one_line(exc))
-    except (DataError, SymbolError, DataNotFoundError) as exc:
+    except (DataError, SymbolError, DataNotFoundError, ConfigError) as exc:
         return _with(report, outcome=Outcome.REFUSED, message=_one_line(exc))
     outcome = Outcome.SYNCED if appended.rows_added or appended.rows_revised else Outcome.CURRENT
     return _with(
@@ -201,7 +207,11 @@ def sync_all(
             )
             continue
         if source_config not in opened:
-            opened[source_config] = open_source(source_config)
+            try:
+                opened[source_config] = open_source(source_config)
+            except ConfigError as exc:  # ccxt missing, an exchange ccxt does not know: said per symbol
+                reports.append(SyncReport(symbol=symbol_id, outcome=Outcome.REFUSED, message=_one_line(exc)))
+                continue
         reports.append(
             sync_symbol(
                 store,

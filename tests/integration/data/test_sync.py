@@ -228,3 +228,13 @@ def test_farm_data_sync_from_the_configured_exchange(
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("error: BTC_USDT 5m: refused:") and "volume is" in lines[0]
+
+
+def test_a_source_that_cannot_be_built_is_reported_per_symbol(store: BarStore) -> None:
+    """An exchange ccxt does not know is a config mistake: each of its symbols says so, nothing is written."""
+    config = FarmConfig.model_validate(
+        {"universe": {"symbols": ["BTC_USDT"]}, "data": {"source": {"kind": "exchange", "exchange": "nope"}}}
+    )
+    [report] = sync_all(store, config, now=NOW)
+    assert report.outcome is Outcome.REFUSED and "ccxt does not know the exchange 'nope'" in report.message
+    assert store.symbols() == []
