@@ -20,9 +20,10 @@ import pytest
 
 from tests.support.markets import crown
 from tests.support.packs import PACK_SYMBOL, PACK_TF, Pack, register_pack
-from tests.support.services import free_port, require
+from tests.support.services import SAMPLE_DIR, free_port, require
 from tests.support.waiting import wait_until
 from trainfarm.shared.connections import EmbeddedRedis
+from trainfarm.shared.data.store import open_store
 from trainfarm.shared.registry import PromotionReason, Registry
 from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.ui_auth import ui_credentials
@@ -54,8 +55,15 @@ def dashboard(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env |= {"FARM_HOME": str(settings.home), "FARM_WEB_PORT": str(port)}
-    if settings.config_file is not None:
-        env["FARM_CONFIG_FILE"] = str(settings.config_file)
+    # BTC's bars were imported by hand (their age is shown); ETH is synced from a folder that never got a
+    # file, so its markets are held (stale_data).
+    config = tmp_path / "farm.toml"
+    config.write_text(
+        '[universe]\nsymbols = ["BTC_USDT", "ETH_USDT"]\n'
+        '[data.sources.ETH_USDT]\nkind = "folder"\nfolder = "user_data/data/binance"\n'
+    )
+    env["FARM_CONFIG_FILE"] = str(config)
+    open_store(settings).import_file(SAMPLE_DIR / "BTC_USDT-5m.parquet", "BTC_USDT")
     log = tmp_path / "web.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
@@ -103,6 +111,9 @@ def test_the_dashboard_in_chromium(dashboard: Dashboard, settings: FarmSettings,
             assert page.goto(dashboard.url + "/").status == 200  # type: ignore[union-attr]
             cell = page.locator(f'[data-market="{PACK_SYMBOL}-{PACK_TF.value}"]')
             assert dashboard.version in cell.inner_text()
+            assert "bars " in page.locator("tr", has_text="BTC_USDT").first.inner_text()
+            held = page.locator('[data-market="ETH_USDT-1h"] .pill', has_text="held")
+            assert held.inner_text() == "held: stale_data"
             page.screenshot(path=str(shots / "markets.png"), full_page=True)
 
             # A promotion elsewhere appears on the open page: the grid refreshes itself.
