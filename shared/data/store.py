@@ -25,14 +25,13 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
 from trainfarm.shared.atomicio import atomic_write_bytes, atomic_write_text, sha256_file
-from trainfarm.shared.data.gaps import Gap, find_gaps
+from trainfarm.shared.data.gaps import find_gaps
 from trainfarm.shared.data.intervals import ALL_INTERVALS, BarInterval
 from trainfarm.shared.data.merge import check_agreement, merge_bars
 from trainfarm.shared.data.readers import BAR_COLUMNS, read_bars
@@ -46,6 +45,7 @@ from trainfarm.shared.data.records import (
     record_json,
     record_path,
 )
+from trainfarm.shared.data.reports import CheckReport, ImportReport, StoreSummary, iso
 from trainfarm.shared.data.resample import resample
 from trainfarm.shared.data.validation import detect_interval, validate_bars
 from trainfarm.shared.errors import DataError, DataNotFoundError, SymbolError
@@ -56,103 +56,16 @@ from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe
 #: The 5m data file (stores before intervals had only this one).
 DATA_FILE = data_file(BarInterval.M5)
 
-__all__ = ["DATA_FILE", "LEGACY_RECORD_FILE", "RECORD_FILE", "BarStore", "open_store"]
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()
-
-
-@dataclass(frozen=True)
-class StoreSummary:
-    """What the store holds for one symbol at one interval."""
-
-    symbol: str
-    first: datetime
-    last: datetime
-    rows: int
-    gaps: list[Gap] = field(default_factory=list)
-    interval: BarInterval = BarInterval.M5
-
-    @property
-    def end(self) -> datetime:
-        """When the newest stored bar closed."""
-        return self.last + self.interval.duration
-
-    @property
-    def missing_bars(self) -> int:
-        """Total bars missing inside [first, last]."""
-        return sum(gap.missing for gap in self.gaps)
-
-    def to_json(self) -> dict[str, object]:
-        """JSON-ready summary; ``gaps`` is the number of gaps (see :meth:`gap_list` for the gaps)."""
-        return {
-            "symbol": self.symbol,
-            "interval": self.interval.value,
-            "first": _iso(self.first),
-            "last": _iso(self.last),
-            "rows": self.rows,
-            "gaps": len(self.gaps),
-        }
-
-    def gap_list(self) -> list[dict[str, object]]:
-        """The gaps, JSON-ready."""
-        return [gap.to_json() for gap in self.gaps]
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    """Outcome of one import or sync. ``first``, ``last``, ``rows_total`` and ``gaps`` describe the stored
-    series of ``interval`` after it; ``rows_in_file``, ``rows_added`` and ``rows_revised`` the new bars."""
-
-    symbol: str
-    file: str
-    rows_in_file: int
-    rows_added: int
-    rows_total: int
-    first: datetime
-    last: datetime
-    gaps: list[Gap] = field(default_factory=list)
-    interval: BarInterval = BarInterval.M5
-    rows_revised: int = 0
-
-    def to_json(self) -> dict[str, object]:
-        """JSON-ready report, gaps included."""
-        return {
-            "symbol": self.symbol,
-            "interval": self.interval.value,
-            "file": self.file,
-            "rows_in_file": self.rows_in_file,
-            "rows_added": self.rows_added,
-            "rows_revised": self.rows_revised,
-            "rows_total": self.rows_total,
-            "first": _iso(self.first),
-            "last": _iso(self.last),
-            "gaps": [gap.to_json() for gap in self.gaps],
-        }
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    """Result of :meth:`BarStore.check`: every interval's data is valid and matches the record, and the
-    intervals agree. ``summary`` is the finest interval's; ``summaries`` has them all, finest first."""
-
-    summary: StoreSummary
-    gaps: list[Gap]
-    missing_bars: int
-    sources: int
-    summaries: list[StoreSummary] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        """JSON-ready report: the finest summary plus its gap list, missing-bar total and source count,
-        and every interval's summary."""
-        return {
-            **self.summary.to_json(),
-            "gap_list": self.summary.gap_list(),
-            "missing_bars": self.missing_bars,
-            "sources": self.sources,
-            "intervals": [s.to_json() for s in self.summaries],
-        }
+__all__ = [
+    "DATA_FILE",
+    "LEGACY_RECORD_FILE",
+    "RECORD_FILE",
+    "BarStore",
+    "CheckReport",
+    "ImportReport",
+    "StoreSummary",
+    "open_store",
+]
 
 
 class BarStore:
@@ -231,8 +144,8 @@ class BarStore:
             "file": path.name,
             "sha256": sha256_file(path),
             "rows": bars.height,
-            "first": _iso(bars["date"][0]),
-            "last": _iso(bars["date"][-1]),
+            "first": iso(bars["date"][0]),
+            "last": iso(bars["date"][-1]),
             "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         return self._merge_in(symbol, interval, bars, origin=name, source=source, wholesale=replace)
@@ -260,8 +173,8 @@ class BarStore:
         validate_bars(bars, file=origin, min_rows=self.min_rows if first_write else 1, interval=interval)
         entry: Source = {
             "sync": source,
-            "first": _iso(bars["date"][0]),
-            "last": _iso(bars["date"][-1]),
+            "first": iso(bars["date"][0]),
+            "last": iso(bars["date"][-1]),
             "rows": bars.height,
             "synced_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -368,8 +281,8 @@ class BarStore:
         entry = IntervalRecord(
             sha256=hashlib.sha256(payload).hexdigest() if rewrite_data else sha256_file(data_path),
             rows=bars.height,
-            first=_iso(bars["date"][0]),
-            last=_iso(bars["date"][-1]),
+            first=iso(bars["date"][0]),
+            last=iso(bars["date"][-1]),
             sources=sources,
         )
         text = record_json(folder.name, {**record, interval: entry})
@@ -542,8 +455,8 @@ class BarStore:
             expected = {
                 "data sha256": (entry.sha256, sha256_file(data_path)),
                 "rows": (entry.rows, summary.rows),
-                "first bar": (entry.first, _iso(summary.first)),
-                "last bar": (entry.last, _iso(summary.last)),
+                "first bar": (entry.first, iso(summary.first)),
+                "last bar": (entry.last, iso(summary.last)),
             }
             for what, (recorded, actual) in expected.items():
                 if recorded != actual:
