@@ -415,8 +415,23 @@ class BarStore:
         return [self.summary(symbol, interval) for interval in self.intervals(symbol)]
 
     def newest_close(self, symbol: str) -> datetime:
-        """When the newest bar of any stored interval closed: how current the symbol's data is."""
-        return max(summary.end for summary in self.summaries(symbol))
+        """When the newest bar of any stored interval closed: how current the symbol's data is.
+
+        Read from the record (``bars.json``, written with each data file), not the data: status pages and
+        every submitted retrain ask this. Raises :class:`DataNotFoundError` when nothing is stored.
+        """
+        folder = self.folder(symbol)
+        stored = self.intervals(symbol)
+        if not stored:
+            raise self._not_found(symbol)
+        record = read_record(folder)
+        closes = [
+            datetime.fromisoformat(record[interval].last) + interval.duration
+            if interval in record
+            else self.summary(symbol, interval).end
+            for interval in stored
+        ]
+        return max(closes)
 
     def _finest(self, symbol: str) -> BarInterval:
         stored = self.intervals(symbol)

@@ -63,6 +63,7 @@ def test_a_1h_file_is_detected_and_serves_1h_12h_and_24h_but_not_5m(
         store.load("BTC_USDT", Timeframe.M5)
     summary = store.summary("BTC_USDT")
     assert (summary.interval, summary.end) == (BarInterval.H1, real_5m["date"][-1] + timedelta(minutes=5))
+    assert store.newest_close("BTC_USDT") == summary.end  # read from the record, not the data
     store.check("BTC_USDT")
 
 
