@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from catboost import CatBoostClassifier, Pool
 
 from trainfarm.shared.zoo.spec import (
+    N_CLASSES,
     EvalSet,
     FitOptions,
     ModelSpec,
@@ -84,6 +86,19 @@ def best_rounds(model: CatBoostClassifier) -> int:
 def predict_proba(model: CatBoostClassifier, x: FloatArray, *, threads: int | None = None) -> FloatArray:
     """n x 3 probabilities; without ``threads``: :func:`trainfarm_client.models.threads_for`."""
     return predict_catboost(model, x, threads=threads)
+
+
+def contributions(model: CatBoostClassifier, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+    """Per-row, per-class attributions: n x 3 x (features + 1), the last column the expected value; each
+    row's sum is the class's raw margin (CatBoost's own ``ShapValues``)."""
+    raw = model.get_feature_importance(Pool(x), type="ShapValues", thread_count=threads or -1)
+    return np.asarray(raw, dtype=np.float64).reshape(len(x), N_CLASSES, -1)
+
+
+def raw_margin(model: CatBoostClassifier, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+    """n x 3 raw scores (``RawFormulaVal``, before the softmax)."""
+    raw = model.predict(x, prediction_type="RawFormulaVal", thread_count=threads or -1)
+    return np.asarray(raw, dtype=np.float64).reshape(len(x), N_CLASSES)
 
 
 #: Metadata CatBoost stamps on every fit; dropped so that equal fits give byte-identical files (and equal

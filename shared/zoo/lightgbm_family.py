@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightgbm as lgb
+import numpy as np
 
 from trainfarm.shared.zoo.spec import (
     N_CLASSES,
@@ -82,6 +83,18 @@ def best_rounds(model: lgb.Booster) -> int:
 def predict_proba(model: lgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
     """n x 3 probabilities; without ``threads``: :func:`trainfarm_client.models.threads_for`."""
     return predict_lightgbm(model, x, threads=threads)
+
+
+def contributions(model: lgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+    """Per-row, per-class attributions: n x 3 x (features + 1), the last column the bias; each row's sum is
+    the class's raw margin (LightGBM's own ``pred_contrib``, TreeSHAP)."""
+    raw = model.predict(x, pred_contrib=True, num_threads=threads or 0)
+    return np.asarray(raw, dtype=np.float64).reshape(len(x), N_CLASSES, -1)
+
+
+def raw_margin(model: lgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+    """n x 3 raw scores (before the softmax)."""
+    return np.asarray(model.predict(x, raw_score=True, num_threads=threads or 0), dtype=np.float64)
 
 
 def save(model: lgb.Booster, path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import xgboost as xgb
 
 from trainfarm.shared.zoo.spec import (
@@ -90,6 +91,20 @@ def best_rounds(model: xgb.Booster) -> int:
 def predict_proba(model: xgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
     """n x 3 probabilities (XGBoost's float32 output widened and renormalised)."""
     return predict_xgboost(model, x, threads=threads)
+
+
+def contributions(model: xgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+    """Per-row, per-class attributions: n x 3 x (features + 1), the last column the bias; each row's sum is
+    the class's raw margin (XGBoost's own ``pred_contribs``, TreeSHAP)."""
+    data = xgb.DMatrix(x, nthread=threads or 0)
+    raw = model.predict(data, pred_contribs=True)
+    return np.asarray(raw, dtype=np.float64).reshape(len(x), N_CLASSES, -1)
+
+
+def raw_margin(model: xgb.Booster, x: FloatArray, *, threads: int | None = None) -> FloatArray:
+    """n x 3 raw scores (before the softmax)."""
+    data = xgb.DMatrix(x, nthread=threads or 0)
+    return np.asarray(model.predict(data, output_margin=True), dtype=np.float64).reshape(len(x), N_CLASSES)
 
 
 def save(model: xgb.Booster, path: Path) -> None:
