@@ -57,12 +57,15 @@ from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.dataset.splits import Fold, inner_holdout
 from trainfarm.shared.errors import ConfigError, DatasetError
 from trainfarm.shared.zoo import MODEL_NAMES, Family, ModelSpec, family, get_spec
+from trainfarm.shared.zoo.attributions import attributing, mean_abs_by_feature, spread_rows
 from trainfarm.shared.zoo.spec import N_CLASSES, Device, EvalSet, FitOptions
 from trainfarm_client.arrays import FloatArray, IntArray
 
 log = logging.getLogger(__name__)
 
 BASE_DIR = "base"
+#: The splits whose attributions a boosted base model's predictions file carries.
+ATTRIBUTED_SPLITS = ("calibration", "test")
 METRIC_KEYS: tuple[str, ...] = ("oof_logloss", "calibration_logloss", "test_logloss", "oof_rows", "rounds")
 #: Metrics only the boosted models report.
 BOOSTED_METRIC_KEYS: tuple[str, ...] = ("inner_holdout_logloss",)
@@ -329,6 +332,23 @@ class Fitter:
         return rounds, _logloss(y[held], self.fam.predict_proba(probe, x[held], threads=self.threads))
 
 
+def _attributions(
+    spec: ModelSpec, model: Any, data: Mapping[str, _Split], threads: int
+) -> dict[str, FloatArray]:
+    """``attributions_<split>``: the saved model's mean absolute attribution per feature (FEATURE_NAMES
+    order) on the calibration and test splits; none for a model without exact attributions. They travel in
+    the predictions file (hashed, verified by the meta stage), not in the result the broker carries."""
+    explained = attributing(spec)
+    if explained is None:
+        return {}
+    out = {}
+    for split in ATTRIBUTED_SPLITS:
+        contributions = explained.contributions(model, spread_rows(data[split].x), threads=threads)
+        means = mean_abs_by_feature(contributions, FEATURE_NAMES)
+        out[f"attributions_{split}"] = np.array([means[name] for name in FEATURE_NAMES])
+    return out
+
+
 def train_base_model(
     snapshot: DatasetSnapshot,
     model: str,
@@ -437,6 +457,7 @@ def train_base_model(
             "oof": oof,
             "calibration": fam.predict_proba(saved, data["calibration"].x, threads=threads),
             "test": fam.predict_proba(saved, data["test"].x, threads=threads),
+            **_attributions(spec, saved, data, threads),
         }
         predictions_sha = _write_hashed(paths.predictions, lambda tmp: write_npz(tmp, predictions))
         scored = ~np.isnan(oof).any(axis=1)

@@ -37,7 +37,7 @@ from trainfarm.shared.settings import get_settings
 from trainfarm.shared.stacking.layout import meta_feature_names
 from trainfarm.shared.stacking.selection import FittedBooster
 from trainfarm.shared.timeframes import Timeframe
-from trainfarm.shared.training.base import BaseModelResult
+from trainfarm.shared.training.base import ATTRIBUTED_SPLITS, BaseModelResult
 from trainfarm.shared.training.deploy import Deployment, Evaluated, deployment, label_end_of
 from trainfarm.shared.training.judging import Judgement, judge
 from trainfarm.shared.zoo import MODEL_NAMES
@@ -65,15 +65,30 @@ class BuiltVersion:
     gate_report: dict[str, object] | None = None
 
 
-def base_predictions(work_dir: Path, result: BaseModelResult) -> dict[str, FloatArray]:
-    """A base model's saved ``oof``, ``calibration`` and ``test`` probabilities, checked by sha256."""
+def _verified(work_dir: Path, result: BaseModelResult) -> Path:
     path = work_dir / result.predictions_file
     if not path.is_file() or sha256_file(path) != result.predictions_sha256:
         raise ArtifactError(
             f"predictions of {result.model} at {path} are missing or differ from their sha256"
         )
-    with np.load(path, allow_pickle=False) as npz:
+    return path
+
+
+def base_predictions(work_dir: Path, result: BaseModelResult) -> dict[str, FloatArray]:
+    """A base model's saved ``oof``, ``calibration`` and ``test`` probabilities, checked by sha256."""
+    with np.load(_verified(work_dir, result), allow_pickle=False) as npz:
         return {key: np.asarray(npz[key], dtype=np.float64) for key in ("oof", "calibration", "test")}
+
+
+def base_attributions(work_dir: Path, result: BaseModelResult) -> dict[str, dict[str, float]]:
+    """A base model's attributions per split (feature -> mean absolute attribution) from its predictions
+    file, checked by sha256; {} for a model without them (see ``train_base_model``)."""
+    with np.load(_verified(work_dir, result), allow_pickle=False) as npz:
+        return {
+            split: dict(zip(FEATURE_NAMES, (float(v) for v in npz[f"attributions_{split}"]), strict=True))
+            for split in ATTRIBUTED_SPLITS
+            if f"attributions_{split}" in npz.files
+        }
 
 
 def _library_versions() -> dict[str, str]:
@@ -181,6 +196,7 @@ def build_version(
         base_metrics={m: base[m].metrics for m in order},
         pack_root=root,
         on_judged=on_judged,
+        attributions={m: found for m in order if (found := base_attributions(work_dir, base[m]))},
     )
 
 
@@ -202,6 +218,7 @@ def finish_version(
     extra_data: Mapping[str, object] | None = None,
     pack_root: Path | None = None,
     on_judged: Callable[[Judgement], None] | None = None,
+    attributions: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
 ) -> BuiltVersion:
     """Stack, calibrate, choose p*, gate, deploy and write the pack, from the base models' predictions.
 
@@ -213,7 +230,8 @@ def finish_version(
     pack keeps its base models' own); ``extra_data`` joins the manifest's ``data``; ``pack_root`` is where
     packs go (the artifact store's by default); ``on_judged`` sees the judgement before anything is written;
     ``standing`` is the champion's and ``lineage`` the market's (see
-    :func:`trainfarm.shared.evaluation.gates.evaluate_gates`).
+    :func:`trainfarm.shared.evaluation.gates.evaluate_gates`); ``attributions`` (model -> split -> feature
+    -> mean absolute attribution, the evaluated base models') go into the manifest's ``attributions``.
     """
     # NumPy's BLAS and any OpenMP runtime size their thread pools to the whole machine. On a worker slot
     # that shares the cores with other slots they oversubscribe them (the stackers' logistic regressions,
@@ -348,6 +366,11 @@ def finish_version(
                 "library_versions": _library_versions(),
                 "sample_rows": {"features": sample_x.tolist(), "expected": deployed.sample_expected.tolist()},
                 "feature_distribution": distribution,
+                "attributions": {
+                    "base_models": {
+                        m: {k: dict(v) for k, v in a.items()} for m, a in (attributions or {}).items()
+                    }
+                },
             }
             written = write_pack(final, files, manifest)
         _verify_or_remove(written.path)

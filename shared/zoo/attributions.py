@@ -22,6 +22,17 @@ from trainfarm.shared.zoo import family
 from trainfarm.shared.zoo.spec import ModelSpec
 from trainfarm_client.arrays import FloatArray
 
+#: Rows a summary is computed on at most (TreeSHAP costs trees x leaves x depth^2 per row and class): evenly
+#: spread over the split, so the estimate covers all of it and is the same at every run.
+SUMMARY_ROWS = 500
+
+
+def spread_rows(x: FloatArray, limit: int = SUMMARY_ROWS) -> FloatArray:
+    """At most ``limit`` rows of ``x``, evenly spaced from the first to the last."""
+    if len(x) <= limit:
+        return x
+    return x[np.linspace(0, len(x) - 1, limit).round().astype(np.int64)]
+
 
 class Attributing(Protocol):
     """A family module whose models explain their margins (the boosted families)."""

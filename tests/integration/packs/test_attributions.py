@@ -1,0 +1,21 @@
+"""A real run's pack says what each base model relied on: the evaluated boosted models' attributions on the
+calibration and test splits, per feature (shared/zoo/attributions.py)."""
+
+from __future__ import annotations
+
+from tests.support.packs import Pack
+from trainfarm.shared.dataset.features import FEATURE_NAMES
+from trainfarm.shared.packs.artifacts import read_manifest
+
+EXPLAINED = {"lgbm_gbdt", "lgbm_extratrees", "xgb_hist", "xgb_shallow", "cat_symmetric"}
+
+
+def test_the_manifest_holds_each_explained_base_models_attributions(pack: Pack) -> None:
+    manifest = read_manifest(pack.path, expected_sha256=pack.manifest_sha256)
+    base = manifest["attributions"]["base_models"]  # type: ignore[index]
+    assert set(base) == EXPLAINED
+    for model, splits in base.items():
+        assert set(splits) == {"calibration", "test"}, model
+        for split, means in splits.items():
+            assert set(means) == set(FEATURE_NAMES), (model, split)
+            assert all(value >= 0 for value in means.values()) and max(means.values()) > 0, (model, split)
