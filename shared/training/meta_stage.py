@@ -34,6 +34,7 @@ from trainfarm.shared.monitoring.drift import FeatureDistribution
 from trainfarm.shared.packs.artifacts import MANIFEST, new_version_id, pack_dir, read_manifest, write_pack
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.settings import get_settings
+from trainfarm.shared.stacking.importance import permutation_importance
 from trainfarm.shared.stacking.layout import meta_feature_names
 from trainfarm.shared.stacking.selection import FittedBooster
 from trainfarm.shared.timeframes import Timeframe
@@ -369,7 +370,11 @@ def finish_version(
                 "attributions": {
                     "base_models": {
                         m: {k: dict(v) for k, v in a.items()} for m, a in (attributions or {}).items()
-                    }
+                    },
+                    # What the stacked model relied on, measured on the calibration split it never saw.
+                    "stacker_permutation": permutation_importance(
+                        choice.stacker, {m: preds[m]["calibration"] for m in order}, y["calibration"]
+                    ),
                 },
             }
             written = write_pack(final, files, manifest)

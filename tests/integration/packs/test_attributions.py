@@ -1,11 +1,15 @@
 """A real run's pack says what each base model relied on: the evaluated boosted models' attributions on the
-calibration and test splits, per feature (shared/zoo/attributions.py)."""
+calibration and test splits, per feature (shared/zoo/attributions.py), and the stacked model's permutation
+importance per base model on the calibration split (shared/stacking/importance.py)."""
 
 from __future__ import annotations
+
+import math
 
 from tests.support.packs import Pack
 from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.packs.artifacts import read_manifest
+from trainfarm.shared.zoo import MODEL_NAMES
 
 EXPLAINED = {"lgbm_gbdt", "lgbm_extratrees", "xgb_hist", "xgb_shallow", "cat_symmetric"}
 
@@ -19,3 +23,13 @@ def test_the_manifest_holds_each_explained_base_models_attributions(pack: Pack) 
         for split, means in splits.items():
             assert set(means) == set(FEATURE_NAMES), (model, split)
             assert all(value >= 0 for value in means.values()) and max(means.values()) > 0, (model, split)
+
+
+def test_the_manifest_holds_the_stackers_permutation_importance_per_base_model(pack: Pack) -> None:
+    manifest = read_manifest(pack.path, expected_sha256=pack.manifest_sha256)
+    importance = manifest["attributions"]["stacker_permutation"]  # type: ignore[index]
+    assert set(importance) == set(MODEL_NAMES)
+    assert all(math.isfinite(value) for value in importance.values())
+    stacker = manifest["stacker"]  # type: ignore[index]
+    if stacker["chosen"] == "prior":  # reads no base model
+        assert set(importance.values()) == {0.0}
