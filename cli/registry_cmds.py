@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,9 @@ import typer
 from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.champions.publish import gate_summary
 from trainfarm.shared.connections import redact_url
+from trainfarm.shared.errors import ArtifactError
+from trainfarm.shared.packs.artifacts import read_manifest
+from trainfarm.shared.packs.attributions import Attributions
 from trainfarm.shared.registry import Registry, RegistryError, RunRecord, VersionRecord, VersionStatus, metric
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
@@ -188,7 +192,19 @@ def _version_json(v: VersionRecord) -> dict[str, object]:
     return v.to_json() | {
         "champion": v.status is VersionStatus.CHAMPION,
         "gates": {"passed": summary.passed, "failed": list(summary.failed)},
+        "attributions": _attributions(v),
     }
+
+
+def _attributions(v: VersionRecord) -> dict[str, object] | None:
+    """What the version's models relied on, from its pack's verified manifest (None: pruned, unreadable,
+    or a pack written before attributions)."""
+    try:
+        manifest = read_manifest(Path(v.path), expected_sha256=v.manifest_sha256)
+    except ArtifactError:
+        return None
+    found = Attributions.of_manifest(manifest)
+    return found.to_json() if found is not None else None
 
 
 def _version_row(v: VersionRecord) -> list[object]:

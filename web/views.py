@@ -17,6 +17,7 @@ import redis
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.errors import ArtifactError
 from trainfarm.shared.packs.artifacts import read_manifest
+from trainfarm.shared.packs.attributions import Attributions
 from trainfarm.shared.registry import Registry, ReplayRecord, RunRecord, VersionRecord
 from trainfarm.shared.replay.clock import replay_dir
 from trainfarm.shared.replay.metrics import POLICIES
@@ -93,6 +94,8 @@ class VersionPage:
     plots: list[str]  #: pack-relative paths of the PNGs the manifest lists
     pack_problem: str | None  #: why the pack could not be read (pruned, tampered), or None
     p_star: float | None
+    #: what the models relied on (None: the pack records none, or could not be read)
+    attributions: Attributions | None = None
 
 
 def version_page(registry: Registry, version_id: str) -> VersionPage:
@@ -117,6 +120,7 @@ def version_page(registry: Registry, version_id: str) -> VersionPage:
         plots,
         problem,
         float(p_star) if isinstance(p_star, int | float) else None,
+        Attributions.of_manifest(manifest),
     )
 
 

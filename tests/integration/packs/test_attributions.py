@@ -4,11 +4,14 @@ importance per base model on the calibration split (shared/stacking/importance.p
 
 from __future__ import annotations
 
+import json
 import math
 
-from tests.support.packs import Pack
+from tests.support.packs import PACK_SYMBOL, PACK_TF, Pack, register_pack
 from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.packs.artifacts import read_manifest
+from trainfarm.shared.registry import Registry
+from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.zoo import MODEL_NAMES
 
 EXPLAINED = {"lgbm_gbdt", "lgbm_extratrees", "xgb_hist", "xgb_shallow", "cat_symmetric"}
@@ -33,3 +36,20 @@ def test_the_manifest_holds_the_stackers_permutation_importance_per_base_model(p
     stacker = manifest["stacker"]  # type: ignore[index]
     if stacker["chosen"] == "prior":  # reads no base model
         assert set(importance.values()) == {0.0}
+
+
+def test_farm_models_json_shows_them(pack: Pack, settings: FarmSettings) -> None:
+    from typer.testing import CliRunner
+
+    from trainfarm.cli.app import app
+
+    registry = Registry.open(settings.database)
+    version = register_pack(registry, pack.path, pack.manifest_sha256, "attributions test")
+    result = CliRunner().invoke(app, ["models", PACK_SYMBOL, PACK_TF.value, "--json"])
+    assert result.exit_code == 0, result.output
+    [shown] = [v for v in json.loads(result.stdout) if v["version"] == version]
+    attributions = shown["attributions"]
+    assert set(attributions["base_models"]) == EXPLAINED
+    assert set(attributions["stacker_permutation"]) == set(MODEL_NAMES)
+    top = attributions["top_features_test"]
+    assert len(top) == 15 and top[0]["share"] >= top[-1]["share"] > 0

@@ -130,6 +130,9 @@ def test_the_dashboard_in_chromium(dashboard: Dashboard, settings: FarmSettings,
             page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=plot.element_handle())
             width = plot.evaluate("img => img.naturalWidth")
             assert width > 500  # the reliability diagram, decoded by the browser
+            # What the models relied on: the features chart and the base models' permutation chart.
+            assert page.locator("#feature-chart rect").count() == 15
+            assert page.locator("#stacker-chart rect").count() == 8
             page.screenshot(path=str(shots / "version.png"), full_page=True)
             page.goto(dashboard.url + "/bots")
             page.screenshot(path=str(shots / "bots.png"), full_page=True)
