@@ -25,6 +25,7 @@ from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.errors import ArtifactError
 from trainfarm.shared.evaluation.gates import ChampionStanding, Lineage
 from trainfarm.shared.packs.artifacts import new_version_id, pack_dir
+from trainfarm.shared.packs.attributions import Attributions
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.training.deploy import Deployment, Evaluated, label_end_of
@@ -117,6 +118,7 @@ def build_meta_version(
     champion_metrics = champion.manifest.get("metrics")
     base_metrics = champion_metrics.get("base", {}) if isinstance(champion_metrics, dict) else {}
     distribution = champion.manifest.get("feature_distribution")
+    inherited = Attributions.of_manifest(champion.manifest)
     return finish_version(
         job,
         snapshot,
@@ -132,6 +134,8 @@ def build_meta_version(
         base_metrics=base_metrics if isinstance(base_metrics, dict) else {},
         feature_distribution=distribution if isinstance(distribution, dict) else None,
         extra_data={"meta_only": {"champion": champion.version, "after": fitted_until.isoformat()}},
+        # The base models are the champion's files: so are their attributions (measured on its splits).
+        attributions=inherited.base_models if inherited is not None else None,
     )
 
 

@@ -129,6 +129,10 @@ def test_the_meta_only_pack_ships_the_champions_base_models_byte_for_byte(meta_o
         assert refit.manifest["data"]["first_bar"] > champion.fitted_until.isoformat()
         assert refit.manifest["feature_distribution"] == champion.manifest.get("feature_distribution")
         assert refit.manifest["stacker"]["chosen"] in refit.manifest["stacker"]["cv_logloss"]
+        # The base models' attributions are the champion's; the new stacker's importance is its own.
+        inherited = refit.manifest["attributions"]
+        assert inherited["base_models"] == champion.manifest["attributions"]["base_models"] != {}
+        assert set(inherited["stacker_permutation"]) == set(old_models)
 
 
 def test_too_few_new_bars_fail_the_run_naming_the_count(meta_only: MetaOnlyRun) -> None:
