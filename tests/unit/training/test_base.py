@@ -30,6 +30,7 @@ from trainfarm.shared.training import base as base_module
 from trainfarm.shared.training.base import BOOSTED_METRIC_KEYS, METRIC_KEYS, write_npz
 from trainfarm.shared.zoo import MODEL_NAMES, ModelSpec, get_spec
 from trainfarm.shared.zoo import family as real_family
+from trainfarm.shared.zoo.attributions import attributing
 from trainfarm.shared.zoo.spec import FitOptions
 
 CONFIG = FarmConfig.model_validate({"training": {"base_rounds": 20}})
@@ -124,7 +125,11 @@ def test_every_model_trains_with_valid_probabilities(
         stored = json.loads(result_path(work_dir, name).read_text())
         assert stored == result.to_json()
         arrays = _arrays(work_dir, result)
-        assert sorted(arrays) == ["calibration", "oof", "test"]
+        # A model with exact attributions also carries their per-feature summary on two splits.
+        explained = ["attributions_calibration", "attributions_test"] if attributing(spec) else []
+        assert sorted(arrays) == sorted(["calibration", "oof", "test", *explained]), name
+        for key in explained:
+            assert arrays[key].shape == (len(FEATURE_NAMES),) and (arrays[key] >= 0).all()
         oof = arrays["oof"]
         assert oof.shape == (rows["train"], 3)
         # OOF NaN rows are exactly the first chunk, which no fold validates on.
