@@ -63,9 +63,9 @@ def farm(
     finally:
         for process in reversed(processes):
             process.stop()
+        # No rebind here: it builds the broker URL, which would start this home's Redis again.
         embedded_redis(get_settings()).stop()
         get_settings.cache_clear()
-        rebind()
 
 
 def test_beat_syncs_a_watched_folder_and_refuses_a_rewritten_history(
