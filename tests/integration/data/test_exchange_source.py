@@ -7,12 +7,12 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from tests.integration.data.conftest import FIRST
 from tests.support.exchange_server import BinanceServer
 from trainfarm.shared.data.intervals import BarInterval
 from trainfarm.shared.data.readers import BAR_COLUMNS, BAR_DTYPE
@@ -21,23 +21,12 @@ from trainfarm.shared.errors import ConfigError, SourceUnavailableError, SymbolE
 
 pytestmark = pytest.mark.shared_data
 
-FIRST = datetime(2024, 3, 1, tzinfo=UTC)
 #: 12:02:30 on the sixth day: the 12:00 bar is still forming.
 NOW = datetime(2024, 3, 7, 12, 2, 30, tzinfo=UTC)
 PAGE = 500
 FIVE = timedelta(minutes=5)
 
 MakeSource = Callable[..., ExchangeSource]
-
-
-@pytest.fixture(scope="module")
-def btc_week(shared_data_dir: Path) -> pl.DataFrame:
-    """One week of real BTC_USDT 5m bars (2016 rows: four pages of 500 and more)."""
-    return (
-        pl.scan_parquet(shared_data_dir / "BTC_USDT-5m.parquet")
-        .filter(pl.col("date").is_between(FIRST, FIRST + timedelta(days=7), closed="left"))
-        .collect()
-    )
 
 
 @pytest.fixture

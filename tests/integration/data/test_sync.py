@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.integration.data.conftest import FIRST
 from tests.support.bars import tree
 from tests.support.exchange_server import BinanceServer
 from trainfarm.shared.config import FarmConfig
@@ -22,19 +23,9 @@ from trainfarm.shared.data.sync import Outcome, SyncReport, sync_all, sync_symbo
 
 pytestmark = pytest.mark.shared_data
 
-FIRST = datetime(2024, 3, 1, tzinfo=UTC)
 #: The first sync's time: the 12:00 bar of the fourth day is still forming.
 NOW = datetime(2024, 3, 4, 12, 2, 30, tzinfo=UTC)
 FIVE = timedelta(minutes=5)
-
-
-@pytest.fixture(scope="module")
-def btc_week(shared_data_dir: Path) -> pl.DataFrame:
-    return (
-        pl.scan_parquet(shared_data_dir / "BTC_USDT-5m.parquet")
-        .filter(pl.col("date").is_between(FIRST, FIRST + timedelta(days=7), closed="left"))
-        .collect()
-    )
 
 
 @pytest.fixture
