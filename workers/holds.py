@@ -25,7 +25,7 @@ import redis
 
 from trainfarm.shared.champions.announce import record_event
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.data.freshness import freshness
+from trainfarm.shared.data.freshness import Freshness, freshness
 from trainfarm.shared.data.store import BarStore
 from trainfarm.shared.dataset.snapshot import build_frame
 from trainfarm.shared.errors import DataError, DataNotFoundError, DatasetError
@@ -80,10 +80,18 @@ def _dataset_problem(store: BarStore, config: FarmConfig, symbol: str, tf: Timef
 
 
 def hold_of(
-    registry: Registry, store: BarStore, config: FarmConfig, symbol: str, tf: Timeframe, now: datetime
+    registry: Registry,
+    store: BarStore,
+    config: FarmConfig,
+    symbol: str,
+    tf: Timeframe,
+    now: datetime,
+    *,
+    fresh: Freshness | None = None,
 ) -> Hold | None:
-    """The hold on the market (``symbol``, ``tf``), or None when its retrains may go ahead."""
-    fresh = freshness(store, config, symbol)
+    """The hold on the market (``symbol``, ``tf``), or None when its retrains may go ahead. ``fresh``: the
+    symbol's freshness when the caller has it already (a status page reads it once per symbol)."""
+    fresh = fresh or freshness(store, config, symbol)
     if fresh.stale(now):
         return Hold("stale_data", fresh.reason(now))
     runs = registry.runs.newest(symbol, tf, limit=1)

@@ -167,7 +167,7 @@ def market_infos(
             fresh[symbol] = freshness(bars, config, symbol)
         data = fresh[symbol]
         age = data.age(now)
-        hold = hold_of(registry, bars, config, symbol, tf, now)
+        hold = hold_of(registry, bars, config, symbol, tf, now, fresh=data)
         out.append(
             MarketInfo(
                 symbol,
