@@ -14,14 +14,16 @@ STAMP  := $(VENV)/.installed
 LINKS := mkdir -p build/typecheck/trainfarm && for d in shared workers beat cli web; do \
 	ln -sfn ../../../$$d build/typecheck/trainfarm/$$d; done
 
-# The bot client is its own distribution; the farm depends on it, so both install from this checkout.
+# The bot client is its own distribution; the farm depends on it, so both install from this checkout, with
+# the example feature set (examples/feature-set: a user's set, which the tests train and serve with).
 # setuptools' notice that an editable install uses an import hook is informational (that hook is why the
 # links above exist); it is the one message silenced, so that any real warning of the build stands out.
-$(STAMP): pyproject.toml trainfarm_client/pyproject.toml constraints.txt
+$(STAMP): pyproject.toml trainfarm_client/pyproject.toml examples/feature-set/pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	PYTHONWARNINGS="ignore:Editable installation" \
-	  $(BIN)/python -m pip install --quiet -c constraints.txt -e ./trainfarm_client -e ".[dev]"
+	  $(BIN)/python -m pip install --quiet -c constraints.txt -e ./trainfarm_client -e ".[dev]" \
+	  -e ./examples/feature-set
 	@$(LINKS)
 	@touch $(STAMP)
 
@@ -45,11 +47,11 @@ bench: $(STAMP)
 
 # Model quality on the real data in ../shared/data (12 retrains, minutes): writes docs/QUALITY.md.
 bench-quality: $(STAMP)
-	$(BIN)/python -m bench quality
+	$(BIN)/python -m bench quality context
 
 # The farm replayed over the last two years of BTC, ETH and SOL (hours on 2 cores): docs/REPLAY.md.
 bench-replay: $(STAMP)
-	$(BIN)/python -m bench replay
+	$(BIN)/python -m bench replay replay-context
 
 # The gates at scale (hours on 2 cores): repeated testing, noise and power end to end; docs/QUALITY.md.
 bench-gates: $(STAMP)

@@ -37,9 +37,13 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
 #: writes docs/QUALITY.md itself.
 ON_DEMAND: dict[str, Callable[[], None]] = {
     "quality": _module("quality"),
+    # Also `make bench-quality`: ETH and SOL with the core set against core + context (issue 24).
+    "context": _module("context"),
     # `make bench-replay`: the farm replayed over two years of three markets (hours); writes docs/REPLAY.md.
     "replay": _module("replay"),
     "replay-quick": lambda: importlib.import_module("bench.replay").main(quick=True),
+    # Also `make bench-replay`: ETH and SOL replayed with core + context features (issue 24).
+    "replay-context": lambda: importlib.import_module("bench.replay").main(context=True),
     # `make bench-gates`: the gates' repeated-testing Monte Carlo (about an hour) and the gates end to end
     # at real sizes (an hour and a half): two sections of docs/QUALITY.md.
     "gates": _module("gates"),

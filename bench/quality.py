@@ -29,7 +29,6 @@ from bench.bars import SHARED_DATA
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.dataset.snapshot import load_snapshot
 from trainfarm.shared.evaluation.metrics import expected_calibration_error, log_loss
 from trainfarm.shared.packs.predictor import Predictor
@@ -105,7 +104,7 @@ class Row:
         return f"{self.symbol} {self.timeframe}"
 
 
-def _reference(frame: pl.DataFrame, threads: int) -> float:
+def _reference(frame: pl.DataFrame, names: list[str], threads: int) -> float:
     """Test log-loss of one plain LightGBM fitted on the snapshot's train split (unweighted, uncalibrated)."""
     import lightgbm as lgb
 
@@ -122,9 +121,9 @@ def _reference(frame: pl.DataFrame, threads: int) -> float:
         "verbosity": -1,
         "seed": 7,
     }
-    data = lgb.Dataset(train.select(FEATURE_NAMES).to_numpy(), train["label"].to_numpy())
+    data = lgb.Dataset(train.select(names).to_numpy(), train["label"].to_numpy())
     booster = lgb.train(params, data, num_boost_round=150)
-    probs = booster.predict(test.select(FEATURE_NAMES).to_numpy())
+    probs = booster.predict(test.select(names).to_numpy())
     return log_loss(np.asarray(probs, dtype=np.float64), test["label"].to_numpy().astype(np.int64))
 
 
@@ -156,7 +155,8 @@ def _one(symbol: str, timeframe: str, threads: int, rng: np.random.Generator) ->
     snapshot = load_snapshot(stage.snapshot.resolve(get_settings().artifacts_dir))
     frame = snapshot.frame()
     test = frame.filter(pl.col("split") == "test")
-    probs = Predictor.load(Path(version.path)).predict_features(test.select(FEATURE_NAMES).to_numpy())
+    names = list(snapshot.feature_names)
+    probs = Predictor.load(Path(version.path)).predict_features(test.select(names).to_numpy())
     report = version.gate_report or {}
     raw_checks = report.get("checks", [])
     checks = (
@@ -185,7 +185,7 @@ def _one(symbol: str, timeframe: str, threads: int, rng: np.random.Generator) ->
         direction_bound=value("direction_vs_prior_bound"),
         gates="passed" if report.get("passed") else "failed",
         failed_checks=[n for n, c in checks.items() if not c.get("passed")],
-        reference_lgbm=_reference(frame, threads),
+        reference_lgbm=_reference(frame, names, threads),
         seconds=round(time.perf_counter() - started, 1),
     )
 

@@ -36,6 +36,8 @@ from trainfarm.shared.timeframes import parse_duration
 from trainfarm.shared.zoo.threads import available_cores
 
 SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT")
+#: The markets ``replay-context`` replays with core + context features (BTC is their leading market).
+CONTEXT_SYMBOLS = ("ETH_USDT", "SOL_USDT")
 #: (timeframe, cadence) of each symbol's replays.
 PLANS = (("1h", "7d"), ("12h", "30d"), ("24h", "30d"))
 YEARS = 2
@@ -141,8 +143,26 @@ def _save(path: Path, figures: Mapping[str, Any]) -> None:
     atomic_write_text(path, json.dumps(figures, indent=1) + "\n")
 
 
-def main(*, quick: bool = False) -> None:
-    """Run the replays and write docs/REPLAY.md and docs/replay.json (``quick``: a smoke run, no writes).
+def _configure(home: Path, markets: Sequence[Market], *, context: bool) -> list[str]:
+    """Point the settings at ``home`` (with the context config when asked); the symbols to import."""
+    os.environ["FARM_HOME"] = str(home)
+    os.environ.pop("FARM_CONFIG_FILE", None)
+    symbols = {m.symbol for m in markets}
+    if context:
+        from bench.context import LEADER, context_config
+
+        config_file = home / "farm.toml"
+        config_file.write_text(context_config(tuple(tf for tf, _ in PLANS)))
+        os.environ["FARM_CONFIG_FILE"] = str(config_file)
+        symbols.add(LEADER)
+    get_settings.cache_clear()
+    return sorted(symbols)
+
+
+def main(*, quick: bool = False, context: bool = False) -> None:
+    """Run the replays and write docs/REPLAY.md and docs/replay.json (``quick``: a smoke run, no writes;
+    ``context``: ETH and SOL with core + context features, into docs/replay-context.json and a section of
+    REPLAY.md that compares them with the core replay, :func:`context_section`).
 
     All of it takes hours on 2 cores (1h replays dominate: about half a minute per point on two cores).
     The markets run one after another, the cheap timeframes first, and each finished one is kept in
@@ -156,23 +176,22 @@ def main(*, quick: bool = False) -> None:
     if not quick and not SHARED_DATA.is_dir():
         raise SystemExit(f"bench replay needs the real data in {SHARED_DATA}")
     cores = max(1, available_cores())
+    symbols = CONTEXT_SYMBOLS if context else SYMBOLS
     markets = (
         [Market("BTC_USDT", "24h", "30d", days=90)]
         if quick
-        else [Market(s, tf, cadence) for tf, cadence in reversed(PLANS) for s in SYMBOLS]
+        else [Market(s, tf, cadence) for tf, cadence in reversed(PLANS) for s in symbols]
     )
     speedup = markets[0] if quick else Market(*SPEEDUP)
-    out = DOCS / "replay.json"
+    out = DOCS / ("replay-context.json" if context else "replay.json")
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
-        os.environ["FARM_HOME"] = tmp
-        os.environ.pop("FARM_CONFIG_FILE", None)
-        get_settings.cache_clear()
+        imported = _configure(Path(tmp), markets, context=context)
         rebind()
-        key = _key([m.symbol for m in markets])
+        key = _key(imported)
         figures: dict[str, Any] = {} if quick else _stored(out, key)
         figures |= {"key": key, "cores": cores, "quick": quick}
         done: dict[str, Any] = dict(figures.get("by_market") or {})
-        for symbol in sorted({m.symbol for m in markets}):
+        for symbol in imported:
             open_store().import_file(bar_file(symbol), symbol)
         settings = get_settings()
         worker = WorkerProcess("bench-replay", dict(os.environ), settings.home / "logs", concurrency=cores)
@@ -192,7 +211,7 @@ def main(*, quick: bool = False) -> None:
                 figures["by_market"] = done
                 if not quick:
                     _save(out, figures)
-            if "speedup" not in figures:
+            if "speedup" not in figures and not context:
                 (alone,), alone_s = _farm([speedup])
                 worker.stop()
                 _, here_s = _here(speedup, cores)
@@ -215,5 +234,62 @@ def main(*, quick: bool = False) -> None:
         console.print("quick run: docs/REPLAY.md and docs/replay.json are left as they are")
         return
     _save(out, figures)
-    write_report(figures, DOCS / "REPLAY.md")
+    _report(figures, context=context)
+
+
+def _report(figures: Mapping[str, Any], *, context: bool) -> None:
+    if context:
+        core = json.loads((DOCS / "replay.json").read_text())
+        write_marked_replay("context", context_section(core, figures))
+    else:
+        write_report(figures, DOCS / "REPLAY.md")
     console.print(f"written: {DOCS / 'REPLAY.md'}")
+
+
+def context_section(core: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+    """The gated policy with core features against core + context, per market, over the same bars."""
+    before = {m["market"]: m for m in core.get("markets", [])}
+    lines = [
+        "## Context features in the replay (`python -m bench replay-context`)",
+        "",
+        "ETH and SOL replayed again with core + context features (every higher timeframe of the market "
+        "among 1h/12h/24h, and BTC at the same bar size), the same retrain points and gates. Log-loss of "
+        "the gated policy out of sample, bar by bar, and its difference from the prior (negative: better).",
+        "",
+        "| market | gated core | vs prior | Sharpe | promotions | gated context | vs prior | Sharpe | "
+        "promotions |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    better = total = 0
+    for market in context.get("markets", []):
+        name = market["market"]
+        new = market["replay"]["result"]["policies"]["gated"]
+        result = (before.get(name) or {}).get("replay", {}).get("result") or {}
+        old = result.get("policies", {}).get("gated")
+        if old is None:
+            lines.append(f"| {name} | no core replay | | | | {new['logloss']:.4f} | | | |")
+            continue
+        total += 1
+        better += new["logloss"] < old["logloss"]
+        lines.append(
+            f"| {name} | {old['logloss']:.4f} | {old['logloss_vs_prior']:+.4f} | {old['sharpe']:.2f} | "
+            f"{old['promotions']} | {new['logloss']:.4f} | {new['logloss_vs_prior']:+.4f} | "
+            f"{new['sharpe']:.2f} | {new['promotions']} |"
+        )
+    lines += ["", f"The gated policy with context had the lower log-loss on {better} of {total} markets."]
+    return "\n".join(lines)
+
+
+def write_marked_replay(name: str, body: str) -> None:
+    """Replace (or append) the ``<!-- bench NAME -->`` section of docs/REPLAY.md."""
+    import re
+
+    path = DOCS / "REPLAY.md"
+    begin, end = f"<!-- bench {name} -->", f"<!-- /bench {name} -->"
+    text = f"{begin}\n{body.rstrip()}\n{end}\n"
+    current = path.read_text() if path.exists() else ""
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
+    if pattern.search(current):
+        path.write_text(pattern.sub(lambda _: text, current))
+    else:
+        path.write_text(current.rstrip("\n") + "\n\n" + text)

@@ -4,6 +4,7 @@ computed from them, whatever they say."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -236,4 +237,10 @@ def write_report(figures: Mapping[str, Any], path: Path, baseline: Path = BASELI
         "same run).",
         "",
     ]
-    path.write_text("\n".join(lines))
+    # `python -m bench replay-context` writes its own section (bench.replay.write_marked_replay): kept.
+    current = path.read_text() if path.exists() else ""
+    kept = "".join(
+        m.group(0)
+        for m in re.finditer(r"<!-- bench ([\w-]+) -->.*?<!-- /bench \1 -->\n?", current, re.DOTALL)
+    )
+    path.write_text("\n".join(lines) + ("\n" + kept if kept else ""))

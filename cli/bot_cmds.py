@@ -15,12 +15,11 @@ import typer
 from trainfarm.cli.output import console
 from trainfarm.shared.connections import redis_url
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.errors import DataError
+from trainfarm.shared.errors import DataError, DataNotFoundError
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
-from trainfarm.shared.timeframes import parse_timeframe
+from trainfarm.shared.timeframes import Timeframe, parse_timeframe
 from trainfarm_client.errors import ClientError
-from trainfarm_client.features import MIN_HISTORY_BARS
 from trainfarm_client.live import Champion, LiveModel, Score
 
 
@@ -114,11 +113,16 @@ def bot(
             problem: str | None = model.last_error
             if model.version is not None:
                 try:
-                    bars = store.load(sym, tf).tail(MIN_HISTORY_BARS)  # the newest bars, read again each time
+                    # The newest bars of every series the served pack reads, read again each time.
+                    series = {
+                        need.key: store.load(need.symbol, Timeframe(need.timeframe)).tail(need.bars)
+                        for need in model.requirements
+                    }
+                    bars = series[(sym, tf.value)]
                     # In replay, "now" is the moment the store's newest bar closed.
                     now = bars["date"][-1] + tf.duration if replay and bars.height else datetime.now(UTC)
-                    scored = model.score(bars, now=now)  # from one loaded version, newest closed bar only
-                except (ClientError, DataError) as exc:  # keep running: the next bars or version may do
+                    scored = model.score(series, now=now)  # from one loaded version, newest closed bar only
+                except (ClientError, DataError, DataNotFoundError) as exc:  # the next bars or version may do
                     problem = f"cannot score: {exc}"
                 else:
                     _emit_score(as_json, scored)

@@ -8,7 +8,7 @@ import typer
 
 from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset.snapshot import DatasetSnapshot, build_snapshot, list_snapshots
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot, list_snapshots, snapshot_from_store
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import Timeframe, parse_timeframe
@@ -53,9 +53,7 @@ def build(
     sym = canonical_symbol(symbol)
     store = open_store()
     snapshots = [
-        build_snapshot(
-            store.load(sym, tf), symbol=sym, timeframe=tf, config=config, root=settings.datasets_dir
-        )
+        snapshot_from_store(store, symbol=sym, timeframe=tf, config=config, root=settings.datasets_dir)
         for tf in timeframes_option(timeframe)
     ]
     if as_json:

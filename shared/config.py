@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainfarm.shared.data.intervals import BarInterval, IntervalName
+from trainfarm.shared.dataset.feature_params import FeatureParams
 from trainfarm.shared.errors import ConfigError, FarmError
 from trainfarm.shared.symbols import SymbolId
 from trainfarm.shared.timeframes import (
@@ -304,6 +305,7 @@ class TimeframeParams(_Strict):
     )
     gates: GateThresholds = GateThresholds()
     triggers: TriggerParams = TriggerParams()
+    features: FeatureParams = FeatureParams()
 
 
 #: The strict profile's table (class share target down/neutral/up, mean confidence floor, eligible share
@@ -477,6 +479,11 @@ class TrainingParams(_Strict):
         "max(1h, 2 x task_time_limit); must exceed task_time_limit",
     )
     seed: int = Field(7, description="random seed of every model (runs are reproducible)")
+    prune_features: bool = Field(
+        False,
+        description="drop the features whose permutation importance on a purged slice of the train split "
+        "is not above zero, before the base models train (docs/ml.md#feature-sets)",
+    )
     model_params: dict[str, dict[str, ParamValue]] = Field(
         default_factory=dict,
         description="per-model library parameter overrides, e.g. {lgbm_gbdt = {num_leaves = 15}}",
@@ -627,6 +634,18 @@ class FarmConfig(_Strict):
                     f"is not shorter than the smallest split ({smallest:g} of the {window} "
                     f"training window = {split}); shorten label_horizon or lengthen training_window"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _context_is_longer(self) -> FarmConfig:
+        # A context bar size must close less often than the rows (a 1h row reads the last closed 12h bar).
+        for tf, params in self.timeframes.items():
+            for size in params.features.timeframes:
+                if size.duration <= tf.duration:
+                    raise ValueError(
+                        f"timeframes.{tf.value}.features.timeframes: {size.value} is not longer than "
+                        f"{tf.value}; context bar sizes must be higher ones"
+                    )
         return self
 
     def params(self, timeframe: Timeframe) -> TimeframeParams:

@@ -11,6 +11,8 @@ Modules:
 * :mod:`trainfarm_client.predictor` -- ``Predictor.load(pack)``, ``predict_bars``, ``self_check``,
   ``decide`` (the trading rule with the pack's p*);
 * :mod:`trainfarm_client.features` -- the causal features, the same code training used;
+* :mod:`trainfarm_client.featuresets`, :mod:`trainfarm_client.featurespec` -- feature sets (built in, or a
+  user's under the ``trainfarm.features`` entry point) and what a pack reads (context series included);
 * :mod:`trainfarm_client.contract` -- the Redis keys and channels shared with the farm;
 * :mod:`trainfarm_client.errors` -- ``ClientError`` and its children, each saying who handles it;
 * :mod:`trainfarm_client.pack`, ``models``, ``numpy_models``, ``stacking``, ``calibration``, ``probs``

@@ -34,7 +34,6 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
 import redis
 from redis.typing import EncodableT, FieldT
 
@@ -50,7 +49,8 @@ from trainfarm_client.contract import (
 )
 from trainfarm_client.errors import ChampionError, NoSignalError
 from trainfarm_client.features import FEATURE_NAMES
-from trainfarm_client.predictor import Decision, Predictor
+from trainfarm_client.featurespec import Requirement
+from trainfarm_client.predictor import Bars, Decision, Predictor
 from trainfarm_client.remote import fetch_pack, is_remote, prune_cache
 
 log = logging.getLogger("trainfarm_client")
@@ -209,25 +209,35 @@ class LiveModel:
             raise ChampionError(f"no champion loaded for {self.symbol} {self.timeframe}")
         return current.predictor
 
-    def predict_proba(self, bars: pl.DataFrame, *, now: datetime | None = None) -> npt.NDArray[np.float64]:
+    @property
+    def requirements(self) -> tuple[Requirement, ...]:
+        """The series the served pack reads (own first), each with the newest bars to feed; the keys
+        :meth:`score` wants, as ``{(r.symbol, r.timeframe): bars}``. :class:`ChampionError` while no
+        champion is loaded. A new champion may need other series: read it again after a reload."""
+        return self.predictor.requirements
+
+    def predict_proba(self, bars: Bars, *, now: datetime | None = None) -> npt.NDArray[np.float64]:
         """(down, neutral, up) probabilities of the newest closed bar; :class:`NoSignalError` says why not."""
         scored = self.score(bars, now=now)
         if scored.probabilities is None:
             raise NoSignalError(scored.reason or "no signal")
         return scored.probabilities
 
-    def decide(self, bars: pl.DataFrame, *, now: datetime | None = None) -> Decision:
+    def decide(self, bars: Bars, *, now: datetime | None = None) -> Decision:
         """The trading decision for the newest closed bar (no signal when it cannot be scored)."""
         scored = self.score(bars, now=now)
         if scored.decision is None:
             return Decision(signal=None, probability=float("nan"), p_star=self.predictor.p_star)
         return scored.decision
 
-    def score(self, bars: pl.DataFrame, *, now: datetime | None = None) -> Score:
+    def score(self, bars: Bars, *, now: datetime | None = None) -> Score:
         """Probabilities and decision for the newest bar closed by ``now`` (default: the wall clock).
 
-        Only that bar is ever scored: when it is missing, stale, incomplete or lacks features the score
-        has no probabilities and says why (``reason``, :attr:`no_signal_reason`, the heartbeat).
+        ``bars``: the market's own bars, or, for a pack that reads other series (:attr:`requirements`: a
+        higher bar size, another market), a mapping ``{(symbol, timeframe): bars}`` holding each. Only the
+        newest own bar is ever scored: when it is missing, stale, incomplete or lacks features, or a
+        required series is missing or stale, the score has no probabilities and says why (``reason``,
+        :attr:`no_signal_reason`, the heartbeat).
         """
         current = self._current
         if current is None:
@@ -450,7 +460,7 @@ class LiveModel:
         }
         if features is not None:
             current = self._current
-            names = current.predictor.manifest["feature_names"] if current else FEATURE_NAMES
+            names = current.predictor.feature_names if current else FEATURE_NAMES
             fields["features"] = encode_features(features, [str(n) for n in names])
         entry = self._redis.xadd(OUTCOMES_STREAM, fields, maxlen=OUTCOMES_MAXLEN, approximate=True)
         return entry.decode() if isinstance(entry, bytes) else str(entry)

@@ -23,6 +23,7 @@ A bot's use, in full::
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,7 +36,8 @@ import polars as pl
 from trainfarm_client.arrays import FloatArray
 from trainfarm_client.calibration import Calibration, load_calibration
 from trainfarm_client.errors import PackError
-from trainfarm_client.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
+from trainfarm_client.featuresets import CORE, FeatureSetError
+from trainfarm_client.featurespec import FeatureSpec, Requirement, SeriesKey, bar_duration
 from trainfarm_client.models import MODEL_KINDS, BaseModel, MetaBooster, load_base_model
 from trainfarm_client.newest import closed_bars, newest_feature_row
 from trainfarm_client.pack import PACK_FORMAT, read_manifest
@@ -43,6 +45,10 @@ from trainfarm_client.probs import DOWN, N_CLASSES, UP
 from trainfarm_client.stackers import BoosterStacker, Stacker, load_stacker
 
 Signal = Literal["up", "down"]
+
+#: What a pack's features are computed from: the market's own bars (a pack that reads nothing else), or
+#: the bars of every series its :attr:`Predictor.requirements` name, by (symbol, bar size).
+Bars = pl.DataFrame | Mapping[SeriesKey, pl.DataFrame]
 
 
 #: How late the newest closed bar may be (beyond one interval) before it counts as stale.
@@ -110,9 +116,12 @@ class Predictor:
         bases: list[BaseModel],
         stacker: Stacker,
         calibration: Calibration,
+        spec: FeatureSpec,
     ) -> None:
         self.path = path
         self.manifest = manifest
+        self.spec = spec
+        self.feature_names: tuple[str, ...] = spec.names()
         self._bases = bases
         self._stacker = stacker
         self._calibration = calibration
@@ -131,13 +140,7 @@ class Predictor:
                 f"{pack}: pack format {fmt!r} is newer than this client reads (up to {PACK_FORMAT}); "
                 "upgrade trainfarm-client"
             )
-        if manifest.get("feature_spec_version") != FEATURE_SPEC_VERSION:
-            raise PackError(
-                f"{pack}: built with feature spec {manifest.get('feature_spec_version')!r}, "
-                f"this code computes {FEATURE_SPEC_VERSION!r}"
-            )
-        if list(manifest.get("feature_names", [])) != list(FEATURE_NAMES):
-            raise PackError(f"{pack}: feature names differ from this code's")
+        spec = _feature_spec(pack, manifest)
         _check_references(pack, manifest)
         try:
             bases = []
@@ -158,7 +161,7 @@ class Predictor:
             raise
         except Exception as exc:  # any library's load error: the pack is unusable, say which and why
             raise PackError(f"{pack}: cannot load: {type(exc).__name__}: {exc}") from exc
-        return cls(pack, manifest, bases, stacker, calibration)
+        return cls(pack, manifest, bases, stacker, calibration, spec)
 
     @property
     def version(self) -> str:
@@ -181,15 +184,18 @@ class Predictor:
         return self._calibration
 
     @property
+    def requirements(self) -> tuple[Requirement, ...]:
+        """Every series the features read (own first) and how many of its newest bars to feed."""
+        return self.spec.requirements()
+
+    @property
     def p_star(self) -> float:
         """The decision threshold on ``max(p_up, p_down)``, chosen on the calibration split."""
         return float(self.manifest["p_star"])
 
     def predict_features(self, x: npt.ArrayLike) -> FloatArray:
         """Calibrated (down, neutral, up) probabilities for rows of the pack's feature columns."""
-        rows = np.asarray(x, dtype=np.float64)
-        if rows.ndim != 2 or rows.shape[1] != len(FEATURE_NAMES):
-            raise ValueError(f"expected rows of {len(FEATURE_NAMES)} features, got shape {rows.shape}")
+        rows = self._rows(x)
         if rows.shape[0] == 0:  # e.g. fewer bars than the features' warm-up: some libraries fail on none
             return np.empty((0, N_CLASSES), dtype=np.float64)
         base = self.base_probabilities(rows)
@@ -200,42 +206,49 @@ class Predictor:
 
         What the stacker sees; the farm's meta-only retrain refits a stacker on them.
         """
-        rows = np.asarray(x, dtype=np.float64)
-        if rows.ndim != 2 or rows.shape[1] != len(FEATURE_NAMES):
-            raise ValueError(f"expected rows of {len(FEATURE_NAMES)} features, got shape {rows.shape}")
+        rows = self._rows(x)
         return {b.name: b.predict_proba(rows) for b in self._bases}
 
-    def predict_bars(self, bars: pl.DataFrame) -> pl.DataFrame:
-        """Probabilities for every bar of ``bars`` (this timeframe, oldest first) with complete features.
+    def _rows(self, x: npt.ArrayLike) -> FloatArray:
+        rows = np.asarray(x, dtype=np.float64)
+        width = len(self.feature_names)
+        if rows.ndim != 2 or rows.shape[1] != width:
+            raise ValueError(f"expected rows of {width} features, got shape {rows.shape}")
+        return rows
 
-        Returns ``date, p_down, p_neutral, p_up``; bars still in the features' warm-up are left out (feed
-        :data:`trainfarm_client.features.MIN_HISTORY_BARS` bars for training-exact values). Raises
-        :class:`~trainfarm_client.errors.BarsError` for unusable bars.
+    def inputs(self, bars: Bars) -> Mapping[SeriesKey, pl.DataFrame]:
+        """``bars`` as the mapping :meth:`FeatureSpec.compute` reads (a frame is the market's own bars)."""
+        if isinstance(bars, pl.DataFrame):
+            return {(self.spec.symbol, self.spec.timeframe): bars}
+        return bars
+
+    def predict_bars(self, bars: Bars) -> pl.DataFrame:
+        """Probabilities for every bar (this timeframe, oldest first) with complete features.
+
+        ``bars``: the market's own bars, or a mapping with every series of :attr:`requirements`. Returns
+        ``date, p_down, p_neutral, p_up``; bars still in the features' warm-up are left out (feed each
+        requirement's bars for training-exact values). Raises :class:`~trainfarm_client.errors.BarsError`
+        for unusable or missing bars.
         """
         frame = self.feature_rows(bars)
-        probs = self.predict_features(frame.select(FEATURE_NAMES).to_numpy())
+        probs = self.predict_features(frame.select(self.feature_names).to_numpy())
         return frame.select("date").with_columns(
             p_down=pl.Series(probs[:, 0]), p_neutral=pl.Series(probs[:, 1]), p_up=pl.Series(probs[:, 2])
         )
 
-    def feature_rows(self, bars: pl.DataFrame) -> pl.DataFrame:
-        """``bars`` with the pack's features (its ``feature_params``), rows still warming up left out."""
-        params = self.manifest["feature_params"]
-        return add_features(
-            bars,
-            interval=timedelta(minutes=int(params["interval_minutes"])),
-            max_gap_bars=int(params["max_gap_bars"]),
-        ).drop_nulls(list(FEATURE_NAMES))
+    def feature_rows(self, bars: Bars) -> pl.DataFrame:
+        """The own bars with the pack's features (:attr:`spec`), rows with a null feature left out."""
+        return self.spec.compute(self.inputs(bars)).drop_nulls(list(self.feature_names))
 
-    def score_newest(
-        self, bars: pl.DataFrame, *, now: datetime, grace: timedelta = DEFAULT_GRACE
-    ) -> NewestScore:
-        """Score only the newest bar of ``bars`` that has closed by ``now``, or say why it cannot be.
+    def score_newest(self, bars: Bars, *, now: datetime, grace: timedelta = DEFAULT_GRACE) -> NewestScore:
+        """Score only the newest bar of the own bars that has closed by ``now``, or say why it cannot be.
 
-        No score when: no bar has closed yet; the newest closed bar closed more than one interval plus
+        ``bars``: the market's own bars, or a mapping with every series of :attr:`requirements`. No
+        score when: no bar has closed yet; the newest closed bar closed more than one interval plus
         ``grace`` before ``now`` (stale: the feed stopped); it is a resampled bar built from fewer 5m bars
-        than its interval holds (a ``bars`` column, as the farm's store returns, says how many); or its
-        features are incomplete (after a gap they warm up again). An older bar is never scored instead.
+        than its interval holds (a ``bars`` column, as the farm's store returns, says how many); a
+        required series is missing or stale by the same rule; or its features are incomplete (after a gap
+        they warm up again; a context bar is missing). An older bar is never scored instead.
         """
         found = self.newest_features(bars, now=now, grace=grace)
         if found.features is None:
@@ -244,29 +257,27 @@ class Predictor:
         probs = self.predict_features(found.features.reshape(1, -1))[0]
         return NewestScore(found.bar, probs, None, found.features)
 
-    def newest_features(
-        self, bars: pl.DataFrame, *, now: datetime, grace: timedelta = DEFAULT_GRACE
-    ) -> NewestScore:
+    def newest_features(self, bars: Bars, *, now: datetime, grace: timedelta = DEFAULT_GRACE) -> NewestScore:
         """The features :meth:`score_newest` scores the newest closed bar on (``probabilities`` None).
 
         ``reason`` says why there are none, as :meth:`score_newest` does. A replay computes them once per
-        bar and predicts them with several packs of the same feature parameters.
+        bar and predicts them with several packs of the same features.
         """
-        interval = timedelta(minutes=int(self.manifest["feature_params"]["interval_minutes"]))
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC)")
-        closed = closed_bars(bars, interval=interval, now=now)
+        inputs = self.inputs(bars)
+        spec = self.spec
+        missing = [str(r) for r in spec.requirements() if r.key not in inputs]
+        if missing:
+            return NewestScore(None, None, f"no bars given of {', '.join(missing)}, which this pack needs")
+        interval = spec.interval
+        closed = closed_bars(inputs[(spec.symbol, spec.timeframe)], interval=interval, now=now)
         if closed.is_empty():
             return NewestScore(None, None, f"no bar has closed by {now.isoformat()}")
         newest = closed["date"][-1]
-        age = now - (newest + interval)
-        if age > interval + grace:
-            return NewestScore(
-                newest,
-                None,
-                f"newest closed bar {newest.isoformat()} is stale: it closed {_human(age)} ago "
-                f"(limit: one {_human(interval)} interval plus {_human(grace)})",
-            )
+        stale = _stale(closed, interval, now, grace)
+        if stale is not None:
+            return NewestScore(newest, None, f"newest closed bar {stale}")
         if "bars" in closed.columns:
             expected = max(1, interval // timedelta(minutes=5))
             have = int(closed["bars"][-1])
@@ -276,21 +287,34 @@ class Predictor:
                     None,
                     f"newest bar {newest.isoformat()} is incomplete: {have} of {expected} 5m bars",
                 )
-        # The newest row's features come from newest_feature_row (add_features' last row, without the cost
-        # of a polars query) unless the bars need add_features itself to decide.
-        params = self.manifest["feature_params"]
-        features = newest_feature_row(closed, interval=interval, max_gap_bars=int(params["max_gap_bars"]))
-        if features is None:
-            rows = self.feature_rows(closed)
-            if rows.is_empty() or rows["date"][-1] != newest:
-                return NewestScore(
-                    newest,
-                    None,
-                    f"newest bar {newest.isoformat()} has incomplete features (too little history, or the "
-                    "features are warming up again after a gap)",
-                )
-            features = rows.select(FEATURE_NAMES).tail(1).to_numpy().astype(np.float64)
-        return NewestScore(newest, None, None, features[0])
+        if spec.core_only:
+            # The newest row's features come from newest_feature_row (add_features' last row, without the
+            # cost of a polars query) unless the bars need add_features itself to decide.
+            features = newest_feature_row(closed, interval=interval, max_gap_bars=spec.max_gap_bars)
+            if features is not None:
+                return NewestScore(newest, None, None, features[0])
+        closed_inputs = {(spec.symbol, spec.timeframe): closed}
+        for need in spec.requirements()[1:]:
+            size = bar_duration(need.timeframe)
+            series = closed_bars(inputs[need.key], interval=size, now=now)
+            if series.is_empty():
+                return NewestScore(newest, None, f"{need.symbol} {need.timeframe}: no bar has closed yet")
+            late = _stale(series, size, now, grace)
+            if late is not None:
+                return NewestScore(newest, None, f"{need.symbol} {need.timeframe}: newest closed bar {late}")
+            closed_inputs[need.key] = series
+        rows = spec.compute(closed_inputs).tail(1)
+        last = rows.select(self.feature_names)
+        empty = [name for name in self.feature_names if last[name][0] is None]
+        if rows["date"][0] != newest or empty:
+            shown = ", ".join(empty[:4]) + (f" and {len(empty) - 4} more" if len(empty) > 4 else "")
+            return NewestScore(
+                newest,
+                None,
+                f"newest bar {newest.isoformat()} has incomplete features ({shown or 'none'}: too little "
+                "history, the features warming up again after a gap, or a context bar missing)",
+            )
+        return NewestScore(newest, None, None, last.to_numpy().astype(np.float64)[0])
 
     def decide(self, probs_row: npt.ArrayLike) -> Decision:
         """The trading decision for one row of (down, neutral, up) probabilities under this pack's p*."""
@@ -329,6 +353,40 @@ def _check_references(pack: Path, manifest: dict[str, Any]) -> None:
             raise PackError(f"{pack}: {name} file {rel} is not among the manifest's verified files")
         if sha256 is not None and sha256 != listed[rel]:
             raise PackError(f"{pack}: {name} file {rel}: its sha256 differs from the files listing")
+
+
+def _stale(closed: pl.DataFrame, interval: timedelta, now: datetime, grace: timedelta) -> str | None:
+    """Why the newest of ``closed`` is stale (closed over one interval plus ``grace`` ago), or None."""
+    newest = closed["date"][-1]
+    age = now - (newest + interval)
+    if age <= interval + grace:
+        return None
+    return (
+        f"{newest.isoformat()} is stale: it closed {_human(age)} ago "
+        f"(limit: one {_human(interval)} interval plus {_human(grace)})"
+    )
+
+
+def _feature_spec(pack: Path, manifest: Mapping[str, Any]) -> FeatureSpec:
+    """The pack's feature spec, every set of it installed here at its version, naming the manifest's
+    feature columns; PackError says which of these fails."""
+    try:
+        spec = FeatureSpec.from_manifest(manifest)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PackError(f"{pack}: malformed feature spec in the manifest ({exc!r})") from exc
+    core = next((ref.version for ref in spec.sets if ref.name == CORE), None)
+    stated = manifest.get("feature_spec_version")
+    if core is not None and stated != core:  # the field older clients read must say the same
+        raise PackError(
+            f"{pack}: the manifest's feature_spec_version {stated!r} is not its core set's version {core!r}"
+        )
+    try:
+        names = spec.names()
+    except FeatureSetError as exc:
+        raise PackError(f"{pack}: {exc}") from exc
+    if list(manifest.get("feature_names", [])) != list(names):
+        raise PackError(f"{pack}: the manifest's feature names differ from what its feature sets compute")
+    return spec
 
 
 def _human(span: timedelta) -> str:

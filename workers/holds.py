@@ -27,6 +27,7 @@ from trainfarm.shared.champions.announce import record_event
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.data.freshness import Freshness, freshness
 from trainfarm.shared.data.store import BarStore
+from trainfarm.shared.dataset.inputs import feature_spec, load_inputs
 from trainfarm.shared.dataset.snapshot import build_frame
 from trainfarm.shared.errors import DataError, DataNotFoundError, DatasetError
 from trainfarm.shared.registry import Registry
@@ -68,7 +69,9 @@ def _dataset_problem(store: BarStore, config: FarmConfig, symbol: str, tf: Timef
         if key in _TRIED:
             return _TRIED[key]
     try:
-        build_frame(store.load(symbol, tf), tf, config)
+        spec = feature_spec(config, symbol, tf)
+        inputs = load_inputs(store, spec)
+        build_frame(inputs[spec.key], tf, config, spec=spec, context=inputs)
         problem = None
     except (DatasetError, DataNotFoundError, DataError) as exc:
         problem = f"{type(exc).__name__}: {exc}"

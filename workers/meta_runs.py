@@ -21,7 +21,7 @@ from pathlib import Path
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset.snapshot import build_snapshot
+from trainfarm.shared.dataset.snapshot import snapshot_from_store
 from trainfarm.shared.errors import ArtifactError, FarmError
 from trainfarm.shared.packs.artifacts import MANIFEST
 from trainfarm.shared.packs.predictor import Predictor, fitted_until
@@ -116,13 +116,16 @@ def run_meta(job: RunJob, *, task_id: str, threads: int) -> str | None:
     after = predictor.fitted_until
     if after is None:
         raise ArtifactError(f"the champion {champion.version} does not say what its data covers")
-    snapshot = build_snapshot(
-        open_store().load(job.symbol, job.timeframe),
+    # The champion's base models are kept, so the rows carry the features they read (its own spec,
+    # whatever the config says now).
+    snapshot = snapshot_from_store(
+        open_store(),
         symbol=job.symbol,
         timeframe=job.timeframe,
         config=config,
         root=settings.datasets_dir,
         after=after,
+        spec=predictor.spec,
     )
     registry.runs.set_status(
         job.run_id,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset.snapshot import DatasetSnapshot, build_snapshot
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot, snapshot_from_store
 from trainfarm.shared.errors import FarmError
 from trainfarm.shared.packs.artifacts import new_version_id, pack_dir
 from trainfarm.shared.registry import PointStatus, Registry
@@ -57,13 +57,14 @@ def prepare(job: ReplayJob) -> ReplayStageJob | None:
     settings = get_settings()
     # Only the bars whose stored bars all closed by the point's time: the snapshot's labels then end by it too
     # (the newest rows get none), the causal cut every backtest must make.
-    bars = open_store().load(job.symbol, job.timeframe, end=job.at)
-    snapshot = build_snapshot(
-        bars,
+    # The context series are cut at the same time, so no feature sees a bar the point could not have.
+    snapshot = snapshot_from_store(
+        open_store(),
         symbol=job.symbol,
         timeframe=job.timeframe,
         config=settings.load_config(),
         root=replay_dir(settings.artifacts_dir, job.replay_id) / "datasets",
+        end=job.at,
     )
     ref = SnapshotRef.of(
         Path(snapshot.path).with_suffix(".json"),

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from trainfarm.shared.data.store import open_store
+from trainfarm.shared.dataset.inputs import feature_spec, load_inputs
 from trainfarm.shared.errors import ConfigError, ConfigMismatchError, DataNotFoundError, ReplayFailedError
 from trainfarm.shared.evaluation.trading import periods_per_year
 from trainfarm.shared.packs.artifacts import read_manifest
@@ -174,8 +175,12 @@ def finish(replay: ReplayRecord, trained: list[TrainedPoint], decisions: list[De
     params = config.params(tf)
     lines = timeline(trained, decisions)
     priors = [load_candidate(p.candidate_path)[0].prior for p in trained]
-    bars = open_store().load(replay.symbol, tf)
-    scores = score_bars(bars, trained, lines, priors, timeframe=tf, params=params, end=replay.end)
+    # Every series the market's features read (its own bars first), as the points were trained on them.
+    spec = feature_spec(config, replay.symbol, tf)
+    inputs = load_inputs(open_store(), spec)
+    scores = score_bars(
+        inputs[spec.key], trained, lines, priors, timeframe=tf, params=params, end=replay.end, context=inputs
+    )
     folder = replay_dir(get_settings().artifacts_dir, replay.id)
     write_scores(scores, folder / SCORES_FILE)
     changed = promotions(lines)

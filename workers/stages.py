@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from trainfarm.shared.champions.publish import promote_version, prune, reannounce, reject_version
 from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset.snapshot import DatasetSnapshot, build_snapshot, load_snapshot
+from trainfarm.shared.dataset.snapshot import DatasetSnapshot, load_snapshot, snapshot_from_store
 from trainfarm.shared.errors import ConfigMismatchError, DataError, FarmError, RunEndedError
 from trainfarm.shared.evaluation.gates import ChampionStanding, Lineage
 from trainfarm.shared.evaluation.repeat_checks import PreviousJudgement
@@ -70,9 +70,8 @@ def prepare(job: RunJob) -> StageJob | None:
     if run.status.terminal or run.status in _LAUNCHED:
         return None
     registry.runs.set_status(job.run_id, RunStatus.PREPARING)
-    bars = open_store().load(job.symbol, job.timeframe)
-    snapshot = build_snapshot(
-        bars, symbol=job.symbol, timeframe=job.timeframe, config=config, root=settings.datasets_dir
+    snapshot = snapshot_from_store(
+        open_store(), symbol=job.symbol, timeframe=job.timeframe, config=config, root=settings.datasets_dir
     )
     config_hash = config.config_hash()
     registry.runs.set_status(

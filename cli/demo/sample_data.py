@@ -10,7 +10,7 @@ from trainfarm.cli.output import console, print_table
 from trainfarm.shared.connections import embedded_redis, ping, redact_url, redis_url
 from trainfarm.shared.data.resample import resample
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.dataset.snapshot import build_snapshot
+from trainfarm.shared.dataset.snapshot import snapshot_from_store
 from trainfarm.shared.errors import DataError
 from trainfarm.shared.settings import get_settings
 
@@ -68,10 +68,11 @@ def run_data_demo(sample_dir: Path = SAMPLE_DIR) -> bool:
     console.print("[green]5.[/] building dataset snapshots (causal features, labels, purged splits)")
     snapshots = []
     for symbol in store.symbols():
-        bars = store.load(symbol)
         for tf in config.universe.timeframes:
             snapshots.append(
-                build_snapshot(bars, symbol=symbol, timeframe=tf, config=config, root=settings.datasets_dir)
+                snapshot_from_store(
+                    store, symbol=symbol, timeframe=tf, config=config, root=settings.datasets_dir
+                )
             )
     print_table("dataset snapshots", SNAPSHOT_COLUMNS, [snapshot_row(s) for s in snapshots])
     console.print(f"   written under {settings.datasets_dir} (content-hashed Parquet + JSON sidecar)")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -22,12 +24,19 @@ import polars as pl
 from trainfarm.shared.atomicio import atomic_write, atomic_write_text, sha256_file
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.data.resample import resample
-from trainfarm.shared.dataset.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, add_features
+from trainfarm.shared.dataset.features import FEATURE_SPEC_VERSION
+from trainfarm.shared.dataset.inputs import feature_spec, load_inputs
 from trainfarm.shared.dataset.labels import CLASSES, add_labels, class_weights
+from trainfarm.shared.dataset.pruning import prune as prune_features
 from trainfarm.shared.dataset.splits import Fold, chronological_split, inner_holdout, walk_forward_folds
 from trainfarm.shared.errors import DataError, DatasetError
 from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe, format_duration
 from trainfarm_client.errors import BarsError
+from trainfarm_client.featuresets import FeatureSetError
+from trainfarm_client.featurespec import FeatureSpec, SeriesKey
+
+if TYPE_CHECKING:
+    from trainfarm.shared.data.store import BarStore
 
 SPLITS = ("train", "calibration", "test")
 #: Columns kept besides the features: what training, evaluation and the trading simulation need.
@@ -55,6 +64,17 @@ class DatasetSnapshot:
     recipe: dict[str, object]
     config_hash: str
     created_at: str = field(compare=False)
+    #: The feature spec's JSON (:class:`FeatureSpec`); sidecars written before feature sets have none.
+    features: dict[str, Any] | None = None
+    #: What ``[training] prune_features`` decided (:class:`~trainfarm.shared.dataset.pruning.Pruning`).
+    pruning: dict[str, Any] | None = None
+
+    def spec(self) -> FeatureSpec:
+        """The features this snapshot's rows carry (core alone for a sidecar without ``features``)."""
+        if self.features is not None:
+            return FeatureSpec.from_json(self.features)
+        gap = self.recipe.get("max_gap_bars", 3)
+        return FeatureSpec(self.symbol, self.timeframe, int(gap) if isinstance(gap, int) else 3)
 
     def frame(self) -> pl.DataFrame:
         """Read the snapshot's rows, refusing a file whose bytes no longer match the recorded sha256."""
@@ -96,12 +116,20 @@ META_TEST_FRACTION = 0.25
 
 
 def build_frame(
-    bars: pl.DataFrame, timeframe: Timeframe, config: FarmConfig, *, after: datetime | None = None
+    bars: pl.DataFrame,
+    timeframe: Timeframe,
+    config: FarmConfig,
+    *,
+    after: datetime | None = None,
+    spec: FeatureSpec | None = None,
+    context: Mapping[SeriesKey, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """Features, labels and the split column for ``bars``; no I/O. Deterministic in its inputs.
 
     ``bars`` are the timeframe's bars with their ``bars`` count, as :meth:`BarStore.load` gives them (built
-    from whatever interval is stored), or plain 5m bars, resampled here.
+    from whatever interval is stored), or plain 5m bars, resampled here. ``spec`` says which features
+    (default: the core set alone); ``context`` holds the other series it reads
+    (:func:`trainfarm.shared.dataset.inputs.load_inputs`).
 
     With ``after`` (a meta-only run: the champion's data ends there), only rows after it are kept, at
     least the timeframe's ``meta_min_rows`` of them, split by :data:`META_CALIBRATION_FRACTION` and
@@ -114,16 +142,21 @@ def build_frame(
         raise DatasetError(f"no complete {timeframe} bars in the data")
     # Features and labels use all available history and the training window is cut afterwards: the EMAs
     # keep a faint memory of where they started, so the longest warm-up gives the most settled values.
+    if spec is None:
+        spec = FeatureSpec("", timeframe.value, params.max_gap_bars)
+    names = spec.names()
     try:
-        frame = add_features(bars, interval=timeframe.duration, max_gap_bars=params.max_gap_bars)
+        frame = spec.compute({**(context or {}), (spec.symbol, spec.timeframe): bars})
     except BarsError as exc:  # the bot client's error; farm code reports unusable data as a FarmError
         raise DataError(exc.problem, column=exc.column) from exc
+    except FeatureSetError as exc:
+        raise DatasetError(str(exc)) from exc
     frame = add_labels(
         frame, horizon=params.label_horizon, threshold=params.label_threshold, vol_window=params.vol_window
     )
     frame = drop_labels_of_incomplete_bars(frame, timeframe, params.label_horizon)
     window_start = bars["date"][-1] - params.training_window
-    frame = frame.filter(pl.col("date") > window_start).drop_nulls([*FEATURE_NAMES, "label"])
+    frame = frame.filter(pl.col("date") > window_start).drop_nulls([*names, "label"])
     if frame.height == 0:
         raise DatasetError(
             f"no labelled {timeframe} rows in the training window {format_duration(params.training_window)}"
@@ -157,7 +190,7 @@ def build_frame(
     frame = frame.with_columns(split=pl.Series(split, dtype=pl.String))
     # Purged rows (label reaching into the next split) carry no split; they are not in the snapshot.
     frame = frame.filter(pl.col("split") != "")
-    return frame.select(*_CONTEXT, *FEATURE_NAMES)
+    return frame.select(*_CONTEXT, *names)
 
 
 def drop_labels_of_incomplete_bars(frame: pl.DataFrame, timeframe: Timeframe, horizon: int) -> pl.DataFrame:
@@ -204,14 +237,27 @@ def build_snapshot(
     config: FarmConfig,
     root: Path,
     after: datetime | None = None,
+    spec: FeatureSpec | None = None,
+    context: Mapping[SeriesKey, pl.DataFrame] | None = None,
+    prune: bool = False,
 ) -> DatasetSnapshot:
     """Build (or reuse, when the same hash exists) the snapshot of ``symbol`` at ``timeframe``.
 
     ``bars``: see :func:`build_frame`. ``after``: a meta-only run's snapshot, of the rows after the
-    champion's data (see :func:`build_frame`).
+    champion's data (see :func:`build_frame`). ``spec``: the features (default: the config's for this
+    market, :func:`~trainfarm.shared.dataset.inputs.feature_spec`); ``context``: the bars of the other
+    series it reads. ``prune``: drop the features pruning finds useless on the train split
+    (:mod:`trainfarm.shared.dataset.pruning`); the spec then records them as ``dropped``.
     """
     params = config.params(timeframe)
-    frame = build_frame(bars, timeframe, config, after=after)
+    if spec is None:
+        spec = feature_spec(config, symbol, timeframe)
+    frame = build_frame(bars, timeframe, config, after=after, spec=spec, context=context)
+    pruning = None
+    if prune:
+        pruning = prune_features(frame, spec.names(), config)
+        spec = replace(spec, dropped=(*spec.dropped, *pruning.dropped))
+        frame = frame.drop(pruning.dropped)
     train = frame.filter(pl.col("split") == "train")
     weights = class_weights(train["label"])
     recipe: dict[str, object] = {
@@ -225,6 +271,10 @@ def build_snapshot(
         "training_window": format_duration(params.training_window),
         "splits": config.splits.model_dump(mode="json"),
     }
+    if not spec.core_only:  # (core alone keeps the hashes snapshots had before feature sets)
+        recipe["features"] = spec.to_json()
+    if prune:
+        recipe["prune_features"] = True
     if after is not None:
         recipe["meta_only_after"] = after.isoformat()
         recipe["meta_fractions"] = [META_CALIBRATION_FRACTION, META_TEST_FRACTION]
@@ -249,17 +299,49 @@ def build_snapshot(
         last_bar=frame["date"][-1].isoformat(),
         split_rows={s: int((split_col == s).sum()) for s in SPLITS},
         split_first_bar={s: frame.filter(split_col == s)["date"][0].isoformat() for s in SPLITS},
-        feature_names=list(FEATURE_NAMES),
+        feature_names=list(spec.names()),
         feature_spec_version=FEATURE_SPEC_VERSION,
         classes=list(CLASSES),
         class_weights={CLASSES[k]: v for k, v in sorted(weights.items())},
         recipe=recipe,
         config_hash=config.config_hash(),
         created_at=datetime.now(UTC).isoformat(),
+        features=spec.to_json(),
+        pruning=pruning.to_json() if pruning is not None else None,
     )
     # The sidecar goes last: a snapshot whose JSON exists is complete.
     atomic_write_text(meta_path, json.dumps(asdict(snapshot), indent=2, sort_keys=True) + "\n")
     return snapshot
+
+
+def snapshot_from_store(
+    store: BarStore,
+    *,
+    symbol: str,
+    timeframe: Timeframe,
+    config: FarmConfig,
+    root: Path,
+    end: datetime | None = None,
+    after: datetime | None = None,
+    spec: FeatureSpec | None = None,
+) -> DatasetSnapshot:
+    """:func:`build_snapshot` of the store's bars closed by ``end``: the market's own and every series
+    ``spec`` reads, each cut at ``end`` too. Without ``spec``, the config's, pruned when
+    ``[training] prune_features`` says so (a given spec, a champion's, is used as it is)."""
+    prune = spec is None and config.training.prune_features
+    spec = spec or feature_spec(config, symbol, timeframe)
+    inputs = load_inputs(store, spec, end=end)
+    return build_snapshot(
+        inputs[spec.key],
+        symbol=symbol,
+        timeframe=timeframe,
+        config=config,
+        root=root,
+        after=after,
+        spec=spec,
+        context=inputs,
+        prune=prune,
+    )
 
 
 def load_snapshot(meta_path: Path) -> DatasetSnapshot:

@@ -248,8 +248,12 @@ def gate_candidate(
     seed: int,
     standing: ChampionStanding | None = None,
     lineage: Lineage | None = None,
+    champion_features: Callable[[ChampionModel], npt.ArrayLike] | None = None,
 ) -> GateReport:
     """:func:`evaluate_gates` with the champion scored here on ``x_test``, the candidate's test features.
+
+    ``champion_features`` gives the champion's own feature rows of the same test bars instead, for a
+    champion that sees other features than the candidate (the feature sets changed between them).
 
     ``champion`` is a loaded pack or a zero-argument loader (so a pack that fails to load is caught too).
     Any failure to load or score it becomes a failing ``champion_scored`` check instead of an exception:
@@ -266,8 +270,9 @@ def gate_candidate(
     if champion is not None:
         try:
             model = champion() if callable(champion) else champion
+            x = x_test if champion_features is None else champion_features(model)
             scored = candidate.with_probs(
-                model.predict_features(x_test), p_star=float(model.p_star), name=f"champion {model.version}"
+                model.predict_features(x), p_star=float(model.p_star), name=f"champion {model.version}"
             )
             until = model.fitted_until
             rows = unseen_rows(candidate.dates, until)

@@ -15,7 +15,7 @@ farm's own labelling: they are what happened, known only after the bar.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.replay.decisions import POLICIES, TrainedPoint
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm_client.arrays import FloatArray
-from trainfarm_client.features import MIN_HISTORY_BARS
+from trainfarm_client.featurespec import SeriesKey, bar_duration
 
 _SIGNAL = {"up": 1, "down": -1, None: 0}
 
@@ -75,10 +75,13 @@ def score_bars(
     timeframe: Timeframe,
     params: TimeframeParams,
     end: datetime,
+    context: Mapping[SeriesKey, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """Every policy's score of every bar opening in ``[points[0].at, end)``, one row per (policy, bar).
 
     ``bars`` are the market's bars at ``timeframe`` (oldest first, the store's ``bars`` column included);
+    ``context`` the other series the packs' features read (higher bar sizes, other markets), each fed to
+    a pack as a bot would get it: the bars closed when the scored bar closed;
     ``lines[policy][i]`` is the pack scoring point ``i``'s interval (None: the prior ``priors[i]``).
     Columns: date, policy, point, version, trained_at, p_down, p_neutral, p_up, signal, label,
     fwd_return, bar_return (see :mod:`trainfarm.shared.replay.metrics`).
@@ -92,7 +95,7 @@ def score_bars(
         lo = int(dates.search_sorted(point.at, side="left"))
         hi = int(dates.search_sorted(stop, side="left"))
         source, _ = packs.get(point)
-        scored, rows = _features(bars, range(lo, hi), source, timeframe)
+        scored, rows = _features(bars, range(lo, hi), source, timeframe, context or {})
         if not scored:
             continue
         x = np.vstack(rows)
@@ -107,19 +110,37 @@ def score_bars(
 
 
 def _features(
-    bars: pl.DataFrame, positions: range, source: Predictor, timeframe: Timeframe
+    bars: pl.DataFrame,
+    positions: range,
+    source: Predictor,
+    timeframe: Timeframe,
+    context: Mapping[SeriesKey, pl.DataFrame],
 ) -> tuple[list[datetime], list[FloatArray]]:
     """The client's newest-bar features of each bar at ``positions``, from the bars closed when it closed."""
     scored: list[datetime] = []
     rows: list[FloatArray] = []
+    needs = source.requirements
+    own = needs[0].bars
     for j in positions:
-        window = bars.slice(max(0, j + 1 - MIN_HISTORY_BARS), min(j + 1, MIN_HISTORY_BARS))
+        window = bars.slice(max(0, j + 1 - own), min(j + 1, own))
         date = window["date"][-1]
-        found = source.newest_features(window, now=date + timeframe.duration)
+        now = date + timeframe.duration
+        fed: dict[SeriesKey, pl.DataFrame] = {needs[0].key: window}
+        for need in needs[1:]:
+            series = context.get(need.key)
+            if series is not None:  # (a missing one is the pack's reason for no signal)
+                fed[need.key] = _closed_tail(series, need.bars, bar_duration(need.timeframe), now)
+        found = source.newest_features(fed, now=now)
         if found.features is not None:
             scored.append(date)
             rows.append(found.features)
     return scored, rows
+
+
+def _closed_tail(series: pl.DataFrame, count: int, interval: timedelta, now: datetime) -> pl.DataFrame:
+    """The newest ``count`` bars of ``series`` closed by ``now`` (what a bot fetching then would get)."""
+    stop = int(series["date"].search_sorted(now - interval, side="right"))
+    return series.slice(max(0, stop - count), min(stop, count))
 
 
 def _policy_rows(

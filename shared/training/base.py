@@ -40,7 +40,7 @@ import logging
 import socket
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,6 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from trainfarm.shared.atomicio import atomic_write, atomic_write_text, sha256_file
 from trainfarm.shared.config import SplitParams, TrainingParams
-from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.dataset.labels import class_weights, sample_weights
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.dataset.splits import Fold, inner_holdout
@@ -60,6 +59,7 @@ from trainfarm.shared.zoo import MODEL_NAMES, Family, ModelSpec, family, get_spe
 from trainfarm.shared.zoo.attributions import attributing, mean_abs_by_feature, spread_rows
 from trainfarm.shared.zoo.spec import N_CLASSES, Device, EvalSet, FitOptions
 from trainfarm_client.arrays import FloatArray, IntArray
+from trainfarm_client.featuresets import FeatureSetError
 
 log = logging.getLogger(__name__)
 
@@ -212,11 +212,25 @@ class _Split:
     y: IntArray
 
 
-def _splits(frame: pl.DataFrame) -> dict[str, _Split]:
+def _feature_names(snapshot: DatasetSnapshot) -> tuple[str, ...]:
+    """The snapshot's feature columns, refused unless this worker computes the same ones."""
+    try:
+        names = snapshot.spec().names()
+    except FeatureSetError as exc:  # a plugin set not installed on this worker
+        raise DatasetError(f"snapshot {snapshot.content_hash[:12]}: {exc}") from exc
+    if list(snapshot.feature_names) != list(names):
+        raise DatasetError(
+            f"snapshot {snapshot.content_hash[:12]} has feature spec {snapshot.feature_spec_version}, "
+            "not the features this code computes; rebuild the snapshot"
+        )
+    return names
+
+
+def _splits(frame: pl.DataFrame, names: Sequence[str]) -> dict[str, _Split]:
     out: dict[str, _Split] = {}
     for name in ("train", "calibration", "test"):
         part = frame.filter(pl.col("split") == name)  # keeps the snapshot's row order
-        x = np.ascontiguousarray(part.select(FEATURE_NAMES).to_numpy(), dtype=np.float64)
+        x = np.ascontiguousarray(part.select(names).to_numpy(), dtype=np.float64)
         out[name] = _Split(x=x, y=part["label"].to_numpy().astype(np.int64))
     return out
 
@@ -333,19 +347,20 @@ class Fitter:
 
 
 def _attributions(
-    spec: ModelSpec, model: Any, data: Mapping[str, _Split], threads: int
+    spec: ModelSpec, model: Any, data: Mapping[str, _Split], names: Sequence[str], threads: int
 ) -> dict[str, FloatArray]:
-    """``attributions_<split>``: the saved model's mean absolute attribution per feature (FEATURE_NAMES
-    order) on the calibration and test splits; none for a model without exact attributions. They travel in
-    the predictions file (hashed, verified by the meta stage), not in the result the broker carries."""
+    """``attributions_<split>``: the saved model's mean absolute attribution per feature (the snapshot's
+    ``feature_names`` order) on the calibration and test splits; none for a model without exact
+    attributions. They travel in the predictions file (hashed, verified by the meta stage), not in the
+    result the broker carries."""
     explained = attributing(spec)
     if explained is None:
         return {}
     out = {}
     for split in ATTRIBUTED_SPLITS:
         contributions = explained.contributions(model, spread_rows(data[split].x), threads=threads)
-        means = mean_abs_by_feature(contributions, FEATURE_NAMES)
-        out[f"attributions_{split}"] = np.array([means[name] for name in FEATURE_NAMES])
+        means = mean_abs_by_feature(contributions, names)
+        out[f"attributions_{split}"] = np.array([means[name] for name in names])
     return out
 
 
@@ -393,12 +408,8 @@ def train_base_model(
     with threadpool_limits(limits=threads):
         started = time.perf_counter()
         frame = snapshot.frame()  # verifies the file's sha256
-        if list(snapshot.feature_names) != list(FEATURE_NAMES):
-            raise DatasetError(
-                f"snapshot {snapshot.content_hash[:12]} has feature spec {snapshot.feature_spec_version}, "
-                "not the features this code computes; rebuild the snapshot"
-            )
-        data = _splits(frame)
+        names = _feature_names(snapshot)
+        data = _splits(frame, names)
         train = data["train"]
         folds = snapshot.folds(
             frame,
@@ -457,7 +468,7 @@ def train_base_model(
             "oof": oof,
             "calibration": fam.predict_proba(saved, data["calibration"].x, threads=threads),
             "test": fam.predict_proba(saved, data["test"].x, threads=threads),
-            **_attributions(spec, saved, data, threads),
+            **_attributions(spec, saved, data, names, threads),
         }
         predictions_sha = _write_hashed(paths.predictions, lambda tmp: write_npz(tmp, predictions))
         scored = ~np.isnan(oof).any(axis=1)

@@ -12,7 +12,7 @@ fails raises: the run fails loudly rather than promoting a stale pack.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +21,6 @@ import numpy as np
 import polars as pl
 
 from trainfarm.shared.config import TrainingParams
-from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.errors import DatasetError
 from trainfarm.shared.evaluation.trading import signal_indicator, signal_rate_error
 from trainfarm.shared.training.base import BaseModelResult, Fitter, save_model
@@ -57,6 +56,7 @@ def refit_base_models(
     training: TrainingParams,
     threads: int,
     predict_rows: FloatArray,
+    feature_names: Sequence[str],
 ) -> tuple[dict[str, DeployedModel], dict[str, FloatArray]]:
     """Refit every model of ``base`` on all rows of ``frame``; return them and their ``predict_rows`` probs.
 
@@ -65,7 +65,7 @@ def refit_base_models(
     ``predict_rows`` (the test split's rows, which end with the manifest's sample rows), exactly as a bot
     loading the pack will.
     """
-    x = np.ascontiguousarray(frame.select(FEATURE_NAMES).to_numpy(), dtype=np.float64)
+    x = np.ascontiguousarray(frame.select(feature_names).to_numpy(), dtype=np.float64)
     y = frame["label"].cast(pl.Int64).to_numpy()
     out_dir = work_dir / DEPLOY_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +163,7 @@ def deployment(
     training: TrainingParams,
     threads: int,
     label_horizon: int,
+    feature_names: Sequence[str],
 ) -> Deployment:
     """The evaluated models as they are (a rejected candidate), or refit on the whole snapshot (passed).
 
@@ -185,7 +186,13 @@ def deployment(
         )
     # The refit models predict every test row (the sample rows are its last ones) from their files.
     models, test_probs = refit_base_models(
-        frame, base, work_dir, training=training, threads=threads, predict_rows=evaluated.x_test
+        frame,
+        base,
+        work_dir,
+        training=training,
+        threads=threads,
+        predict_rows=evaluated.x_test,
+        feature_names=feature_names,
     )
     shipped = evaluated.calibrator.transform(evaluated.stacker.predict(test_probs, len(evaluated.x_test)))
     rates = SignalRates.of(

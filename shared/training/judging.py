@@ -16,10 +16,12 @@ import numpy.typing as npt
 import polars as pl
 
 from trainfarm.shared.config import TrainingParams
-from trainfarm.shared.dataset.features import FEATURE_NAMES
+from trainfarm.shared.data.store import open_store
+from trainfarm.shared.dataset.inputs import features_at
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.evaluation.book import bar_returns
 from trainfarm.shared.evaluation.gates import (
+    ChampionModel,
     ChampionSource,
     ChampionStanding,
     Lineage,
@@ -35,6 +37,7 @@ from trainfarm.shared.stacking.temperature import cross_fitted, fit_temperature_
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm_client.arrays import FloatArray, IntArray
 from trainfarm_client.calibration import TemperatureShrinkCalibration
+from trainfarm_client.featurespec import FeatureSpec
 
 SPLITS = ("train", "calibration", "test")
 
@@ -181,7 +184,19 @@ def judge(
         dates=part["test"]["date"].dt.replace_time_zone(None).to_numpy(),
     )
     # The champion is scored on exactly these feature rows, so both are judged on the same window.
-    x_test = part["test"].select(FEATURE_NAMES).to_numpy().astype(np.float64)
+    names = list(snapshot.feature_names)
+    x_test = part["test"].select(names).to_numpy().astype(np.float64)
+
+    def champion_features(model: ChampionModel) -> FloatArray:
+        # A champion trained on other feature sets (the config changed since) is scored on its own
+        # features of the same test bars, built from the store.
+        # (A champion without a spec, a test's stand-in, is scored on the candidate's rows.)
+        spec = getattr(model, "spec", None)
+        if not isinstance(spec, FeatureSpec) or list(spec.names()) == names:
+            return x_test
+        rows = features_at(open_store(), spec, part["test"]["date"])
+        return rows.select(list(spec.names())).to_numpy().astype(np.float64)
+
     gate_report = gate_candidate(
         candidate,
         champion,
@@ -192,6 +207,7 @@ def judge(
         seed=training.seed,
         standing=standing,
         lineage=lineage,
+        champion_features=champion_features,
     ).to_json()
     metrics = evaluate(
         meta_probs_test=test_probs,

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.errors import ArtifactError
 from trainfarm.shared.evaluation.gates import ChampionStanding, Lineage
@@ -81,10 +80,16 @@ def build_meta_version(
             f"snapshot {snapshot.content_hash[:12]} starts at {snapshot.first_bar}, not after the "
             f"champion's data ({fitted_until.isoformat()}): its base models may have seen those labels"
         )
+    if list(snapshot.feature_names) != list(champion.feature_names):
+        raise ArtifactError(
+            f"snapshot {snapshot.content_hash[:12]} carries other features than the champion "
+            f"{champion.version} reads; build it with the champion's feature spec"
+        )
     models = champion_base_models(champion)
+    names = list(champion.feature_names)
     per_split = {
         split: champion.base_probabilities(
-            frame.filter(pl.col("split") == split).select(FEATURE_NAMES).to_numpy().astype(np.float64)
+            frame.filter(pl.col("split") == split).select(names).to_numpy().astype(np.float64)
         )
         for split in _SPLITS
     }

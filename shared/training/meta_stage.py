@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 import trainfarm.shared
 from trainfarm.shared.atomicio import sha256_file
-from trainfarm.shared.dataset.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
+from trainfarm.shared.dataset.features import FEATURE_SPEC_VERSION
 from trainfarm.shared.dataset.labels import CLASSES
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot
 from trainfarm.shared.errors import ArtifactError
@@ -81,12 +81,15 @@ def base_predictions(work_dir: Path, result: BaseModelResult) -> dict[str, Float
         return {key: np.asarray(npz[key], dtype=np.float64) for key in ("oof", "calibration", "test")}
 
 
-def base_attributions(work_dir: Path, result: BaseModelResult) -> dict[str, dict[str, float]]:
+def base_attributions(
+    work_dir: Path, result: BaseModelResult, names: Sequence[str]
+) -> dict[str, dict[str, float]]:
     """A base model's attributions per split (feature -> mean absolute attribution) from its predictions
-    file, checked by sha256; {} for a model without them (see ``train_base_model``)."""
+    file, checked by sha256; {} for a model without them (see ``train_base_model``). ``names``: the
+    snapshot's feature names, the order they were written in."""
     with np.load(_verified(work_dir, result), allow_pickle=False) as npz:
         return {
-            split: dict(zip(FEATURE_NAMES, (float(v) for v in npz[f"attributions_{split}"]), strict=True))
+            split: dict(zip(names, (float(v) for v in npz[f"attributions_{split}"]), strict=True))
             for split in ATTRIBUTED_SPLITS
             if f"attributions_{split}" in npz.files
         }
@@ -180,6 +183,7 @@ def build_version(
             training=training,
             threads=threads,
             label_horizon=settings.load_config().params(job.timeframe).label_horizon,
+            feature_names=snapshot.feature_names,
         )
 
     return finish_version(
@@ -197,7 +201,9 @@ def build_version(
         base_metrics={m: base[m].metrics for m in order},
         pack_root=root,
         on_judged=on_judged,
-        attributions={m: found for m in order if (found := base_attributions(work_dir, base[m]))},
+        attributions={
+            m: found for m in order if (found := base_attributions(work_dir, base[m], snapshot.feature_names))
+        },
     )
 
 
@@ -262,7 +268,9 @@ def finish_version(
         frame = snapshot.frame()
         order = list(preds)
         now = datetime.now(UTC)
-        sample_x = part["test"].select(FEATURE_NAMES).tail(SAMPLE_ROWS).to_numpy().astype(np.float64)
+        spec = snapshot.spec()
+        names = list(snapshot.feature_names)
+        sample_x = part["test"].select(names).tail(SAMPLE_ROWS).to_numpy().astype(np.float64)
         deployed = deploy(
             judged.passed,
             Evaluated(
@@ -308,7 +316,7 @@ def finish_version(
             # The training distribution of the shipped models, for the feature-drift trigger
             # (shared/monitoring/drift.py).
             distribution = feature_distribution or (
-                FeatureDistribution.of_deployment(frame, FEATURE_NAMES, deployed.data).to_json()
+                FeatureDistribution.of_deployment(frame, names, deployed.data).to_json()
             )
             manifest = {
                 "version": version_id,
@@ -317,8 +325,18 @@ def finish_version(
                 "run_id": job.run_id,
                 "created_at": now.isoformat(),
                 "classes": list(CLASSES),
-                "feature_names": list(FEATURE_NAMES),
+                "feature_names": names,
                 "feature_spec_version": FEATURE_SPEC_VERSION,
+                # The sets, their versions and the context series (trainfarm_client.featurespec), and
+                # what a bot must feed for them (for bots that do not run the Python client).
+                "features": spec.to_json(),
+                "requirements": [
+                    {"symbol": r.symbol, "timeframe": r.timeframe, "bars": r.bars}
+                    for r in spec.requirements()
+                ],
+                # What [training] prune_features dropped and every importance it was decided on (None:
+                # pruning was off for this snapshot).
+                "feature_pruning": snapshot.pruning,
                 "feature_params": {
                     "interval_minutes": timeframe.minutes,
                     "max_gap_bars": params.max_gap_bars,

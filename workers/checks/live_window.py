@@ -3,8 +3,8 @@
 The live window is every bar after the champion's own data ends (:attr:`Predictor.fitted_until`, the
 manifest's ``data.deployed.label_end``: no fitted part of the pack saw a bar after it), from the bar
 store, resampled to the timeframe, complete bars only (as training uses), at most the latest
-``drift_window``. Features are computed with the training code and the pack's ``feature_params`` over
-``MIN_HISTORY_BARS`` bars of history before the window, so they equal training's; labels with the pack's
+``drift_window``. Features are computed with the training code and the pack's feature spec over each
+series' history before the window (the bars a bot feeds), so they equal training's; labels with the pack's
 label parameters (:func:`trainfarm.shared.dataset.labels.add_labels`), so only bars whose horizon has passed
 have one. Every bar counts, not only the ones a bot traded (those are a sample biased toward the model's
 confident bars, the reason outcomes never feed training labels either).
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,15 +29,17 @@ import polars as pl
 from trainfarm.shared.config import TimeframeParams
 from trainfarm.shared.data.resample import resample
 from trainfarm.shared.data.store import BarStore
-from trainfarm.shared.dataset.features import FEATURE_NAMES, MIN_HISTORY_BARS, add_features
+from trainfarm.shared.dataset.features import FEATURE_NAMES
+from trainfarm.shared.dataset.inputs import load_inputs
 from trainfarm.shared.dataset.labels import add_labels
 from trainfarm.shared.dataset.snapshot import drop_labels_of_incomplete_bars
-from trainfarm.shared.errors import DataNotFoundError, FarmError
+from trainfarm.shared.errors import ArtifactError, DataNotFoundError, FarmError
 from trainfarm.shared.monitoring.drift import FeatureDistribution, calibration_gap, psi
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.registry.models import VersionRecord
 from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe
 from trainfarm_client.arrays import FloatArray
+from trainfarm_client.featurespec import FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +96,35 @@ def interval_of(manifest: dict[str, Any], timeframe: Timeframe) -> timedelta:
 def feature_frame(
     store: BarStore, symbol: str, timeframe: Timeframe, manifest: dict[str, Any], since: datetime
 ) -> pl.DataFrame:
-    """The stored bars of ``symbol`` from ``MIN_HISTORY_BARS`` before ``since`` on, with the pack's features.
+    """The stored bars of ``symbol`` from each series' history before ``since`` on (the pack's
+    requirements: as many bars as a bot feeds), with the pack's features (its own spec).
 
-    Raises :class:`~trainfarm.shared.errors.DataNotFoundError` when the store lacks the symbol.
+    Raises :class:`~trainfarm.shared.errors.DataNotFoundError` when the store lacks a series it reads.
     """
-    interval = interval_of(manifest, timeframe)
-    params = manifest.get("feature_params") or {}
-    bars = store.load(symbol, timeframe, start=since - (MIN_HISTORY_BARS + 1) * interval)
+    try:
+        # (the market's own names first: a manifest written before feature sets may lack them)
+        spec = FeatureSpec.from_manifest({"symbol": symbol, "timeframe": timeframe.value, **manifest})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{symbol} {timeframe}: malformed feature spec in the manifest: {exc!r}") from exc
+    inputs = load_inputs(store, spec, rows_from=since)
+    bars = inputs[spec.key]
     if "bars" not in bars.columns:  # 5m bars come back as stored; they get their ``bars`` count too
-        bars = resample(bars, timeframe)
-    return add_features(bars, interval=interval, max_gap_bars=int(params.get("max_gap_bars", 3)))
+        inputs = {**inputs, spec.key: resample(bars, timeframe)}
+    return spec.compute(inputs)
 
 
-def live_window(frame: pl.DataFrame, timeframe: Timeframe, since: datetime, window: int) -> pl.DataFrame:
-    """Complete bars after ``since`` with complete features, the latest ``window`` of them."""
+def feature_names_of(manifest: Mapping[str, Any]) -> list[str]:
+    """The pack's feature columns, in its models' order."""
+    return [str(n) for n in manifest.get("feature_names", FEATURE_NAMES)]
+
+
+def live_window(
+    frame: pl.DataFrame, timeframe: Timeframe, since: datetime, window: int, names: Sequence[str]
+) -> pl.DataFrame:
+    """Complete bars after ``since`` with complete features ``names``, the latest ``window`` of them."""
     expected = max(1, timeframe.minutes // BASE_TIMEFRAME.minutes)
     whole = frame.filter((pl.col("date") > since) & (pl.col("bars") >= expected))
-    return whole.drop_nulls(list(FEATURE_NAMES)).tail(window)
+    return whole.drop_nulls(list(names)).tail(window)
 
 
 def drift_inputs(
@@ -157,22 +171,23 @@ def _inputs(
         vol_window=int(label.get("vol_window", params.vol_window)),
     )
     frame = drop_labels_of_incomplete_bars(frame, timeframe, horizon)
-    live = live_window(frame, timeframe, since, params.triggers.drift_window)
+    names = feature_names_of(manifest)
+    live = live_window(frame, timeframe, since, params.triggers.drift_window, names)
     unavailable: dict[str, str] = {}
-    x = live.select(FEATURE_NAMES).to_numpy()
+    x = live.select(names).to_numpy()
     feature_psi: dict[str, float] | None = None
     raw = manifest.get("feature_distribution")
     if raw is None:
         unavailable["feature_drift"] = "pack has no training distribution (older pack)"
     elif live.height:
         try:
-            feature_psi = psi(FeatureDistribution.from_json(raw), x, FEATURE_NAMES)
+            feature_psi = psi(FeatureDistribution.from_json(raw), x, names)
         except ValueError as exc:
             unavailable["feature_drift"] = f"the pack's training distribution is unusable: {exc}"
     labelled = live.filter(pl.col("label").is_not_null())
     gap = None
     if labelled.height:
-        probs = pack.predict_features(labelled.select(FEATURE_NAMES).to_numpy())
+        probs = pack.predict_features(labelled.select(names).to_numpy())
         gap = calibration_gap(probs, labelled["label"].cast(pl.Int64).to_numpy())
     return DriftInputs(live.height, feature_psi, labelled.height, gap, unavailable)
 
@@ -184,6 +199,7 @@ __all__ = [
     "PackLoader",
     "drift_inputs",
     "feature_frame",
+    "feature_names_of",
     "interval_of",
     "live_window",
     "load_champion",

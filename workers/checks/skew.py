@@ -23,13 +23,12 @@ import polars as pl
 
 from trainfarm.shared.config import TimeframeParams
 from trainfarm.shared.data.store import BarStore
-from trainfarm.shared.dataset.features import FEATURE_NAMES
 from trainfarm.shared.errors import DataNotFoundError, FarmError
 from trainfarm.shared.monitoring.drift import SkewReport, compare_features
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.registry.models import VersionRecord
 from trainfarm.shared.timeframes import BASE_TIMEFRAME, Timeframe
-from trainfarm.workers.checks.live_window import PackLoader, feature_frame, load_champion
+from trainfarm.workers.checks.live_window import PackLoader, feature_frame, feature_names_of, load_champion
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ def skew_report(
         if not reported:
             return SkewReport(0, 0), None
         manifest = load(champion).manifest
-        names = [str(n) for n in manifest.get("feature_names", FEATURE_NAMES)]
+        names = feature_names_of(manifest)
         try:
             frame = feature_frame(store, champion.symbol, timeframe, manifest, min(at for at, _ in reported))
         except DataNotFoundError:

@@ -160,9 +160,14 @@ def test_a_remote_bot_follows_promotions_through_the_pack_server_and_survives_it
         remote.start_server(tmp_path / "packs.log")
         wait_until(lambda: bot.version == v3.version, 90, "the bot on v3 after the outage", every=0.25)
         assert bot.last_error is None
-        # The cache keeps the served and the previous version only.
-        assert sorted(p.name for p in (cache / "BTC_USDT" / "12h").iterdir()) == sorted(
-            [v2.version, v3.version]
+        # The cache keeps the served and the previous version only (pruned just after the swap, so waited
+        # for: a reader may see the new version a moment before the prune).
+        kept = sorted([v2.version, v3.version])
+        wait_until(
+            lambda: sorted(p.name for p in (cache / "BTC_USDT" / "12h").iterdir()) == kept,
+            30,
+            "the cache pruned to the served and the previous version",
+            every=0.25,
         )
     finally:
         bot.close()

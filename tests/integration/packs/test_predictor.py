@@ -144,7 +144,14 @@ def test_a_changed_feature_spec_version_is_refused(copied: Path, pack: Pack) -> 
     _rewrite_manifest(copied, feature_spec_version=f"{manifest['feature_spec_version']}-changed")
     with pytest.raises(ArtifactError, match="sha256"):  # the registered manifest is another one
         Predictor.load(copied, expected_manifest_sha256=pack.manifest_sha256)
-    with pytest.raises(ArtifactError, match="feature spec"):  # and the code computes other features
+    # and it no longer says the core set's version the spec names
+    with pytest.raises(ArtifactError, match="feature_spec_version '1-changed' is not its core set's"):
+        Predictor.load(copied)
+    # A pack of another core version altogether: this code computes other features.
+    manifest["feature_spec_version"] = "2"
+    manifest["features"]["sets"][0]["version"] = "2"
+    _rewrite_manifest(copied, feature_spec_version="2", features=manifest["features"])
+    with pytest.raises(ArtifactError, match="'core' version '2' is needed, this environment has '1'"):
         Predictor.load(copied)
 
 

@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -423,9 +424,9 @@ def test_training_holds_blas_and_openmp_to_the_tasks_threads(
     seen: list[dict[str, int]] = []
     real_splits = base_module._splits
 
-    def recording(frame: pl.DataFrame) -> Any:
+    def recording(frame: pl.DataFrame, names: Sequence[str]) -> Any:
         seen.append({i["internal_api"]: int(i["num_threads"]) for i in threadpool_info()})
-        return real_splits(frame)
+        return real_splits(frame, names)
 
     monkeypatch.setattr(base_module, "_splits", recording)
     _train(snapshot, "sk_logreg", tmp_path, threads=1)

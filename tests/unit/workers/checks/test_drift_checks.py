@@ -27,7 +27,12 @@ from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.data.resample import resample
 from trainfarm.shared.data.store import BarStore, open_store
 from trainfarm.shared.data.synthetic import random_walk_bars
-from trainfarm.shared.dataset.features import FEATURE_NAMES, MIN_HISTORY_BARS, add_features
+from trainfarm.shared.dataset.features import (
+    FEATURE_NAMES,
+    FEATURE_SPEC_VERSION,
+    MIN_HISTORY_BARS,
+    add_features,
+)
 from trainfarm.shared.monitoring.drift import FeatureDistribution
 from trainfarm.shared.registry import Registry
 from trainfarm.shared.registry.models import VersionRecord
@@ -69,6 +74,7 @@ def _manifest(bars: pl.DataFrame, until: datetime, *, distribution: bool = True)
     )
     manifest: dict[str, Any] = {
         "feature_names": list(FEATURE_NAMES),
+        "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_params": {"interval_minutes": 60, "max_gap_bars": 3},
         "label": {"horizon": 6, "threshold": 0.5, "vol_window": 48},
     }
