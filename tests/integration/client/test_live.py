@@ -501,8 +501,12 @@ def test_only_the_newest_closed_bar_is_scored_or_the_reason_is_given(
     assert stale.reason is not None and "stale" in stale.reason
     assert model.no_signal_reason == stale.reason
     assert model.decide(bars, now=late).signal is None
-    model._beat()
-    assert "stale" in rds.hgetall(bot_key(model.bot_id))["no_signal_reason"]
+    # The heartbeat says so (waited for: a beat that read the state before this score may land after it).
+    wait_until(
+        lambda: "stale" in rds.hgetall(bot_key(model.bot_id)).get("no_signal_reason", ""),
+        WAIT_S,
+        "the stale reason in the heartbeat",
+    )
     # A resampled bar built from fewer 5m bars than its interval holds is not scored.
     short = bars.with_columns(bars=pl.lit(144, dtype=pl.UInt32))
     short = short.with_columns(
