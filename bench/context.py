@@ -5,8 +5,9 @@ ETH and SOL from ``../shared/data`` are retrained on every timeframe twice, thro
 context reading every higher timeframe of the market among 1h, 12h and 24h and BTC at the same bar size
 (``[timeframes.<tf>.features] sets = ["core", "context"]``). Per market and variant: the test log-loss of
 the prior and of the final model, their relative difference, the gates' bound and directional bound, and
-the verdict. Both variants of a market see the same bars and the same training windows (the context's
-longer warm-up can only remove a window's first rows), so the difference is the features'. Written into
+the verdict. Both variants of a market see the same bars, cut where the market's and BTC's files both
+end, and the same training windows (the context's longer warm-up can only remove a window's first rows,
+and a missing BTC bar the row at it), so the difference is the features'. Written into
 docs/QUALITY.md (the ``<!-- bench context -->`` section, which ``bench quality`` keeps) and
 docs/context.json; the replay's side of the comparison is ``python -m bench replay-context``.
 """
@@ -20,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from bench.bars import SHARED_DATA
 from bench.gates import write_marked
@@ -64,8 +66,14 @@ def _variant(symbol: str, variant: str, root: Path, threads: int, rng: np.random
     rows = []
     try:
         store = open_store()
-        for name in (symbol, LEADER):
-            store.import_file(SHARED_DATA / f"{name}-5m.parquet", name)
+        # Both variants end where both files do: a market's rows past its leader's last bar have no
+        # context, and a core run that kept them would be judged on another test split.
+        files = {name: pl.read_parquet(SHARED_DATA / f"{name}-5m.parquet") for name in (symbol, LEADER)}
+        end = min(bars["date"].max() for bars in files.values())  # type: ignore[type-var]
+        for name, bars in files.items():
+            cut = home / f"{name}-5m.parquet"
+            bars.filter(pl.col("date") <= end).write_parquet(cut)
+            store.import_file(cut, name)
         for timeframe in TIMEFRAMES:
             row = _one(symbol, timeframe, threads, rng)
             console.print(
@@ -115,8 +123,8 @@ def section(results: dict[str, dict[str, list[Row]]]) -> str:
     lines += [
         "",
         f"Context gave a lower test log-loss than core on {better} of {total} markets. One split per market: "
-        "a difference smaller than the bounds' spread is not evidence either way; the replay "
-        "(docs/REPLAY.md, context section) scores both over two years, bar by bar.",
+        "a difference smaller than the bounds' spread is not evidence either way. The replay scores both "
+        "over two years, bar by bar (`python -m bench replay-context`, its section of docs/REPLAY.md).",
     ]
     return "\n".join(lines)
 
