@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from scipy.stats import binomtest
 
+from bench.sections import write_section
 from tests.support.retests import MODELS, Period, retest_period
 from trainfarm.cli.output import console
 from trainfarm.shared.config import FarmConfig
@@ -159,16 +159,9 @@ def section(rows: list[Row], periods: int) -> str:
 
 
 def write_marked(name: str, body: str) -> None:
-    """Replace the section of docs/QUALITY.md between ``<!-- bench NAME -->`` and ``<!-- /bench NAME -->``
-    with ``body`` (appended when absent); `make bench-quality` keeps such sections as they are."""
-    begin, end = f"<!-- bench {name} -->", f"<!-- /bench {name} -->"
-    text = f"{begin}\n{body.rstrip()}\n{end}\n"
-    current = REPORT.read_text() if REPORT.exists() else ""
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    if pattern.search(current):
-        REPORT.write_text(pattern.sub(lambda _: text, current))
-    else:
-        REPORT.write_text(current.rstrip("\n") + "\n\n" + text)
+    """Replace the section ``name`` of docs/QUALITY.md (:func:`bench.sections.write_section`);
+    `make bench-quality` keeps such sections as they are."""
+    write_section(REPORT, name, body)
 
 
 def main() -> None:

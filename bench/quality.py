@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from bench.bars import SHARED_DATA
+from bench.sections import kept_sections
 from trainfarm.cli.output import console, print_table
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
@@ -272,12 +272,8 @@ def _write(rows: list[Row], targets: list[str]) -> None:
         f"| {r.market} | " + " | ".join(f"{v:.4f}" for v in r.base.values()) + " |\n" for r in rows
     )
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    # `make bench-gates` writes its own sections of the file (bench.gates.write_marked): kept as they are.
-    current = REPORT.read_text() if REPORT.exists() else ""
-    kept = "".join(
-        m.group(0)
-        for m in re.finditer(r"<!-- bench ([\w-]+) -->.*?<!-- /bench \1 -->\n?", current, re.DOTALL)
-    )
+    # `make bench-gates` and `bench context` write their own sections of the file: kept as they are.
+    kept = kept_sections(REPORT)
     REPORT.write_text(
         "# Model quality on the real data (`make bench-quality`)\n\n"
         f"Written by `python -m bench quality` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: BTC, ETH and SOL "

@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.bars import SHARED_DATA, bar_file
 from bench.replay_report import write_report
+from bench.sections import write_section
 from trainfarm.cli.output import console
 from trainfarm.shared.connections import embedded_redis, redis_connection
 from trainfarm.shared.data.store import open_store
@@ -240,7 +241,7 @@ def main(*, quick: bool = False, context: bool = False) -> None:
 def _report(figures: Mapping[str, Any], *, context: bool) -> None:
     if context:
         core = json.loads((DOCS / "replay.json").read_text())
-        write_marked_replay("context", context_section(core, figures))
+        write_section(DOCS / "REPLAY.md", "context", context_section(core, figures))
     else:
         write_report(figures, DOCS / "REPLAY.md")
     console.print(f"written: {DOCS / 'REPLAY.md'}")
@@ -278,18 +279,3 @@ def context_section(core: Mapping[str, Any], context: Mapping[str, Any]) -> str:
         )
     lines += ["", f"The gated policy with context had the lower log-loss on {better} of {total} markets."]
     return "\n".join(lines)
-
-
-def write_marked_replay(name: str, body: str) -> None:
-    """Replace (or append) the ``<!-- bench NAME -->`` section of docs/REPLAY.md."""
-    import re
-
-    path = DOCS / "REPLAY.md"
-    begin, end = f"<!-- bench {name} -->", f"<!-- /bench {name} -->"
-    text = f"{begin}\n{body.rstrip()}\n{end}\n"
-    current = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    if pattern.search(current):
-        path.write_text(pattern.sub(lambda _: text, current))
-    else:
-        path.write_text(current.rstrip("\n") + "\n\n" + text)

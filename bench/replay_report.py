@@ -4,13 +4,13 @@ computed from them, whatever they say."""
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.sections import kept_sections
 from trainfarm.shared.replay.metrics import POLICIES
 
 #: Months since the start shown in the degradation tables.
@@ -237,10 +237,6 @@ def write_report(figures: Mapping[str, Any], path: Path, baseline: Path = BASELI
         "same run).",
         "",
     ]
-    # `python -m bench replay-context` writes its own section (bench.replay.write_marked_replay): kept.
-    current = path.read_text() if path.exists() else ""
-    kept = "".join(
-        m.group(0)
-        for m in re.finditer(r"<!-- bench ([\w-]+) -->.*?<!-- /bench \1 -->\n?", current, re.DOTALL)
-    )
+    # `python -m bench replay-context` writes its own section (bench.sections.write_section): kept.
+    kept = kept_sections(path)
     path.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
