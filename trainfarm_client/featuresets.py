@@ -186,14 +186,9 @@ def refresh_installed_sets() -> None:
 
 def find_set(name: str, version: str) -> FeatureSet:
     """The installed set ``name`` at ``version``; :class:`FeatureSetError` says why not."""
-    sets = installed_sets()
-    found = sets.get(name)
+    found = installed_sets().get(name)
     if found is None:
-        broken = _entry_points()[1]
-        if name in broken:
-            raise FeatureSetError(f"feature set {name!r} failed to load: {broken[name]}")
-        names = ", ".join(sorted({*sets, CONTEXT}))
-        raise FeatureSetError(f"feature set {name!r} is not installed here (installed: {names})")
+        raise _missing(name)
     if found.version != version:
         raise FeatureSetError(
             f"feature set {name!r} version {version!r} is needed, this environment has {found.version!r}"
@@ -205,7 +200,16 @@ def current_version(name: str) -> str:
     """The installed version of ``name`` (``context`` included); :class:`FeatureSetError` if none."""
     if name == CONTEXT:
         return CONTEXT_VERSION
-    sets = installed_sets()
-    if name not in sets:
-        find_set(name, "")  # raises with the reason
-    return sets[name].version
+    found = installed_sets().get(name)
+    if found is None:
+        raise _missing(name)
+    return found.version
+
+
+def _missing(name: str) -> FeatureSetError:
+    """Why ``name`` is not among the installed sets: its plugin failed to load, or there is none."""
+    sets, broken = _entry_points()
+    if name in broken:
+        return FeatureSetError(f"feature set {name!r} failed to load: {broken[name]}")
+    names = ", ".join(sorted({*sets, CONTEXT}))
+    return FeatureSetError(f"feature set {name!r} is not installed here (installed: {names})")

@@ -167,6 +167,7 @@ class FeatureSpec:
         is missing or unusable."""
         own = _series(inputs, (self.symbol, self.timeframe))
         sets = self.own_sets()
+        computed, names = self.computed_names(), self.names()
         core = next((s for s in sets if s.name == CORE), None)
         frame = add_features(own, interval=self.interval, max_gap_bars=self.max_gap_bars)
         if core is None:  # the core features are the segments' by-product here, not the pack's columns
@@ -185,9 +186,8 @@ class FeatureSpec:
             frame = frame.join_asof(
                 context.drop(_CONTEXT_CLOSE), on=_CLOSE, strategy="backward", tolerance=timedelta(0)
             )
-        computed = self.computed_names()
         keep = [c for c in own.columns if c not in computed and c != "segment"]
-        return frame.select(*keep, "segment", *self.names())
+        return frame.select(*keep, "segment", *names)
 
     # -- the manifest's ``features`` entry -------------------------------------------------------
 

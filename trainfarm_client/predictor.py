@@ -121,7 +121,9 @@ class Predictor:
         self.path = path
         self.manifest = manifest
         self.spec = spec
+        # Read once: a bot asks for them on every decision.
         self.feature_names: tuple[str, ...] = spec.names()
+        self._requirements = spec.requirements()
         self._bases = bases
         self._stacker = stacker
         self._calibration = calibration
@@ -186,7 +188,7 @@ class Predictor:
     @property
     def requirements(self) -> tuple[Requirement, ...]:
         """Every series the features read (own first) and how many of its newest bars to feed."""
-        return self.spec.requirements()
+        return self._requirements
 
     @property
     def p_star(self) -> float:
@@ -267,7 +269,7 @@ class Predictor:
             raise ValueError("now must be timezone-aware (UTC)")
         inputs = self.inputs(bars)
         spec = self.spec
-        missing = [str(r) for r in spec.requirements() if r.key not in inputs]
+        missing = [str(r) for r in self._requirements if r.key not in inputs]
         if missing:
             return NewestScore(None, None, f"no bars given of {', '.join(missing)}, which this pack needs")
         interval = spec.interval
@@ -294,7 +296,7 @@ class Predictor:
             if features is not None:
                 return NewestScore(newest, None, None, features[0])
         closed_inputs = {(spec.symbol, spec.timeframe): closed}
-        for need in spec.requirements()[1:]:
+        for need in self._requirements[1:]:
             size = bar_duration(need.timeframe)
             series = closed_bars(inputs[need.key], interval=size, now=now)
             if series.is_empty():

@@ -45,16 +45,12 @@ def load_inputs(
     *,
     rows_from: datetime | None = None,
     end: datetime | None = None,
-    own: pl.DataFrame | None = None,
 ) -> dict[SeriesKey, pl.DataFrame]:
     """The stored bars of every series ``spec`` reads, closed by ``end``; with ``rows_from``, each from
-    its requirement's history before it (so the rows from there on are warm). ``own``: the market's own
-    bars when the caller has them already. A series the store lacks is a :class:`DataError` naming it."""
+    its requirement's history before it (so the rows from there on are warm). A series the store lacks
+    is a :class:`DataNotFoundError` naming it."""
     out: dict[SeriesKey, pl.DataFrame] = {}
     for need in spec.requirements():
-        if own is not None and need.key == (spec.symbol, spec.timeframe):
-            out[need.key] = own
-            continue
         start = None if rows_from is None else rows_from - (need.bars + 1) * bar_duration(need.timeframe)
         try:
             out[need.key] = store.load(need.symbol, Timeframe(need.timeframe), start=start, end=end)

@@ -23,7 +23,7 @@ import polars as pl
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.dataset.labels import class_weights
 from trainfarm.shared.dataset.splits import inner_holdout
-from trainfarm_client.arrays import FloatArray, IntArray
+from trainfarm.shared.evaluation.metrics import log_loss
 
 #: Shuffles per feature; the importance is their mean.
 REPEATS = 5
@@ -50,12 +50,6 @@ class Pruning:
             "repeats": REPEATS,
             "note": self.note,
         }
-
-
-def _log_loss(y: IntArray, predicted: object) -> float:
-    probs: FloatArray = np.asarray(predicted, dtype=np.float64)
-    picked = np.clip(probs[np.arange(y.size), y], 1e-15, 1.0)
-    return float(-np.mean(np.log(picked)))
 
 
 def prune(frame: pl.DataFrame, names: Sequence[str], config: FarmConfig) -> Pruning:
@@ -87,7 +81,7 @@ def prune(frame: pl.DataFrame, names: Sequence[str], config: FarmConfig) -> Prun
     )
     model.fit(x[fit], y[fit], sample_weight=np.array([weights[int(c)] for c in y[fit]]))
     xh, yh = x[holdout], y[holdout]
-    base = _log_loss(yh, model.predict_proba(xh))
+    base = log_loss(model.predict_proba(xh), yh)
     rng = np.random.default_rng(training.seed)
     importance: dict[str, float] = {}
     for j, name in enumerate(names):
@@ -95,7 +89,7 @@ def prune(frame: pl.DataFrame, names: Sequence[str], config: FarmConfig) -> Prun
         for _ in range(REPEATS):
             shuffled = xh.copy()
             shuffled[:, j] = rng.permutation(shuffled[:, j])
-            rises.append(_log_loss(yh, model.predict_proba(shuffled)) - base)
+            rises.append(log_loss(model.predict_proba(shuffled), yh) - base)
         importance[name] = float(np.mean(rises))
     dropped = tuple(n for n in names if not importance[n] > 0.0)
     note = f"{len(dropped)} of {len(names)} features not above zero on the holdout"

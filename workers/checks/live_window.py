@@ -19,7 +19,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -83,14 +83,6 @@ class DriftInputs:
     labelled_bars: int = 0
     calibration_gap: float | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
-
-
-def interval_of(manifest: dict[str, Any], timeframe: Timeframe) -> timedelta:
-    """The pack's bar interval (its ``feature_params``), else the timeframe's."""
-    params = manifest.get("feature_params")
-    if isinstance(params, dict) and isinstance(params.get("interval_minutes"), int):
-        return timedelta(minutes=params["interval_minutes"])
-    return timeframe.duration
 
 
 def feature_frame(
@@ -200,7 +192,6 @@ __all__ = [
     "drift_inputs",
     "feature_frame",
     "feature_names_of",
-    "interval_of",
     "live_window",
     "load_champion",
 ]

@@ -28,7 +28,7 @@ import pytest
 import redis
 
 from tests.support.bots import Bot
-from tests.support.packs import farm_settings, run_in_process
+from tests.support.packs import SMALL_CONFIG, farm_settings, run_in_process
 from tests.support.waiting import wait_until
 from trainfarm.shared.champions.announce import AnnounceOutcome, announce
 from trainfarm.shared.connections import EmbeddedRedis, embedded_redis
@@ -47,19 +47,17 @@ from trainfarm_client.live import LiveModel
 from trainfarm_client.pack import MANIFEST, sha256_file
 
 SYMBOL, TF = "ETH_USDT", Timeframe.H12
-CONFIG = """
-[training]
-base_rounds = 12
-meta_rounds = 40
-early_stopping_rounds = 5
-task_time_limit = "5m"
-prune_features = true
+# The small models of every in-process pack; pruning on, in SMALL_CONFIG's [training] table that it ends in.
+CONFIG = (
+    SMALL_CONFIG
+    + """prune_features = true
 
 [timeframes.12h.features]
 sets = ["core", "trend_efficiency", "context"]
 timeframes = ["24h"]
 markets = ["BTC_USDT", "ETH_USDT"]
 """
+)
 WAIT_S = 60.0
 
 
