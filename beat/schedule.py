@@ -15,6 +15,7 @@ from typing import Any
 
 from trainfarm.shared.config import FarmConfig
 from trainfarm.workers.routing import (
+    CHECK_SHADOW,
     CHECK_TRIGGERS,
     DELIVER_ALERTS,
     FAN_OUT_RETRAIN,
@@ -35,6 +36,8 @@ BAR_INGEST_ENTRY = "ingest-bars"
 ALERTS_ENTRY = "deliver-alerts"
 #: The entry that re-announces champions whose pointer or Redis key disagrees with the registry.
 RECONCILE_ENTRY = "reconcile-champions"
+#: The entry that ingests the bots' paired challenger scores and decides challengers.
+SHADOW_CHECK_ENTRY = "check-shadow"
 #: Redis key prefix of the schedule, its lock and its bookkeeping.
 KEY_PREFIX = "farm:beat:"
 #: Longest beat sleeps between ticks; with redbeat it also sets the lock's lifetime (5 x this).
@@ -59,7 +62,8 @@ def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
     delivery
     (:mod:`trainfarm.workers.checks.alert_delivery`) every ``[alerts] check`` and the reconciliation of
     champion pointers
-    and keys (:mod:`trainfarm.shared.champions.reconcile`) every ``[beat] reconcile``; and, where a symbol
+    and keys (:mod:`trainfarm.shared.champions.reconcile`) every ``[beat] reconcile``, the shadow check
+    (:mod:`trainfarm.workers.checks.shadow_check`) every ``[beat] shadow_check``; and, where a symbol
     of the universe has a source, the bar sync (:mod:`trainfarm.shared.data.sync`) every ``[data] sync``.
 
     A message that waited longer than one cadence is dropped (``expires``): the next slot's message
@@ -70,6 +74,7 @@ def beat_schedule(config: FarmConfig) -> dict[str, dict[str, Any]]:
         OUTCOME_INGEST_ENTRY: _every(INGEST_OUTCOMES, config.beat.outcome_ingest),
         ALERTS_ENTRY: _every(DELIVER_ALERTS, config.alerts.check),
         RECONCILE_ENTRY: _every(RECONCILE_CHAMPIONS, config.beat.reconcile),
+        SHADOW_CHECK_ENTRY: _every(CHECK_SHADOW, config.beat.shadow_check),
     }
     sync = config.data.sync
     if sync is not None and any(config.data.source_of(symbol) for symbol in config.universe.symbols):
@@ -116,6 +121,7 @@ __all__ = [
     "KEY_PREFIX",
     "MAX_LOOP_INTERVAL_S",
     "OUTCOME_INGEST_ENTRY",
+    "SHADOW_CHECK_ENTRY",
     "TRIGGER_CHECK_ENTRY",
     "beat_schedule",
     "beat_settings",

@@ -8,6 +8,9 @@
 * **bot**: a process that loads the run's pack in a :class:`~trainfarm_client.predictor.Predictor`
   (every file verified, the sample rows re-run) and scores the newest bar of
   :data:`~trainfarm_client.features.MIN_HISTORY_BARS` bars; its ``VmHWM`` once done.
+* **bot with a challenger** (shadow mode): the same, holding a second pack of the same market beside the
+  first (the run's pack loaded again into a second predictor: a challenger of the same size, which shares
+  nothing with the champion) and scoring the bar with both; the difference is the challenger's cost.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -45,11 +49,14 @@ BOT = textwrap.dedent(
     from trainfarm_client.predictor import Predictor
 
     args = json.loads(sys.argv[1])
-    predictor = Predictor.load(Path(args["pack"]), expected_manifest_sha256=args["sha256"])
-    predictor.self_check()
     bars = pl.read_parquet(args["bars"]).tail(MIN_HISTORY_BARS)
     now = bars["date"][-1] + timedelta(minutes=10)
-    score = predictor.score_newest(bars, now=now)
+    held = []
+    for _ in range(args["packs"]):  # 2: the champion and a challenger, as a shadowing bot holds them
+        predictor = Predictor.load(Path(args["pack"]), expected_manifest_sha256=args["sha256"])
+        predictor.self_check()
+        held.append(predictor)
+        score = predictor.score_newest(bars, now=now)
     status = Path("/proc/self/status").read_text()
     peak = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM"))
     print(json.dumps({"peak_rss": peak, "scored": score.probabilities is not None, "reason": score.reason}))
@@ -63,6 +70,22 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def _bot(pack: str, sha256: str, bars: Path, packs: int) -> dict[str, Any]:
+    """Run the bot script holding ``packs`` predictors of the pack; its JSON line."""
+    args = {"pack": pack, "sha256": sha256, "bars": str(bars), "packs": packs}
+    done = subprocess.run(
+        [sys.executable, "-c", BOT, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench memory: the bot process failed:\n{done.stderr[-3000:]}")
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
 
 def _mib(value: int) -> float:
@@ -101,18 +124,15 @@ def main() -> dict[str, object]:
             worker.stop()
             embedded_redis().stop()
             get_settings.cache_clear()
-        args = {"pack": version.path, "sha256": version.manifest_sha256, "bars": str(bars)}
-        argv = [sys.executable, "-c", BOT, json.dumps(args)]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"bench memory: the bot process failed:\n{done.stderr[-3000:]}")
-        bot = json.loads(done.stdout.strip().splitlines()[-1])
+        bot, shadowing = (_bot(version.path, version.manifest_sha256, bars, packs) for packs in (1, 2))
     figures = {
         "market": f"{SYMBOL} {TF}",
         "source": str(source),
         "worker_pool_process_peak_mib": _mib(worker_peak),
         "worker_main_process_peak_mib": _mib(main_peak),
         "bot_peak_mib": _mib(int(bot["peak_rss"])),
+        "bot_with_challenger_peak_mib": _mib(int(shadowing["peak_rss"])),
+        "challenger_extra_mib": _mib(int(shadowing["peak_rss"]) - int(bot["peak_rss"])),
         "bot_scored_the_newest_bar": bool(bot["scored"]),
     }
     console.print(f"bench memory: a whole {SYMBOL} {TF} retrain (default config) from {source}")
@@ -125,6 +145,11 @@ def main() -> dict[str, object]:
             ["worker pool process (training)", figures["worker_pool_process_peak_mib"]],
             ["worker main process", figures["worker_main_process_peak_mib"]],
             ["bot holding the pack, scoring one bar", figures["bot_peak_mib"]],
+            [
+                "bot holding champion and challenger, scoring with both",
+                figures["bot_with_challenger_peak_mib"],
+            ],
+            ["  the challenger's extra memory", figures["challenger_extra_mib"]],
         ],
     )
     return figures

@@ -25,6 +25,7 @@ from trainfarm.cli import (
     replay_cmds,
     retrain_cmds,
     schedule_cmds,
+    shadow_cmds,
     status_cmds,
     trigger_cmds,
     up,
@@ -67,6 +68,7 @@ def build_app() -> typer.Typer:
     app.add_typer(redis_cmds.app, name="redis")
     registry_cmds.register(app)
     promotion_cmds.register(app)
+    shadow_cmds.register(app)
     bot_cmds.register(app)
     retrain_cmds.register(app)
     process_cmds.register(app)

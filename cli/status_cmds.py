@@ -74,12 +74,13 @@ def _print(report: FarmStatus) -> None:
                 _skew_cell(m.skew),
                 _data_cell(m.data_newest, m.data_age_s, m.data_stale),
                 f"[red]HELD[/] {m.held}" if m.held else "-",
+                _challenger_cell(m.challenger, m.last_challenger),
             ]
         )
     print_table(
         "markets",
         ["symbol", "tf", "champion", "age (h)", "limit (h)", "fresh", "last version", "last gates", "skew",
-         "newest bar", "held"],
+         "newest bar", "held", "challenger"],
         markets,
     )  # fmt: skip
     bots = [
@@ -118,3 +119,12 @@ def _skew_cell(skew: dict[str, object] | None) -> str:
 def register(app: typer.Typer) -> None:
     """Add `status` to the main `farm` app."""
     app.command("status")(status)
+
+
+def _challenger_cell(active: dict[str, object] | None, last: dict[str, object] | None) -> str:
+    """The active challenger and its bars so far, else the last one's outcome, else "-"."""
+    if active is not None:
+        return f"{active['version']} ({active['bars']}/{active['min_bars']} bars)"
+    if last is not None:
+        return f"last: {last['version']} {last['outcome']}"
+    return "-"

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trainfarm.shared.champions.promotion_params import PromotionParams
 from trainfarm.shared.data.intervals import BarInterval, IntervalName
 from trainfarm.shared.dataset.feature_params import FeatureParams
 from trainfarm.shared.errors import ConfigError, FarmError
@@ -217,6 +218,10 @@ class BeatParams(_Strict):
     outcome_ingest: Duration = Field(
         timedelta(minutes=1), description="how often beat ingests the bots' outcome stream"
     )
+    shadow_check: Duration = Field(
+        timedelta(minutes=1),
+        description="how often beat ingests the bots' paired challenger scores and decides challengers",
+    )
     reconcile: Duration = Field(
         timedelta(minutes=1),
         description="how often beat re-announces champions whose CHAMPION pointer or Redis key disagrees "
@@ -225,8 +230,16 @@ class BeatParams(_Strict):
 
 
 #: The kinds of alert (:mod:`trainfarm.shared.monitoring.alerts` says what each is).
-AlertKind = Literal["promotion", "rejection", "failure", "trigger", "stale_bot", "held"]
-ALERT_KINDS: tuple[AlertKind, ...] = ("promotion", "rejection", "failure", "trigger", "stale_bot", "held")
+AlertKind = Literal["promotion", "rejection", "failure", "trigger", "stale_bot", "held", "challenger"]
+ALERT_KINDS: tuple[AlertKind, ...] = (
+    "promotion",
+    "rejection",
+    "failure",
+    "trigger",
+    "stale_bot",
+    "held",
+    "challenger",
+)
 
 
 class WebhookConfig(_Strict):
@@ -306,6 +319,7 @@ class TimeframeParams(_Strict):
     gates: GateThresholds = GateThresholds()
     triggers: TriggerParams = TriggerParams()
     features: FeatureParams = FeatureParams()
+    promotion: PromotionParams = PromotionParams()
 
 
 #: The strict profile's table (class share target down/neutral/up, mean confidence floor, eligible share
@@ -340,6 +354,7 @@ def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
             meta_cadence="1h",
             vol_window=96,
             gates=_gates(Timeframe.M5),
+            promotion=PromotionParams(shadow_min_bars=288, shadow_max_age="3d"),
         ),
         Timeframe.H1: TimeframeParams(
             label_horizon=6,
@@ -356,6 +371,7 @@ def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
             freshness_limit="14d",
             vol_window=30,
             gates=_gates(Timeframe.H12),
+            promotion=PromotionParams(shadow_min_bars=60, shadow_max_age="90d"),
         ),
         Timeframe.D1: TimeframeParams(
             label_horizon=1,
@@ -364,6 +380,7 @@ def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
             freshness_limit="14d",
             vol_window=20,
             gates=_gates(Timeframe.D1),
+            promotion=PromotionParams(shadow_min_bars=60, shadow_max_age="180d"),
         ),
     }
 
@@ -646,6 +663,21 @@ class FarmConfig(_Strict):
                         f"timeframes.{tf.value}.features.timeframes: {size.value} is not longer than "
                         f"{tf.value}; context bar sizes must be higher ones"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_can_decide(self) -> FarmConfig:
+        # A challenger needs its bars and their labels' horizon before its age limit, or it never decides.
+        for tf, params in self.timeframes.items():
+            promo = params.promotion
+            needed = (promo.shadow_min_bars + params.label_horizon) * tf.duration
+            if promo.shadow_max_age < needed:
+                age = format_duration(promo.shadow_max_age)
+                raise ValueError(
+                    f"timeframes.{tf.value}.promotion.shadow_max_age: {age} "
+                    f"is shorter than shadow_min_bars + label_horizon bars ({format_duration(needed)}): "
+                    "no challenger could ever be decided"
+                )
         return self
 
     def params(self, timeframe: Timeframe) -> TimeframeParams:

@@ -259,6 +259,15 @@ class PromotionRefusedError(RegistryConflictError):
     """
 
 
+class ShadowRefusedError(RegistryConflictError):
+    """A challenger that cannot start or end as asked: the market has no champion to shadow, the version is
+    the champion, pruned, of another market, already decided, or the market has no active challenger.
+
+    Handled by: the CLI (`farm shadow`: one line, exit 1) and the promotion stage, which promotes directly
+    when there is no champion to compare with.
+    """
+
+
 class NoChampionError(RegistryError):
     """A (symbol, timeframe) has no champion, or no previous champion to roll back to.
 

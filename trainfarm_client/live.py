@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -37,15 +37,21 @@ import numpy.typing as npt
 import redis
 from redis.typing import EncodableT, FieldT
 
+from trainfarm_client.challenger import ChallengerSlot
 from trainfarm_client.contract import (
+    CHALLENGER,
     OUTCOMES_MAXLEN,
     OUTCOMES_STREAM,
     ROLLBACK,
+    SHADOW_MAXLEN,
+    SHADOW_STREAM,
     FeatureValues,
     bot_key,
+    challenger_key,
     champion_key,
     encode_features,
     promoted_channel,
+    shadow_fields,
 )
 from trainfarm_client.errors import ChampionError, NoSignalError
 from trainfarm_client.features import FEATURE_NAMES
@@ -113,6 +119,8 @@ class Score:
     decision: Decision | None
     reason: str | None = None
     features: npt.NDArray[np.float64] | None = None  #: the newest bar's feature vector
+    #: The challenger's score of the same bar (shadow mode; never acted on), or None without one.
+    challenger: Score | None = None
 
 
 class LiveModel:
@@ -160,6 +168,9 @@ class LiveModel:
         self._reconnected = threading.Event()  # set by the pub/sub connection on every (re)connect
         self._last_beat = float("-inf")
         self._threads: list[threading.Thread] = []
+        #: The market's challenger, when the farm names one (shadow mode): scored, reported, never acted on.
+        self._challenger = ChallengerSlot(self._load_challenger)
+        self._shadow_reported: tuple[str, str, datetime] | None = None  # the last pair and bar reported
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -210,11 +221,27 @@ class LiveModel:
         return current.predictor
 
     @property
+    def challenger_version(self) -> str | None:
+        """The challenger scored beside the champion (shadow mode), or None."""
+        return self._challenger.version
+
+    @property
+    def challenger_error(self) -> str | None:
+        """Why the challenger the farm names is not loaded (None when it is, or when there is none)."""
+        return self._challenger.last_error
+
+    @property
     def requirements(self) -> tuple[Requirement, ...]:
         """The series the served pack reads (own first), each with the newest bars to feed; the keys
         :meth:`score` wants, as ``{(r.symbol, r.timeframe): bars}``. :class:`ChampionError` while no
-        champion is loaded. A new champion may need other series: read it again after a reload."""
-        return self.predictor.requirements
+        champion is loaded. A new champion may need other series: read it again after a reload. With a
+        challenger loaded, the series it reads besides are listed too (the most bars either needs)."""
+        needs = {r.key: r for r in self.predictor.requirements}
+        challenger = self._challenger.loaded
+        for r in challenger.predictor.requirements if challenger else ():
+            if r.key not in needs or needs[r.key].bars < r.bars:
+                needs[r.key] = r
+        return tuple(needs.values())
 
     def predict_proba(self, bars: Bars, *, now: datetime | None = None) -> npt.NDArray[np.float64]:
         """(down, neutral, up) probabilities of the newest closed bar; :class:`NoSignalError` says why not."""
@@ -242,14 +269,57 @@ class LiveModel:
         current = self._current
         if current is None:
             raise ChampionError(f"no champion loaded for {self.symbol} {self.timeframe}")
-        newest = current.predictor.score_newest(bars, now=now or datetime.now(UTC))
+        now = now or datetime.now(UTC)
+        newest = current.predictor.score_newest(bars, now=now)
         self.no_signal_reason = newest.reason
         if newest.probabilities is None:
             return Score(current.champion.version, newest.bar, None, None, newest.reason)
         decision = current.predictor.decide(newest.probabilities)
-        return Score(
+        scored = Score(
             current.champion.version, newest.bar, newest.probabilities, decision, features=newest.features
         )
+        shadow = self._score_challenger(scored, bars, now)
+        return scored if shadow is None else replace(scored, challenger=shadow)
+
+    def _score_challenger(self, champion: Score, bars: Bars, now: datetime) -> Score | None:
+        """The challenger's score of the champion's bar, reported to ``farm:shadow`` once per pair and bar."""
+        loaded = self._challenger.loaded
+        if loaded is None or loaded.version == champion.version or champion.bar is None:
+            return None
+        try:
+            newest = loaded.predictor.score_newest(bars, now=now)
+        except Exception as exc:  # the challenger must never cost the champion its signal
+            return Score(loaded.version, champion.bar, None, None, f"challenger failed: {exc}")
+        if newest.probabilities is None or newest.bar != champion.bar:
+            return Score(loaded.version, newest.bar, None, None, newest.reason or "not the champion's bar")
+        decision = loaded.predictor.decide(newest.probabilities)
+        shadow = Score(loaded.version, newest.bar, newest.probabilities, decision, features=newest.features)
+        self._report_shadow(champion, shadow)
+        return shadow
+
+    def _report_shadow(self, champion: Score, challenger: Score) -> None:
+        assert champion.bar is not None and champion.probabilities is not None and champion.decision
+        assert challenger.probabilities is not None and challenger.decision is not None
+        key = (champion.version, challenger.version, champion.bar)
+        if key == self._shadow_reported:
+            return  # this bar is reported already (a bot may score one bar many times)
+        fields = shadow_fields(
+            bot_id=self.bot_id,
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            at=champion.bar.isoformat(),
+            champion=(champion.version, champion.probabilities.tolist(), champion.decision.signal),
+            challenger=(challenger.version, challenger.probabilities.tolist(), challenger.decision.signal),
+        )
+        try:
+            entry: dict[FieldT, EncodableT] = dict(fields.items())
+            self._redis.xadd(SHADOW_STREAM, entry, maxlen=SHADOW_MAXLEN, approximate=True)
+        except redis.RedisError as exc:  # the next bar is reported when Redis is back; this one is lost
+            log.warning(
+                "%s %s: shadow score of %s not reported: %s", self.symbol, self.timeframe, key[2], exc
+            )
+            return
+        self._shadow_reported = key
 
     def on_reload(self, callback: ReloadCallback) -> None:
         """Call ``callback(old, new)`` after every successful swap (from the watching thread)."""
@@ -275,26 +345,50 @@ class LiveModel:
     def _check(self) -> bool:
         """:meth:`reload_if_changed`, letting Redis errors through (the watcher reconnects on them)."""
         with self._check_lock:
-            raw = self._redis.get(champion_key(self.symbol, self.timeframe))
-            if raw is None:
-                self.last_error = None  # Redis answers and names no champion: nothing is wrong here
-                return False
-            try:
-                champion = Champion.from_json(raw)
-            except ChampionError as exc:
-                self._fail(str(exc))
-                return False
-            if self._refused is not None and self._refused != champion:
-                self._refused = None  # the key changed (another version, pack or promotion): try again
-            if self._current is not None and champion.version == self._current.champion.version:
-                if self._refused is None:
-                    self.last_error = None  # serving what the key names: an earlier problem has passed
-                return False
-            if self._refused == champion:
-                return False  # already refused this very record; wait for the key to change
-            if self._fetch_failed == champion and time.monotonic() < self._fetch_retry_at:
-                return False  # its pack server failed: retried after a backoff, not on every nudge
-            return self._load(champion)
+            # One round trip reads both keys: the champion's and the challenger's (shadow mode).
+            raw, challenger = self._redis.mget(
+                champion_key(self.symbol, self.timeframe), challenger_key(self.symbol, self.timeframe)
+            )
+            swapped = self._check_champion(raw)
+            if self._current is not None:  # a challenger is scored beside a champion, never alone
+                before = self._challenger.last_error
+                if self._challenger.sync(challenger) or self._challenger.last_error != before:
+                    self._beat()  # the heartbeat says what is shadowed, or why not, at once
+            return swapped
+
+    def _check_champion(self, raw: bytes | str | None) -> bool:
+        """Load the version the champion key's value ``raw`` names when it is not the one served; True when
+        it swapped."""
+        if raw is None:
+            self.last_error = None  # Redis answers and names no champion: nothing is wrong here
+            return False
+        try:
+            champion = Champion.from_json(raw)
+        except ChampionError as exc:
+            self._fail(str(exc))
+            return False
+        if self._refused is not None and self._refused != champion:
+            self._refused = None  # the key changed (another version, pack or promotion): try again
+        if self._current is not None and champion.version == self._current.champion.version:
+            if self._refused is None:
+                self.last_error = None  # serving what the key names: an earlier problem has passed
+            return False
+        if self._refused == champion:
+            return False  # already refused this very record; wait for the key to change
+        if self._fetch_failed == champion and time.monotonic() < self._fetch_retry_at:
+            return False  # its pack server failed: retried after a backoff, not on every nudge
+        return self._load(champion)
+
+    def _load_challenger(self, raw: bytes) -> tuple[str, Predictor]:
+        """The challenger key's record loaded with the champion's checks (:class:`ChallengerSlot`)."""
+        record = Champion.from_json(raw)
+        if (record.symbol, record.timeframe) != (self.symbol, self.timeframe):
+            raise ChampionError(f"the challenger key names {record.symbol} {record.timeframe}")
+        predictor = Predictor.load(self._pack_folder(record), expected_manifest_sha256=record.sha256)
+        predictor.self_check()
+        if predictor.version != record.version:
+            raise ChampionError(f"pack at {record.uri} is version {predictor.version}, not {record.version}")
+        return record.version, predictor
 
     def _pack_folder(self, champion: Champion) -> Path:
         """The pack's local folder: the ``file://`` path, or the verified copy of an ``http(s)://`` pack."""
@@ -334,6 +428,7 @@ class LiveModel:
             self._current = _Loaded(champion, predictor, time.time())
         if is_remote(champion.uri):  # keep the served and the previous version in the cache, no more
             keep = {champion.version} | ({old.champion.version} if old else set())
+            keep |= {self._challenger.version} if self._challenger.version else set()
             prune_cache(self.cache_dir, champion.uri, keep)
         self.reloads += 1
         log.info("%s %s: serving version %s", self.symbol, self.timeframe, champion.version)
@@ -352,7 +447,7 @@ class LiveModel:
         except (ValueError, KeyError, TypeError):
             self._fail(f"malformed promotion message: {data!r:.200}")
             return
-        if version == self.version and event != ROLLBACK:
+        if version == self.version and event not in (ROLLBACK, CHALLENGER):
             return  # a duplicate of what is served: nothing to read
         # Any other version is re-read from the key, the one source of truth: an older version may be a
         # manual promotion (event "promoted"), and a late or replayed nudge then costs one GET and changes
@@ -410,6 +505,8 @@ class LiveModel:
             "pid": os.getpid(),
             "last_error": self.last_error or "",
             "no_signal_reason": self.no_signal_reason or "",
+            "challenger": self._challenger.version or "",
+            "challenger_error": self._challenger.last_error or "",
             "seen_at": datetime.now(UTC).isoformat(),
         }
         self._last_beat = time.monotonic()

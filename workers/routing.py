@@ -47,6 +47,8 @@ INGEST_BARS = "farm.ingest_bars"
 DELIVER_ALERTS = "farm.deliver_alerts"
 #: Beat's reconciliation entry sends this task; queue ``control``.
 RECONCILE_CHAMPIONS = "farm.reconcile_champions"
+#: Beat's shadow-check entry sends this task (the bots' paired scores in, challengers decided); ``control``.
+CHECK_SHADOW = "farm.check_shadow"
 
 
 def queue_for_model(spec: ModelSpec, *, gpu_workers: bool) -> str:

@@ -16,6 +16,7 @@ delivers at least once):
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainfarm.shared.champions.publish import promote_version, prune, reannounce, reject_version
+from trainfarm.shared.champions.shadow import start_challenger
 from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.dataset.snapshot import DatasetSnapshot, load_snapshot, snapshot_from_store
@@ -50,6 +52,8 @@ from trainfarm.workers.runs import (
 
 #: Once a run is here its chord exists: preparing again would launch a second one.
 _LAUNCHED = (RunStatus.TRAINING, RunStatus.META)
+
+log = logging.getLogger(__name__)
 
 
 def abandon_run(job: RunJob, error: str) -> None:
@@ -324,18 +328,38 @@ def _champion_loader(champion: VersionRecord) -> Callable[[], Predictor]:
 def settle(version: VersionRecord) -> None:
     """Act on a registered version's gate report: promote it (reason "gate") or reject it; then prune.
 
-    Idempotent: a candidate is decided once; a champion is re-announced (its announcement may be the step
-    that failed); a rejected or retired version is left as it is.
+    Under ``[timeframes.<tf>.promotion] mode = "shadow"`` a passing candidate of a market that has a
+    champion becomes its challenger instead (:mod:`trainfarm.shared.champions.shadow`), or waits as a
+    candidate while another challenger is being scored; the shadow check decides it later.
+
+    Idempotent: a candidate is decided once (a challenger re-announced); a champion is re-announced (its
+    announcement may be the step that failed); a rejected or retired version is left as it is.
     """
     report = version.gate_report
     if version.status == "candidate":
         if report is not None and report.get("passed") is True:
-            promote_version(version.version, PromotionReason.GATE, gate_report=report)
+            _pass(version, report)
         else:
             reject_version(version.version, report or {"passed": False, "checks": []})
     elif version.status == "champion":
         reannounce(version.symbol, version.timeframe)
     prune(version.symbol, version.timeframe)
+
+
+def _pass(version: VersionRecord, report: dict[str, object]) -> None:
+    """A candidate that passed the gates: promoted, or (shadow mode) made or kept waiting as challenger."""
+    params = get_settings().load_config().params(Timeframe(version.timeframe))
+    registry = Registry.open()
+    sym, tf = version.symbol, version.timeframe
+    if params.promotion.mode == "shadow" and registry.champions.get(sym, tf) is not None:
+        active = registry.shadows.active(sym, tf)
+        if active is None or active.version == version.version:
+            start_challenger(version.version, started_by="gate", registry=registry)
+        else:
+            log.info("%s %s: %s passed and waits for challenger %s's decision", sym, tf, version.version,
+                     active.version)  # fmt: skip
+        return
+    promote_version(version.version, PromotionReason.GATE, gate_report=report)
 
 
 def remove_staging(run_id: str) -> None:

@@ -63,6 +63,11 @@ class MarketInfo:
     data_stale: bool = False
     #: why the market's retrains are held back ("stale_data: ...", "cannot_train: ..."), or None
     held: str | None = None
+    #: the active challenger (shadow mode): version, champion, started_at, started_by, bars (scored by both,
+    #: labelled or not yet), min_bars; None without one
+    challenger: dict[str, object] | None = None
+    #: the market's last ended challenger: version, outcome, reason, ended_at; None before any
+    last_challenger: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -183,9 +188,38 @@ def market_infos(
                 age.total_seconds() if age is not None else None,
                 data.stale(now),
                 hold.line() if hold else None,
+                *challenger_infos(registry, config, symbol, tf),
             )
         )
     return out
+
+
+def challenger_infos(
+    registry: Registry, config: FarmConfig, symbol: str, tf: Timeframe
+) -> tuple[dict[str, object] | None, dict[str, object] | None]:
+    """The market's active challenger and its last ended one, as :class:`MarketInfo` shows them."""
+    history = registry.shadows.history(symbol, tf.value, limit=5)
+    active = next((c for c in history if c.active), None)
+    ended = next((c for c in history if not c.active), None)
+    shown: dict[str, object] | None = None
+    if active is not None:
+        shown = {
+            "version": active.version,
+            "champion": active.champion_version,
+            "started_at": active.started_at.isoformat(),
+            "started_by": active.started_by,
+            "bars": registry.shadows.count(active.version, active.champion_version),
+            "min_bars": config.params(tf).promotion.shadow_min_bars,
+        }
+    last: dict[str, object] | None = None
+    if ended is not None:
+        last = {
+            "version": ended.version,
+            "outcome": ended.outcome.value if ended.outcome else None,
+            "reason": ended.reason,
+            "ended_at": ended.ended_at.isoformat() if ended.ended_at else None,
+        }
+    return shown, last
 
 
 def bot_infos(

@@ -20,6 +20,7 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 from pydantic import BaseModel, ConfigDict
 
 from trainfarm.shared.champions.reconcile import reconcile
+from trainfarm.shared.champions.shadow import reconcile_challengers
 from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.data.sync import sync_all
@@ -40,9 +41,10 @@ from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
 from trainfarm.workers import holds, meta_runs, stages
 from trainfarm.workers.celery_app import app
-from trainfarm.workers.checks import alert_delivery, outcome_ingest, trigger_check
+from trainfarm.workers.checks import alert_delivery, outcome_ingest, shadow_check, trigger_check
 from trainfarm.workers.payloads import RunJob, StageJob, parse_payload
 from trainfarm.workers.routing import (
+    CHECK_SHADOW,
     CHECK_TRIGGERS,
     DELIVER_ALERTS,
     FAN_OUT_RETRAIN,
@@ -369,12 +371,27 @@ def deliver_alerts() -> dict[str, Any]:
     return asdict(report)
 
 
+@app.task(base=FarmTask, name=CHECK_SHADOW)
+def check_shadow() -> dict[str, Any]:
+    """Beat's shadow check: the bots' paired scores in, then each challenger decided once it can be."""
+    settings = get_settings()
+    registry = Registry.open()
+    with redis_connection(settings) as client:
+        ingested = shadow_check.ingest(client, registry)
+        report = shadow_check.check(registry, client, settings, open_store(settings), settings.load_config())
+    return {"ingested": asdict(ingested), **asdict(report)}
+
+
 @app.task(base=FarmTask, name=RECONCILE_CHAMPIONS)
 def reconcile_champions() -> list[dict[str, Any]]:
-    """Beat's reconciliation: re-announce champions whose pointer or key lags the registry."""
+    """Beat's reconciliation: re-announce champions whose pointer or key lags the registry, and set the
+    challenger keys the registry's active challengers should have."""
     settings = get_settings()
     with redis_connection(settings) as client:
-        repairs = reconcile(Registry.open(), client, settings)
+        registry = Registry.open()
+        repairs = reconcile(registry, client, settings)
+        for version in reconcile_challengers(registry, client, settings):
+            log.warning("challenger %s: its Redis key was missing or stale; announced again", version)
     for r in repairs:
         log.warning(
             "%s %s: pointer said %s, Redis said %s; re-announced champion %s",

@@ -29,10 +29,12 @@ from redis.typing import EncodableT, FieldT
 
 from trainfarm.shared.errors import FarmError, RedisUnavailableError
 from trainfarm_client.contract import (
+    CHALLENGER,
     EVENTS_MAXLEN,
     EVENTS_STREAM,
     PROMOTED,
     ROLLBACK,
+    challenger_key,
     champion_key,
     promoted_channel,
 )
@@ -57,6 +59,28 @@ end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', ARGV[6], 'data', ARGV[3])
+return 1
+"""
+
+
+# KEYS: challenger key, events stream. ARGV: record (empty: clear), channel, message, maxlen, version.
+# Sets the key (or, to clear, deletes it only while it still names ARGV[5]: a newer challenger's key
+# stays), then publishes the nudge and appends the event. Returns 1, or 0 when a clear found another one.
+_CHALLENGER_LUA = """
+if ARGV[1] == '' then
+  local current = redis.call('GET', KEYS[1])
+  if current then
+    local ok, stored = pcall(cjson.decode, current)
+    if ok and type(stored) == 'table' and stored['version'] ~= ARGV[5] then
+      return 0
+    end
+    redis.call('DEL', KEYS[1])
+  end
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', 'challenger', 'data', ARGV[3])
 return 1
 """
 
@@ -177,6 +201,45 @@ def announce(
     return _OUTCOMES[int(result)]
 
 
+def announce_challenger(
+    client: redis.Redis,
+    *,
+    symbol: str,
+    timeframe: str,
+    version: str,
+    record: Mapping[str, str] | None,
+    details: Mapping[str, object],
+) -> bool:
+    """SET the challenger key to ``record`` (None: clear it, unless it names another version by now),
+    PUBLISH a ``challenger`` nudge (``active`` says which) and XADD the event; atomic. False when a clear
+    left a newer challenger's key alone (nothing published then)."""
+    message = dumps(
+        {
+            **(record or {"symbol": symbol, "timeframe": timeframe, "version": version}),
+            "event": CHALLENGER,
+            "active": record is not None,
+            **details,
+        }
+    )
+    script = client.register_script(_CHALLENGER_LUA)
+    args: list[EncodableT] = [
+        dumps(record) if record is not None else "",
+        promoted_channel(symbol, timeframe),
+        message,
+        EVENTS_MAXLEN,
+        version,
+    ]
+    doing = f"{'announcing' if record else 'clearing'} challenger {version} of {symbol} {timeframe}"
+    with _redis_errors(doing):
+        result = script(keys=[challenger_key(symbol, timeframe), EVENTS_STREAM], args=args)
+    return int(result) == 1
+
+
+def read_challenger(client: redis.Redis, symbol: str, timeframe: str) -> dict[str, Any] | None:
+    """The challenger record on the key, or None; :class:`NotifyError` when it is not a record."""
+    return _read_record(client, challenger_key(symbol, timeframe), "challenger")
+
+
 def record_event(client: redis.Redis, event: str, data: Mapping[str, object]) -> str:
     """Append one event (rejection, failure, ...) to the events stream; returns its stream id."""
     fields: dict[FieldT, EncodableT] = {"event": event, "data": dumps(data)}
@@ -187,7 +250,10 @@ def record_event(client: redis.Redis, event: str, data: Mapping[str, object]) ->
 
 def read_champion(client: redis.Redis, symbol: str, timeframe: str) -> dict[str, Any] | None:
     """The champion record on the key, or None when there is none; :class:`NotifyError` if malformed."""
-    key = champion_key(symbol, timeframe)
+    return _read_record(client, champion_key(symbol, timeframe), "champion")
+
+
+def _read_record(client: redis.Redis, key: str, what: str) -> dict[str, Any] | None:
     with _redis_errors(f"reading {key}"):
         raw = client.get(key)
     if raw is None:
@@ -197,7 +263,7 @@ def read_champion(client: redis.Redis, symbol: str, timeframe: str) -> dict[str,
     except ValueError as exc:
         raise NotifyError(f"{key} holds no JSON: {exc}") from None
     if not isinstance(data, dict) or not {"version", "sha256", "uri", "promoted_at"} <= data.keys():
-        raise NotifyError(f"{key} holds no champion record: {str(raw)[:200]}")
+        raise NotifyError(f"{key} holds no {what} record: {str(raw)[:200]}")
     return data
 
 

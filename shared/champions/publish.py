@@ -257,7 +257,7 @@ def reject_version(
         "failed": list(summary.failed),
         "gate_report": version.gate_report,
     }
-    with _redis(settings or get_settings(), client, f"{version_id} is rejected in the registry") as conn:
+    with redis_after(settings or get_settings(), client, f"{version_id} is rejected in the registry") as conn:
         record_event(conn, REJECTED, data)
     return version
 
@@ -273,7 +273,7 @@ def record_failure(
         "model": run.failed_model,
         "error": run.error,
     }
-    with _redis(settings or get_settings(), client, f"run {run.id} is failed in the registry") as conn:
+    with redis_after(settings or get_settings(), client, f"run {run.id} is failed in the registry") as conn:
         return record_event(conn, FAILED, data)
 
 
@@ -353,7 +353,7 @@ def _publish(
         ) from exc
     event = ROLLBACK if promotion.reason is PromotionReason.ROLLBACK else PROMOTED
     done = f"{version.version} is the champion of {sym} {tf} in the registry and the CHAMPION pointer"
-    with _redis(settings, client, done, retry=retry) as conn:
+    with redis_after(settings, client, done, retry=retry) as conn:
         outcome = announce(
             conn,
             symbol=sym,
@@ -419,10 +419,12 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _redis(
+def redis_after(
     settings: FarmSettings, client: redis.Redis | None, done: str, *, retry: str | None = None
 ) -> Iterator[redis.Redis]:
-    # Turns a Redis failure after durable writes into an error saying what is done and what to repeat.
+    """A Redis connection for the writes that follow durable ones (``done`` says what is durable): a
+    failure becomes :class:`NotAnnouncedError` (unreachable) or :class:`NotifyError` (refused) saying what
+    is done and, with ``retry``, what to run again."""
     again = f"; run `{retry}` again to announce it (idempotent)" if retry else ""
     try:
         with redis_connection(settings, client=client) as conn:

@@ -63,14 +63,21 @@ def _finite_or_none(value: float) -> float | None:
 # ---------------------------------------------------------------------------------- proper scores
 
 
-def log_loss(probs: npt.ArrayLike, y: npt.ArrayLike) -> float:
-    """Mean negative log-likelihood of the true class (natural log; probabilities clipped at 1e-15)."""
+def log_losses(probs: npt.ArrayLike, y: npt.ArrayLike) -> FloatArray:
+    """Each row's negative log-likelihood of its true class (natural log; probabilities clipped at 1e-15)."""
     p = check_probs(probs)
     labels = check_labels(y, p.shape[0])
-    if labels.size == 0:
-        raise ValueError("log_loss needs at least one row")
     picked = p[np.arange(labels.size), labels]
-    return float(-np.mean(np.log(np.clip(picked, _LOG_EPS, 1.0))))
+    out: FloatArray = -np.log(np.clip(picked, _LOG_EPS, 1.0))
+    return out
+
+
+def log_loss(probs: npt.ArrayLike, y: npt.ArrayLike) -> float:
+    """Mean negative log-likelihood of the true class (natural log; probabilities clipped at 1e-15)."""
+    losses = log_losses(probs, y)
+    if losses.size == 0:
+        raise ValueError("log_loss needs at least one row")
+    return float(losses.mean())
 
 
 def brier(probs: npt.ArrayLike, y: npt.ArrayLike) -> float:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from trainfarm.shared.config import ALERT_KINDS, AlertKind, AlertsConfig, EmailConfig, WebhookConfig
-from trainfarm_client.contract import FAILED, HELD, PROMOTED, REJECTED, ROLLBACK, TRIGGERED
+from trainfarm_client.contract import CHALLENGER, FAILED, HELD, PROMOTED, REJECTED, ROLLBACK, TRIGGERED
 
 #: The events stream's events and the alert kind each becomes.
 EVENT_KINDS: dict[str, AlertKind] = {
@@ -26,6 +26,7 @@ EVENT_KINDS: dict[str, AlertKind] = {
     FAILED: "failure",
     TRIGGERED: "trigger",
     HELD: "held",
+    CHALLENGER: "challenger",
 }
 
 
@@ -77,6 +78,11 @@ def alert_from_event(entry_id: str, event: str, data: Mapping[str, object]) -> A
     elif event == FAILED:
         model = f" in {data.get('model')}" if data.get("model") else ""
         title = f"{market}: run {str(data.get('run_id'))[:8]} failed{model}: {str(data.get('error'))[:300]}"
+    elif event == CHALLENGER:
+        if data.get("active"):
+            title = f"{market}: challenger {data.get('version')} scored live beside {data.get('champion')}"
+        else:
+            title = f"{market}: challenger {data.get('version')} {data.get('outcome')}: {data.get('reason')}"
     elif event == HELD:
         title = f"{market}: retrains held back ({data.get('flag')}): {str(data.get('reason'))[:300]}"
     else:

@@ -1,8 +1,9 @@
-"""The registry of retrain runs, base-model results, versions, promotions and live outcomes.
+"""The registry of retrain runs, base-model results, versions, promotions, live outcomes and challengers.
 
 ``Registry.open()`` connects to the settings' database (SQLite under the farm home by default, PostgreSQL
 via ``FARM_DATABASE_URL``), migrates it to the newest schema once per process, and gives one store per
-aggregate: ``registry.runs``, ``registry.versions``, ``registry.champions`` and ``registry.outcomes``.
+aggregate: ``registry.runs``, ``registry.versions``, ``registry.champions``, ``registry.outcomes``,
+``registry.replays`` and ``registry.shadows``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from trainfarm.shared.errors import (
     RegistryUnavailableError,
     ReplayNotFoundError,
     RunNotFoundError,
+    ShadowRefusedError,
     VersionNotFoundError,
 )
 from trainfarm.shared.registry.champion_store import ChampionStore, PromotionRecord, ReasonLike
@@ -37,6 +39,8 @@ from trainfarm.shared.registry.outcome_store import OutcomeCounts, OutcomeStore,
 from trainfarm.shared.registry.replay_models import PointStatus, ReplayPointRecord, ReplayRecord, ReplayStatus
 from trainfarm.shared.registry.replay_store import ReplayStore
 from trainfarm.shared.registry.run_store import RunStore
+from trainfarm.shared.registry.shadow_models import ChallengerOutcome, ChallengerRecord
+from trainfarm.shared.registry.shadow_store import PairedScore, ScoreCounts, ShadowStore
 from trainfarm.shared.registry.store import Registry
 from trainfarm.shared.registry.version_store import VersionStore
 
@@ -45,11 +49,14 @@ __all__ = [
     "AmbiguousRunIdError",
     "BaseResultRecord",
     "BaseStatus",
+    "ChallengerOutcome",
+    "ChallengerRecord",
     "ChampionStore",
     "Database",
     "NoChampionError",
     "OutcomeCounts",
     "OutcomeStore",
+    "PairedScore",
     "PointStatus",
     "PromotionReason",
     "PromotionRecord",
@@ -69,6 +76,9 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "RunStore",
+    "ScoreCounts",
+    "ShadowRefusedError",
+    "ShadowStore",
     "Signal",
     "VersionNotFoundError",
     "VersionRecord",

@@ -1,7 +1,8 @@
-"""The registry as callers hold it: five stores (runs, versions, champions, outcomes, replays), one database.
+"""The registry as callers hold it: six stores (runs, versions, champions, outcomes, replays, shadows), one
+database.
 
 ``Registry.open()`` gives ``registry.runs``, ``registry.versions``, ``registry.champions``,
-``registry.outcomes`` and ``registry.replays``, which share one
+``registry.outcomes``, ``registry.replays`` and ``registry.shadows``, which share one
 :class:`~trainfarm.shared.registry.database.Database`. Every store
 method is one short transaction and returns frozen records, never live ORM rows, so Celery tasks, the CLI and
 bots can call them from any process or thread without sharing sessions.
@@ -19,12 +20,14 @@ from trainfarm.shared.registry.database import Database, open_engine, utc_now
 from trainfarm.shared.registry.outcome_store import OutcomeStore
 from trainfarm.shared.registry.replay_store import ReplayStore
 from trainfarm.shared.registry.run_store import RunStore
+from trainfarm.shared.registry.shadow_store import ShadowStore
 from trainfarm.shared.registry.version_store import VersionStore
 from trainfarm.shared.settings import get_settings
 
 
 class Registry:
-    """Runs (with their base results), versions, champions, live outcomes and replays, one store each."""
+    """Runs (with their base results), versions, champions, live outcomes, replays and challengers, one store
+    each."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utc_now) -> None:
         """Wrap an engine whose database is migrated already (see :meth:`open` and ``upgrade``)."""
@@ -34,6 +37,7 @@ class Registry:
         self.champions = ChampionStore(self.database)
         self.outcomes = OutcomeStore(self.database)
         self.replays = ReplayStore(self.database)
+        self.shadows = ShadowStore(self.database)
 
     @classmethod
     def open(cls, url: str | None = None, *, clock: Callable[[], datetime] | None = None) -> Registry:

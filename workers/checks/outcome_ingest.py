@@ -23,13 +23,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import redis
 
 from trainfarm.shared.registry import OutcomeCounts, Registry, Signal
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
+from trainfarm.workers.checks.streams import cursor_of, read_after
 from trainfarm_client.contract import OUTCOMES_STREAM
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,6 @@ class IngestReport:
     duplicates: int
     malformed: int
     cursor: str
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def parse_entry(entry_id: str, fields: Mapping[str, str]) -> Signal:
@@ -124,22 +120,12 @@ def parse_features(entry_id: str, raw: str) -> tuple[float, ...] | None:
     return tuple(out)
 
 
-def _read_after(client: redis.Redis, cursor: str) -> list[tuple[str, dict[str, str]]]:
-    """Up to ``BATCH`` entries strictly after ``cursor`` (XREAD: every Redis version, no blocking)."""
-    answer: Any = client.xread({OUTCOMES_STREAM: cursor}, count=BATCH)
-    if not answer:
-        return []
-    # RESP2 gives [[stream, entries]], RESP3 {stream: entries}; entries are [(id, {field: value})].
-    entries = next(iter(answer.values())) if isinstance(answer, dict) else answer[0][1]
-    return [(_text(i), {_text(k): _text(v) for k, v in (f or {}).items()}) for i, f in entries]
-
-
 def ingest(client: redis.Redis, registry: Registry, *, max_batches: int = 100) -> IngestReport:
     """Ingest the entries after the cursor (at most ``max_batches`` x ``BATCH``); see the module docs."""
-    cursor = _text(client.get(CURSOR_KEY) or "0-0")
+    cursor = cursor_of(client, CURSOR_KEY)
     read = inserted = updated = duplicates = malformed = 0
     for _ in range(max_batches):  # bounded: the next check picks up whatever is left
-        entries = _read_after(client, cursor)
+        entries = read_after(client, OUTCOMES_STREAM, cursor, BATCH)
         if not entries:
             break
         signals = []

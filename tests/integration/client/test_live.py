@@ -79,10 +79,14 @@ def announce_version(
 
 
 def get_calls(client: redis.Redis) -> int:
-    """How many GET commands the server has run so far (its own count, not the client's)."""
+    """How many reads of the keys (GET, or the bot's MGET of the champion and challenger keys) the server
+    has run so far (its own count, not the client's)."""
     stats = client.info("commandstats")
-    entry = stats.get("cmdstat_get", {})
-    return int(entry["calls"]) if isinstance(entry, dict) else 0
+    calls = 0
+    for command in ("cmdstat_get", "cmdstat_mget"):
+        entry = stats.get(command, {})
+        calls += int(entry["calls"]) if isinstance(entry, dict) else 0
+    return calls
 
 
 def serves(model: LiveModel, v: Version) -> Callable[[], bool]:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from tests.support.services import SAMPLE_DIR, free_port, require
 from tests.support.waiting import wait_until
 from trainfarm.shared.connections import EmbeddedRedis
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.registry import PromotionReason, Registry
+from trainfarm.shared.registry import PairedScore, PromotionReason, Registry
 from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.ui_auth import ui_credentials
 
@@ -121,6 +122,14 @@ def test_the_dashboard_in_chromium(dashboard: Dashboard, settings: FarmSettings,
             page.wait_for_selector(f'[data-market="ETH_USDT-1h"] a[href="/versions/{other}"]', timeout=20_000)
             assert page.locator("#markets").get_attribute("data-updated")
 
+            # A challenger of BTC 12h (shadow mode) gets its panel: version, who started it, live bars so far.
+            challenger = _challenger(dashboard.registry, dashboard.version)
+            panel = page.locator(f'[data-market="{PACK_SYMBOL}-{PACK_TF.value}"] .challenger')
+            panel.wait_for(timeout=20_000)
+            assert f"challenger {challenger}" in panel.inner_text() and "3/60 live bars" in panel.inner_text()
+            assert panel.locator("progress").get_attribute("value") == "3"
+            page.screenshot(path=str(shots / "challenger.png"), full_page=True)
+
             cell.locator("a.champion").click()
             page.wait_for_url(f"**/versions/{dashboard.version}")
             assert page.locator("#gates tr").count() > 5  # a row per gate check
@@ -138,6 +147,22 @@ def test_the_dashboard_in_chromium(dashboard: Dashboard, settings: FarmSettings,
             page.screenshot(path=str(shots / "bots.png"), full_page=True)
         finally:
             browser.close()
-    for name in ("markets.png", "version.png", "bots.png"):
+    for name in ("markets.png", "challenger.png", "version.png", "bots.png"):
         assert (shots / name).read_bytes().startswith(b"\x89PNG")
     print(f"screenshots: {shots}")
+
+
+def _challenger(registry: Registry, champion: str) -> str:
+    """A second version of the pack's market made its challenger, with three bars scored by both."""
+    run = registry.runs.create(PACK_SYMBOL, PACK_TF, "browser test")
+    version = "v-challenger"
+    registry.versions.add(version, PACK_SYMBOL, PACK_TF.value, run.id, metrics={}, path="/p/challenger",
+                          manifest_sha256="0" * 64)  # fmt: skip
+    registry.shadows.start(PACK_SYMBOL, PACK_TF.value, version, champion, started_by="manual")
+    bars = [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=12 * i) for i in range(3)]
+    probs = (0.3, 0.4, 0.3)
+    registry.shadows.record(
+        [PairedScore(PACK_SYMBOL, PACK_TF.value, at, "bot", champion, version, probs, probs, None, "up")
+         for at in bars]
+    )  # fmt: skip
+    return version

@@ -26,6 +26,7 @@ def test_one_full_retrain_entry_per_timeframe_at_its_cadence() -> None:
         "ingest-outcomes",
         "deliver-alerts",
         "reconcile-champions",
+        "check-shadow",
         meta_retrain_entry("5m"),
         meta_retrain_entry("1h"),
     }
@@ -75,6 +76,7 @@ meta_cadence = "20s"
         "ingest-outcomes",
         "deliver-alerts",
         "reconcile-champions",
+        "check-shadow",
     }
     assert schedule["meta-24h"]["schedule"] == timedelta(seconds=20)
     assert schedule["retrain-1h"]["schedule"] == timedelta(seconds=45)

@@ -6,31 +6,16 @@ fields, the contract in :mod:`trainfarm_client.contract`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import redis
 
-from tests.support.packs import farm_settings
-from trainfarm.shared.connections import embedded_redis, redis_client
 from trainfarm.shared.registry import Registry
 from trainfarm.workers.checks.outcome_ingest import CURSOR_KEY, ingest, parse_entry
 from trainfarm_client.contract import OUTCOMES_STREAM
 
 BAR = datetime(2026, 12, 1, 10, tzinfo=UTC)
-
-
-@pytest.fixture
-def registry_and_redis(tmp_path: Path) -> Iterator[tuple[Registry, redis.Redis]]:
-    with farm_settings(tmp_path / "home") as settings:
-        client = redis_client(settings)
-        try:
-            yield Registry.open(), client
-        finally:
-            client.close()
-            embedded_redis(settings).stop()
 
 
 def _report(
