@@ -136,6 +136,45 @@ def goal(markets: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def shadow_against_gated(markets: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Issue 25's comparison: the shadow policy (live evidence before a promotion) against the gated one."""
+    n = len(markets)
+    lines = [
+        "## Shadow against gated (issue 25)",
+        "",
+        "The shadow policy takes the gated policy's passing candidates as challengers and promotes one "
+        "only when the shadow test on the bars that follow finds it better "
+        "([replay.md](replay.md#five-policies-on-identical-bars)). `vs prior`: log-loss minus the prior's "
+        "on the same bars (negative is better).",
+        "",
+        "| market | gated: vs prior | Sharpe | promotions | shadow: vs prior | Sharpe | promotions | "
+        "challengers | retired |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for market in markets:
+        policies = _policies(market)
+        gated, shadow = policies.get("gated", {}), policies.get("shadow", {})
+        events = (market["replay"].get("result") or {}).get("shadow") or []
+        started = sum(e.get("event") == "challenger" for e in events)
+        retired = sum(e.get("event") == "retired" for e in events)
+        lines.append(
+            f"| {market['market']} | {_num(gated.get('logloss_vs_prior'))} | "
+            f"{_num(gated.get('sharpe'), '.2f')} | {gated.get('promotions', '-')} | "
+            f"{_num(shadow.get('logloss_vs_prior'))} | "
+            f"{_num(shadow.get('sharpe'), '.2f')} | {shadow.get('promotions', '-')} | {started} | {retired} |"
+        )
+    better = _count(markets, "shadow", "gated", "logloss", higher=False)
+    worse = _count(markets, "gated", "shadow", "logloss", higher=False)
+    sharper = _count(markets, "shadow", "gated", "sharpe", higher=True)
+    lines += [
+        "",
+        f"By log-loss the shadow policy is better than gated on {better} of {n} markets and worse on "
+        f"{worse}; by Sharpe better on {sharper} of {n}.",
+        "",
+    ]
+    return lines
+
+
 def before_after(markets: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any]) -> list[str]:
     """The gated policy now against the same market's replay with the gates before issue 22."""
     lines = [
@@ -178,6 +217,7 @@ def write_report(figures: Mapping[str, Any], path: Path, baseline: Path = BASELI
         "",
         *[line + "\n" for line in answer(markets)],
         goal(markets) + "\n",
+        *(shadow_against_gated(markets) if any("shadow" in _policies(m) for m in markets) else []),
         *(before_after(markets, json.loads(baseline.read_text())) if baseline.is_file() else []),
         "## The four policies on identical bars",
         "",

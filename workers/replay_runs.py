@@ -29,9 +29,10 @@ from trainfarm.shared.registry import PointStatus, Registry, ReplayPointRecord, 
 from trainfarm.shared.replay.candidates import load_candidate
 from trainfarm.shared.replay.clock import point_id, replay_dir, retrain_points
 from trainfarm.shared.replay.decisions import Decision, GatedPolicy, TrainedPoint, promotions, timeline
-from trainfarm.shared.replay.metrics import degradation_curve, policy_metrics, shipped_signal_rates
+from trainfarm.shared.replay.metrics import SHADOW, degradation_curve, policy_metrics, shipped_signal_rates
 from trainfarm.shared.replay.plot import replay_plot
 from trainfarm.shared.replay.scoring import score_bars, write_scores
+from trainfarm.shared.replay.shadow_policy import ShadowPolicy, ShadowRule
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import Timeframe, parse_timeframe
@@ -168,22 +169,24 @@ def drive(
 
 
 def finish(replay: ReplayRecord, trained: list[TrainedPoint], decisions: list[Decision]) -> ReplayRecord:
-    """Score the four policies bar by bar, write the scores and the plot, store the result."""
+    """Score the five policies bar by bar, write the scores and the plot, store the result."""
     started = time.perf_counter()
     config = get_settings().load_config()
     tf = Timeframe(replay.timeframe)
     params = config.params(tf)
     lines = timeline(trained, decisions)
+    shadow = ShadowPolicy(ShadowRule.of(config, tf), {d.idx: d.passed for d in decisions})
     priors = [load_candidate(p.candidate_path)[0].prior for p in trained]
     # Every series the market's features read (its own bars first), as the points were trained on them.
     spec = feature_spec(config, replay.symbol, tf)
     inputs = load_inputs(open_store(), spec)
     scores = score_bars(
-        inputs[spec.key], trained, lines, priors, timeframe=tf, params=params, end=replay.end, context=inputs
-    )
+        inputs[spec.key], trained, lines, priors, timeframe=tf, params=params, end=replay.end, context=inputs,
+        shadow=shadow,
+    )  # fmt: skip
     folder = replay_dir(get_settings().artifacts_dir, replay.id)
     write_scores(scores, folder / SCORES_FILE)
-    changed = promotions(lines)
+    changed = promotions(lines) | {SHADOW: shadow.promoted}
     # The first pack a policy scores with is its first model, not a promotion over a champion.
     counts = {policy: max(0, len(points) - 1) for policy, points in changed.items()}
     fee = config.evaluation.fee
@@ -200,7 +203,7 @@ def finish(replay: ReplayRecord, trained: list[TrainedPoint], decisions: list[De
         {
             policy: [p.at for p in points]
             for policy, points in changed.items()
-            if policy in ("gated", "always")
+            if policy in ("gated", "always", SHADOW)
         },
         folder / PLOT_FILE,
         title=f"replay {replay.id[:8]}: {replay.symbol} {tf}, retrain every {replay.cadence_text}",
@@ -220,6 +223,11 @@ def finish(replay: ReplayRecord, trained: list[TrainedPoint], decisions: list[De
             policy: [{"at": p.at.isoformat(), "version": p.version} for p in points]
             for policy, points in changed.items()
         },
+        # The shadow policy's challengers: when each started, and how and why each ended.
+        "shadow": [
+            {"at": e.at.isoformat(), "event": e.event, "version": e.version, "reason": e.reason}
+            for e in shadow.events
+        ],
         "decisions": [
             {
                 "idx": d.idx,

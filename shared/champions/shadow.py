@@ -22,7 +22,6 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-import numpy as np
 import polars as pl
 import redis
 
@@ -36,11 +35,10 @@ from trainfarm.shared.champions.publish import promote_version, redis_after, rej
 from trainfarm.shared.config import FarmConfig, TimeframeParams
 from trainfarm.shared.data.store import BarStore
 from trainfarm.shared.errors import ShadowRefusedError
-from trainfarm.shared.evaluation.shadow_test import ShadowBars, ShadowVerdict, shadow_verdict, signal_values
+from trainfarm.shared.evaluation.shadow_test import ShadowBars, ShadowVerdict, shadow_verdict, shadow_window
 from trainfarm.shared.registry import (
     ChallengerOutcome,
     ChallengerRecord,
-    PairedScore,
     PromotionReason,
     Registry,
     VersionRecord,
@@ -172,35 +170,7 @@ def evidence(
     bars = store.load(challenger.symbol, tf)
     bars = bars.filter(pl.col("date") >= first - warmup)
     truth = realised(bars, tf, params).filter(pl.col("date") >= first)
-    return _window(truth, pairs)
-
-
-def _window(truth: pl.DataFrame, pairs: list[PairedScore]) -> ShadowBars:
-    scored = {p.at: p for p in pairs}
-    labelled = truth.filter(pl.col("label").is_not_null())
-    last = max((d for d in labelled["date"] if d in scored), default=None)
-    window = truth.filter(pl.col("date") <= last) if last is not None else truth.head(0)
-    dates = list(window["date"])
-    labels = window["label"].fill_null(-1).to_numpy()
-    paired = np.array([d in scored and lab >= 0 for d, lab in zip(dates, labels, strict=True)], dtype=bool)
-    n = len(dates)
-    champion, challenger = np.full((n, 3), 1 / 3), np.full((n, 3), 1 / 3)
-    signals: list[list[str | None]] = [[None] * n, [None] * n]
-    for i, date in enumerate(dates):
-        pair = scored.get(date)
-        if pair is None or not paired[i]:
-            continue
-        champion[i], challenger[i] = pair.champion_probabilities, pair.challenger_probabilities
-        signals[0][i], signals[1][i] = pair.champion_signal, pair.challenger_signal
-    return ShadowBars(
-        paired=paired,
-        label=np.where(paired, labels, 0).astype(np.int64),
-        champion=champion,
-        challenger=challenger,
-        champion_signal=signal_values(signals[0]),
-        challenger_signal=signal_values(signals[1]),
-        bar_return=window["bar_return"].to_numpy().astype(np.float64),
-    )
+    return shadow_window(truth, {p.at: p for p in pairs})
 
 
 def judge(

@@ -29,12 +29,14 @@ test_shadow_test.py measures both rates on 1,000 simulated cases each).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from datetime import datetime
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
 from trainfarm.shared.evaluation.block_bootstrap import block_bootstrap_means, block_length
 from trainfarm.shared.evaluation.book import book_pnl
@@ -174,6 +176,47 @@ def shadow_verdict(
     return replace(figures, decision=decision, reason=reason)
 
 
+class ScoredPair(Protocol):
+    """One bar scored by both versions (a registry's paired score, or a replay's)."""
+
+    @property
+    def champion_probabilities(self) -> tuple[float, float, float]: ...
+    @property
+    def challenger_probabilities(self) -> tuple[float, float, float]: ...
+    @property
+    def champion_signal(self) -> str | None: ...
+    @property
+    def challenger_signal(self) -> str | None: ...
+
+
+def shadow_window(truth: pl.DataFrame, scored: Mapping[datetime, ScoredPair]) -> ShadowBars:
+    """The shadow window of ``scored`` bars: every bar of ``truth`` (``date``, ``label``, ``bar_return``,
+    oldest first, starting at the first scored bar) up to the last scored bar whose label is known."""
+    labelled = truth.filter(pl.col("label").is_not_null())
+    last = max((d for d in labelled["date"] if d in scored), default=None)
+    window = truth.filter(pl.col("date") <= last) if last is not None else truth.head(0)
+    dates = list(window["date"])
+    labels = window["label"].fill_null(-1).to_numpy()
+    paired = np.array([d in scored and lab >= 0 for d, lab in zip(dates, labels, strict=True)], dtype=bool)
+    n = len(dates)
+    champion, challenger = np.full((n, 3), 1 / 3), np.full((n, 3), 1 / 3)
+    signals: list[list[str | None]] = [[None] * n, [None] * n]
+    for i, date in enumerate(dates):
+        if paired[i]:
+            pair = scored[date]
+            champion[i], challenger[i] = pair.champion_probabilities, pair.challenger_probabilities
+            signals[0][i], signals[1][i] = pair.champion_signal, pair.challenger_signal
+    return ShadowBars(
+        paired=paired,
+        label=np.where(paired, labels, 0).astype(np.int64),
+        champion=champion,
+        challenger=challenger,
+        champion_signal=signal_values(signals[0]),
+        challenger_signal=signal_values(signals[1]),
+        bar_return=window["bar_return"].to_numpy().astype(np.float64),
+    )
+
+
 def signal_values(signals: Sequence[str | None]) -> FloatArray:
     """``up``/``down``/empty (or None) as +1/-1/0."""
     table = {"up": 1.0, "down": -1.0}
@@ -181,4 +224,12 @@ def signal_values(signals: Sequence[str | None]) -> FloatArray:
     return out
 
 
-__all__ = ["Decision", "ShadowBars", "ShadowVerdict", "shadow_verdict", "signal_values"]
+__all__ = [
+    "Decision",
+    "ScoredPair",
+    "ShadowBars",
+    "ShadowVerdict",
+    "shadow_verdict",
+    "shadow_window",
+    "signal_values",
+]

@@ -26,9 +26,11 @@ from trainfarm.shared.evaluation.metrics import brier, expected_calibration_erro
 from trainfarm.shared.evaluation.trading import max_drawdown, signal_rate_error
 from trainfarm_client.arrays import FloatArray, IntArray
 
-POLICIES = ("gated", "always", "static", "prior")
+#: The policy whose promotions the shadow test decides on the bars that follow (``shadow_policy``).
+SHADOW = "shadow"
+POLICIES = ("gated", "always", "static", "prior", SHADOW)
 #: The policies with a model, each compared with the prior.
-MODEL_POLICIES = ("gated", "always", "static")
+MODEL_POLICIES = ("gated", "always", "static", SHADOW)
 #: The probability columns, in the order of :data:`trainfarm.shared.dataset.labels.CLASSES`.
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in CLASSES)
 
@@ -174,7 +176,7 @@ def degradation_curve(scores: pl.DataFrame) -> list[dict[str, object]]:
     return [
         {
             "month": int(row["month"]),
-            **{p: _finite_opt(row[p]) for p in ("static", "gated", "always")},
+            **{p: _finite_opt(row[p]) for p in MODEL_POLICIES},
             "bars": int(row["bars"]),
         }
         for row in months.iter_rows(named=True)
@@ -334,6 +336,7 @@ __all__ = [
     "POLICIES",
     "PROB_COLUMNS",
     "SCORE_SCHEMA",
+    "SHADOW",
     "check_scores",
     "degradation_curve",
     "equity_curves",

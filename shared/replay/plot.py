@@ -25,7 +25,13 @@ from trainfarm.shared.replay.metrics import (
     rolling_logloss_vs_prior,
 )
 
-COLOURS = {"gated": "tab:blue", "always": "tab:orange", "static": "tab:green", "prior": "tab:gray"}
+COLOURS = {
+    "gated": "tab:blue",
+    "always": "tab:orange",
+    "static": "tab:green",
+    "prior": "tab:gray",
+    "shadow": "tab:purple",
+}
 #: How a policy's promotions are drawn: the vertical line's style and the height (axes fraction) of the
 #: marker, so two policies promoting at the same time stay told apart.
 _PROMOTION_STYLE = {
@@ -33,6 +39,7 @@ _PROMOTION_STYLE = {
     "always": (":", 0.91),
     "static": ("-.", 0.85),
     "prior": ("-", 0.79),
+    "shadow": ((0, (5, 1, 1, 1)), 0.73),
 }
 
 

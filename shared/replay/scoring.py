@@ -30,6 +30,8 @@ from trainfarm.shared.errors import CausalityError, DatasetError
 from trainfarm.shared.evaluation.book import bar_returns
 from trainfarm.shared.packs.predictor import Predictor
 from trainfarm.shared.replay.decisions import POLICIES, TrainedPoint
+from trainfarm.shared.replay.metrics import SHADOW
+from trainfarm.shared.replay.shadow_policy import ShadowPolicy
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm_client.arrays import FloatArray
 from trainfarm_client.featurespec import SeriesKey, bar_duration
@@ -76,22 +78,29 @@ def score_bars(
     params: TimeframeParams,
     end: datetime,
     context: Mapping[SeriesKey, pl.DataFrame] | None = None,
+    shadow: ShadowPolicy | None = None,
 ) -> pl.DataFrame:
     """Every policy's score of every bar opening in ``[points[0].at, end)``, one row per (policy, bar).
 
     ``bars`` are the market's bars at ``timeframe`` (oldest first, the store's ``bars`` column included);
     ``context`` the other series the packs' features read (higher bar sizes, other markets), each fed to
     a pack as a bot would get it: the bars closed when the scored bar closed;
-    ``lines[policy][i]`` is the pack scoring point ``i``'s interval (None: the prior ``priors[i]``).
+    ``lines[policy][i]`` is the pack scoring point ``i``'s interval (None: the prior ``priors[i]``);
+    ``shadow`` (policy ``shadow``, scored only when given) chooses its pack bar by bar as its challengers
+    are decided.
     Columns: date, policy, point, version, trained_at, p_down, p_neutral, p_up, signal, label,
     fwd_return, bar_return (see :mod:`trainfarm.shared.replay.metrics`).
     """
     truth = realised(bars, timeframe, params)
     dates = bars["date"]
     packs = _Packs()
+    if shadow is not None:
+        shadow.bind(truth, lambda p: packs.get(p)[0])
     frames: list[pl.DataFrame] = []
     for i, point in enumerate(points):
         stop = points[i + 1].at if i + 1 < len(points) else end
+        if shadow is not None:
+            shadow.at_point(point)
         lo = int(dates.search_sorted(point.at, side="left"))
         hi = int(dates.search_sorted(stop, side="left"))
         source, _ = packs.get(point)
@@ -100,13 +109,31 @@ def score_bars(
             continue
         x = np.vstack(rows)
         for policy in POLICIES:
-            frames.append(_policy_rows(policy, i, lines[policy][i], priors[i], scored, x, packs))
+            if policy in lines:
+                frames.append(_policy_rows(policy, i, lines[policy][i], priors[i], scored, x, packs))
+        if shadow is not None:
+            chosen = shadow.score(scored, x, stop)
+            frames += [
+                _policy_rows(SHADOW, i, pack, priors[i], scored[a:b], x[a:b], packs)
+                for a, b, pack in _runs(chosen)
+            ]
     if not frames:
         raise DatasetError(
             f"no {timeframe} bar between {points[0].at.isoformat()} and {end.isoformat()} could be scored"
         )
     scores = pl.concat(frames, how="vertical")
     return scores.join(truth, on="date", how="left").sort("policy", "date")
+
+
+def _runs(chosen: Sequence[TrainedPoint | None]) -> list[tuple[int, int, TrainedPoint | None]]:
+    """``chosen`` as runs of one pack: (start, stop, pack)."""
+    runs: list[tuple[int, int, TrainedPoint | None]] = []
+    for j, pack in enumerate(chosen):
+        if runs and runs[-1][2] is pack:
+            runs[-1] = (runs[-1][0], j + 1, pack)
+        else:
+            runs.append((j, j + 1, pack))
+    return runs
 
 
 def _features(

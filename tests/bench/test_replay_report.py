@@ -87,3 +87,25 @@ def test_the_report_compares_the_gated_policy_with_the_baseline(tmp_path: Path) 
     assert "at abc1234" in text
     assert "| BTC_USDT 1h | 0.0123 | -1.50 | 4 | -0.0200 | 1.00 | - | -0.0100 |" in text
     assert "worse than the prior on 0 of 1 markets and better than always on 1 of 1" in text
+
+
+def test_the_shadow_policy_is_compared_with_gated_when_the_replays_have_it(tmp_path: Path) -> None:
+    ll = RETRAINING_HELPS | {"shadow": 0.99}
+    sharpe = SHARPE | {"shadow": 0.7}
+    with_shadow = market("ETH_USDT 1h", ll, sharpe, (1.0, 1.1))
+    with_shadow["replay"]["result"]["shadow"] = [
+        {"event": "promoted", "version": "a"}, {"event": "challenger", "version": "b"},
+        {"event": "retired", "version": "b"},
+    ]  # fmt: skip
+    figures = {
+        "markets": [with_shadow, market("BTC_USDT 1h", RETRAINING_HELPS, SHARPE, (1.0, 1.1))],
+        "wall_seconds": 600.0,
+        "cores": 2,
+        "speedup": {"market": "SOL_USDT 24h", "points": 24, "farm_seconds": 50.0,
+                    "point_by_point_seconds": 60.0, "ratio": 1.2},
+    }  # fmt: skip
+    write_report(figures, tmp_path / "REPLAY.md")
+    text = (tmp_path / "REPLAY.md").read_text()
+    assert "## Shadow against gated (issue 25)" in text
+    assert "| ETH_USDT 1h | -0.0200 | 1.00 | - | -0.0300 | 0.70 | - | 1 | 1 |" in text
+    assert "better than gated on 1 of 2 markets and worse on 0; by Sharpe better on 0 of 2" in text

@@ -20,6 +20,7 @@ from trainfarm.shared.registry import Registry
 from trainfarm.shared.replay.candidates import load_candidate
 from trainfarm.shared.replay.decisions import Decision, timeline
 from trainfarm.shared.replay.scoring import score_bars
+from trainfarm.shared.replay.shadow_policy import ShadowPolicy, ShadowRule
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.workers.replay_runs import trained_point
@@ -71,6 +72,8 @@ def test_no_score_before_the_next_point_depends_on_the_bars_after_it(flip_replay
         timeframe=tf,
         params=config.params(tf),
         end=cut,
+        # The shadow policy too: its decisions before the cut rest only on labels known by then.
+        shadow=ShadowPolicy(ShadowRule.of(config, tf), {d.idx: d.passed for d in decisions}),
     )
     columns = ["date", "policy", "point", "version", "p_down", "p_neutral", "p_up", "signal"]
     before = full.filter(pl.col("date") < cut).sort("policy", "date").select(columns)

@@ -23,14 +23,14 @@ POLICY_KEYS = {
     "scored_bars",
     "monthly",
 }
-POLICIES = ("gated", "always", "static", "prior")
+POLICIES = ("gated", "always", "static", "prior", "shadow")
 FLIP_TIME = START + timedelta(days=FLIP_DAY)
 
 
-def test_the_json_names_the_four_policies_and_their_figures(flip_replay: Replayed) -> None:
+def test_the_json_names_the_five_policies_and_their_figures(flip_replay: Replayed) -> None:
     out = flip_replay.out
     assert out["status"] == "finished"
-    assert set(out["policies"]) == {"gated", "always", "static", "prior"}
+    assert set(out["policies"]) == set(POLICIES)
     for figures in out["policies"].values():
         assert set(figures) >= POLICY_KEYS
         assert sum(m["bars"] for m in figures["monthly"]) == figures["scored_bars"]
@@ -39,12 +39,9 @@ def test_the_json_names_the_four_policies_and_their_figures(flip_replay: Replaye
     assert out["policies"]["prior"]["signals"] == 0
 
 
-def test_the_four_policies_score_identical_bars(flip_replay: Replayed) -> None:
+def test_the_five_policies_score_identical_bars(flip_replay: Replayed) -> None:
     scores = flip_replay.scores()
-    dates = {
-        p: scores.filter(pl.col("policy") == p)["date"].to_list()
-        for p in ("gated", "always", "static", "prior")
-    }
+    dates = {p: scores.filter(pl.col("policy") == p)["date"].to_list() for p in POLICIES}
     assert len({tuple(d) for d in dates.values()}) == 1
     assert len(dates["prior"]) == flip_replay.policies["prior"]["scored_bars"] > 1000
     # Each bar is scored by the model of its moment: always's model was trained at its interval's start.
@@ -96,6 +93,9 @@ def test_on_test_splits_too_short_to_bound_the_gated_policy_is_the_prior(flip_re
     assert decisions and all(bounds <= set(d["failed"]) for d in decisions)
     gated, prior = flip_replay.policies["gated"], flip_replay.policies["prior"]
     assert gated["promotions"] == 0 and gated["logloss"] == prior["logloss"]
+    # The shadow policy starts from the same verdicts: no candidate, no challenger, the prior's scores.
+    shadow = flip_replay.policies["shadow"]
+    assert flip_replay.out["shadow"] == [] and shadow["logloss"] == prior["logloss"]
 
 
 def test_on_a_random_walk_gated_promotes_nothing_and_equals_the_prior(walk_replay: Replayed) -> None:

@@ -1,4 +1,4 @@
-"""The replay's dashboard page in headless Chromium: the four policies, the plot, the degradation table."""
+"""The replay's dashboard page in headless Chromium: the five policies, the plot, the degradation table."""
 
 from __future__ import annotations
 
@@ -43,9 +43,9 @@ def test_the_replay_page_in_chromium(
                 page.locator(f'a[href="/replays/{flip_replay.id}"]').click()
                 page.wait_for_url(f"**/replays/{flip_replay.id}")
                 rows = page.locator("#policies tr")
-                assert rows.count() == 5  # a header and the four policies
-                assert [rows.nth(i).locator("td").first.inner_text() for i in range(1, 5)] == [
-                    "gated", "always", "static", "prior",
+                assert rows.count() == 6  # a header and the five policies
+                assert [rows.nth(i).locator("td").first.inner_text() for i in range(1, 6)] == [
+                    "gated", "always", "static", "prior", "shadow",
                 ]  # fmt: skip
                 assert page.locator("#degradation tr").count() >= 3
                 plot = page.locator("img.plot").first

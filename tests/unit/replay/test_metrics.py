@@ -234,7 +234,7 @@ def test_rolling_log_loss_against_the_prior_over_labelled_bars() -> None:
     gated = np.array([[0.1, 0.8, 0.1], [0.1, 0.8, 0.1], [0.3, 0.4, 0.3], [0.1, 0.8, 0.1]])
     scores = scores_frame(hourly(4), labels=labels, probs={"gated": gated})
     rolling = rolling_logloss_vs_prior(scores, window=2)
-    assert rolling.columns == ["date", "gated", "always", "static"]
+    assert rolling.columns == ["date", "gated", "always", "static", "shadow"]
     assert rolling["date"].to_list() == [hourly(4)[i] for i in (0, 2, 3)]
     better = math.log(0.4) - math.log(0.8)  # one bar at 0.8 instead of the prior's 0.4
     assert rolling["gated"].to_list() == pytest.approx([better, better / 2, better / 2])
