@@ -155,7 +155,8 @@ def test_entries_follow_the_config_across_restarts(beat_home: BeatHome) -> None:
     assert beat_home.client.exists(f"{KEY_PREFIX}retrain-12h") == 1
     statics = beat_home.client.smembers(f"{KEY_PREFIX}:statics")
     assert statics == {
-        "retrain-12h", "check-triggers", "ingest-outcomes", "deliver-alerts", "reconcile-champions"
+        "retrain-12h", "check-triggers", "ingest-outcomes", "deliver-alerts", "reconcile-champions",
+        "check-shadow",
     }  # fmt: skip
 
 
