@@ -49,7 +49,7 @@ def run(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
-    """Replay SYMBOL at TF: retrain at every cadence step in [start, end), score four policies bar by bar."""
+    """Replay SYMBOL at TF: retrain at every cadence step in [start, end), score five policies bar by bar."""
     from trainfarm.workers.replay_runs import create_replay
 
     replay = create_replay(
@@ -135,7 +135,7 @@ def show(
     replay_id: Annotated[str, typer.Argument(help="replay id (or a prefix)")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """One replay: its points, the four policies side by side, where its plot is."""
+    """One replay: its points, the five policies side by side, where its plot is."""
     _show(Registry.open().replays.get(replay_id), as_json=as_json)
 
 

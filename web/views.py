@@ -150,7 +150,7 @@ def replays(registry: Registry, limit: int = 100) -> list[ReplayRecord]:
 
 @dataclass(frozen=True)
 class ReplayPage:
-    """One replay: its record, the four policies' figures, its degradation curve and decisions."""
+    """One replay: its record, the five policies' figures, its degradation curve and decisions."""
 
     record: ReplayRecord
     policies: dict[str, dict[str, Any]]

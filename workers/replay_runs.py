@@ -6,7 +6,7 @@ Plain functions (the CLI passes how to submit a point and how to ask the broker 
 * :func:`drive` submits every point that is neither trained nor still in the broker, all at once (one
   chord each, as beat's fan-outs do), then, as results arrive, feeds the trained points in time order to
   the gated policy (the comparison at ``t_i`` needs the champion chosen before it); once every point is
-  decided it scores the four policies bar by bar and stores the result. A replay whose driver stopped is
+  decided it scores the five policies bar by bar and stores the result. A replay whose driver stopped is
   driven again by ``farm replay resume``: trained points are reused, points still in the broker are
   waited for, lost ones are submitted again; none is trained twice.
 """

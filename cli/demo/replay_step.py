@@ -1,7 +1,7 @@
 """`farm demo`, step 11: a replay on a planted market whose daily cycle flips sign halfway.
 
 The farm is replayed over the market's history with a retrain every 6 days (a 30-day 1h training window,
-small models: the step takes a minute or two). The four policies' table shows what retraining is for: the
+small models: the step takes a minute or two). The five policies' table shows what retraining is for: the
 static model keeps betting on the old cycle after the flip, the retrained policies learn the new one.
 The replay stays in the registry: `farm replay list`, and on the dashboard under Replays.
 """
@@ -48,7 +48,7 @@ def run_replay_demo(env: dict[str, str], logs: Path, dashboard: str) -> bool:
     open_store().import_file(bars, SYMBOL)
     console.print(
         f"[green]11.[/] replay: {SYMBOL}, a planted daily cycle that flips sign on day {DAYS // 2}; the farm "
-        f"retrains it every {CADENCE.days} days as it would have, and four policies score the same bars"
+        f"retrains it every {CADENCE.days} days as it would have, and five policies score the same bars"
     )
     worker = WorkerProcess("replay", env | {"FARM_CONFIG_FILE": str(config_path)}, logs, concurrency=2)
     ok = True

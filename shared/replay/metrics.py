@@ -1,8 +1,8 @@
-"""A replay's figures: the four policies' per-bar scores turned into metrics, month by month, and curves.
+"""A replay's figures: the five policies' per-bar scores turned into metrics, month by month, and curves.
 
 Every function is pure and takes the scores frame of :func:`trainfarm.shared.replay.scoring.score_bars`,
 one row per (policy, bar), with the columns of :data:`SCORE_SCHEMA`, checked by :func:`check_scores`.
-The four policies score identical bars, so a policy's log-loss minus the prior's is a comparison on the
+The five policies score identical bars, so a policy's log-loss minus the prior's is a comparison on the
 same labelled bars. Per-bar log-loss clips the true class's probability at 1e-15, as
 :func:`trainfarm.shared.evaluation.metrics.log_loss` does, so its mean is that function's value.
 
@@ -59,7 +59,7 @@ def check_scores(scores: pl.DataFrame) -> None:
     """Raise :class:`DataError` (naming the column) unless ``scores`` is a valid replay scores frame.
 
     Every column of :data:`SCORE_SCHEMA` with its type; no nulls where a value is always known; only the
-    four policies and signals -1/0/+1; no bar scored twice by one policy; the four policies scoring
+    five policies and signals -1/0/+1; no bar scored twice by one policy; the five policies scoring
     identical dates (the replay's promise) and agreeing on each bar's label and returns.
     """
     for name, dtype in SCORE_SCHEMA.items():
@@ -242,7 +242,7 @@ def rolling_logloss_vs_prior(scores: pl.DataFrame, *, window: int) -> pl.DataFra
 
 
 def equity_curves(scores: pl.DataFrame, *, horizon: int, fee: float) -> pl.DataFrame:
-    """Cumulative book P&L of each policy per bar: columns ``date`` and the four policies."""
+    """Cumulative book P&L of each policy per bar: columns ``date`` and the five policies."""
     check_scores(scores)
     frames = {policy: _policy_frame(scores, policy) for policy in POLICIES}
     columns = {

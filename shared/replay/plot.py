@@ -1,4 +1,4 @@
-"""The replay's picture: the four policies' equity curves over their rolling log-loss against the prior.
+"""The replay's picture: the five policies' equity curves over their rolling log-loss against the prior.
 
 Rendered like :mod:`trainfarm.shared.evaluation.plots`: through matplotlib's Agg canvas explicitly, never
 ``pyplot`` (no display, no figure left in a worker's global state), with fixed margins, written atomically.

@@ -5,7 +5,7 @@ newest-bar path (:meth:`trainfarm_client.predictor.Predictor.newest_features`) o
 and each policy's pack predicts them (base models, stacker, calibration) and decides with its own p*. The
 features of a bar are computed once and predicted by every pack: they depend on the bars and the feature
 parameters alone, which every pack of a replay shares. A bar the client would not score (an incomplete
-bucket, features warming up after a gap) is scored by no policy, so the four policies score identical bars.
+bucket, features warming up after a gap) is scored by no policy, so the five policies score identical bars.
 
 Every scored bar must lie after its model's ``data.deployed.label_end`` (checked per bar: a
 :class:`CausalityError` otherwise). The realised label and return come from the whole series, with the
