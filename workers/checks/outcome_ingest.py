@@ -18,7 +18,6 @@ pack by the skew check (:mod:`trainfarm.workers.checks.skew`), which knows the p
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,10 +28,8 @@ import redis
 from trainfarm.shared.registry import OutcomeCounts, Registry, Signal
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
-from trainfarm.workers.checks.streams import cursor_of, read_after
+from trainfarm.workers.checks.streams import drain
 from trainfarm_client.contract import OUTCOMES_STREAM
-
-log = logging.getLogger(__name__)
 
 #: Where the id of the last ingested stream entry is kept.
 CURSOR_KEY = "farm:outcomes:cursor"
@@ -122,27 +119,23 @@ def parse_features(entry_id: str, raw: str) -> tuple[float, ...] | None:
 
 def ingest(client: redis.Redis, registry: Registry, *, max_batches: int = 100) -> IngestReport:
     """Ingest the entries after the cursor (at most ``max_batches`` x ``BATCH``); see the module docs."""
-    cursor = cursor_of(client, CURSOR_KEY)
-    read = inserted = updated = duplicates = malformed = 0
-    for _ in range(max_batches):  # bounded: the next check picks up whatever is left
-        entries = read_after(client, OUTCOMES_STREAM, cursor, BATCH)
-        if not entries:
-            break
-        signals = []
-        for entry_id, fields in entries:
-            try:
-                signals.append(parse_entry(entry_id, fields))
-            except ValueError as exc:
-                malformed += 1
-                log.error("%s; skipped", exc)
-        counts = registry.outcomes.record(signals) if signals else OutcomeCounts()
-        cursor = entries[-1][0]
-        client.set(CURSOR_KEY, cursor)  # after the commit: a crash before this re-reads duplicates only
-        read += len(entries)
-        inserted += counts.inserted
-        updated += counts.updated
-        duplicates += counts.duplicates
-    return IngestReport(read, inserted, updated, duplicates, malformed, cursor)
+    counts = OutcomeCounts()
+
+    def record(signals: list[Signal]) -> None:
+        nonlocal counts
+        done = registry.outcomes.record(signals)
+        counts = OutcomeCounts(
+            counts.inserted + done.inserted,
+            counts.updated + done.updated,
+            counts.duplicates + done.duplicates,
+        )
+
+    drained = drain(
+        client, OUTCOMES_STREAM, CURSOR_KEY, parse_entry, record, batch=BATCH, max_batches=max_batches
+    )
+    return IngestReport(
+        drained.read, counts.inserted, counts.updated, counts.duplicates, drained.malformed, drained.cursor
+    )
 
 
 __all__ = ["BATCH", "CURSOR_KEY", "MAX_FEATURES", "IngestReport", "ingest", "parse_entry", "parse_features"]

@@ -28,11 +28,11 @@ from trainfarm.shared.champions.shadow import decide, end_challenger, expired, j
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.data.store import BarStore
 from trainfarm.shared.errors import FarmError
-from trainfarm.shared.registry import ChallengerOutcome, PairedScore, Registry
+from trainfarm.shared.registry import ChallengerOutcome, PairedScore, Registry, ScoreCounts
 from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import Timeframe, format_duration, parse_timeframe
-from trainfarm.workers.checks.streams import cursor_of, read_after
+from trainfarm.workers.checks.streams import drain
 from trainfarm_client.contract import SHADOW_STREAM
 
 log = logging.getLogger(__name__)
@@ -121,27 +121,19 @@ def parse_entry(entry_id: str, fields: Mapping[str, str]) -> PairedScore:
 
 def ingest(client: redis.Redis, registry: Registry, *, max_batches: int = 100) -> ShadowIngestReport:
     """Record the shadow entries after the cursor (at most ``max_batches`` x ``BATCH``), then move it."""
-    cursor = cursor_of(client, CURSOR_KEY)
-    read = inserted = duplicates = malformed = 0
-    for _ in range(max_batches):  # bounded: the next check picks up whatever is left
-        entries = read_after(client, SHADOW_STREAM, cursor, BATCH)
-        if not entries:
-            break
-        scores = []
-        for entry_id, fields in entries:
-            try:
-                scores.append(parse_entry(entry_id, fields))
-            except ValueError as exc:
-                malformed += 1
-                log.error("%s; skipped", exc)
-        counts = registry.shadows.record(scores) if scores else None
-        cursor = entries[-1][0]
-        client.set(CURSOR_KEY, cursor)  # after the commit: a crash before this re-reads duplicates only
-        read += len(entries)
-        if counts is not None:
-            inserted += counts.inserted
-            duplicates += counts.duplicates
-    return ShadowIngestReport(read, inserted, duplicates, malformed, cursor)
+    counts = ScoreCounts()
+
+    def record(scores: list[PairedScore]) -> None:
+        nonlocal counts
+        done = registry.shadows.record(scores)
+        counts = ScoreCounts(counts.inserted + done.inserted, counts.duplicates + done.duplicates)
+
+    drained = drain(
+        client, SHADOW_STREAM, CURSOR_KEY, parse_entry, record, batch=BATCH, max_batches=max_batches
+    )
+    return ShadowIngestReport(
+        drained.read, counts.inserted, counts.duplicates, drained.malformed, drained.cursor
+    )
 
 
 def check(

@@ -6,9 +6,16 @@ one registry transaction, and only then move the cursor (a crash in between re-r
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import redis
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def text(value: object) -> str:
@@ -32,4 +39,47 @@ def cursor_of(client: redis.Redis, key: str) -> str:
     return text(client.get(key) or "0-0")
 
 
-__all__ = ["cursor_of", "read_after", "text"]
+@dataclass(frozen=True)
+class Drained:
+    """What one :func:`drain` call did: entries read, entries skipped as malformed, the cursor now."""
+
+    read: int
+    malformed: int
+    cursor: str
+
+
+def drain(
+    client: redis.Redis,
+    stream: str,
+    cursor_key: str,
+    parse: Callable[[str, Mapping[str, str]], T],
+    record: Callable[[list[T]], None],
+    *,
+    batch: int,
+    max_batches: int,
+) -> Drained:
+    """Read ``stream`` after the cursor under ``cursor_key`` in batches of ``batch`` (at most
+    ``max_batches``), ``parse`` each entry (a ``ValueError`` naming it: logged, counted, skipped),
+    ``record`` each batch's parsed entries (one transaction), and only then move the cursor."""
+    cursor = cursor_of(client, cursor_key)
+    read = malformed = 0
+    for _ in range(max_batches):  # bounded: the next call picks up whatever is left
+        entries = read_after(client, stream, cursor, batch)
+        if not entries:
+            break
+        parsed = []
+        for entry_id, fields in entries:
+            try:
+                parsed.append(parse(entry_id, fields))
+            except ValueError as exc:
+                malformed += 1
+                log.error("%s; skipped", exc)
+        if parsed:
+            record(parsed)
+        cursor = entries[-1][0]
+        client.set(cursor_key, cursor)  # after the commit: a crash before this re-reads duplicates only
+        read += len(entries)
+    return Drained(read, malformed, cursor)
+
+
+__all__ = ["Drained", "cursor_of", "drain", "read_after", "text"]
