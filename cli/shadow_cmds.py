@@ -22,7 +22,6 @@ from rich.table import Table
 from trainfarm.cli.output import console, print_json
 from trainfarm.shared.champions.shadow import start_challenger, stop_challenger
 from trainfarm.shared.connections import redis_connection
-from trainfarm.shared.data.store import open_store
 from trainfarm.shared.registry import ChallengerRecord, Registry
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.symbols import canonical_symbol
@@ -55,10 +54,7 @@ def shadow(
     elif check:
         settings = get_settings()
         with redis_connection(settings) as client:
-            ingested = shadow_check.ingest(client, registry)
-            report = shadow_check.check(
-                registry, client, settings, open_store(settings), settings.load_config()
-            )
+            ingested, report = shadow_check.run(registry, client, settings)
         result = {"ingested": asdict(ingested), **asdict(report)}
         if as_json:
             print_json(result)

@@ -375,10 +375,8 @@ def deliver_alerts() -> dict[str, Any]:
 def check_shadow() -> dict[str, Any]:
     """Beat's shadow check: the bots' paired scores in, then each challenger decided once it can be."""
     settings = get_settings()
-    registry = Registry.open()
     with redis_connection(settings) as client:
-        ingested = shadow_check.ingest(client, registry)
-        report = shadow_check.check(registry, client, settings, open_store(settings), settings.load_config())
+        ingested, report = shadow_check.run(Registry.open(), client, settings)
     return {"ingested": asdict(ingested), **asdict(report)}
 
 

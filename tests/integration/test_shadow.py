@@ -159,9 +159,7 @@ class Farm:
 
     def check(self) -> shadow_check.ShadowCheckReport:
         """What beat's shadow check does: ingest the paired scores, then decide."""
-        shadow_check.ingest(self.client, self.registry)
-        config = self.settings.load_config()
-        return shadow_check.check(self.registry, self.client, self.settings, open_store(), config)
+        return shadow_check.run(self.registry, self.client, self.settings)[1]
 
 
 @pytest.fixture

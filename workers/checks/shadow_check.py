@@ -26,7 +26,7 @@ import redis
 
 from trainfarm.shared.champions.shadow import decide, end_challenger, expired, judge, start_next
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.data.store import BarStore
+from trainfarm.shared.data.store import BarStore, open_store
 from trainfarm.shared.errors import FarmError
 from trainfarm.shared.registry import ChallengerOutcome, PairedScore, Registry, ScoreCounts
 from trainfarm.shared.settings import FarmSettings
@@ -208,4 +208,22 @@ def check(
     return report
 
 
-__all__ = ["BATCH", "CURSOR_KEY", "ShadowCheckReport", "ShadowIngestReport", "check", "ingest", "parse_entry"]
+def run(
+    registry: Registry, client: redis.Redis, settings: FarmSettings
+) -> tuple[ShadowIngestReport, ShadowCheckReport]:
+    """What beat's ``check-shadow`` entry and `farm shadow --check` do: :func:`ingest`, then :func:`check`
+    with the settings' store and config."""
+    ingested = ingest(client, registry)
+    return ingested, check(registry, client, settings, open_store(settings), settings.load_config())
+
+
+__all__ = [
+    "BATCH",
+    "CURSOR_KEY",
+    "ShadowCheckReport",
+    "ShadowIngestReport",
+    "check",
+    "ingest",
+    "parse_entry",
+    "run",
+]
