@@ -167,8 +167,7 @@ def evidence(
     first = pairs[0].at
     # Enough bars before the first pair for the label's volatility window, whatever the gaps.
     warmup = (2 * params.vol_window + params.label_horizon + params.max_gap_bars) * tf.duration
-    bars = store.load(challenger.symbol, tf)
-    bars = bars.filter(pl.col("date") >= first - warmup)
+    bars = store.load(challenger.symbol, tf, start=first - warmup)
     truth = realised(bars, tf, params).filter(pl.col("date") >= first)
     return shadow_window(truth, {p.at: p for p in pairs})
 
@@ -179,14 +178,13 @@ def judge(
     """The shadow test's verdict on ``challenger`` now (``wait`` until it has its bars)."""
     params = config.params(Timeframe(challenger.timeframe))
     promo = params.promotion
-    window = evidence(challenger, registry, store, params)
+    scored = registry.shadows.count(challenger.version, challenger.champion_version)
+    window = evidence(challenger, registry, store, params) if scored >= promo.shadow_min_bars else None
     if window is None:
-        return ShadowVerdict(
-            "wait",
-            f"0 of {promo.shadow_min_bars} labelled live bars scored by both",
-            0,
-            promo.shadow_min_bars,
-        )
+        # Fewer bars scored by both than the decision needs, labelled or not: no need to load the bars
+        # (this runs every minute for every challenger).
+        why = f"at most {scored} of {promo.shadow_min_bars} labelled live bars scored by both"
+        return ShadowVerdict("wait", why, scored, promo.shadow_min_bars)
     return shadow_verdict(
         window,
         min_bars=promo.shadow_min_bars,

@@ -90,7 +90,9 @@ class ShadowVerdict:
 
     decision: Decision
     reason: str
-    bars: int  #: labelled bars scored by both
+    #: labelled bars scored by both (a wait taken before the bars were loaded: the bars scored by both,
+    #: labelled or not, an upper bound)
+    bars: int
     min_bars: int
     logloss_champion: float | None = None
     logloss_challenger: float | None = None
