@@ -90,6 +90,7 @@ class ShadowPolicy:
         self._rule = rule
         self._passed = passed
         self._truth = pl.DataFrame()
+        self._labelled: frozenset[datetime] = frozenset()  # the bars of ``_truth`` that have a label
         self._load: Loader | None = None
         self.champion: TrainedPoint | None = None
         self._challenger: TrainedPoint | None = None
@@ -104,6 +105,7 @@ class ShadowPolicy:
         """Give the policy every bar's ``date``, ``label`` and ``bar_return`` (the replay's realised
         outcomes) and the replay's pack loader; :func:`~trainfarm.shared.replay.scoring.score_bars` does."""
         self._truth, self._load = truth, load
+        self._labelled = frozenset(truth.filter(pl.col("label").is_not_null())["date"])
 
     def at_point(self, point: TrainedPoint) -> None:
         """Point ``point`` was trained: its candidate is promoted, made challenger, waits, or was rejected."""
@@ -169,8 +171,7 @@ class ShadowPolicy:
         label is known, or at its age limit, whichever comes first."""
         assert self._since is not None
         expiry = self._since + self._rule.max_age
-        labelled = self._truth.filter(pl.col("label").is_not_null())["date"]
-        known = sorted(self._known_at(d) for d in labelled if d in self._pairs)
+        known = sorted(self._known_at(d) for d in self._pairs if d in self._labelled)
         if len(known) >= self._rule.min_bars:
             return min(expiry, known[self._rule.min_bars - 1])
         return expiry
