@@ -56,7 +56,7 @@ from trainfarm_client.contract import (
 from trainfarm_client.errors import ChampionError, NoSignalError
 from trainfarm_client.features import FEATURE_NAMES
 from trainfarm_client.featurespec import Requirement
-from trainfarm_client.predictor import Bars, Decision, Predictor
+from trainfarm_client.predictor import Bars, Decision, NewestScore, Predictor
 from trainfarm_client.remote import fetch_pack, is_remote, prune_cache
 
 log = logging.getLogger("trainfarm_client")
@@ -278,16 +278,25 @@ class LiveModel:
         scored = Score(
             current.champion.version, newest.bar, newest.probabilities, decision, features=newest.features
         )
-        shadow = self._score_challenger(scored, bars, now)
+        shadow = self._score_challenger(current.predictor, scored, bars, now)
         return scored if shadow is None else replace(scored, challenger=shadow)
 
-    def _score_challenger(self, champion: Score, bars: Bars, now: datetime) -> Score | None:
-        """The challenger's score of the champion's bar, reported to ``farm:shadow`` once per pair and bar."""
+    def _score_challenger(
+        self, source: Predictor, champion: Score, bars: Bars, now: datetime
+    ) -> Score | None:
+        """The challenger's score of the champion's bar, reported to ``farm:shadow`` once per pair and bar.
+
+        A challenger with the champion's feature spec predicts the champion's feature row of that bar (the
+        same function of the same bars); one with another spec computes its own from ``bars``."""
         loaded = self._challenger.loaded
         if loaded is None or loaded.version == champion.version or champion.bar is None:
             return None
         try:
-            newest = loaded.predictor.score_newest(bars, now=now)
+            if loaded.predictor.spec == source.spec and champion.features is not None:
+                probabilities = loaded.predictor.predict_features(champion.features[None])[0]
+                newest = NewestScore(champion.bar, probabilities, None, champion.features)
+            else:
+                newest = loaded.predictor.score_newest(bars, now=now)
         except Exception as exc:  # the challenger must never cost the champion its signal
             return Score(loaded.version, champion.bar, None, None, f"challenger failed: {exc}")
         if newest.probabilities is None or newest.bar != champion.bar:
