@@ -18,6 +18,7 @@ pack by the skew check (:mod:`trainfarm.workers.checks.skew`), which knows the p
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from trainfarm.shared.symbols import canonical_symbol
 from trainfarm.shared.timeframes import parse_timeframe
 from trainfarm.workers.checks.streams import drain
 from trainfarm_client.contract import OUTCOMES_STREAM
+
+log = logging.getLogger(__name__)
 
 #: Where the id of the last ingested stream entry is kept.
 CURSOR_KEY = "farm:outcomes:cursor"
@@ -131,7 +134,14 @@ def ingest(client: redis.Redis, registry: Registry, *, max_batches: int = 100) -
         )
 
     drained = drain(
-        client, OUTCOMES_STREAM, CURSOR_KEY, parse_entry, record, batch=BATCH, max_batches=max_batches
+        client,
+        OUTCOMES_STREAM,
+        CURSOR_KEY,
+        parse_entry,
+        record,
+        batch=BATCH,
+        max_batches=max_batches,
+        log=log,
     )
     return IngestReport(
         drained.read, counts.inserted, counts.updated, counts.duplicates, drained.malformed, drained.cursor

@@ -129,7 +129,7 @@ def ingest(client: redis.Redis, registry: Registry, *, max_batches: int = 100) -
         counts = ScoreCounts(counts.inserted + done.inserted, counts.duplicates + done.duplicates)
 
     drained = drain(
-        client, SHADOW_STREAM, CURSOR_KEY, parse_entry, record, batch=BATCH, max_batches=max_batches
+        client, SHADOW_STREAM, CURSOR_KEY, parse_entry, record, batch=BATCH, max_batches=max_batches, log=log
     )
     return ShadowIngestReport(
         drained.read, counts.inserted, counts.duplicates, drained.malformed, drained.cursor

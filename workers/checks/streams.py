@@ -13,8 +13,6 @@ from typing import Any, TypeVar
 
 import redis
 
-log = logging.getLogger(__name__)
-
 T = TypeVar("T")
 
 
@@ -57,10 +55,14 @@ def drain(
     *,
     batch: int,
     max_batches: int,
+    log: logging.Logger,
 ) -> Drained:
     """Read ``stream`` after the cursor under ``cursor_key`` in batches of ``batch`` (at most
     ``max_batches``), ``parse`` each entry (a ``ValueError`` naming it: logged, counted, skipped),
-    ``record`` each batch's parsed entries (one transaction), and only then move the cursor."""
+    ``record`` each batch's parsed entries (one transaction), and only then move the cursor.
+
+    A skipped entry is logged on the caller's ``log``, so each ingestion's errors carry its own logger
+    name (what an operator filters on)."""
     cursor = cursor_of(client, cursor_key)
     read = malformed = 0
     for _ in range(max_batches):  # bounded: the next call picks up whatever is left
