@@ -250,7 +250,7 @@ class WebhookConfig(_Strict):
 
 
 class EmailConfig(_Strict):
-    """E-mail over SMTP; on when ``to`` lists an address."""
+    """E-mail over SMTP (sent through Apprise's e-mail plugin); on when ``to`` lists an address."""
 
     events: tuple[AlertKind, ...] = Field(
         ("promotion", "failure", "stale_bot"), description="alert kinds e-mail gets"
@@ -260,8 +260,37 @@ class EmailConfig(_Strict):
     host: str = Field("127.0.0.1", description="SMTP server")
     port: int = Field(25, ge=1, le=65535, description="SMTP port")
     starttls: bool = Field(False, description="upgrade the connection with STARTTLS before sending")
-    user: str = Field("", description="SMTP login (its password: FARM_SMTP_PASSWORD); empty = no login")
+    user: str = Field(
+        "", description="SMTP login, with FARM_SMTP_PASSWORD (login when both are set); empty = no login"
+    )
     timeout: Duration = Field(timedelta(seconds=10), description="one SMTP conversation may take this long")
+
+
+#: A URL's position in ``FARM_ALERT_URLS``, counted from 1.
+UrlPosition = Annotated[int, Field(ge=1)]
+
+
+class AppriseAlertsConfig(_Strict):
+    """Chat and push services through Apprise (Telegram, Slack, Discord, Matrix, ntfy, ...): each URL of
+    ``FARM_ALERT_URLS`` is a channel of its own, on when the setting lists it."""
+
+    events: tuple[AlertKind, ...] = Field(
+        ("promotion", "rejection", "failure", "stale_bot", "held"),
+        description="alert kinds every Apprise URL gets (unless events_by_url names it)",
+    )
+    events_by_url: dict[UrlPosition, tuple[AlertKind, ...]] = Field(
+        default_factory=dict,
+        description="per URL, by its position in FARM_ALERT_URLS (from 1): the kinds it gets instead of "
+        "events",
+    )
+    timeout: PositiveDuration = Field(
+        timedelta(seconds=10),
+        description="connect and read timeout of one notification, for URLs that set no cto= or rto=",
+    )
+
+    def kinds(self, position: int) -> tuple[AlertKind, ...]:
+        """The kinds the URL at ``position`` (from 1) gets."""
+        return self.events_by_url.get(position, self.events)
 
 
 class AlertsConfig(_Strict):
@@ -281,6 +310,7 @@ class AlertsConfig(_Strict):
     retry_max: Duration = Field(timedelta(minutes=10), description="longest wait between two attempts")
     webhook: WebhookConfig = WebhookConfig()
     email: EmailConfig = EmailConfig()
+    apprise: AppriseAlertsConfig = AppriseAlertsConfig()
 
     def backoff_s(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based): base x 2^(attempt-1), capped."""

@@ -122,6 +122,16 @@ class RedisUnavailableError(TransientError):
     """
 
 
+class AlertDeliveryError(TransientError):
+    """An alert channel did not take an alert: Apprise reported the notification failed (the service
+    refused it, answered an error, or could not be reached in time). The message names the channel by its
+    label and never holds the URL's tokens or a password.
+
+    Handled by: the alert outbox (``deliver_due``), which retries the delivery with backoff and drops it into
+    ``farm:alerts:dead`` after ``[alerts] max_attempts``.
+    """
+
+
 class ArtifactError(FarmError, PackError):
     """An artifact pack is incomplete, tampered with, or does not reproduce its own sample outputs.
 

@@ -57,6 +57,12 @@ class FarmSettings(BaseSettings):
     alert_webhook_url: SecretStr | None = Field(
         None, description="URL the JSON alerts are POSTed to (often carries a token); unset = webhook off"
     )
+    alert_urls: SecretStr | None = Field(
+        None,
+        description="Apprise URLs the alerts go to (tgram://, slack://, discord://, matrix://, ntfy://, "
+        "mailto://, json://, ...), separated by spaces or commas; each is a channel of its own and usually "
+        "holds a token; unset = none",
+    )
     smtp_password: SecretStr | None = Field(None, description="password of [alerts.email] user")
     pack_base_url: str | None = Field(
         None,

@@ -1,7 +1,9 @@
 """The farm dashboard: a read-only, server-rendered web app (FastAPI + Jinja2, no front-end build step).
 
 Pages: the market grid (``/``), the run history (``/runs``), a version page (``/versions/<id>``: every
-gate check, the stacker choice, metrics next to the prior and the best base model, the pack's plots) and
+gate check, the stacker choice, metrics next to the prior and the best base model, the pack's plots), a
+history page per market (``/markets/<symbol>/<timeframe>/history``: every version's log-loss and gate
+verdict, the champion's moves and its live win rate and Sharpe, as server-drawn SVG charts and tables) and
 the bot fleet (``/bots``). Each page's live part is re-rendered by the server as a fragment
 (``/fragments/<name>``) that a ten-line script (``static/live.js``) fetches every few seconds, so the pages
 follow the farm without a reload. ``/metrics`` is the Prometheus endpoint (:mod:`trainfarm.web.prometheus`).
@@ -26,12 +28,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.connections import redis_connection
-from trainfarm.shared.errors import ArtifactError
+from trainfarm.shared.errors import ArtifactError, ConfigError, SymbolError
 from trainfarm.shared.registry import Registry, ReplayNotFoundError, VersionNotFoundError
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.ui_auth import UiCredentials, ui_credentials
-from trainfarm.web import views
+from trainfarm.web import history, views
+from trainfarm.web.history_chart import history_charts
 from trainfarm.web.prometheus import FarmCollector
 
 HERE = Path(__file__).parent
@@ -68,6 +72,19 @@ def _age(seconds: float | None) -> str:
 
 def _number(value: object, fmt: str = ".4f") -> str:
     return format(value, fmt) if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+
+def _market_history(
+    registry: Registry, config: FarmConfig, symbol: str, timeframe: str
+) -> history.MarketHistory | Response:
+    """The market's history, or the plain-text answer to a URL that names no market: 400 for a malformed
+    symbol or timeframe, 404 for a well-formed market the farm does not know."""
+    try:
+        return history.market_history(registry, config, symbol, timeframe)
+    except (SymbolError, ConfigError) as exc:
+        return PlainTextResponse(str(exc), status_code=400)
+    except history.UnknownMarketError as exc:
+        return PlainTextResponse(str(exc), status_code=404)
 
 
 def create_app(settings: FarmSettings | None = None) -> FastAPI:
@@ -154,6 +171,15 @@ def create_app(settings: FarmSettings | None = None) -> FastAPI:
         except (VersionNotFoundError, ArtifactError) as exc:
             return PlainTextResponse(str(exc), status_code=404)
         return FileResponse(path, media_type="image/png")
+
+    @app.get("/markets/{symbol}/{timeframe}/history", response_class=HTMLResponse)
+    def history_page(request: Request, symbol: str, timeframe: str) -> Response:
+        # The config is read before, not inside, the lookup: a broken farm.toml is no bad URL.
+        found = _market_history(registry(), settings.load_config(), symbol, timeframe)
+        if isinstance(found, Response):
+            return found
+        charts = history_charts(found, datetime.now(UTC))
+        return render(request, "history.html", page="markets", h=found, charts=charts)
 
     @app.get("/replays", response_class=HTMLResponse)
     def replays_page(request: Request) -> HTMLResponse:

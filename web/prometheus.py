@@ -4,6 +4,8 @@ The registry is the farm's memory, so the metrics are read from it (and from Red
 when Prometheus scrapes, by a custom collector: every dashboard process exports the same numbers, none
 is lost when one restarts, and no task has to report anything. The families (all prefixed
 ``trainfarm_``; the histograms cover the newest :data:`RECENT_RUNS` runs): docs/operations.md#watching-it.
+Beside the farm's state, the config's limits that alert rules compare it with are exported too (cadences,
+``stale_bot_after``), so that infra/prometheus/rules.yml follows farm.toml instead of copying its numbers.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from datetime import UTC, datetime
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.connections import redis_connection
-from trainfarm.shared.registry import Registry
+from trainfarm.shared.registry import Registry, RunKind, RunStatus
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.checks.live_window import load_champion
 from trainfarm.workers.runs import queue_depths
@@ -48,7 +51,8 @@ class FarmCollector(Collector):
         config = settings.load_config()
         registry = Registry.open(settings.database)
         now = datetime.now(UTC)
-        yield from self._runs(registry)
+        yield from self._runs(registry, config, now)
+        yield from self._limits(config)
         markets = market_infos(registry, config, now, None, load_champion)
         age = GaugeMetricFamily(
             "trainfarm_champion_age_seconds", "age of each market's champion", labels=["symbol", "timeframe"]
@@ -104,13 +108,63 @@ class FarmCollector(Collector):
         yield from (newest, age, stale, held)
 
     @staticmethod
-    def _runs(registry: Registry) -> Iterator[Metric]:
+    def _limits(config: FarmConfig) -> Iterator[Metric]:
+        """The config's cadences and bot silence limit: the thresholds of the alert rules."""
+        cadence = GaugeMetricFamily(
+            "trainfarm_cadence_seconds",
+            "how often beat starts a retrain of each timeframe, by kind (full; meta when not off)",
+            labels=["timeframe", "kind"],
+        )
+        for tf in config.universe.timeframes:
+            params = config.params(tf)
+            cadence.add_metric([tf.value, RunKind.FULL.value], params.cadence.total_seconds())
+            if params.meta_cadence is not None:
+                cadence.add_metric([tf.value, RunKind.META.value], params.meta_cadence.total_seconds())
+        yield cadence
+        yield GaugeMetricFamily(
+            "trainfarm_stale_bot_after_seconds",
+            "a bot silent this long is stale ([alerts] stale_bot_after)",
+            value=config.alerts.stale_bot_after.total_seconds(),
+        )
+
+    @staticmethod
+    def _runs(registry: Registry, config: FarmConfig, now: datetime) -> Iterator[Metric]:
+        """Run counts, the runs under way, each market's newest run, and the duration histograms."""
         runs = GaugeMetricFamily(
             "trainfarm_runs", "runs in the registry", labels=["timeframe", "kind", "status"]
         )
-        for (tf, status, kind), n in sorted(registry.runs.counts().items()):
+        # Every status of every universe timeframe has a series from the start (0 until a run gets there):
+        # a series that appears at 1 has no earlier sample, and delta() over it would miss that first run.
+        every = [
+            (tf.value, status.value, kind.value)
+            for tf in config.universe.timeframes
+            for status in RunStatus
+            for kind in RunKind
+        ]
+        counts = dict.fromkeys(every, 0) | registry.runs.counts()
+        for (tf, status, kind), n in sorted(counts.items()):
             runs.add_metric([tf, kind, status], float(n))
         yield runs
+        per_run = ["symbol", "timeframe", "kind"]
+        active = GaugeMetricFamily(
+            "trainfarm_active_run_age_seconds", "age of each run under way (queued to meta)", labels=per_run
+        )
+        for run in registry.runs.all_active():
+            age = max(0.0, (now - run.created_at).total_seconds())
+            active.add_metric([run.symbol, run.timeframe, run.kind.value], age)
+        yield active
+        newest = GaugeMetricFamily(
+            "trainfarm_last_run_timestamp_seconds",
+            "when each universe market's newest run of each kind was created (Unix time)",
+            labels=per_run,
+        )
+        universe = {
+            (symbol, tf.value) for symbol in config.universe.symbols for tf in config.universe.timeframes
+        }
+        for (symbol, tf, kind), at in sorted(registry.runs.newest_created().items()):
+            if (symbol, tf) in universe:
+                newest.add_metric([symbol, tf, kind], at.timestamp())
+        yield newest
         durations: dict[tuple[str, ...], list[float]] = {}
         waits: dict[tuple[str, ...], list[float]] = {}
         models: dict[tuple[str, ...], list[float]] = {}

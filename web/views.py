@@ -16,6 +16,7 @@ import redis
 
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.errors import ArtifactError
+from trainfarm.shared.monitoring.policies import live_win_rate_of
 from trainfarm.shared.packs.artifacts import read_manifest
 from trainfarm.shared.packs.attributions import Attributions
 from trainfarm.shared.registry import Registry, ReplayRecord, RunRecord, VersionRecord
@@ -60,8 +61,7 @@ def grid(registry: Registry, config: FarmConfig, now: datetime | None = None) ->
             if info.champion
             else []
         )
-        rate = sum(r > 0 for _, r in live) / len(live) if live else None
-        cells[(info.symbol, info.timeframe)] = MarketCell(info, len(live), rate)
+        cells[(info.symbol, info.timeframe)] = MarketCell(info, len(live), live_win_rate_of(live))
         data.setdefault(info.symbol, info)
     symbols = list(dict.fromkeys([*config.universe.symbols, *(s for s, _ in extra)]))
     shown = {tf.value for tf in config.universe.timeframes} | {tf for _, tf in extra}

@@ -41,7 +41,13 @@ from trainfarm.shared.zoo import MODEL_NAMES
 from trainfarm.shared.zoo.threads import threads_per_task
 from trainfarm.workers import holds, meta_runs, stages
 from trainfarm.workers.celery_app import app
-from trainfarm.workers.checks import alert_delivery, outcome_ingest, shadow_check, trigger_check
+from trainfarm.workers.checks import (
+    alert_channels,
+    alert_delivery,
+    outcome_ingest,
+    shadow_check,
+    trigger_check,
+)
 from trainfarm.workers.payloads import RunJob, StageJob, parse_payload
 from trainfarm.workers.routing import (
     CHECK_SHADOW,
@@ -367,7 +373,7 @@ def deliver_alerts() -> dict[str, Any]:
     settings = get_settings()
     config = settings.load_config().alerts
     with redis_connection(settings) as client:
-        report = alert_delivery.run_alerts(client, config, alert_delivery.channels(config, settings))
+        report = alert_delivery.run_alerts(client, config, alert_channels.channels(config, settings))
     return asdict(report)
 
 

@@ -3,9 +3,10 @@
 The kinds are :data:`ALERT_KINDS`; every kind but ``stale_bot`` comes from an event of the farm's events
 stream (``farm:events``), which the stages write already, and the delivery
 (:mod:`trainfarm.workers.checks.alert_delivery`) reads it after a cursor, so no task ever waits on a
-webhook or a mail server. The config (``[alerts]``, :class:`trainfarm.shared.config.AlertsConfig`) is the
-non-secret part; the webhook's URL and the SMTP password are settings, never in the config file, `farm
-config` or a log. Kinds, channels and retries: docs/operations.md#watching-it; the settings:
+webhook, a chat service or a mail server. The config (``[alerts]``,
+:class:`trainfarm.shared.config.AlertsConfig`) is the non-secret part; the webhook's URL, the Apprise URLs
+(``FARM_ALERT_URLS``) and the SMTP password are settings, never in the config file, `farm config` or a
+log. Kinds, channels and retries: docs/operations.md#watching-it; the settings:
 docs/configuration.md#settings-farm_.
 """
 
@@ -15,7 +16,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from trainfarm.shared.config import ALERT_KINDS, AlertKind, AlertsConfig, EmailConfig, WebhookConfig
+from trainfarm.shared.config import (
+    ALERT_KINDS,
+    AlertKind,
+    AlertsConfig,
+    AppriseAlertsConfig,
+    EmailConfig,
+    WebhookConfig,
+)
 from trainfarm_client.contract import CHALLENGER, FAILED, HELD, PROMOTED, REJECTED, ROLLBACK, TRIGGERED
 
 #: The events stream's events and the alert kind each becomes.
@@ -107,6 +115,7 @@ __all__ = [
     "Alert",
     "AlertKind",
     "AlertsConfig",
+    "AppriseAlertsConfig",
     "EmailConfig",
     "WebhookConfig",
     "alert_from_event",

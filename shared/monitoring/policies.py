@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -93,6 +93,31 @@ def stale(market: Market, params: TimeframeParams) -> Decision:
     return Decision("stale", age_h > limit_h, age_h, limit_h, detail)
 
 
+def live_win_rate_of(live: Sequence[tuple[datetime, float]]) -> float | None:
+    """The share of ``live`` (bar, realised return) outcomes that made money; None when there are none."""
+    if not live:
+        return None
+    return sum(r > 0 for _, r in live) / len(live)
+
+
+def live_sharpe_of(live: Sequence[tuple[datetime, float]], timeframe: Timeframe) -> float | None:
+    """The live Sharpe of ``live`` (bar, realised return) outcomes, oldest first: per signal, annualised by
+    the signals' rate.
+
+    ``mean / std * sqrt(signals per year)``, the rate taken from the span of the signals' bars (at least
+    one ``timeframe`` bar). Zero std gives 0 (no evidence of an edge either way); None with fewer than
+    two outcomes (no spread to divide by).
+    """
+    if len(live) < 2:
+        return None
+    returns = [r for _, r in live]
+    mean = statistics.fmean(returns)
+    std = statistics.stdev(returns)
+    span = max(live[-1][0] - live[0][0], timeframe.duration)
+    per_year = len(live) / (span.total_seconds() / (365.0 * 86400.0))
+    return mean / std * math.sqrt(per_year) if std > 0 else 0.0
+
+
 def _not_decidable(
     policy: str, enabled: bool, threshold: float, market: Market, need: int
 ) -> Decision | None:
@@ -111,29 +136,22 @@ def live_win_rate(market: Market, params: TimeframeParams) -> Decision:
     if undecided is not None:
         return undecided
     n = len(market.live)
-    rate = sum(r > 0 for _, r in market.live) / n
+    rate = live_win_rate_of(market.live)
+    assert rate is not None  # _not_decidable: at least min_outcomes (>= 2) outcomes
     verdict = "below" if rate < tp.min_win_rate else "at or above"
     detail = f"{rate:.1%} of {n} live signals won, {verdict} {tp.min_win_rate:.0%}"
     return Decision("live_win_rate", rate < tp.min_win_rate, rate, tp.min_win_rate, detail)
 
 
 def live_sharpe(market: Market, params: TimeframeParams) -> Decision:
-    """Retrain when the champion's live Sharpe (per signal, annualised by the signals' rate) is too low.
-
-    ``mean / std * sqrt(signals per year)``, the rate taken from the span of the signals' bars (at least
-    one timeframe bar). Zero std gives 0 (no evidence of an edge either way).
-    """
+    """Retrain when the champion's live Sharpe (:func:`live_sharpe_of`) is below ``min_live_sharpe``."""
     tp = params.triggers
     undecided = _not_decidable("live_sharpe", tp.live_sharpe, tp.min_live_sharpe, market, tp.min_outcomes)
     if undecided is not None:
         return undecided
     n = len(market.live)
-    returns = [r for _, r in market.live]
-    mean = statistics.fmean(returns)
-    std = statistics.stdev(returns)
-    span = max(market.live[-1][0] - market.live[0][0], market.timeframe.duration)
-    per_year = n / (span.total_seconds() / (365.0 * 86400.0))
-    sharpe = mean / std * math.sqrt(per_year) if std > 0 else 0.0
+    sharpe = live_sharpe_of(market.live, market.timeframe)
+    assert sharpe is not None  # _not_decidable: at least min_outcomes (>= 2) outcomes
     verdict = "below" if sharpe < tp.min_live_sharpe else "at or above"
     detail = f"live Sharpe {sharpe:.2f} over {n} signals, {verdict} {tp.min_live_sharpe:g}"
     return Decision("live_sharpe", sharpe < tp.min_live_sharpe, sharpe, tp.min_live_sharpe, detail)
@@ -239,7 +257,9 @@ __all__ = [
     "evaluate",
     "feature_drift",
     "live_sharpe",
+    "live_sharpe_of",
     "live_win_rate",
+    "live_win_rate_of",
     "no_champion",
     "stale",
     "train_serve_skew",

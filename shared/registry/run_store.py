@@ -9,7 +9,8 @@ again, and the first error recorded for a run is the one kept.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -171,6 +172,15 @@ class RunStore:
         with self._db.read() as s:
             return RunRecord.from_row(run_row(s, run_id))
 
+    def get_many(self, run_ids: Iterable[str]) -> dict[str, RunRecord]:
+        """The runs with these ids that exist, by id, in one query (a page listing many versions)."""
+        wanted = sorted(set(run_ids))
+        if not wanted:
+            return {}
+        stmt = select(Run).where(Run.id.in_(wanted))
+        with self._db.read() as s:
+            return {row.id: RunRecord.from_row(row) for row in s.scalars(stmt)}
+
     def find(self, prefix: str) -> RunRecord:
         """The run whose id is ``prefix`` or starts with it (as people type ids from `farm runs`)."""
         key = prefix.strip()
@@ -196,6 +206,15 @@ class RunStore:
         )
         with self._db.read() as s:
             return {(tf, RunStatus(st).value, kind): int(n) for tf, st, kind, n in s.execute(stmt)}
+
+    def newest_created(self) -> dict[tuple[str, str, str], datetime]:
+        """When each market's newest run of each kind was created, by (symbol, timeframe, kind): what the
+        metrics endpoint exports so that Prometheus sees a market that no run has reached for a cadence."""
+        stmt = select(Run.symbol, Run.timeframe, Run.kind, func.max(Run.created_at)).group_by(
+            Run.symbol, Run.timeframe, Run.kind
+        )
+        with self._db.read() as s:
+            return {(symbol, tf, kind): at for symbol, tf, kind, at in s.execute(stmt) if at is not None}
 
     def newest(
         self, symbol: str | None = None, timeframe: Timeframe | str | None = None, limit: int = 50

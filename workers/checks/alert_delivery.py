@@ -1,8 +1,12 @@
-"""Delivering alerts: events stream -> outbox -> webhook and e-mail, retried with backoff; Celery-free.
+"""Delivering alerts: events stream -> outbox -> channels, retried with backoff; Celery-free.
+
+The channels (the farm's JSON webhook, e-mail, and the chat and push services of ``FARM_ALERT_URLS``
+through Apprise) and how logs name them: :mod:`trainfarm.workers.checks.alert_channels`.
 
 :func:`run_alerts` is what beat's ``deliver-alerts`` entry runs (the task ``farm.deliver_alerts``), one
-pass at a time (a Redis lock, so two passes never deliver the same alert twice at once). What becomes an
-alert, the channels and the retry settings: docs/operations.md#watching-it. The mechanics:
+pass at a time: redis-py's :class:`redis.lock.Lock` (a unique token per pass, released only by its holder,
+atomically), so two passes never deliver the same alert twice at once. What becomes an alert, the channels
+and the retry settings: docs/operations.md#watching-it. The mechanics:
 
 1. **Collect.** Events after the cursor ``farm:alerts:cursor`` become alerts
    (:func:`trainfarm.shared.monitoring.alerts.alert_from_event`), as do silent bots. Each alert goes into
@@ -11,35 +15,31 @@ alert, the channels and the retry settings: docs/operations.md#watching-it. The 
    marker per (channel, alert) kept for a week makes re-read events harmless. The cursor moves only after.
 2. **Deliver** what is due. A failure schedules the next attempt after ``retry_base x 2^(n-1)`` (capped at
    ``retry_max``); ``farm:alerts:dead`` keeps the newest 1,000 dropped alerts. Every attempt is bounded by
-   the channel's timeout, and a pass delivers at most ``MAX_PER_PASS``: a dead mail server delays alerts,
-   never a task.
+   the channel's timeout, and a pass delivers at most ``MAX_PER_PASS`` and starts no delivery after half
+   its lock's time (Apprise spaces the sends to one service: 5.5 s apart for e-mail and ntfy): a
+   dead mail server delays alerts, never a task, and the lock never expires under a pass.
 
-Logs name a channel as ``webhook <scheme>://<host>`` or ``smtp <host>:<port>``: never the webhook's path or
-query (where tokens live) nor a password.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import smtplib
-import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
+from redis.exceptions import LockError
 
-from trainfarm.shared.config import AlertKind, AlertsConfig
-from trainfarm.shared.errors import ConfigError
+from trainfarm.shared.config import AlertsConfig
+from trainfarm.shared.errors import AlertDeliveryError
 from trainfarm.shared.monitoring.alerts import Alert, alert_from_event, stale_bot_alert
-from trainfarm.shared.settings import FarmSettings
+from trainfarm.workers.checks.alert_channels import REASON_CHARS, Channel
 from trainfarm_client.contract import BOT_KEY_PATTERN, EVENTS_STREAM
 
 log = logging.getLogger(__name__)
@@ -57,18 +57,6 @@ DEAD_KEEP = 1000
 READ_PER_PASS = 1000
 MAX_PER_PASS = 200
 
-Send = Callable[[Alert], None]
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A configured delivery channel: its name, the kinds it takes, how it sends, how logs may name it."""
-
-    name: str
-    kinds: tuple[AlertKind, ...]
-    send: Send
-    label: str
-
 
 @dataclass(frozen=True)
 class AlertsReport:
@@ -79,64 +67,6 @@ class AlertsReport:
     retried: int = 0
     dropped: int = 0
     busy: bool = False  #: another pass held the lock: this one did nothing
-
-
-def webhook_label(url: str) -> str:
-    """How logs name a webhook: scheme and host only (tokens live in the path and the query)."""
-    parts = urlsplit(url)
-    return f"webhook {parts.scheme}://{parts.hostname or '?'}"
-
-
-def post_json(url: str, timeout_s: float) -> Send:
-    """A sender that POSTs the alert's JSON to ``url``; any non-2xx answer is a failure."""
-
-    def send(alert: Alert) -> None:
-        body = json.dumps(alert.to_json(), sort_keys=True, default=str).encode()
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            if not 200 <= response.status < 300:
-                raise OSError(f"HTTP {response.status}")
-
-    return send
-
-
-def send_mail(config: AlertsConfig, password: str | None) -> Send:
-    """A sender that mails the alert to ``[alerts.email] to`` (STARTTLS and login when configured)."""
-    mail = config.email
-    seconds = mail.timeout.total_seconds()
-
-    def send(alert: Alert) -> None:
-        message = EmailMessage()
-        message["Subject"] = f"[trainfarm] {alert.title}"[:200]
-        message["From"] = mail.sender
-        message["To"] = ", ".join(mail.to)
-        message.set_content(alert.body())
-        with smtplib.SMTP(mail.host, mail.port, timeout=seconds) as smtp:
-            if mail.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if mail.user:
-                smtp.login(mail.user, password or "")
-            smtp.send_message(message)
-
-    return send
-
-
-def channels(config: AlertsConfig, settings: FarmSettings) -> list[Channel]:
-    """The channels the settings and the config turn on (none: alerts are collected, not sent)."""
-    found = []
-    if settings.alert_webhook_url is not None:
-        url = settings.alert_webhook_url.get_secret_value()
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise ConfigError("FARM_ALERT_WEBHOOK_URL must be an http:// or https:// URL with a host")
-        timeout = config.webhook.timeout.total_seconds()
-        found.append(Channel("webhook", config.webhook.events, post_json(url, timeout), webhook_label(url)))
-    if config.email.to:
-        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        label = f"smtp {config.email.host}:{config.email.port}"
-        found.append(Channel("email", config.email.events, send_mail(config, password), label))
-    return found
 
 
 def _text(value: object) -> str:
@@ -210,13 +140,23 @@ def _collect_stale_bots(
 
 
 def deliver_due(
-    client: redis.Redis, targets: Sequence[Channel], config: AlertsConfig, now: datetime
+    client: redis.Redis,
+    targets: Sequence[Channel],
+    config: AlertsConfig,
+    now: datetime,
+    *,
+    budget_s: float | None = None,
 ) -> AlertsReport:
-    """Attempt every queued delivery that is due (at most ``MAX_PER_PASS``)."""
+    """Attempt every queued delivery that is due (at most ``MAX_PER_PASS``); with ``budget_s``, start no
+    delivery after that many seconds but the first (what is left stays due for the next pass)."""
     by_name: Mapping[str, Channel] = {c.name: c for c in targets}
     delivered = retried = dropped = 0
+    started = time.monotonic()
     due = client.zrangebyscore(OUTBOX_KEY, "-inf", now.timestamp(), start=0, num=MAX_PER_PASS)
     for raw_member in due:
+        attempted = delivered + retried + dropped
+        if budget_s is not None and attempted and time.monotonic() - started > budget_s:
+            break
         member = _text(raw_member)
         name = member.split("|", 1)[0]
         record_raw = client.hget(PENDING_KEY, member)
@@ -230,8 +170,8 @@ def deliver_due(
         attempts = int(record["attempts"]) + 1
         try:
             channel.send(alert)
-        except (OSError, smtplib.SMTPException, urllib.error.URLError, ValueError) as exc:
-            problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+        except (AlertDeliveryError, OSError, urllib.error.URLError, ValueError) as exc:
+            problem = f"{type(exc).__name__}: {str(exc)[:REASON_CHARS]}"
             if attempts >= config.max_attempts:
                 log.error(
                     "alert %s to %s dropped after %d attempts: %s", alert.id, channel.label, attempts, problem
@@ -270,33 +210,38 @@ def run_alerts(
     now: datetime | None = None,
     *,
     lock_s: int = 300,
+    budget_s: float | None = None,
 ) -> AlertsReport:
-    """One pass: collect, then deliver what is due; does nothing while another pass holds the lock."""
+    """One pass: collect, then deliver what is due; does nothing while another pass holds the lock.
+
+    The lock expires after ``lock_s`` (a pass that died never blocks the next for longer); the pass starts
+    no delivery after ``budget_s`` (default: half of ``lock_s``), so it ends before its lock does."""
     now = now or datetime.now(UTC)
-    token = f"{time.monotonic_ns()}"
-    if not client.set(LOCK_KEY, token, nx=True, ex=lock_s):
+    lock = client.lock(LOCK_KEY, timeout=lock_s, blocking=False)
+    if not lock.acquire():
         return AlertsReport(busy=True)
     try:
         queued = collect(client, targets, config, now)
-        report = deliver_due(client, targets, config, now)
+        budget = lock_s / 2 if budget_s is None else budget_s
+        report = deliver_due(client, targets, config, now, budget_s=budget)
         return AlertsReport(queued, report.delivered, report.retried, report.dropped)
     finally:
-        if _text(client.get(LOCK_KEY) or "") == token:
-            client.delete(LOCK_KEY)
+        try:
+            lock.release()  # atomic: deletes the key only while it still holds this pass's token
+        except LockError as exc:
+            # It expired under the pass (another may hold it now, and keeps it). The pass's writes are safe
+            # to repeat; an alert may have been sent twice.
+            log.warning("alert pass outlived its %d s lock: %s", lock_s, exc)
 
 
 __all__ = [
     "CURSOR_KEY",
     "DEAD_KEY",
+    "LOCK_KEY",
     "OUTBOX_KEY",
     "PENDING_KEY",
     "AlertsReport",
-    "Channel",
-    "channels",
     "collect",
     "deliver_due",
-    "post_json",
     "run_alerts",
-    "send_mail",
-    "webhook_label",
 ]

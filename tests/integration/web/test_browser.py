@@ -3,7 +3,8 @@
 `farm web` runs as its own process on a farm whose registry holds the session's real pack as a promoted
 champion. The browser logs in with the operator credentials, sees the market, follows the link to the
 version page, sees the calibration plot load, and sees a second market's promotion appear on the open
-grid without a reload. Screenshots are kept under the test's temporary folder (their paths are printed).
+grid without a reload. A market's history page (its three charts) is reached from the grid on a farm of its
+own. Screenshots are kept under the test's temporary folder (their paths are printed).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.history import SetClock, seed_history
 from tests.support.markets import crown
 from tests.support.packs import PACK_SYMBOL, PACK_TF, Pack, register_pack
 from tests.support.services import SAMPLE_DIR, free_port, require
@@ -28,6 +32,9 @@ from trainfarm.shared.data.store import open_store
 from trainfarm.shared.registry import PairedScore, PromotionReason, Registry
 from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.ui_auth import ui_credentials
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -46,25 +53,16 @@ class Dashboard:
     registry: Registry
 
 
-@pytest.fixture
-def dashboard(
-    pack: Pack, settings: FarmSettings, server: EmbeddedRedis, tmp_path: Path
-) -> Iterator[Dashboard]:
-    registry = Registry.open(settings.database)
-    version = register_pack(registry, pack.path, pack.manifest_sha256, "browser test")
-    registry.champions.promote(version, reason=PromotionReason.MANUAL)
+@contextmanager
+def _farm_web(settings: FarmSettings, tmp_path: Path, config: str) -> Iterator[str]:
+    """`farm web` as its own process on the farm of ``settings`` with ``config`` as its farm.toml; its
+    address while the block runs, then stopped (terminated, killed if it does not stop)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env |= {"FARM_HOME": str(settings.home), "FARM_WEB_PORT": str(port)}
-    # BTC's bars were imported by hand (their age is shown); ETH is synced from a folder that never got a
-    # file, so its markets are held (stale_data).
-    config = tmp_path / "farm.toml"
-    config.write_text(
-        '[universe]\nsymbols = ["BTC_USDT", "ETH_USDT"]\n'
-        '[data.sources.ETH_USDT]\nkind = "folder"\nfolder = "user_data/data/binance"\n'
-    )
-    env["FARM_CONFIG_FILE"] = str(config)
-    open_store(settings).import_file(SAMPLE_DIR / "BTC_USDT-5m.parquet", "BTC_USDT")
+    config_file = tmp_path / "farm.toml"
+    config_file.write_text(config)
+    env["FARM_CONFIG_FILE"] = str(config_file)
     log = tmp_path / "web.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
@@ -82,7 +80,7 @@ def dashboard(
             every=0.25,
         )
         assert proc.poll() is None, log.read_text(errors="replace")
-        yield Dashboard(f"http://127.0.0.1:{port}", version, registry)
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         try:
@@ -90,6 +88,24 @@ def dashboard(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+def dashboard(
+    pack: Pack, settings: FarmSettings, server: EmbeddedRedis, tmp_path: Path
+) -> Iterator[Dashboard]:
+    registry = Registry.open(settings.database)
+    version = register_pack(registry, pack.path, pack.manifest_sha256, "browser test")
+    registry.champions.promote(version, reason=PromotionReason.MANUAL)
+    # BTC's bars were imported by hand (their age is shown); ETH is synced from a folder that never got a
+    # file, so its markets are held (stale_data).
+    config = (
+        '[universe]\nsymbols = ["BTC_USDT", "ETH_USDT"]\n'
+        '[data.sources.ETH_USDT]\nkind = "folder"\nfolder = "user_data/data/binance"\n'
+    )
+    open_store(settings).import_file(SAMPLE_DIR / "BTC_USDT-5m.parquet", "BTC_USDT")
+    with _farm_web(settings, tmp_path, config) as url:
+        yield Dashboard(url, version, registry)
 
 
 def test_the_dashboard_in_chromium(dashboard: Dashboard, settings: FarmSettings, tmp_path: Path) -> None:
@@ -150,6 +166,92 @@ def test_the_dashboard_in_chromium(dashboard: Dashboard, settings: FarmSettings,
     for name in ("markets.png", "challenger.png", "version.png", "bots.png"):
         assert (shots / name).read_bytes().startswith(b"\x89PNG")
     print(f"screenshots: {shots}")
+
+
+@pytest.fixture
+def history_dashboard(settings: FarmSettings, server: EmbeddedRedis, tmp_path: Path) -> Iterator[str]:
+    """`farm web` on a farm whose BTC_USDT 1h has two weeks of history up to now (no pack needed: the
+    history page reads the registry only)."""
+    clock = SetClock()
+    start = (datetime.now(UTC) - timedelta(days=13)).replace(minute=0, second=0, microsecond=0)
+    seed_history(Registry.open(settings.database, clock=clock), clock, start=start)
+    with _farm_web(settings, tmp_path, '[universe]\nsymbols = ["BTC_USDT", "ETH_USDT"]\n') as url:
+        yield url
+
+
+def test_a_markets_history_in_chromium(
+    history_dashboard: str, settings: FarmSettings, tmp_path: Path
+) -> None:
+    """From the grid to the market's history: three charts drawn with their points, lines, markers and
+    period bars; nothing fetched from elsewhere; an operator's hostile reason shown, never run."""
+    from playwright.sync_api import Dialog, sync_playwright
+
+    chromium = _chromium()
+    creds = ui_credentials(settings)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    fetched: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(
+                http_credentials={"username": creds.user, "password": creds.password},
+                viewport={"width": 1400, "height": 900},
+            )
+            page = context.new_page()
+            page.on("request", lambda request: fetched.append(request.url))
+
+            def dismiss(dialog: Dialog) -> None:
+                dialogs.append(dialog.message)
+                dialog.dismiss()
+
+            page.on("dialog", dismiss)
+            assert page.goto(history_dashboard + "/").status == 200  # type: ignore[union-attr]
+            page.locator('[data-market="BTC_USDT-1h"] a.history').click()
+            page.wait_for_url("**/markets/BTC_USDT/1h/history")
+            assert page.locator("h1").inner_text() == "BTC_USDT 1h · history"
+
+            _check_history_charts(page)
+            assert page.locator("#periods tr").count() == 7 and page.locator("#versions tr").count() == 13
+            # The operator's reason is text in the table, and no script of it ran.
+            assert "<script>alert('x')</script> retrain by hand" in page.locator("#versions").inner_text()
+            page.screenshot(path=str(shots / "history.png"), full_page=True)
+
+            page.locator("#logloss-chart circle.dot.model.failed").first.click()  # a point opens its version
+            page.wait_for_url("**/versions/v03-BTC_USDT")
+        finally:
+            browser.close()
+    assert dialogs == []
+    assert fetched and all(url.startswith(history_dashboard + "/") for url in fetched), fetched
+    assert (shots / "history.png").read_bytes().startswith(b"\x89PNG")
+    print(f"screenshots: {shots}")
+
+
+def _check_history_charts(page: Page) -> None:
+    """The history page's three charts are drawn: sized, with the line, points, markers and period bars."""
+    for chart in ("#logloss-chart", "#win-rate-chart", "#sharpe-chart"):
+        svg = page.locator(chart)
+        assert svg.get_attribute("role") == "img" and svg.get_attribute("aria-label")
+        box = svg.bounding_box()
+        assert box is not None and box["width"] >= 900 and box["height"] >= 150, (chart, box)
+        # Promotions and the rollback drawn on each chart, at the same places.
+        assert svg.locator("g.marker.promotion").count() == 5
+        assert svg.locator("g.marker.rollback").count() == 1
+    model = page.locator("#logloss-chart path.series.model")
+    assert len(model.get_attribute("d") or "") > 100  # a line through twelve versions
+    model_box = model.bounding_box()
+    assert model_box is not None and model_box["width"] > 600 and model_box["height"] > 50
+    assert page.locator("#logloss-chart circle.dot.model.passed").count() == 9
+    failed = page.locator("#logloss-chart circle.dot.model.failed")
+    assert failed.count() == 3
+    assert "gates failed: sharpe" in (failed.first.locator("title").text_content() or "")
+    for chart in ("#win-rate-chart", "#sharpe-chart"):
+        bars = page.locator(f"{chart} g.segment line")
+        assert bars.count() == 6  # one per champion period
+        widths = [b["width"] for b in (bars.nth(i).bounding_box() for i in range(6)) if b is not None]
+        assert len(widths) == 6 and min(widths) > 20
+    assert (page.locator("#win-rate-chart g.segment text").first.text_content() or "").endswith("n=40")
 
 
 def _challenger(registry: Registry, champion: str) -> str:

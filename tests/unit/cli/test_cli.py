@@ -214,6 +214,7 @@ def test_a_meta_only_retrain_without_a_champion_is_skipped_with_the_reason(serve
 def test_farm_config_never_prints_a_secret(farm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secrets = {
         "FARM_ALERT_WEBHOOK_URL": "https://hooks.example.com/services/T0KEN-123",
+        "FARM_ALERT_URLS": "tgram://123456:Tg-Secret-8/42 ntfys://farm:ntfy-Secret-6@ntfy.example.com/ops",
         "FARM_SMTP_PASSWORD": "smtp-Secret-9",
         "FARM_UI_PASSWORD": "ui-Secret-7",
         "FARM_REDIS_URL": "redis://:redis-Secret-5@127.0.0.1:6379/0",
@@ -224,7 +225,9 @@ def test_farm_config_never_prints_a_secret(farm_home: Path, monkeypatch: pytest.
     get_settings.cache_clear()
     code, out, err = farm("config")
     assert code == 0, err
-    for needle in ("T0KEN-123", "smtp-Secret-9", "ui-Secret-7", "redis-Secret-5", "db-Secret-3"):
+    needles = ("T0KEN-123", "Tg-Secret-8", "ntfy-Secret-6", "smtp-Secret-9", "ui-Secret-7", "redis-Secret-5")
+    for needle in (*needles, "db-Secret-3"):
         assert needle not in out
     shown = json.loads(out)["settings"]
     assert shown["alert_webhook_url"] == shown["smtp_password"] == shown["ui_password"] == "**********"
+    assert shown["alert_urls"] == "**********"

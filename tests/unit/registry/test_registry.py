@@ -19,6 +19,7 @@ from trainfarm.shared.registry import (
     AmbiguousRunIdError,
     Registry,
     RegistryConflictError,
+    RunKind,
     RunNotFoundError,
     RunStatus,
     VersionNotFoundError,
@@ -132,6 +133,32 @@ def test_list_runs_newest_first_with_filters(registry: Registry, new_run: Callab
     assert [r.id for r in registry.runs.newest(timeframe="1d")] == [ids[2]]
     assert [r.id for r in registry.runs.newest("BTC_USDT", "1h", limit=1)] == [ids[3]]
     assert registry.runs.newest("SOL_USDT") == []
+
+
+def test_read_many_runs_at_once(registry: Registry, new_run: Callable[..., str]) -> None:
+    first = new_run("BTC_USDT", "1h", "schedule")
+    second = new_run("ETH_USDT", "1h", "cli")
+    found = registry.runs.get_many([second, first, first, "no-such-run"])
+    assert set(found) == {first, second}  # unknown ids are left out, repeated ones read once
+    assert (found[first].symbol, found[first].reasons) == ("BTC_USDT", ["schedule"])
+    assert registry.runs.get_many([]) == {}
+
+
+def test_the_newest_run_of_each_market_and_kind(registry: Registry, new_run: Callable[..., str]) -> None:
+    """What the metrics export so that Prometheus sees a market no fan-out has reached for a cadence."""
+    older = new_run("btc/usdt", "1h")
+    registry.runs.fail(older, "ended")
+    newer = new_run("BTC_USDT", "1h")
+    registry.runs.fail(newer, "ended")
+    meta = registry.runs.create("BTC_USDT", "1h", "schedule", kind=RunKind.META)
+    other = new_run("ETH_USDT", "24h")
+    assert registry.runs.newest_created() == {
+        ("BTC_USDT", "1h", "full"): registry.runs.get(newer).created_at,
+        ("BTC_USDT", "1h", "meta"): meta.created_at,
+        ("ETH_USDT", "24h", "full"): registry.runs.get(other).created_at,
+    }
+    assert registry.runs.get(older).created_at < registry.runs.get(newer).created_at
+    assert all(at.tzinfo is not None for at in registry.runs.newest_created().values())
 
 
 def test_find_run_by_unique_prefix(registry: Registry) -> None:
