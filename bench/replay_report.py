@@ -219,7 +219,7 @@ def write_report(figures: Mapping[str, Any], path: Path, baseline: Path = BASELI
         goal(markets) + "\n",
         *(shadow_against_gated(markets) if any("shadow" in _policies(m) for m in markets) else []),
         *(before_after(markets, json.loads(baseline.read_text())) if baseline.is_file() else []),
-        "## The four policies on identical bars",
+        "## The policies on identical bars",
         "",
         "Log-loss and Brier over every labelled bar of the period; `vs prior`: log-loss minus the prior's on "
         "the same bars; Sharpe and drawdown of the fee-aware overlapping book; promotions: champion changes.",

@@ -1,4 +1,4 @@
-"""`farm replay` end to end with a real worker: four policies on identical bars, a regime flip, a random
+"""`farm replay` end to end with a real worker: five policies on identical bars, a regime flip, a random
 walk, and a dashboard page in Chromium."""
 
 from __future__ import annotations
