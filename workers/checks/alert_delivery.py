@@ -50,6 +50,8 @@ PENDING_KEY = "farm:alerts:pending"
 DEAD_KEY = "farm:alerts:dead"
 LOCK_KEY = "farm:alerts:lock"
 STALE_KEY = "farm:alerts:stale:{bot}"
+#: The last heartbeat each pass saw of each bot: a dead bot's own hash expires before it looks silent.
+BOTS_KEY = "farm:alerts:bots"
 SEEN_KEY = "farm:alerts:seen:{member}"
 SEEN_TTL_S = 7 * 86400
 DEAD_KEEP = 1000
@@ -115,14 +117,34 @@ def collect(client: redis.Redis, targets: Sequence[Channel], config: AlertsConfi
 def _collect_stale_bots(
     client: redis.Redis, targets: Sequence[Channel], config: AlertsConfig, now: datetime
 ) -> int:
+    """Alert each bot silent for ``stale_bot_after``, once per silence.
+
+    A bot's heartbeat hash expires soon after its last beat (30 s by the client's default, under the
+    default ``stale_bot_after``): a dead bot's hash is gone before it could look silent. So each pass
+    remembers the heartbeats it sees (``farm:alerts:bots``) and judges a bot whose hash is gone by the last
+    one remembered; a bot alerted with its hash gone is forgotten (its marker keeps the alert once).
+    """
     limit = config.stale_bot_after.total_seconds()
-    queued = 0
+    live: dict[str, dict[str, str]] = {}
     for key in client.scan_iter(match=BOT_KEY_PATTERN, count=500):
         fields = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
-        if not fields:
-            continue
-        bot = _text(key).split(":", 2)[-1]
-        seen_at = fields.get("seen_at")
+        if fields:
+            live[_text(key).split(":", 2)[-1]] = fields
+    if live:
+        remembered = {
+            bot: json.dumps({k: f.get(k, "") for k in ("symbol", "timeframe", "seen_at")}, sort_keys=True)
+            for bot, f in live.items()
+        }
+        client.hset(BOTS_KEY, mapping=remembered)  # type: ignore[arg-type]
+    known: dict[str, dict[str, str]] = {}
+    for raw_bot, raw in client.hgetall(BOTS_KEY).items():
+        try:
+            known[_text(raw_bot)] = {str(k): str(v) for k, v in json.loads(_text(raw)).items()}
+        except (ValueError, AttributeError):
+            client.hdel(BOTS_KEY, raw_bot)  # not one this module wrote: nothing to judge it by
+    queued = 0
+    for bot, fields in sorted((known | live).items()):
+        seen_at = fields.get("seen_at") or None
         try:
             silent = (now - datetime.fromisoformat(seen_at)).total_seconds() if seen_at else None
         except ValueError:
@@ -131,11 +153,13 @@ def _collect_stale_bots(
         if silent is not None and silent <= limit:
             client.delete(marker)  # heard from again: its next silence alerts again
             continue
-        if client.set(marker, seen_at or "never", nx=True, ex=7 * 86400):
+        if client.set(marker, seen_at or "never", nx=True, ex=SEEN_TTL_S):
             alert = stale_bot_alert(
                 bot, fields.get("symbol", "?"), fields.get("timeframe", "?"), seen_at, silent
             )
             queued += _queue(client, alert, targets, now.timestamp())
+        if bot not in live:
+            client.hdel(BOTS_KEY, bot)  # gone and alerted: a bot that comes back is remembered anew
     return queued
 
 
@@ -235,6 +259,7 @@ def run_alerts(
 
 
 __all__ = [
+    "BOTS_KEY",
     "CURSOR_KEY",
     "DEAD_KEY",
     "LOCK_KEY",

@@ -30,7 +30,14 @@ from trainfarm.shared.errors import ConfigError
 from trainfarm.shared.monitoring.alerts import Alert
 from trainfarm.shared.settings import FarmSettings
 from trainfarm.workers.checks.alert_channels import Channel, channels, split_urls, webhook_label
-from trainfarm.workers.checks.alert_delivery import DEAD_KEY, LOCK_KEY, OUTBOX_KEY, AlertsReport, run_alerts
+from trainfarm.workers.checks.alert_delivery import (
+    BOTS_KEY,
+    DEAD_KEY,
+    LOCK_KEY,
+    OUTBOX_KEY,
+    AlertsReport,
+    run_alerts,
+)
 from trainfarm_client.contract import FAILED, HELD, PROMOTED, REJECTED, TRIGGERED, bot_key
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -175,6 +182,31 @@ def test_a_stale_bot_is_alerted_once_per_silence(
     assert run_alerts(rds, config, targets, T0 + timedelta(seconds=400)).delivered == 1  # a new silence
     assert [a["kind"] for a in hook.received] == ["stale_bot", "stale_bot"]
     assert "b1" in hook.received[0]["title"] and "no heartbeat for 90 s" in hook.received[0]["title"]
+
+
+def test_a_dead_bot_whose_heartbeat_expired_is_alerted_once(
+    rds: redis.Redis, settings: FarmSettings, hook: Hook
+) -> None:
+    # The client's heartbeat hash expires 30 s after its last beat, before the 60 s silence limit: the
+    # pass must judge a vanished bot by the last heartbeat it saw.
+    config = AlertsConfig(stale_bot_after="60s")
+    targets = _webhook(settings, hook, config)
+    rds.hset(bot_key("b2"), mapping={"symbol": "ETH_USDT", "timeframe": "5m", "seen_at": T0.isoformat()})
+    assert run_alerts(rds, config, targets, T0 + timedelta(seconds=20)).queued == 0  # alive
+    rds.delete(bot_key("b2"))  # what the hash's expiry does
+    assert run_alerts(rds, config, targets, T0 + timedelta(seconds=45)).queued == 0  # not silent long yet
+    assert run_alerts(rds, config, targets, T0 + timedelta(seconds=75)).delivered == 1
+    assert run_alerts(rds, config, targets, T0 + timedelta(seconds=300)).queued == 0  # once
+    assert [a["kind"] for a in hook.received] == ["stale_bot"]
+    assert "b2 (ETH_USDT 5m)" in hook.received[0]["title"] and "75 s" in hook.received[0]["title"]
+    assert rds.hlen(BOTS_KEY) == 0  # forgotten once alerted
+    # It comes back, then dies again: a new silence, a new alert.
+    back = T0 + timedelta(seconds=400)
+    rds.hset(bot_key("b2"), mapping={"symbol": "ETH_USDT", "timeframe": "5m", "seen_at": back.isoformat()})
+    assert run_alerts(rds, config, targets, back + timedelta(seconds=5)).queued == 0
+    rds.delete(bot_key("b2"))
+    assert run_alerts(rds, config, targets, back + timedelta(seconds=90)).delivered == 1
+    assert len(hook.received) == 2
 
 
 def test_a_pass_does_nothing_while_another_holds_the_lock(
