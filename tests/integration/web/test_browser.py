@@ -9,12 +9,8 @@ own. Screenshots are kept under the test's temporary folder (their paths are pri
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,8 +21,8 @@ import pytest
 from tests.support.history import SetClock, seed_history
 from tests.support.markets import crown
 from tests.support.packs import PACK_SYMBOL, PACK_TF, Pack, register_pack
-from tests.support.services import SAMPLE_DIR, free_port, require
-from tests.support.waiting import wait_until
+from tests.support.services import SAMPLE_DIR, require
+from tests.support.web import farm_web
 from trainfarm.shared.connections import EmbeddedRedis
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.registry import PairedScore, PromotionReason, Registry
@@ -53,43 +49,6 @@ class Dashboard:
     registry: Registry
 
 
-@contextmanager
-def _farm_web(settings: FarmSettings, tmp_path: Path, config: str) -> Iterator[str]:
-    """`farm web` as its own process on the farm of ``settings`` with ``config`` as its farm.toml; its
-    address while the block runs, then stopped (terminated, killed if it does not stop)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    env |= {"FARM_HOME": str(settings.home), "FARM_WEB_PORT": str(port)}
-    config_file = tmp_path / "farm.toml"
-    config_file.write_text(config)
-    env["FARM_CONFIG_FILE"] = str(config_file)
-    log = tmp_path / "web.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from trainfarm.cli.app import main; main()", "web"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until(
-            lambda: b"Uvicorn running" in log.read_bytes() or proc.poll() is not None,
-            60,
-            "farm web",
-            every=0.25,
-        )
-        assert proc.poll() is None, log.read_text(errors="replace")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 @pytest.fixture
 def dashboard(
     pack: Pack, settings: FarmSettings, server: EmbeddedRedis, tmp_path: Path
@@ -104,7 +63,7 @@ def dashboard(
         '[data.sources.ETH_USDT]\nkind = "folder"\nfolder = "user_data/data/binance"\n'
     )
     open_store(settings).import_file(SAMPLE_DIR / "BTC_USDT-5m.parquet", "BTC_USDT")
-    with _farm_web(settings, tmp_path, config) as url:
+    with farm_web(settings, tmp_path, config) as url:
         yield Dashboard(url, version, registry)
 
 
@@ -175,7 +134,7 @@ def history_dashboard(settings: FarmSettings, server: EmbeddedRedis, tmp_path: P
     clock = SetClock()
     start = (datetime.now(UTC) - timedelta(days=13)).replace(minute=0, second=0, microsecond=0)
     seed_history(Registry.open(settings.database, clock=clock), clock, start=start)
-    with _farm_web(settings, tmp_path, '[universe]\nsymbols = ["BTC_USDT", "ETH_USDT"]\n') as url:
+    with farm_web(settings, tmp_path, '[universe]\nsymbols = ["BTC_USDT", "ETH_USDT"]\n') as url:
         yield url
 
 
