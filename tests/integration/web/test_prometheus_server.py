@@ -1,6 +1,6 @@
 """A real Prometheus server (Debian's package; .ci/run installs it) scrapes `farm web` with the scrape
-config of infra/prometheus/prometheus.yml, its basic auth included, and evaluates the alert rules of
-rules.yml on what it scraped.
+config of infra/prometheus/prometheus.yml, its basic auth included, evaluates the alert rules of
+rules.yml on what it scraped, and answers every query of the Grafana dashboard and the autoscaler.
 
 The repository's config is used as it is but for what only a deployment knows: the target's address, the
 password file's path, the rules file's path, the intervals (seconds instead of 30 s, so that the test
@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from tests.support.infra import dashboard_queries, keda_queries
+from tests.support.promql import grafana_to_promql
 from tests.support.scrape import populate
 from tests.support.services import REPO_ROOT, free_port, require
 from tests.support.waiting import wait_until
@@ -132,6 +134,11 @@ def test_prometheus_scrapes_the_dashboard_with_its_basic_auth_and_evaluates_the_
             depth = _get(base, "/api/v1/query", query='trainfarm_queue_depth{queue="cpu"}')["result"]
             champions = _get(base, "/api/v1/query", query="trainfarm_champion_age_seconds")["result"]
             [group] = _get(base, "/api/v1/rules")["groups"]
+            # Every Grafana panel's and the autoscaler's query, evaluated by the server on what it scraped.
+            answers = {
+                where: _get(base, "/api/v1/query", query=grafana_to_promql(expr))["result"]
+                for where, expr in dashboard_queries() + keda_queries()
+            }
     assert by_job["trainfarm"]["health"] == "up", by_job["trainfarm"]["lastError"]
     assert by_job["trainfarm-wrong-password"]["health"] == "down"
     assert "401" in by_job["trainfarm-wrong-password"]["lastError"]
@@ -140,3 +147,8 @@ def test_prometheus_scrapes_the_dashboard_with_its_basic_auth_and_evaluates_the_
     # Every alert rule of rules.yml loaded and evaluated without an error on the real series.
     assert [r["name"] for r in group["rules"]] == alerts
     assert {r["name"]: r["health"] for r in group["rules"]} == dict.fromkeys(alerts, "ok")
+    # The autoscaler sees the waiting task; the dashboard's headline panels have data.
+    [keda] = [answers[where] for where, _ in keda_queries()]
+    assert [float(s["value"][1]) for s in keda] == [1.0]
+    headline = [w for w, _ in dashboard_queries() if any(t in w for t in ("'Tasks waiting'", "'Bots'"))]
+    assert len(headline) == 2 and all(answers[w] for w in headline), {w: answers[w] for w in headline}
