@@ -17,8 +17,12 @@ from trainfarm.cli.options import utc_time
 from trainfarm.cli.output import console, print_json, print_table
 from trainfarm.shared.registry import Registry, ReplayRecord
 from trainfarm.shared.replay.clock import replay_dir
+from trainfarm.shared.replay.metrics import POLICIES
 from trainfarm.shared.settings import get_settings
 from trainfarm.shared.timeframes import parse_duration
+
+#: The policies whose Sharpe `farm replay list` shows (the prior never trades: always 0).
+SHARPE_COLUMNS = tuple(p for p in POLICIES if p != "prior")
 
 
 class _ReplayGroup(TyperGroup):
@@ -115,7 +119,7 @@ def list_replays(as_json: Annotated[bool, typer.Option("--json", help="print JSO
         return
     print_table(
         "replays",
-        ["id", "market", "period", "cadence", "status", "gated sharpe", "always sharpe", "static sharpe"],
+        ["id", "market", "period", "cadence", "status", *(f"{p} sharpe" for p in SHARPE_COLUMNS)],
         [
             [
                 r.id,
@@ -123,7 +127,7 @@ def list_replays(as_json: Annotated[bool, typer.Option("--json", help="print JSO
                 f"{r.start:%Y-%m-%d} .. {r.end:%Y-%m-%d}",
                 r.cadence_text,
                 r.status.value,
-                *(_policy(r, p).get("sharpe") for p in ("gated", "always", "static")),
+                *(_policy(r, p).get("sharpe") for p in SHARPE_COLUMNS),
             ]
             for r in replays
         ],
@@ -194,10 +198,7 @@ def _show(replay: ReplayRecord, *, as_json: bool) -> None:
     print_table(
         "policies",
         ["policy", *keys],
-        [
-            [policy, *(_round(_policy(replay, policy).get(k)) for k in keys)]
-            for policy in ("gated", "always", "static", "prior")
-        ],
+        [[policy, *(_round(_policy(replay, policy).get(k)) for k in keys)] for policy in POLICIES],
     )
     console.print(
         f"plot: {replay_dir(get_settings().artifacts_dir, replay.id) / str(replay.result.get('plot'))}"

@@ -17,6 +17,7 @@ from trainfarm.cli.processes import WorkerProcess
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.data.synthetic import regime_flip_bars
 from trainfarm.shared.errors import FarmError
+from trainfarm.shared.replay.metrics import POLICIES
 from trainfarm.shared.settings import get_settings
 
 SYMBOL, TIMEFRAME = "FLIP_USDT", "1h"
@@ -82,10 +83,7 @@ def run_replay_demo(env: dict[str, str], logs: Path, dashboard: str) -> bool:
     print_table(
         f"replay {finished.id}: {SYMBOL} {TIMEFRAME}, {result.get('retrain_points')} retrain points",
         ["policy", *keys],
-        [
-            [p, *(_round(policies.get(p, {}).get(k)) for k in keys)]
-            for p in ("gated", "always", "static", "prior")
-        ],
+        [[p, *(_round(policies.get(p, {}).get(k)) for k in keys)] for p in POLICIES],
     )
     plot = settings.artifacts_dir / "replays" / finished.id / "replay.png"
     console.print(f"   the plot: {plot}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -10,6 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from trainfarm.cli.app import app, main
+from trainfarm.shared.registry import Registry
+from trainfarm.shared.replay.metrics import POLICIES
 
 runner = CliRunner()
 
@@ -71,3 +74,26 @@ def test_bad_requests_exit_1_with_one_line_and_record_nothing(
     err = capsys.readouterr().err
     assert err.startswith("error:") and problem in err and "Traceback" not in err
     assert json.loads(runner.invoke(app, ["replay", "list", "--json"]).stdout) == []
+
+
+def test_show_and_list_give_every_policy_of_a_finished_replay(farm_home: Path) -> None:
+    registry = Registry.open()
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    replay = registry.replays.create(
+        "BTC_USDT",
+        "1h",
+        start=start,
+        end=start + timedelta(days=30),
+        cadence=timedelta(days=7),
+        points=[start],
+        config_hash="0" * 64,
+    )
+    sharpe = {p: 0.25 * (i + 1) for i, p in enumerate(POLICIES)}
+    registry.replays.finish(replay.id, {"policies": {p: {"sharpe": s} for p, s in sharpe.items()}})
+    shown = runner.invoke(app, ["replay", "show", replay.id], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    rows = {line.split()[1]: line for line in shown.stdout.splitlines() if line.startswith("│")}
+    assert set(POLICIES) <= set(rows), shown.stdout  # the shadow policy's row included
+    listed = runner.invoke(app, ["replay", "list"], terminal_width=300)
+    assert listed.exit_code == 0, listed.output
+    assert "shadow sharpe" in listed.stdout and "1.25" in listed.stdout, listed.stdout
