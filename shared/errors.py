@@ -234,6 +234,11 @@ class ReplayNotFoundError(RegistryError):
     """
 
 
+class UnknownMarketError(RegistryError):
+    """A well-spelled market that is neither in the config's universe nor has any version: nothing is known
+    of it. Handled by: the dashboard's history page (404 naming the market)."""
+
+
 class AmbiguousRunIdError(RegistryError):
     """An id prefix matches more than one run. Handled by: the CLI, which asks for a longer prefix."""
 

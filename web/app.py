@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.connections import redis_connection
-from trainfarm.shared.errors import ArtifactError, ConfigError, SymbolError
+from trainfarm.shared.errors import ArtifactError, ConfigError, SymbolError, UnknownMarketError
 from trainfarm.shared.registry import Registry, ReplayNotFoundError, VersionNotFoundError
 from trainfarm.shared.settings import FarmSettings, get_settings
 from trainfarm.shared.ui_auth import UiCredentials, ui_credentials
@@ -83,7 +83,7 @@ def _market_history(
         return history.market_history(registry, config, symbol, timeframe)
     except (SymbolError, ConfigError) as exc:
         return PlainTextResponse(str(exc), status_code=400)
-    except history.UnknownMarketError as exc:
+    except UnknownMarketError as exc:
         return PlainTextResponse(str(exc), status_code=404)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from trainfarm.shared.config import FarmConfig
+from trainfarm.shared.errors import UnknownMarketError
 from trainfarm.shared.monitoring.policies import live_sharpe_of, live_win_rate_of
 from trainfarm.shared.registry import PromotionReason, Registry, VersionRecord, metric
 from trainfarm.shared.symbols import canonical_symbol
@@ -27,10 +28,6 @@ from trainfarm.shared.timeframes import Timeframe, parse_timeframe
 DEFAULT_LIMIT = 200
 #: Where the best base model's test log-loss sits in a version's metrics (flat, or as evaluate() nests it).
 BEST_BASE_LOGLOSS = ("best_base_logloss", ("best_base", "logloss"))
-
-
-class UnknownMarketError(LookupError):
-    """A well-spelled market that is neither in the universe nor has any version: nothing to show."""
 
 
 @dataclass(frozen=True)
@@ -237,7 +234,6 @@ __all__ = [
     "ChampionPeriod",
     "MarketHistory",
     "Move",
-    "UnknownMarketError",
     "VersionPoint",
     "champion_periods",
     "gate_verdict",

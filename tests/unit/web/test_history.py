@@ -9,14 +9,13 @@ import pytest
 
 from tests.support.history import HOSTILE_REASON, SetClock, gate_report, metrics, seed_history
 from trainfarm.shared.config import FarmConfig
-from trainfarm.shared.errors import ConfigError, SymbolError
+from trainfarm.shared.errors import ConfigError, SymbolError, UnknownMarketError
 from trainfarm.shared.registry import PromotionReason, Registry, Signal
 from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.timeframes import Timeframe
 from trainfarm.web.history import (
     ChampionPeriod,
     Move,
-    UnknownMarketError,
     gate_verdict,
     live_figures,
     market_history,
