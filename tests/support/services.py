@@ -37,6 +37,7 @@ __all__ = [
     "python_json_loaded",
     "require",
     "require_system_redis",
+    "stop_process",
     "system_redis_url",
     "tcp_port_open",
 ]
@@ -159,6 +160,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM ``proc``, then SIGKILL if it has not exited within ``timeout`` seconds; reaped either way."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
 class RedisServer:
     """A `redis-server` a test starts, stops and starts again itself, on 127.0.0.1 and a folder of its own.
 
@@ -201,11 +214,5 @@ class RedisServer:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM (Redis writes its append-only file and exits), SIGKILL if it does not in time."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=timeout)
+        if self.proc is not None:
+            stop_process(self.proc, timeout)

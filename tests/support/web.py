@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.services import free_port
+from tests.support.services import free_port, stop_process
 from tests.support.waiting import wait_until
 from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.ui_auth import ui_credentials
@@ -55,9 +55,4 @@ def farm_web(settings: FarmSettings, tmp_path: Path, config: str) -> Iterator[st
         assert proc.poll() is None, log.read_text(errors="replace")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)

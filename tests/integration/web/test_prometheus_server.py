@@ -25,7 +25,7 @@ import yaml
 from tests.support.infra import dashboard_queries, keda_queries
 from tests.support.promql import grafana_to_promql
 from tests.support.scrape import populate
-from tests.support.services import REPO_ROOT, free_port, require
+from tests.support.services import REPO_ROOT, free_port, require, stop_process
 from tests.support.waiting import wait_until
 from tests.support.web import farm_web
 from trainfarm.shared.connections import EmbeddedRedis
@@ -99,12 +99,7 @@ def _prometheus(binary: str, config_file: Path, tmp_path: Path) -> Iterator[str]
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def test_prometheus_scrapes_the_dashboard_with_its_basic_auth_and_evaluates_the_rules(
