@@ -166,10 +166,16 @@ def shadow_against_gated(markets: Sequence[Mapping[str, Any]]) -> list[str]:
     better = _count(markets, "shadow", "gated", "logloss", higher=False)
     worse = _count(markets, "gated", "shadow", "logloss", higher=False)
     sharper = _count(markets, "shadow", "gated", "sharpe", higher=True)
+    decisions = [d for m in markets for d in (m["replay"].get("result") or {}).get("decisions") or []]
+    passed = [d for d in decisions if d.get("passed")]
+    contested = sum(d.get("champion_before") is not None for d in passed)
     lines += [
         "",
         f"By log-loss the shadow policy is better than gated on {better} of {n} markets and worse on "
-        f"{worse}; by Sharpe better on {sharper} of {n}.",
+        f"{worse}; by Sharpe better on {sharper} of {n}. Only a candidate that passes the gates in a market "
+        f"that has a champion becomes a challenger: the gates passed {len(passed)} of the {len(decisions)} "
+        f"candidates, {contested} of them in a market with a champion (the others went in directly as a "
+        "market's first champion).",
         "",
     ]
     return lines

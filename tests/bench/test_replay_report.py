@@ -97,6 +97,11 @@ def test_the_shadow_policy_is_compared_with_gated_when_the_replays_have_it(tmp_p
         {"event": "promoted", "version": "a"}, {"event": "challenger", "version": "b"},
         {"event": "retired", "version": "b"},
     ]  # fmt: skip
+    with_shadow["replay"]["result"]["decisions"] = [
+        {"idx": 0, "passed": True, "champion_before": None},
+        {"idx": 1, "passed": False, "champion_before": "a"},
+        {"idx": 2, "passed": True, "champion_before": "a"},
+    ]
     figures = {
         "markets": [with_shadow, market("BTC_USDT 1h", RETRAINING_HELPS, SHARPE, (1.0, 1.1))],
         "wall_seconds": 600.0,
@@ -109,3 +114,5 @@ def test_the_shadow_policy_is_compared_with_gated_when_the_replays_have_it(tmp_p
     assert "## Shadow against gated (issue 25)" in text
     assert "| ETH_USDT 1h | -0.0200 | 1.00 | - | -0.0300 | 0.70 | - | 1 | 1 |" in text
     assert "better than gated on 1 of 2 markets and worse on 0; by Sharpe better on 0 of 2" in text
+    # Only a passing candidate in a market with a champion can be a challenger.
+    assert "the gates passed 2 of the 3 candidates, 1 of them in a market with a champion" in text
