@@ -35,7 +35,7 @@ def test_full_run_trains_eight_models_and_writes_a_verified_pack(farm: Farm) -> 
     assert all(
         r.status == "succeeded" and r.device == "cpu" and r.worker and (r.seconds or 0) > 0 for r in results
     )
-    version = reg.versions.get(run.version)
+    version = farm.wait_settled(run.id)
     assert version.status in ("champion", "rejected")  # decided by the gates
     assert version.gate_report is not None
     meta = version.metrics["meta"]
@@ -134,7 +134,7 @@ def test_a_meta_only_run_through_a_worker_and_the_full_retrain_merged_into_it(me
     assert version is not None
     # A rejected candidate ships as evaluated (fitted through its calibration split): its test split's
     # bars come after its data. The meta-only run needs a champion, not a good one.
-    assert reg.versions.get(version).status == "rejected"  # real 12h bars with tiny models
+    assert meta_farm.wait_settled(full.run_id).status == "rejected"  # real 12h bars with tiny models
     promote_version(version, PromotionReason.MANUAL)
 
     meta = submit_retrain(SYMBOL, TF, "test", kind=RunKind.META)

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.services import require, tcp_port_open
+from tests.support.services import require_system_redis, system_redis_url
 from tests.support.waiting import wait_until
 from trainfarm.cli.processes import WorkerProcess
 from trainfarm.shared.connections import embedded_redis
 from trainfarm.shared.data.store import open_store
-from trainfarm.shared.registry import Registry
+from trainfarm.shared.registry import Registry, VersionRecord, VersionStatus
 from trainfarm.shared.settings import get_settings
 from trainfarm.workers.celery_app import rebind
 
@@ -62,6 +62,24 @@ class Farm:
         )
         return reg.runs.get(run_id).status
 
+    def wait_settled(self, run_id: str, timeout: float = 60) -> VersionRecord:
+        """The succeeded run's version once the gates' verdict was acted on (no longer a candidate).
+
+        A run is recorded as succeeded together with its version, which is settled (promoted or
+        rejected) just after, so a test that reads the verdict waits for it.
+        """
+        reg = self.registry()
+        version = reg.runs.get(run_id).version
+        assert version is not None, f"run {run_id} has no version"
+        wait_until(
+            lambda: reg.versions.get(version).status != VersionStatus.CANDIDATE,
+            timeout,
+            f"version {version} settled",
+            process=self.workers[0],
+            every=0.25,
+        )
+        return reg.versions.get(version)
+
 
 def start_farm(
     tmp_path: Path,
@@ -75,9 +93,9 @@ def start_farm(
 ) -> Iterator[Farm]:
     """A farm home with the BTC sample imported and one real worker (2 pool processes); all torn down.
 
-    ``redis_mode``: "embedded" (the home's own server), "system" (127.0.0.1:6379, db 11, flushed), or the
-    ``redis://`` URL of a server the caller started and stops. With ``start=False`` the worker is created
-    but not started (the caller adjusts and starts it).
+    ``redis_mode``: "embedded" (the home's own server), "system" (the system Redis, this pytest process's
+    own database, flushed), or the ``redis://`` URL of a server the caller started and stops. With
+    ``start=False`` the worker is created but not started (the caller adjusts and starts it).
     """
     home = tmp_path / "home"
     home.mkdir()
@@ -89,8 +107,8 @@ def start_farm(
     env_vars = {"FARM_HOME": str(home), "FARM_CONFIG_FILE": str(config)}
     system_url = None
     if redis_mode == "system":
-        require(tcp_port_open("127.0.0.1", 6379), "no Redis at 127.0.0.1:6379")
-        system_url = "redis://127.0.0.1:6379/11"
+        require_system_redis()
+        system_url = system_redis_url("farm")
         redis.Redis.from_url(system_url).flushdb()
         env_vars["FARM_REDIS_URL"] = system_url
     elif redis_mode.startswith("redis://"):
