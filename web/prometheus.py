@@ -21,6 +21,7 @@ from trainfarm.shared.config import FarmConfig
 from trainfarm.shared.connections import redis_connection
 from trainfarm.shared.registry import Registry, RunKind, RunStatus
 from trainfarm.shared.settings import get_settings
+from trainfarm.web.history import gate_verdict
 from trainfarm.workers.checks.live_window import load_champion
 from trainfarm.workers.runs import queue_depths
 from trainfarm.workers.status import BotInfo, MarketInfo, bot_infos, champions_of, market_infos
@@ -188,10 +189,9 @@ class FarmCollector(Collector):
         failures: Counter[tuple[str, str]] = Counter()
         for symbol, tf in markets:
             for version in registry.versions.of_market(symbol, tf):
-                checks = (version.gate_report or {}).get("checks", [])
-                for check in checks if isinstance(checks, list) else []:
-                    if isinstance(check, dict) and check.get("passed") is False:
-                        failures[(tf, str(check.get("name")))] += 1
+                # Read as the history page reads a report (one rule: a check not marked passed failed).
+                for name in gate_verdict(version.gate_report)[1]:
+                    failures[(tf, name)] += 1
         family = GaugeMetricFamily(
             "trainfarm_gate_failures", "versions failing each gate check", labels=["timeframe", "check"]
         )

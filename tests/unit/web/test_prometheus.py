@@ -16,6 +16,7 @@ from tests.support.scrape import families, scrape
 from trainfarm.shared.connections import EmbeddedRedis, embedded_redis, redis_client
 from trainfarm.shared.registry import Registry, dispose_engine, utc_now
 from trainfarm.shared.settings import FarmSettings
+from trainfarm.web.history import gate_verdict
 from trainfarm.workers.routing import QUEUES, TRAIN_BASE
 
 #: A farm whose cadences and bot silence limit differ from the defaults, to see them followed.
@@ -99,3 +100,35 @@ def test_the_queue_depth_counts_every_priority_list_celery_fills(
     depth = _values(scrape(settings), "trainfarm_queue_depth", "queue")
     assert depth == {("cpu",): 10, ("meta",): 2, ("gpu",): 1, ("control",): 0}
     assert bare == 3 < depth[("cpu",)]  # the bare list alone misses 7 of the 10
+
+
+def test_the_gate_failures_count_a_check_as_the_history_page_reads_it(tmp_path: Path) -> None:
+    """One rule for a stored report's checks, on the page and in the metric: a check not marked passed
+    (``passed`` false or missing) failed; a report's own ``passed`` does not outvote its checks."""
+    reports: dict[str, dict[str, object] | None] = {
+        "v1": {"passed": True, "checks": [{"name": "sharpe", "passed": False}, {"name": "signals"}]},
+        "v2": {
+            "passed": False,
+            "checks": [{"name": "sharpe", "passed": False}, {"name": "ece", "passed": True}],
+        },
+        "v3": None,
+    }
+    with farm_settings(tmp_path / "home", CONFIG) as settings:
+        server = embedded_redis(settings)
+        server.ensure_running()
+        try:
+            registry = Registry.open(settings.database)
+            for name, report in reports.items():
+                run = registry.runs.create("BTC_USDT", "1h", "schedule")
+                registry.versions.add(
+                    name, "BTC_USDT", "1h", run.id, metrics={}, path=f"/p/{name}", manifest_sha256="0" * 64,
+                    gate_report=report,
+                )  # fmt: skip
+            text = scrape(settings)
+        finally:
+            server.stop()
+            dispose_engine(settings.database)
+    counted = _values(text, "trainfarm_gate_failures", "timeframe", "check")
+    assert counted == {("1h", "sharpe"): 2, ("1h", "signals"): 1}
+    by_page = [gate_verdict(report)[1] for report in reports.values()]
+    assert by_page == [("sharpe", "signals"), ("sharpe",), ()]
