@@ -11,6 +11,8 @@ One name per concept:
 * ``services``: where the repository, its data and the services outside it are (``REPO_ROOT``,
   ``require``, ``free_port``, ``RedisServer``, ``postgres_database``).
 * ``waiting``: the tests' one wait helper, ``wait_until``.
+* ``browser``: the system's Chromium through Playwright, signed in as the dashboard's operator
+  (``chromium``, ``signed_in``).
 * ``bars``, ``clock``, ``concurrency``, ``state``, ``tcp_proxy``, ``wheels``: hand-built bars, a stepping
   clock, work released in threads, before/after snapshots of a farm's state, a TCP proxy a test can cut,
   wheels and fresh environments.

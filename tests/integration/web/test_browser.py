@@ -9,7 +9,6 @@ own. Screenshots are kept under the test's temporary folder (their paths are pri
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,28 +17,19 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.browser import chromium, signed_in
 from tests.support.history import SetClock, seed_history
 from tests.support.markets import crown
 from tests.support.packs import PACK_SYMBOL, PACK_TF, Pack, register_pack
-from tests.support.services import SAMPLE_DIR, require
+from tests.support.services import SAMPLE_DIR
 from tests.support.web import farm_web
 from trainfarm.shared.connections import EmbeddedRedis
 from trainfarm.shared.data.store import open_store
 from trainfarm.shared.registry import PairedScore, PromotionReason, Registry
 from trainfarm.shared.settings import FarmSettings
-from trainfarm.shared.ui_auth import ui_credentials
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
-
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-
-
-def _chromium() -> str:
-    found = next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
-    require(found is not None, "no Chromium on PATH (the CI installs the system's chromium package)")
-    assert found is not None
-    return found
+    from playwright.sync_api import Dialog, Page
 
 
 @dataclass(frozen=True)
@@ -68,60 +58,48 @@ def dashboard(
 
 
 def test_the_dashboard_in_chromium(dashboard: Dashboard, settings: FarmSettings, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    chromium = _chromium()
-    creds = ui_credentials(settings)
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            stranger = browser.new_context()  # no credentials: refused (headless Chromium shows no prompt)
-            assert stranger.request.get(dashboard.url + "/").status == 401
-            context = browser.new_context(
-                http_credentials={"username": creds.user, "password": creds.password},
-                viewport={"width": 1400, "height": 900},
-            )
-            page = context.new_page()
-            assert page.goto(dashboard.url + "/").status == 200  # type: ignore[union-attr]
-            cell = page.locator(f'[data-market="{PACK_SYMBOL}-{PACK_TF.value}"]')
-            assert dashboard.version in cell.inner_text()
-            assert "bars " in page.locator("tr", has_text="BTC_USDT").first.inner_text()
-            held = page.locator('[data-market="ETH_USDT-1h"] .pill', has_text="held")
-            assert held.inner_text() == "held: stale_data"
-            page.screenshot(path=str(shots / "markets.png"), full_page=True)
+    with chromium() as browser:
+        stranger = browser.new_context()  # no credentials: refused (headless Chromium shows no prompt)
+        assert stranger.request.get(dashboard.url + "/").status == 401
+        page = signed_in(browser, settings).new_page()
+        assert page.goto(dashboard.url + "/").status == 200  # type: ignore[union-attr]
+        cell = page.locator(f'[data-market="{PACK_SYMBOL}-{PACK_TF.value}"]')
+        assert dashboard.version in cell.inner_text()
+        assert "bars " in page.locator("tr", has_text="BTC_USDT").first.inner_text()
+        held = page.locator('[data-market="ETH_USDT-1h"] .pill', has_text="held")
+        assert held.inner_text() == "held: stale_data"
+        page.screenshot(path=str(shots / "markets.png"), full_page=True)
 
-            # A promotion elsewhere appears on the open page: the grid refreshes itself.
-            other = crown(dashboard.registry, "ETH_USDT", "1h")
-            page.wait_for_selector(f'[data-market="ETH_USDT-1h"] a[href="/versions/{other}"]', timeout=20_000)
-            assert page.locator("#markets").get_attribute("data-updated")
+        # A promotion elsewhere appears on the open page: the grid refreshes itself.
+        other = crown(dashboard.registry, "ETH_USDT", "1h")
+        page.wait_for_selector(f'[data-market="ETH_USDT-1h"] a[href="/versions/{other}"]', timeout=20_000)
+        assert page.locator("#markets").get_attribute("data-updated")
 
-            # A challenger of BTC 12h (shadow mode) gets its panel: version, who started it, live bars so far.
-            challenger = _challenger(dashboard.registry, dashboard.version)
-            panel = page.locator(f'[data-market="{PACK_SYMBOL}-{PACK_TF.value}"] .challenger')
-            panel.wait_for(timeout=20_000)
-            assert f"challenger {challenger}" in panel.inner_text() and "3/60 live bars" in panel.inner_text()
-            assert panel.locator("progress").get_attribute("value") == "3"
-            page.screenshot(path=str(shots / "challenger.png"), full_page=True)
+        # A challenger of BTC 12h (shadow mode) gets its panel: version, who started it, live bars so far.
+        challenger = _challenger(dashboard.registry, dashboard.version)
+        panel = page.locator(f'[data-market="{PACK_SYMBOL}-{PACK_TF.value}"] .challenger')
+        panel.wait_for(timeout=20_000)
+        assert f"challenger {challenger}" in panel.inner_text() and "3/60 live bars" in panel.inner_text()
+        assert panel.locator("progress").get_attribute("value") == "3"
+        page.screenshot(path=str(shots / "challenger.png"), full_page=True)
 
-            cell.locator("a.champion").click()
-            page.wait_for_url(f"**/versions/{dashboard.version}")
-            assert page.locator("#gates tr").count() > 5  # a row per gate check
-            assert page.locator("#stacker-chosen").inner_text()
-            plot = page.locator("img.plot").first
-            plot.wait_for()
-            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=plot.element_handle())
-            width = plot.evaluate("img => img.naturalWidth")
-            assert width > 500  # the reliability diagram, decoded by the browser
-            # What the models relied on: the features chart and the base models' permutation chart.
-            assert page.locator("#feature-chart rect").count() == 15
-            assert page.locator("#stacker-chart rect").count() == 8
-            page.screenshot(path=str(shots / "version.png"), full_page=True)
-            page.goto(dashboard.url + "/bots")
-            page.screenshot(path=str(shots / "bots.png"), full_page=True)
-        finally:
-            browser.close()
+        cell.locator("a.champion").click()
+        page.wait_for_url(f"**/versions/{dashboard.version}")
+        assert page.locator("#gates tr").count() > 5  # a row per gate check
+        assert page.locator("#stacker-chosen").inner_text()
+        plot = page.locator("img.plot").first
+        plot.wait_for()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=plot.element_handle())
+        width = plot.evaluate("img => img.naturalWidth")
+        assert width > 500  # the reliability diagram, decoded by the browser
+        # What the models relied on: the features chart and the base models' permutation chart.
+        assert page.locator("#feature-chart rect").count() == 15
+        assert page.locator("#stacker-chart rect").count() == 8
+        page.screenshot(path=str(shots / "version.png"), full_page=True)
+        page.goto(dashboard.url + "/bots")
+        page.screenshot(path=str(shots / "bots.png"), full_page=True)
     for name in ("markets.png", "challenger.png", "version.png", "bots.png"):
         assert (shots / name).read_bytes().startswith(b"\x89PNG")
     print(f"screenshots: {shots}")
@@ -143,44 +121,32 @@ def test_a_markets_history_in_chromium(
 ) -> None:
     """From the grid to the market's history: three charts drawn with their points, lines, markers and
     period bars; nothing fetched from elsewhere; an operator's hostile reason shown, never run."""
-    from playwright.sync_api import Dialog, sync_playwright
-
-    chromium = _chromium()
-    creds = ui_credentials(settings)
     shots = tmp_path / "screenshots"
     shots.mkdir()
     fetched: list[str] = []
     dialogs: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(
-                http_credentials={"username": creds.user, "password": creds.password},
-                viewport={"width": 1400, "height": 900},
-            )
-            page = context.new_page()
-            page.on("request", lambda request: fetched.append(request.url))
+    with chromium() as browser:
+        page = signed_in(browser, settings).new_page()
+        page.on("request", lambda request: fetched.append(request.url))
 
-            def dismiss(dialog: Dialog) -> None:
-                dialogs.append(dialog.message)
-                dialog.dismiss()
+        def dismiss(dialog: Dialog) -> None:
+            dialogs.append(dialog.message)
+            dialog.dismiss()
 
-            page.on("dialog", dismiss)
-            assert page.goto(history_dashboard + "/").status == 200  # type: ignore[union-attr]
-            page.locator('[data-market="BTC_USDT-1h"] a.history').click()
-            page.wait_for_url("**/markets/BTC_USDT/1h/history")
-            assert page.locator("h1").inner_text() == "BTC_USDT 1h · history"
+        page.on("dialog", dismiss)
+        assert page.goto(history_dashboard + "/").status == 200  # type: ignore[union-attr]
+        page.locator('[data-market="BTC_USDT-1h"] a.history').click()
+        page.wait_for_url("**/markets/BTC_USDT/1h/history")
+        assert page.locator("h1").inner_text() == "BTC_USDT 1h · history"
 
-            _check_history_charts(page)
-            assert page.locator("#periods tr").count() == 7 and page.locator("#versions tr").count() == 13
-            # The operator's reason is text in the table, and no script of it ran.
-            assert "<script>alert('x')</script> retrain by hand" in page.locator("#versions").inner_text()
-            page.screenshot(path=str(shots / "history.png"), full_page=True)
+        _check_history_charts(page)
+        assert page.locator("#periods tr").count() == 7 and page.locator("#versions tr").count() == 13
+        # The operator's reason is text in the table, and no script of it ran.
+        assert "<script>alert('x')</script> retrain by hand" in page.locator("#versions").inner_text()
+        page.screenshot(path=str(shots / "history.png"), full_page=True)
 
-            page.locator("#logloss-chart circle.dot.model.failed").first.click()  # a point opens its version
-            page.wait_for_url("**/versions/v03-BTC_USDT")
-        finally:
-            browser.close()
+        page.locator("#logloss-chart circle.dot.model.failed").first.click()  # a point opens its version
+        page.wait_for_url("**/versions/v03-BTC_USDT")
     assert dialogs == []
     assert fetched and all(url.startswith(history_dashboard + "/") for url in fetched), fetched
     assert (shots / "history.png").read_bytes().startswith(b"\x89PNG")
