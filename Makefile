@@ -30,8 +30,13 @@ $(STAMP): pyproject.toml trainfarm_client/pyproject.toml examples/feature-set/py
 demo: $(STAMP)
 	$(BIN)/farm demo
 
+# One pytest process per logical core, at most 4 (tests/support/services.MAX_TEST_PROCESSES: each has its own
+# databases on the system Redis); a test file stays on one process, so its module fixtures are built once.
+# Most of the suite waits on the processes it starts, so two processes finish it far sooner even on 2 cores.
+# `make test TEST_PROCESSES=0` runs it in this one process.
+TEST_PROCESSES ?= logical
 test: $(STAMP)
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --maxprocesses 4 --dist loadfile --durations=15
 
 # Skips the tests marked slow (packs, processes, environments): under a minute instead of several.
 test-fast: $(STAMP)

@@ -36,14 +36,13 @@ meta_rounds = 40
 early_stopping_rounds = 5
 task_time_limit = "5m"
 """
-REDIS_DB = 13
 RUN_TIMEOUT_S = 420.0
 
 
 @pytest.fixture
 def shared_services() -> Iterator[tuple[str, str]]:
     require_system_redis()
-    url = system_redis_url(REDIS_DB)
+    url = system_redis_url("multi_host")
     redis.Redis.from_url(url).flushdb()
     try:
         for database in postgres_database():

@@ -127,7 +127,7 @@ def test_long_home_path_moves_the_socket_to_tmp(tmp_path: Path) -> None:
 
 def test_configured_url_is_used_instead_of_embedded(farm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require_system_redis()
-    url = system_redis_url(0)
+    url = system_redis_url("redis_runtime")
     monkeypatch.setenv("FARM_REDIS_URL", url)
     get_settings.cache_clear()
     assert redis_url() == url

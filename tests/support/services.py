@@ -22,12 +22,14 @@ import pytest
 
 __all__ = [
     "IN_CI",
+    "MAX_TEST_PROCESSES",
     "PG_HOST",
     "PG_PORT",
     "PG_USER",
     "REPO_ROOT",
     "SAMPLE_DIR",
     "SHARED_DATA",
+    "SYSTEM_REDIS_DBS",
     "SYSTEM_REDIS_HOST",
     "SYSTEM_REDIS_PORT",
     "RedisServer",
@@ -38,6 +40,7 @@ __all__ = [
     "require",
     "require_system_redis",
     "stop_process",
+    "suite_process_index",
     "system_redis_url",
     "tcp_port_open",
 ]
@@ -75,9 +78,30 @@ def tcp_port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def system_redis_url(db: int) -> str:
-    """URL of database ``db`` on the system Redis at SYSTEM_REDIS_HOST:SYSTEM_REDIS_PORT."""
-    return f"redis://{SYSTEM_REDIS_HOST}:{SYSTEM_REDIS_PORT}/{db}"
+#: ``make test`` runs one pytest process per core, up to this many (``--maxprocesses``), each with its own
+#: databases on the system Redis (:func:`system_redis_url`).
+MAX_TEST_PROCESSES = 4
+#: The system Redis databases a test module may claim: each is the first of MAX_TEST_PROCESSES consecutive
+#: databases, one per pytest process (Redis has 16).
+SYSTEM_REDIS_DBS = {"redis_runtime": 0, "farm": 4, "multi_host": 8}
+
+
+def suite_process_index() -> int:
+    """This pytest process's index among ``make test``'s processes (pytest-xdist's ``gw<N>``; 0 alone)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw"))
+    if index >= MAX_TEST_PROCESSES:
+        raise RuntimeError(f"pytest process {worker}: at most {MAX_TEST_PROCESSES} share the system Redis")
+    return index
+
+
+def system_redis_url(user: str) -> str:
+    """URL of ``user``'s database on the system Redis at SYSTEM_REDIS_HOST:SYSTEM_REDIS_PORT.
+
+    ``user`` is a key of SYSTEM_REDIS_DBS; each pytest process gets its own database, so that two modules
+    that flush theirs never run on one database at once.
+    """
+    return f"redis://{SYSTEM_REDIS_HOST}:{SYSTEM_REDIS_PORT}/{SYSTEM_REDIS_DBS[user] + suite_process_index()}"
 
 
 def require_system_redis() -> None:
