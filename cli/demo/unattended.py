@@ -39,7 +39,10 @@ from trainfarm.shared.settings import get_settings
 from trainfarm.workers.checks.trigger_check import COOLDOWN_KEY
 
 #: The unattended phase's config: one market synced from a freqtrade folder, second-scale cadences (the
-#: rest: the defaults).
+#: rest: the defaults). The drift policies are off: the month of bars the first sync brings can read as a
+#: feature shift, and their full retrain, started before the meta-only schedule's slot, would take that
+#: run's place (a meta-only request merges into it) and leave no bars after the new champion's data for a
+#: meta-only run to refit on, so the phase would wait for one in vain.
 BEAT_CONFIG = """
 [universe]
 symbols = ["{symbol}"]
@@ -57,6 +60,8 @@ cadence = "40s"
 meta_cadence = "20s"
 [timeframes.{timeframe}.triggers]
 cooldown = "30s"
+feature_drift = false
+calibration_drift = false
 """
 #: Step 9's history ends this many days before today: the month of new 5m bars the sync brings (720 1h
 #: bars and more; a meta-only run needs 400).
