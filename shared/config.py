@@ -3,6 +3,13 @@
 The file is TOML (``farm.toml`` in the repository documents every key with its default). Every key is
 optional: what the file leaves out takes the default declared here, so the defaults live in exactly one
 place. ``load_config`` validates the whole file up front and names the key that is wrong.
+
+The tables that belong to one part of the farm are declared beside it and put together here:
+:mod:`trainfarm.shared.evaluation.gate_params` (the gates' thresholds),
+:mod:`trainfarm.shared.monitoring.trigger_params` (the trigger policies),
+:mod:`trainfarm.shared.monitoring.alert_params` (alerts),
+:mod:`trainfarm.shared.champions.promotion_params` (promotion) and
+:mod:`trainfarm.shared.dataset.feature_params` (features).
 """
 
 from __future__ import annotations
@@ -12,14 +19,18 @@ import json
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from trainfarm.shared.champions.promotion_params import PromotionParams
+from trainfarm.shared.config_table import ConfigTable, Fraction
 from trainfarm.shared.data.intervals import BarInterval, IntervalName
 from trainfarm.shared.dataset.feature_params import FeatureParams
 from trainfarm.shared.errors import ConfigError, FarmError
+from trainfarm.shared.evaluation.gate_params import GatesConfig, GateThresholds, timeframe_gates
+from trainfarm.shared.monitoring.alert_params import AlertsConfig
+from trainfarm.shared.monitoring.trigger_params import TriggerParams
 from trainfarm.shared.symbols import SymbolId
 from trainfarm.shared.timeframes import (
     Duration,
@@ -31,185 +42,8 @@ from trainfarm.shared.timeframes import (
     timeframe_field,
 )
 
-Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
-
-class _Strict(BaseModel):
-    # Unknown keys are typos; refusing them beats silently training with a default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-#: Selectable gate profiles: "default" applies each timeframe's ``gates``; "strict" adds class share
-#: targets and replaces the mean confidence and eligible share floors with the timeframe's ``gates.strict``
-#: table.
-GateProfile = Literal["default", "strict"]
-
-
-class StrictGates(_Strict):
-    """The strict profile's requirements for one timeframe (``[gates] profile = "strict"`` selects them).
-
-    ``class_share`` is read as the TARGET mix of predicted classes (down, neutral, up), each class allowed
-    ``class_share_tolerance`` either side of it. Read as three upper bounds instead, shares that sum to 1
-    under bounds that also sum to 1 could only pass by matching them exactly, which no model does.
-    The defaults here are the 5m row; each timeframe's own row is set in ``_default_timeframes``.
-
-    Where the targets contradict calibrated output: a calibrated model's top class follows its
-    probabilities, and on markets where the neutral class holds 30-40% of the bars with weak directional
-    skill, honest probabilities rarely put up or down on top, so its predicted mix is mostly the majority
-    class; a target like 45/10/45 can then be met only by an overconfident model (or by pushing the
-    argmax around), and ``min_mean_confidence`` of 0.50-0.65 asks for confidence that calibration on
-    these labels does not give (the default profile has no such floor). The strict profile is kept for
-    operators who trade only a sharp, balanced directional book and accept that it rejects most
-    calibrated candidates; the default profile gates on proper scores instead.
-    """
-
-    class_share: tuple[float, float, float] = Field(
-        (0.40, 0.20, 0.40), description="target predicted share of down, neutral, up (sums to 1)"
-    )
-    class_share_tolerance: Fraction = Field(
-        0.10, description="how far a predicted class share may lie from its target, either side"
-    )
-    min_mean_confidence: Fraction = Field(0.65, description="floor on the mean top-class probability")
-    min_eligible_share: Fraction = Field(0.30, description="floor on the share of bars with p >= p*")
-
-    @field_validator("class_share")
-    @classmethod
-    def _shares(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(not 0.0 <= v <= 1.0 for v in value) or abs(sum(value) - 1.0) > 1e-6:
-            raise ValueError(f"class_share must be three shares in [0, 1] that sum to 1, got {list(value)}")
-        return value
-
-
-class GateThresholds(_Strict):
-    """Thresholds the validation gates (:mod:`trainfarm.shared.evaluation.gates`) compare a candidate
-    against."""
-
-    min_logloss_improvement: float = Field(
-        0.01, ge=0.0, description="relative test log-loss improvement over the class-prior baseline"
-    )
-    min_direction_improvement: float = Field(
-        0.005,
-        ge=0.0,
-        description="relative log-loss improvement of p_up / (p_up + p_down) over the prior's up/down ratio, "
-        "on the test rows whose label is up or down (0.5% is about 54% directional accuracy at full "
-        "confidence)",
-    )
-    confidence: float = Field(
-        0.95,
-        gt=0.5,
-        lt=1.0,
-        description="confidence of the one-sided bounds: the improvements over the prior must be above 0 at "
-        "it, and a candidate fails the champion comparison when worse beyond it",
-    )
-    min_bound_blocks: int = Field(
-        20,
-        ge=2,
-        description="fewest contiguous blocks (each at least one label window) a t bound is computed over; "
-        "a series too short for them cannot be bounded honestly, and its check fails",
-    )
-    bootstrap_samples: int = Field(
-        1000,
-        ge=100,
-        le=100_000,
-        description="resamples of the block bootstrap of the book Sharpe's lower bound (sharpe_bootstrap)",
-    )
-    min_output_std: float = Field(
-        0.02, ge=0.0, description="floor on the larger std of p_up - p_down and of the top probability"
-    )
-    min_eligible_share: Fraction = Field(0.05, description="floor on the share of bars with p >= p*")
-    min_sharpe: float = Field(
-        0.0, description="floor on the annualised Sharpe of the overlapping book's per-bar P&L"
-    )
-    sharpe_bootstrap: bool = Field(
-        False,
-        description="compare the book Sharpe's one-sided block-bootstrap lower bound (instead of its point "
-        "estimate) with min_sharpe",
-    )
-    min_signals: int = Field(30, ge=1, description="floor on the test signals the simulation trades")
-    max_regression_pct: float = Field(
-        0.0,
-        ge=0.0,
-        description="the lower bound of how much worse (%) the candidate's log-loss/Brier is than the "
-        "champion's (paired t bound over blocks) may be at most this: 0 = not significantly worse",
-    )
-    min_champion_rows: int = Field(
-        50,
-        ge=1,
-        description="fewest test rows after the champion's data for a champion comparison (and at least "
-        "min_bound_blocks label windows); with fewer the champion is not compared and stays, unless it is "
-        "past its freshness limit or a live trigger asked for the retrain",
-    )
-    min_sharpe_fraction: float = Field(
-        0.8, ge=0.0, description="Sharpe must reach this fraction of the champion's on the same window"
-    )
-    strict: StrictGates = StrictGates()
-
-
-class GatesConfig(_Strict):
-    """Which gate profile is in force (for every timeframe)."""
-
-    profile: GateProfile = Field("default", description='"default" or "strict" (see StrictGates)')
-
-
-class TriggerParams(_Strict):
-    """Which retrain trigger policies are on for a timeframe, and how often one may fire again."""
-
-    no_champion: bool = Field(True, description="retrain a market that has no champion yet")
-    stale: bool = Field(True, description="retrain when the champion is older than freshness_limit")
-    live_win_rate: bool = Field(True, description="retrain when the champion's live win rate is too low")
-    min_win_rate: Fraction = Field(0.45, description="live win rate below this triggers a retrain")
-    live_sharpe: bool = Field(True, description="retrain when the champion's live Sharpe is too low")
-    min_live_sharpe: float = Field(0.3, description="annualised live Sharpe below this triggers a retrain")
-    min_outcomes: int = Field(
-        20, ge=2, description="live outcomes (with a realised return) the live policies need to decide"
-    )
-    feature_drift: bool = Field(
-        True, description="retrain when a live feature's PSI against the champion's training data is high"
-    )
-    max_feature_psi: float = Field(
-        0.25, gt=0.0, description="the largest per-feature PSI above this triggers a retrain (major shift)"
-    )
-    calibration_drift: bool = Field(
-        True, description="retrain when the champion's live probabilities no longer match realised classes"
-    )
-    max_calibration_gap: float = Field(
-        0.1,
-        gt=0.0,
-        lt=1.0,
-        description="mean |predicted - realised frequency| by decile above this triggers a retrain",
-    )
-    min_live_bars: int = Field(
-        200,
-        ge=10,
-        description="live bars (after the champion's data; with a passed horizon for calibration) the "
-        "drift policies need to decide",
-    )
-    drift_window: int = Field(
-        500,
-        ge=10,
-        description="the drift policies look at the latest this many bars after the champion's data",
-    )
-    train_serve_skew: bool = Field(
-        True, description="check the features bots report against the farm's (a flag; never retrains)"
-    )
-    skew_rows: int = Field(
-        50, ge=1, description="the champion's latest reported outcomes with features the skew check compares"
-    )
-    cooldown: Duration = Field(
-        timedelta(hours=1),
-        description="a market retrained for a policy is not retriggered by the same policy within this",
-    )
-
-    @model_validator(mode="after")
-    def _window_holds_the_minimum(self) -> TriggerParams:
-        if self.drift_window < self.min_live_bars:
-            raise ValueError(
-                f"drift_window ({self.drift_window}) must be at least min_live_bars ({self.min_live_bars})"
-            )
-        return self
-
-
-class BeatParams(_Strict):
+class BeatParams(ConfigTable):
     """What beat runs besides the per-timeframe full retrains."""
 
     trigger_check: Duration = Field(
@@ -229,96 +63,7 @@ class BeatParams(_Strict):
     )
 
 
-#: The kinds of alert (:mod:`trainfarm.shared.monitoring.alerts` says what each is).
-AlertKind = Literal["promotion", "rejection", "failure", "trigger", "stale_bot", "held", "challenger"]
-ALERT_KINDS: tuple[AlertKind, ...] = (
-    "promotion",
-    "rejection",
-    "failure",
-    "trigger",
-    "stale_bot",
-    "held",
-    "challenger",
-)
-
-
-class WebhookConfig(_Strict):
-    """The JSON webhook (POST); on when ``FARM_ALERT_WEBHOOK_URL`` is set."""
-
-    events: tuple[AlertKind, ...] = Field(ALERT_KINDS, description="alert kinds the webhook gets")
-    timeout: Duration = Field(timedelta(seconds=5), description="one POST may take this long")
-
-
-class EmailConfig(_Strict):
-    """E-mail over SMTP (sent through Apprise's e-mail plugin); on when ``to`` lists an address."""
-
-    events: tuple[AlertKind, ...] = Field(
-        ("promotion", "failure", "stale_bot"), description="alert kinds e-mail gets"
-    )
-    to: tuple[str, ...] = Field((), description="recipients; none = e-mail off")
-    sender: str = Field("trainfarm@localhost", description="the From address")
-    host: str = Field("127.0.0.1", description="SMTP server")
-    port: int = Field(25, ge=1, le=65535, description="SMTP port")
-    starttls: bool = Field(False, description="upgrade the connection with STARTTLS before sending")
-    user: str = Field(
-        "", description="SMTP login, with FARM_SMTP_PASSWORD (login when both are set); empty = no login"
-    )
-    timeout: Duration = Field(timedelta(seconds=10), description="one SMTP conversation may take this long")
-
-
-#: A URL's position in ``FARM_ALERT_URLS``, counted from 1.
-UrlPosition = Annotated[int, Field(ge=1)]
-
-
-class AppriseAlertsConfig(_Strict):
-    """Chat and push services through Apprise (Telegram, Slack, Discord, Matrix, ntfy, ...): each URL of
-    ``FARM_ALERT_URLS`` is a channel of its own, on when the setting lists it."""
-
-    events: tuple[AlertKind, ...] = Field(
-        ("promotion", "rejection", "failure", "stale_bot", "held"),
-        description="alert kinds every Apprise URL gets (unless events_by_url names it)",
-    )
-    events_by_url: dict[UrlPosition, tuple[AlertKind, ...]] = Field(
-        default_factory=dict,
-        description="per URL, by its position in FARM_ALERT_URLS (from 1): the kinds it gets instead of "
-        "events",
-    )
-    timeout: PositiveDuration = Field(
-        timedelta(seconds=10),
-        description="connect and read timeout of one notification, for URLs that set no cto= or rto=",
-    )
-
-    def kinds(self, position: int) -> tuple[AlertKind, ...]:
-        """The kinds the URL at ``position`` (from 1) gets."""
-        return self.events_by_url.get(position, self.events)
-
-
-class AlertsConfig(_Strict):
-    """``[alerts]``: how often beat delivers, when a bot is stale, how deliveries are retried (the alerts
-    themselves: :mod:`trainfarm.shared.monitoring.alerts`)."""
-
-    check: Duration = Field(
-        timedelta(seconds=10), description="how often beat reads new events and delivers due alerts"
-    )
-    stale_bot_after: Duration = Field(
-        timedelta(minutes=1), description="a bot silent this long is alerted as stale, once"
-    )
-    max_attempts: int = Field(6, ge=1, le=20, description="deliveries of one alert before it is dropped")
-    retry_base: Duration = Field(
-        timedelta(seconds=5), description="wait before the first retry; doubled at each further one"
-    )
-    retry_max: Duration = Field(timedelta(minutes=10), description="longest wait between two attempts")
-    webhook: WebhookConfig = WebhookConfig()
-    email: EmailConfig = EmailConfig()
-    apprise: AppriseAlertsConfig = AppriseAlertsConfig()
-
-    def backoff_s(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based): base x 2^(attempt-1), capped."""
-        base = self.retry_base.total_seconds()
-        return float(min(self.retry_max.total_seconds(), base * 2 ** max(0, attempt - 1)))
-
-
-class TimeframeParams(_Strict):
+class TimeframeParams(ConfigTable):
     """Everything that differs between timeframes. Durations are written like "90d", "12h"."""
 
     label_horizon: int = Field(ge=1, description="bars ahead the label's forward return looks")
@@ -352,28 +97,6 @@ class TimeframeParams(_Strict):
     promotion: PromotionParams = PromotionParams()
 
 
-#: The strict profile's table (class share target down/neutral/up, mean confidence floor, eligible share
-#: floor), one row per timeframe.
-_STRICT_TABLE: dict[Timeframe, StrictGates] = {
-    Timeframe.M5: StrictGates(
-        class_share=(0.40, 0.20, 0.40), min_mean_confidence=0.65, min_eligible_share=0.30
-    ),
-    Timeframe.H1: StrictGates(
-        class_share=(0.45, 0.10, 0.45), min_mean_confidence=0.60, min_eligible_share=0.30
-    ),
-    Timeframe.H12: StrictGates(
-        class_share=(0.40, 0.20, 0.40), min_mean_confidence=0.55, min_eligible_share=0.25
-    ),
-    Timeframe.D1: StrictGates(
-        class_share=(0.45, 0.10, 0.45), min_mean_confidence=0.50, min_eligible_share=0.25
-    ),
-}
-
-
-def _gates(timeframe: Timeframe) -> GateThresholds:
-    return GateThresholds(strict=_STRICT_TABLE[timeframe])
-
-
 def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
     return {
         Timeframe.M5: TimeframeParams(
@@ -383,7 +106,7 @@ def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
             freshness_limit="1d",
             meta_cadence="1h",
             vol_window=96,
-            gates=_gates(Timeframe.M5),
+            gates=timeframe_gates(Timeframe.M5),
             promotion=PromotionParams(shadow_min_bars=288, shadow_max_age="3d"),
         ),
         Timeframe.H1: TimeframeParams(
@@ -392,7 +115,7 @@ def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
             cadence="1d",
             freshness_limit="3d",
             meta_cadence="6h",
-            gates=_gates(Timeframe.H1),
+            gates=timeframe_gates(Timeframe.H1),
         ),
         Timeframe.H12: TimeframeParams(
             label_horizon=2,
@@ -400,7 +123,7 @@ def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
             cadence="7d",
             freshness_limit="14d",
             vol_window=30,
-            gates=_gates(Timeframe.H12),
+            gates=timeframe_gates(Timeframe.H12),
             promotion=PromotionParams(shadow_min_bars=60, shadow_max_age="90d"),
         ),
         Timeframe.D1: TimeframeParams(
@@ -409,13 +132,13 @@ def _default_timeframes() -> dict[Timeframe, TimeframeParams]:
             cadence="7d",
             freshness_limit="14d",
             vol_window=20,
-            gates=_gates(Timeframe.D1),
+            gates=timeframe_gates(Timeframe.D1),
             promotion=PromotionParams(shadow_min_bars=60, shadow_max_age="180d"),
         ),
     }
 
 
-class SplitParams(_Strict):
+class SplitParams(ConfigTable):
     """Chronological split fractions and walk-forward folds (shared by every timeframe)."""
 
     calibration_fraction: Fraction = 0.15
@@ -440,7 +163,7 @@ class SplitParams(_Strict):
         return self
 
 
-class SourceConfig(_Strict):
+class SourceConfig(ConfigTable):
     """Where ``farm data sync`` and beat's ``ingest-bars`` entry fetch a symbol's new bars from.
 
     ``exchange``: the exchange's REST API through ccxt (the ``trainfarm[exchange]`` extra); ``folder``: a
@@ -468,7 +191,7 @@ class SourceConfig(_Strict):
         return self
 
 
-class DataParams(_Strict):
+class DataParams(ConfigTable):
     """Import rules for the bar store, and where new bars come from."""
 
     min_rows: int = Field(
@@ -499,7 +222,7 @@ class DataParams(_Strict):
 ParamValue = float | int | str | bool
 
 
-class TrainingParams(_Strict):
+class TrainingParams(ConfigTable):
     """Model sizes and run limits, shared by every timeframe."""
 
     base_rounds: int = Field(
@@ -587,7 +310,7 @@ class TrainingParams(_Strict):
         return int(self.visibility_timeout.total_seconds())
 
 
-class EvaluationParams(_Strict):
+class EvaluationParams(ConfigTable):
     """How a candidate is scored on the test split."""
 
     fee: float = Field(0.002, ge=0.0, lt=0.1, description="round-trip trading cost per signal (fraction)")
@@ -595,7 +318,7 @@ class EvaluationParams(_Strict):
     ece_bins: int = Field(10, ge=2, description="bins of the expected calibration error")
 
 
-class RetentionParams(_Strict):
+class RetentionParams(ConfigTable):
     """How many artifact packs per (symbol, timeframe) `farm prune` keeps."""
 
     keep_versions: int = Field(
@@ -606,7 +329,7 @@ class RetentionParams(_Strict):
     )
 
 
-class Universe(_Strict):
+class Universe(ConfigTable):
     """Which symbols and timeframes the farm retrains."""
 
     symbols: tuple[SymbolId, ...] = ("BTC_USDT", "ETH_USDT")
@@ -634,7 +357,7 @@ def _deep_merge(base: dict[str, object], override: dict[str, object]) -> dict[st
     return out
 
 
-class FarmConfig(_Strict):
+class FarmConfig(ConfigTable):
     """The whole config file."""
 
     universe: Universe = Universe()

@@ -20,8 +20,8 @@ from datetime import timedelta
 
 import numpy as np
 
-from trainfarm.shared.config import GateThresholds
 from trainfarm.shared.evaluation.bounds import block_mean_bound
+from trainfarm.shared.evaluation.gate_params import GateThresholds
 from trainfarm.shared.evaluation.gate_report import Check, finite_or_none, numeric_check
 from trainfarm.shared.evaluation.scored import ScoredPredictions
 from trainfarm_client.arrays import FloatArray

@@ -10,8 +10,8 @@ The checks, in report order (thresholds and why each exists: docs/ml.md#gates):
 - skill (:mod:`trainfarm.shared.evaluation.skill_checks`): log-loss against the class prior, and the same
   for direction alone (up against down);
 - shape and trading: output not constant, eligible share (the strict profile adds its class share targets
-  and a mean confidence floor: :class:`trainfarm.shared.config.StrictGates`), the book's Sharpe and signal
-  count.
+  and a mean confidence floor: :class:`trainfarm.shared.evaluation.gate_params.StrictGates`), the book's
+  Sharpe and signal count.
   The default profile has no check of the predicted class mix: a cap on each predicted class rejected
   calibrated models (an honest p_neutral is the largest on most rows where 40-50% of labels are neutral
   and direction is weak, and the book trades max(p_up, p_down) >= p*, never the argmax), and a band
@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from trainfarm.shared.config import GateThresholds
 from trainfarm.shared.dataset.labels import CLASSES
 from trainfarm.shared.evaluation.book import sharpe_lower_bound
 from trainfarm.shared.evaluation.champion_checks import (
@@ -48,6 +47,7 @@ from trainfarm.shared.evaluation.champion_checks import (
     comparable_floor,
     replaceable_check,
 )
+from trainfarm.shared.evaluation.gate_params import GateThresholds
 from trainfarm.shared.evaluation.gate_report import Check, GateReport, numeric_check
 from trainfarm.shared.evaluation.metrics import mean_confidence, predicted_class_share
 from trainfarm.shared.evaluation.repeat_checks import Lineage, confirmed_check

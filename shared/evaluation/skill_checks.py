@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainfarm.shared.config import GateThresholds
 from trainfarm.shared.dataset.labels import CLASSES
 from trainfarm.shared.evaluation.bounds import MeanBound, block_mean_bound
+from trainfarm.shared.evaluation.gate_params import GateThresholds
 from trainfarm.shared.evaluation.gate_report import Check, numeric_check
 from trainfarm.shared.evaluation.scored import LOG_EPS, ScoredPredictions
 

@@ -4,9 +4,9 @@ The kinds are :data:`ALERT_KINDS`; every kind but ``stale_bot`` comes from an ev
 stream (``farm:events``), which the stages write already, and the delivery
 (:mod:`trainfarm.workers.checks.alert_delivery`) reads it after a cursor, so no task ever waits on a
 webhook, a chat service or a mail server. The config (``[alerts]``,
-:class:`trainfarm.shared.config.AlertsConfig`) is the non-secret part; the webhook's URL, the Apprise URLs
-(``FARM_ALERT_URLS``) and the SMTP password are settings, never in the config file, `farm config` or a
-log. Kinds, channels and retries: docs/operations.md#watching-it; the settings:
+:class:`trainfarm.shared.monitoring.alert_params.AlertsConfig`) is the non-secret part; the webhook's URL,
+the Apprise URLs (``FARM_ALERT_URLS``) and the SMTP password are settings, never in the config file,
+`farm config` or a log. Kinds, channels and retries: docs/operations.md#watching-it; the settings:
 docs/configuration.md#settings-farm_.
 """
 
@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from trainfarm.shared.config import (
+from trainfarm.shared.monitoring.alert_params import (
     ALERT_KINDS,
     AlertKind,
     AlertsConfig,

@@ -31,8 +31,8 @@ from urllib.parse import quote, unquote, urlsplit
 import apprise
 from apprise.plugins import url_to_dict
 
-from trainfarm.shared.config import AlertKind, AlertsConfig
 from trainfarm.shared.errors import AlertDeliveryError, ConfigError
+from trainfarm.shared.monitoring.alert_params import AlertKind, AlertsConfig
 from trainfarm.shared.monitoring.alerts import Alert
 from trainfarm.shared.settings import FarmSettings
 

@@ -36,8 +36,8 @@ from typing import Any
 import redis
 from redis.exceptions import LockError
 
-from trainfarm.shared.config import AlertsConfig
 from trainfarm.shared.errors import AlertDeliveryError
+from trainfarm.shared.monitoring.alert_params import AlertsConfig
 from trainfarm.shared.monitoring.alerts import Alert, alert_from_event, stale_bot_alert
 from trainfarm.workers.checks.alert_channels import REASON_CHARS, Channel
 from trainfarm_client.contract import BOT_KEY_PATTERN, EVENTS_STREAM

@@ -14,10 +14,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from trainfarm.shared.config import FarmConfig, GateThresholds, load_config
+from trainfarm.shared.config import FarmConfig, load_config
 from trainfarm.shared.errors import ConfigError
 from trainfarm.shared.evaluation.block_bootstrap import block_bootstrap_means, block_length
 from trainfarm.shared.evaluation.bounds import block_mean_bound
+from trainfarm.shared.evaluation.gate_params import GateThresholds
 from trainfarm.shared.evaluation.gate_report import Check, GateReport
 from trainfarm.shared.evaluation.gates import (
     ChampionSource,

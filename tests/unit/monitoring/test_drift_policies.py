@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from trainfarm.shared.config import FarmConfig, TimeframeParams, TriggerParams
+from trainfarm.shared.config import FarmConfig, TimeframeParams
 from trainfarm.shared.monitoring.drift import SkewReport
 from trainfarm.shared.monitoring.policies import Market, calibration_drift, feature_drift, train_serve_skew
+from trainfarm.shared.monitoring.trigger_params import TriggerParams
 from trainfarm.shared.timeframes import Timeframe
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)

@@ -25,8 +25,13 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.services import free_port
 from trainfarm.shared.champions.announce import record_event
-from trainfarm.shared.config import AlertsConfig, AppriseAlertsConfig, EmailConfig, WebhookConfig
 from trainfarm.shared.errors import ConfigError
+from trainfarm.shared.monitoring.alert_params import (
+    AlertsConfig,
+    AppriseAlertsConfig,
+    EmailConfig,
+    WebhookConfig,
+)
 from trainfarm.shared.monitoring.alerts import Alert
 from trainfarm.shared.settings import FarmSettings
 from trainfarm.workers.checks.alert_channels import Channel, channels, split_urls, webhook_label
