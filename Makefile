@@ -33,14 +33,10 @@ demo: $(STAMP)
 # One pytest process per logical core, at most 4 (tests/support/services.MAX_TEST_PROCESSES: each has its own
 # databases on the system Redis); a test file stays on one process, so its module fixtures are built once.
 # Most of the suite waits on the processes it starts, so two processes finish it far sooner even on 2 cores.
-# Files are handed out in collection order (--no-loadscope-reorder; xdist's default hands out the files with
-# the most tests first, which left the gate statistics' few long tests to run alone at the end): the
-# integration folders first, the many short unit files last, filling in. `make test TEST_PROCESSES=0` runs
-# it in this one process.
+# `make test TEST_PROCESSES=0` runs it in this one process.
 TEST_PROCESSES ?= logical
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --maxprocesses 4 --dist loadfile --no-loadscope-reorder \
-	  --durations=15
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --maxprocesses 4 --dist loadfile --durations=15
 
 # Skips the tests marked slow (packs, processes, environments): under a minute instead of several.
 test-fast: $(STAMP)
