@@ -17,13 +17,13 @@ from trainfarm.shared.settings import FarmSettings
 from trainfarm.shared.ui_auth import ui_credentials
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext
+    from playwright.sync_api import Browser, BrowserContext, ViewportSize
 
 __all__ = ["CHROMIUM_NAMES", "VIEWPORT", "chromium", "signed_in"]
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 #: Wide enough for the market grid and the history charts' full width.
-VIEWPORT = {"width": 1400, "height": 900}
+VIEWPORT: ViewportSize = {"width": 1400, "height": 900}
 
 
 @contextmanager
@@ -47,5 +47,5 @@ def signed_in(browser: Browser, settings: FarmSettings) -> BrowserContext:
     creds = ui_credentials(settings)
     return browser.new_context(
         http_credentials={"username": creds.user, "password": creds.password},
-        viewport={"width": VIEWPORT["width"], "height": VIEWPORT["height"]},
+        viewport=VIEWPORT,
     )
